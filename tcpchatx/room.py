@@ -1,0 +1,301 @@
+"""The chat rules as a state machine: events in, actions out, no sockets (sans-IO).
+
+Theory of operation
+-------------------
+The server tells the :class:`ChatRoom` what happened (a client connected, sent a
+line, went away, time passed) and the room answers with *actions*: ``Send`` a line
+to some recipients, ``SetNick`` (for the event timeline), or ``Disconnect`` a client
+once what was queued for it has been sent.  The room never touches a socket or a
+clock, so every rule here is tested by feeding it events and a fake ``now``.
+
+A client is in one of two states::
+
+    CHOOSING_NICK --(valid, unique nickname)--> CHATTING
+    either        --(/quit, timeout, EOF)-----> gone
+
+The room is not thread-safe: the server calls it under one lock, which also keeps
+every client's view of the conversation in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import protocol as p
+from .protocol import FrameEvent, InvalidUtf8, Kind, Line, LineTooLong
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    """Limits and timers; the defaults suit a classroom."""
+
+    max_clients: int = 200
+    nick_timeout: float = 30.0  # seconds to choose a nickname
+    idle_timeout: float = 600.0  # seconds of silence before a chatting client is dropped
+    flood_rate: float = 5.0  # lines per second, sustained
+    flood_burst: int = 10  # lines at once
+    flood_control: bool = True
+    flood_kick: int = 100  # lines refused in a row before the flooder is disconnected
+
+
+@dataclass(frozen=True)
+class Send:
+    """Queue ``line`` for every client in ``to``."""
+
+    to: tuple[int, ...]
+    line: str
+    kind: Kind
+    sender: int | None = None  # the client whose line caused it, if any
+
+
+@dataclass(frozen=True)
+class SetNick:
+    client: int
+    nick: str
+    old: str | None = None
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """Close this client's connection once its queued lines are sent."""
+
+    client: int
+    how: str  # quit, nick-timeout, idle-timeout, server-full, flooding, server-stop
+
+
+Action = Send | SetNick | Disconnect
+
+HELP_TEXT = (
+    "Commands: /help this text | /online who is here | /nick NEW change nickname | "
+    "/msg NICK TEXT private message | /quit leave. Anything else is sent to everyone."
+)
+
+
+def _names(nicks: list[str], budget: int = 800) -> str:
+    """A comma-separated list that keeps the line well under MAX_LINE_BYTES."""
+    shown: list[str] = []
+    used = 0
+    for nick in nicks:
+        used += len(nick.encode()) + 2
+        if used > budget:
+            return ", ".join(shown) + f" and {len(nicks) - len(shown)} more"
+        shown.append(nick)
+    return ", ".join(shown)
+
+
+@dataclass
+class _Member:
+    joined_at: float
+    last_heard: float
+    bucket: p.TokenBucket
+    nick: str | None = None  # None while choosing a nickname
+    refused_in_a_row: int = 0
+    warned: bool = False
+
+
+@dataclass
+class ChatRoom:
+    config: RoomConfig = field(default_factory=RoomConfig)
+    _members: dict[int, _Member] = field(default_factory=dict)
+    _by_key: dict[str, int] = field(default_factory=dict)  # nick_key -> client id
+
+    # ------------------------------------------------------------------ queries
+
+    def nick_of(self, client: int) -> str | None:
+        member = self._members.get(client)
+        return member.nick if member else None
+
+    def online(self) -> list[str]:
+        """Nicknames of chatting clients, in joining order."""
+        return [m.nick for m in self._members.values() if m.nick]
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    # ------------------------------------------------------------------ events
+
+    def connect(self, client: int, now: float) -> list[Action]:
+        """A TCP connection was accepted: ask for a nickname, or refuse if full."""
+        if len(self._members) >= self.config.max_clients:
+            return [
+                Send((client,), p.error_line(
+                    f"Server full ({self.config.max_clients} clients). Try again later."
+                ), Kind.ERROR),
+                Disconnect(client, "server-full"),
+            ]
+        bucket = p.TokenBucket(self.config.flood_rate, self.config.flood_burst)
+        self._members[client] = _Member(joined_at=now, last_heard=now, bucket=bucket)
+        return [
+            Send((client,), p.notice_line(
+                "Welcome to TCPChatX! Choose a nickname "
+                f"(1-{p.NICK_MAX_CHARS} letters, digits, _ or -) and press Enter."
+            ), Kind.NOTICE)
+        ]
+
+    def receive(self, client: int, event: FrameEvent, now: float) -> list[Action]:
+        """The client sent a line (or something that was refused as a line)."""
+        member = self._members.get(client)
+        if member is None:
+            return []
+        member.last_heard = now
+        if isinstance(event, LineTooLong):
+            return [self._error(client, f"Line too long: at most {event.limit} bytes. It was dropped.")]
+        if isinstance(event, InvalidUtf8):
+            return [self._error(client, "That line was not valid UTF-8 text. It was dropped.")]
+        assert isinstance(event, Line)
+        if self.config.flood_control and not member.bucket.allow(now):
+            return self._refuse_flood(client, member)
+        member.refused_in_a_row = 0
+        member.warned = False
+        text, removed = p.sanitize(event.text)
+        actions: list[Action] = []
+        if removed:
+            actions.append(self._error(
+                client, f"Removed {removed} control or invisible character(s) from your line."
+            ))
+        if member.nick is None:
+            return actions + self._choose_nick(client, member, text)
+        line = p.parse_client_line(text)
+        if line.kind is Kind.COMMAND:
+            return actions + self._command(client, member, line)
+        if not line.text.strip():
+            return actions  # an empty line says nothing
+        others = self._others(client)
+        actions.append(Send(others, p.chat_line(member.nick, line.text), Kind.CHAT, client))
+        return actions
+
+    def disconnect(self, client: int, how: str) -> list[Action]:
+        """The connection is gone (EOF, reset, dropped); tell the others."""
+        member = self._members.pop(client, None)
+        if member is None or member.nick is None:
+            return []
+        del self._by_key[p.nick_key(member.nick)]
+        return [Send(self._others(client), p.notice_line(
+            f"{member.nick} left ({how}, {len(self.online())} online)"
+        ), Kind.NOTICE)]
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: enforce the nickname deadline and the idle timeout."""
+        actions: list[Action] = []
+        for client, member in list(self._members.items()):
+            if member.nick is None and now - member.joined_at > self.config.nick_timeout:
+                actions += [
+                    self._error(client, f"No nickname after {self.config.nick_timeout:g} s. Bye."),
+                    Disconnect(client, "nick-timeout"),
+                ]
+            elif member.nick is not None and now - member.last_heard > self.config.idle_timeout:
+                actions += [
+                    self._error(client, f"Idle for {self.config.idle_timeout:g} s. Bye."),
+                    Disconnect(client, "idle-timeout"),
+                ]
+        return actions
+
+    def shutdown(self) -> list[Action]:
+        """The server is stopping: say goodbye to everyone."""
+        everyone = tuple(self._members)
+        self._members.clear()  # nobody is told that the others left: everyone is leaving
+        self._by_key.clear()
+        actions: list[Action] = []
+        if everyone:
+            actions.append(Send(everyone, p.notice_line("Server is shutting down. Bye!"), Kind.NOTICE))
+        actions += [Disconnect(client, "server-stop") for client in everyone]
+        return actions
+
+    # ------------------------------------------------------------------ rules
+
+    def _choose_nick(self, client: int, member: _Member, text: str) -> list[Action]:
+        if text.startswith("/"):
+            command = p.parse_client_line(text)
+            if command.command == "quit":
+                return [Disconnect(client, "quit")]
+            return [self._error(client, "Choose a nickname first (or /quit).")]
+        nick, problem = p.check_nick(text)
+        if problem is None and p.nick_key(nick) in self._by_key:
+            problem = f'The nickname "{nick}" is taken. Try another.'
+        if problem:
+            return [self._error(client, problem)]
+        member.nick = nick
+        self._by_key[p.nick_key(nick)] = client
+        others = self._others(client)
+        online = self.online()
+        return [
+            SetNick(client, nick),
+            Send((client,), p.reply_line(
+                f"Welcome, {nick}! Online ({len(online)}): {_names(online)}. Type /help for commands."
+            ), Kind.REPLY),
+            Send(others, p.notice_line(f"{nick} joined ({len(self.online())} online)"), Kind.NOTICE),
+        ]
+
+    def _command(self, client: int, member: _Member, line: p.ClientLine) -> list[Action]:
+        name, arg = line.command, line.text
+        if name == "help":
+            return [self._reply(client, HELP_TEXT)]
+        if name == "online":
+            names = self.online()
+            return [self._reply(client, f"Online ({len(names)}): {_names(names)}")]
+        if name == "quit":
+            return [self._reply(client, f"Bye, {member.nick}!"), Disconnect(client, "quit")]
+        if name == "nick":
+            return self._rename(client, member, arg)
+        if name == "msg":
+            target, _, text = arg.partition(" ")
+            return self._private(client, member, target, text.strip())
+        return [self._error(client, f"Unknown command /{name}. Type /help for the list.")]
+
+    def _rename(self, client: int, member: _Member, wanted: str) -> list[Action]:
+        nick, problem = p.check_nick(wanted)
+        old = member.nick
+        assert old is not None
+        if problem is None and self._by_key.get(p.nick_key(nick), client) != client:
+            problem = f'The nickname "{nick}" is taken. Try another.'
+        if problem:
+            return [self._error(client, problem)]
+        del self._by_key[p.nick_key(old)]
+        self._by_key[p.nick_key(nick)] = client
+        member.nick = nick
+        return [
+            SetNick(client, nick, old),
+            Send(tuple(self._chatting()), p.notice_line(f"{old} is now known as {nick}"), Kind.NOTICE),
+        ]
+
+    def _private(self, client: int, member: _Member, target: str, text: str) -> list[Action]:
+        if not target or not text:
+            return [self._error(client, "Usage: /msg NICK TEXT")]
+        to = self._by_key.get(p.nick_key(target))
+        if to is None:
+            return [self._error(client, f'Nobody called "{target}" is online. Try /online.')]
+        recipient = self._members[to].nick
+        assert member.nick is not None and recipient is not None
+        return [
+            Send((to,), p.private_line(member.nick, text), Kind.PRIVATE, client),
+            self._reply(client, f"-> {recipient}: {text}"),
+        ]
+
+    def _refuse_flood(self, client: int, member: _Member) -> list[Action]:
+        member.refused_in_a_row += 1
+        if member.refused_in_a_row >= self.config.flood_kick:
+            return [self._error(client, "Disconnected for flooding."), Disconnect(client, "flooding")]
+        if member.warned:
+            return []
+        member.warned = True
+        return [self._error(
+            client,
+            f"Slow down: at most {self.config.flood_rate:g} lines per second "
+            f"(bursts of {self.config.flood_burst}). Lines are being dropped.",
+        )]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _chatting(self) -> list[int]:
+        return [c for c, m in self._members.items() if m.nick]
+
+    def _others(self, client: int) -> tuple[int, ...]:
+        return tuple(c for c, m in self._members.items() if m.nick and c != client)
+
+    @staticmethod
+    def _reply(client: int, text: str) -> Send:
+        return Send((client,), p.reply_line(text), Kind.REPLY)
+
+    @staticmethod
+    def _error(client: int, text: str) -> Send:
+        return Send((client,), p.error_line(text), Kind.ERROR)

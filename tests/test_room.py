@@ -1,0 +1,121 @@
+"""The chat rules, fed events with a fake clock: no sockets, no threads."""
+
+from __future__ import annotations
+
+from tcpchatx.protocol import InvalidUtf8, Kind, Line, LineTooLong
+from tcpchatx.room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
+
+
+def sends(actions) -> list[tuple[tuple[int, ...], str]]:
+    return [(a.to, a.line) for a in actions if isinstance(a, Send)]
+
+
+def joined_room(*nicks: str, **config) -> ChatRoom:
+    room = ChatRoom(RoomConfig(**config))
+    for client, nick in enumerate(nicks, start=1):
+        room.connect(client, 0.0)
+        room.receive(client, Line(nick), 0.0)
+    return room
+
+
+def test_connect_asks_for_a_nickname_then_welcomes_and_announces():
+    room = ChatRoom()
+    assert sends(room.connect(1, 0.0))[0][1].startswith("*** Welcome")
+    room.connect(2, 0.0)
+    room.receive(1, Line("alice"), 0.0)
+    actions = room.receive(2, Line("bob"), 0.0)
+    assert SetNick(2, "bob") in actions
+    assert sends(actions) == [
+        ((2,), "--- Welcome, bob! Online (2): alice, bob. Type /help for commands."),
+        ((1,), "*** bob joined (2 online)"),
+    ]
+
+
+def test_long_name_lists_stay_within_the_line_limit():
+    nicks = [f"student{n:03d}" for n in range(300)]
+    room = joined_room(*nicks, max_clients=400)
+    [(_, reply)] = sends(room.receive(1, Line("/online"), 1))
+    assert reply.startswith("--- Online (300): student000, student001,")
+    assert reply.endswith(" more") and len(reply.encode()) < 1024
+    room.connect(999, 1)
+    welcome = sends(room.receive(999, Line("latecomer"), 1))[0][1]
+    assert "Online (301)" in welcome and len(welcome.encode()) < 1024
+
+
+def test_broadcast_goes_to_everyone_else_and_never_back_to_the_sender():
+    room = joined_room("alice", "bob", "carol")
+    assert sends(room.receive(2, Line("hi all"), 1.0)) == [((1, 3), "<bob> hi all")]
+
+
+def test_duplicate_nicknames_after_casefold_and_nfkc_are_refused():
+    room = joined_room("alice")
+    room.connect(2, 0.0)
+    for attempt in ["ALICE", "Ａｌｉｃｅ", "server"]:
+        [(to, line)] = sends(room.receive(2, Line(attempt), 0.0))
+        assert to == (2,) and line.startswith("!!! "), attempt
+    assert room.nick_of(2) is None
+
+
+def test_commands():
+    room = joined_room("alice", "bob")
+    assert "/msg" in sends(room.receive(1, Line("/help"), 1))[0][1]
+    assert sends(room.receive(1, Line("/online"), 1)) == [((1,), "--- Online (2): alice, bob")]
+    assert sends(room.receive(1, Line("/msg BOB psst"), 1)) == [
+        ((2,), "*alice* psst"), ((1,), "--- -> bob: psst"),
+    ]
+    assert sends(room.receive(1, Line("/msg nobody1 hi"), 1))[0][1].startswith("!!! Nobody")
+    assert sends(room.receive(1, Line("/nick ally"), 1)) == [((1, 2), "*** alice is now known as ally")]
+    assert sends(room.receive(1, Line("/nick Bob"), 1))[0][1].startswith("!!! ")
+    assert sends(room.receive(1, Line("/dance"), 1))[0][1].startswith("!!! Unknown command")
+    actions = room.receive(2, Line("/quit"), 1)
+    assert Disconnect(2, "quit") in actions
+    assert sends(room.disconnect(2, "quit")) == [((1,), "*** bob left (quit, 1 online)")]
+
+
+def test_refused_lines_get_an_error_to_the_sender_only():
+    room = joined_room("alice", "bob")
+    for event in [LineTooLong(1024), InvalidUtf8(b"\xff")]:
+        assert [to for to, _ in sends(room.receive(1, event, 1))] == [(1,)]
+
+
+def test_control_characters_are_stripped_and_the_sender_told():
+    room = joined_room("alice", "bob")
+    assert sends(room.receive(1, Line("hi\x1b[31m red\u202e"), 1)) == [
+        ((1,), "!!! Removed 2 control or invisible character(s) from your line."),
+        ((2,), "<alice> hi[31m red"),
+    ]
+
+
+def test_nickname_deadline_and_idle_timeout():
+    room = joined_room("alice", nick_timeout=5, idle_timeout=60)
+    room.connect(2, 10.0)
+    assert room.tick(14.0) == []
+    actions = room.tick(15.5)
+    assert Disconnect(2, "nick-timeout") in actions and Disconnect(1, "idle-timeout") not in actions
+    room.receive(1, Line("still here"), 30.0)
+    assert Disconnect(1, "idle-timeout") not in room.tick(89.0)
+    assert Disconnect(1, "idle-timeout") in room.tick(91.0)
+
+
+def test_flood_control_warns_once_then_disconnects_a_persistent_flooder():
+    room = joined_room("alice", "bob", flood_rate=1, flood_burst=3, flood_kick=5)
+    results = [room.receive(1, Line(f"m{i}"), 100.0) for i in range(8)]
+    delivered = [a for r in results for a in r if isinstance(a, Send) and a.kind is Kind.CHAT]
+    assert len(delivered) == 3
+    warnings = [a for r in results for a in r if isinstance(a, Send) and a.kind is Kind.ERROR]
+    assert len(warnings) == 2 and "Slow down" in warnings[0].line and "flooding" in warnings[1].line
+    assert Disconnect(1, "flooding") in results[-1]
+
+
+def test_server_full():
+    room = ChatRoom(RoomConfig(max_clients=1))
+    room.connect(1, 0)
+    actions = room.connect(2, 0)
+    assert Disconnect(2, "server-full") in actions and "full" in sends(actions)[0][1]
+
+
+def test_shutdown_says_bye_once_and_no_leave_notices():
+    room = joined_room("alice", "bob")
+    actions = room.shutdown()
+    assert sends(actions) == [((1, 2), "*** Server is shutting down. Bye!")]
+    assert room.disconnect(1, "server-stop") == []
