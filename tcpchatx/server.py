@@ -1,0 +1,389 @@
+"""The threaded chat server: sockets and threads around the sans-IO ``ChatRoom``.
+
+Theory of operation
+-------------------
+* One **acceptor** thread waits for connections (and for a wake-up from ``stop()``).
+* Each client gets a **reader** thread (``recv`` -> ``LineSplitter`` -> ``ChatRoom``)
+  and a **writer** thread that drains the client's own bounded queue and sends
+  everything queued in one ``sendall``.  A client that never reads only fills its
+  own queue; when that overflows, the client is dropped and nobody else waits.
+* One **janitor** thread wakes twice a second to let the room enforce its
+  deadlines (nickname, idle) and to cut connections that never finish closing.
+* The room is called under ``self._lock``; actions are applied under it too, so
+  every client sees the conversation in the same order.  Lock order is always
+  room lock, then a connection's queue lock; the writer takes only its own.
+
+Closing is orderly: the writer sends what is queued, then ``shutdown(SHUT_WR)``
+(our FIN); the reader keeps reading until the peer's FIN, so ``close()`` never
+finds unread data (which would make the kernel send RST instead of FIN).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .protocol import DEFAULT_HOST, DEFAULT_PORT, LineSplitter, encode_line
+from .room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
+from .timeline import Timeline, TimelineEvent
+
+RECV_BYTES = 4096
+
+
+class _Connection:
+    """One client's socket, its outgoing queue and its two threads."""
+
+    def __init__(self, client_id: int, sock: socket.socket, peer: tuple[str, int], server: ChatServer):
+        self.id = client_id
+        self.sock = sock
+        self.peer = peer
+        self.server = server
+        self.splitter = LineSplitter()
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.ready = threading.Condition()
+        self.finishing = False  # close once the queue is sent
+        self.finishing_since: float | None = None
+        self.dropped: str | None = None  # why we cut the connection, if we did
+        self.how_left: str | None = None
+        self.reader = threading.Thread(target=self._read_loop, name=f"chat-reader-{client_id}", daemon=True)
+        self.writer = threading.Thread(target=self._write_loop, name=f"chat-writer-{client_id}", daemon=True)
+
+    # -- called by any thread, with the server lock held ---------------------------
+
+    def enqueue(self, data: bytes) -> None:
+        limits = self.server.queue_lines, self.server.queue_bytes
+        with self.ready:
+            if self.finishing or self.dropped:
+                return
+            if len(self.queue) >= limits[0] or self.queued_bytes + len(data) > limits[1]:
+                waiting = len(self.queue)
+            else:
+                self.queue.append(data)
+                self.queued_bytes += len(data)
+                if len(self.queue) == 1:
+                    self.ready.notify()
+                return
+        self.drop(f"too slow: {waiting} lines were waiting to be sent")
+
+    def finish(self) -> None:
+        """Send what is queued, then our FIN."""
+        with self.ready:
+            if not self.finishing:
+                self.finishing = True
+                self.finishing_since = time.monotonic()
+                self.ready.notify()
+
+    def drop(self, reason: str) -> None:
+        """Cut the connection now: both threads wake up with an error or EOF."""
+        with self.ready:
+            if self.dropped:
+                return
+            self.dropped = reason
+            self.queue.clear()
+            self.ready.notify()
+        self.server.timeline.record("dropped", client=self.id, peer=self.peer, detail=reason)
+        try:  # best effort: the line cannot block, it is sent only if there is room
+            self.sock.send(encode_line("!!! Disconnected: " + reason), socket.MSG_DONTWAIT)
+        except (OSError, AttributeError):
+            pass
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- threads ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self.ready:
+                while not self.queue and not self.finishing and not self.dropped:
+                    self.ready.wait()
+                if self.dropped:
+                    return
+                batch = list(self.queue)
+                self.queue.clear()
+                self.queued_bytes = 0
+                last = self.finishing
+            if batch:
+                try:
+                    self.sock.sendall(b"".join(batch))
+                except OSError as error:
+                    self.server.timeline.record("sent", client=self.id, detail=f"send failed: {error}")
+                    return
+                if self.server.record_lines:
+                    self.server.timeline.record(
+                        "sent", client=self.id, detail=f"{len(batch)} lines, {sum(map(len, batch))} bytes"
+                    )
+            if last:
+                with self.ready:
+                    if self.queue:  # lines queued while we were sending: send them first
+                        continue
+                self.server.timeline.record("closing", client=self.id, peer=self.peer, detail="FIN sent")
+                try:
+                    self.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+
+    def _read_loop(self) -> None:
+        server = self.server
+        how = "closed by client"
+        try:
+            while True:
+                data = self.sock.recv(RECV_BYTES)
+                if not data:
+                    break
+                if self.finishing:
+                    continue  # we said goodbye: read (and ignore) until the peer's FIN
+                events = self.splitter.feed(data)
+                if events:
+                    server._handle_lines(self, events)
+        except ConnectionResetError:
+            how = "connection reset"
+        except OSError as error:
+            how = f"connection error: {error.strerror or error}"
+        if self.dropped:
+            how = "dropped: " + self.dropped
+        server._client_gone(self, how)
+        self.writer.join()
+        self.sock.close()
+        server._forget(self)
+
+
+class ChatServer:
+    """A threaded TCP chat server.
+
+    >>> with ChatServer("127.0.0.1", 0) as server:   # port 0: the OS picks a free port
+    ...     print(server.port)                       # doctest: +SKIP
+
+    ``start()`` returns once the socket is listening; ``stop()`` returns once
+    every thread has been joined.
+    """
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        config: RoomConfig | None = None,
+        queue_lines: int = 1000,
+        queue_bytes: int = 256 * 1024,
+        close_timeout: float = 10.0,
+        max_events: int = 100_000,
+        record_lines: bool = True,
+        on_event: Callable[[TimelineEvent], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.room = ChatRoom(config or RoomConfig())
+        self.queue_lines = queue_lines
+        self.queue_bytes = queue_bytes
+        self.close_timeout = close_timeout
+        self.record_lines = record_lines
+        self.timeline = Timeline(max_events, on_event)
+        self._lock = threading.Lock()
+        self._connections: dict[int, _Connection] = {}
+        self._next_id = 1
+        self._listener: socket.socket | None = None
+        self._waker_r: socket.socket | None = None
+        self._waker_w: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.address: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        if self.address is None:
+            raise RuntimeError("the server is not started")
+        return self.address[1]
+
+    def start(self) -> ChatServer:
+        """Bind, listen, start the acceptor; returns once connections are accepted."""
+        if self._listener is not None:
+            raise RuntimeError("the server is already running")
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            self.host, self.requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, proto)
+        if os.name != "nt":  # re-running a notebook cell must not fail with "address in use"
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(sockaddr)
+            listener.listen(128)
+        except OSError as error:
+            listener.close()
+            raise OSError(
+                error.errno,
+                f"cannot listen on {self.host}:{self.requested_port}: {error.strerror}. "
+                "Is another server running there? Try another --port, or 0 for any free port.",
+            ) from None
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._stopping.clear()
+        self._threads = [
+            threading.Thread(target=self._accept_loop, name="chat-acceptor", daemon=True),
+            threading.Thread(target=self._janitor_loop, name="chat-janitor", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.timeline.record("listening", peer=self.address, detail=f"{self.host}:{self.port}")
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Say goodbye to every client, close orderly, join every thread.
+
+        Clients get ``timeout`` seconds to answer our FIN with theirs; the rest are cut.
+        """
+        if self._listener is None:
+            return
+        self._stopping.set()
+        assert self._waker_w is not None
+        self._waker_w.send(b"x")
+        for thread in self._threads:
+            thread.join()
+        self._listener.close()
+        with self._lock:
+            self._apply(self.room.shutdown())
+            connections = list(self._connections.values())
+        for conn in connections:
+            conn.finish()
+        deadline = time.monotonic() + timeout
+        for conn in connections:
+            conn.reader.join(max(0.0, deadline - time.monotonic()))
+        for conn in connections:
+            if conn.reader.is_alive():
+                conn.drop("server stopped")
+                conn.reader.join()
+        for sock in (self._waker_r, self._waker_w):
+            if sock is not None:
+                sock.close()
+        self._listener = None
+        self.timeline.record("stopped")
+
+    def __enter__(self) -> ChatServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ queries
+
+    def timeline_events(self) -> list[TimelineEvent]:
+        return self.timeline.events()
+
+    def online(self) -> list[str]:
+        with self._lock:
+            return self.room.online()
+
+    def client_count(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    # ------------------------------------------------------------------ threads
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None and self._waker_r is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._waker_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._listener and not self._stopping.is_set():
+                        self._accept_one()
+
+    def _accept_one(self) -> None:
+        assert self._listener is not None
+        try:
+            sock, peer = self._listener.accept()
+        except OSError:
+            return  # e.g. the peer reset before we accepted
+        with self._lock:
+            conn = _Connection(self._next_id, sock, peer[:2], self)
+            self._next_id += 1
+            self._connections[conn.id] = conn
+            self.timeline.record("accepted", client=conn.id, peer=conn.peer)
+            conn.writer.start()
+            conn.reader.start()
+            self._apply(self.room.connect(conn.id, time.monotonic()))
+
+    def _janitor_loop(self) -> None:
+        while not self._stopping.wait(0.5):
+            now = time.monotonic()
+            with self._lock:
+                self._apply(self.room.tick(now))
+                stuck = [
+                    c for c in self._connections.values()
+                    if c.finishing_since is not None and now - c.finishing_since > self.close_timeout
+                ]
+            for conn in stuck:
+                conn.drop(f"no FIN from the client within {self.close_timeout:g} s of ours")
+
+    # ------------------------------------------------------------------ called by readers
+
+    def _handle_lines(self, conn: _Connection, events) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for event in events:
+                if self.record_lines:
+                    self.timeline.record(
+                        "line-received", client=conn.id, nick=self.room.nick_of(conn.id),
+                        detail=getattr(event, "text", type(event).__name__),
+                    )
+                self._apply(self.room.receive(conn.id, event, now))
+
+    def _client_gone(self, conn: _Connection, how: str) -> None:
+        with self._lock:
+            nick = self.room.nick_of(conn.id)
+            self._apply(self.room.disconnect(conn.id, how))
+            if conn.how_left is None:
+                conn.how_left = how
+                self.timeline.record("left", client=conn.id, nick=nick, peer=conn.peer, detail=how)
+        conn.finish()
+
+    def _forget(self, conn: _Connection) -> None:
+        with self._lock:
+            self._connections.pop(conn.id, None)
+
+    # ------------------------------------------------------------------ actions
+
+    def _apply(self, actions) -> None:
+        """Carry out the room's actions.  Caller holds ``self._lock``."""
+        for action in actions:
+            if isinstance(action, Send):
+                if not action.to:
+                    continue
+                data = encode_line(action.line)
+                if self.record_lines or len(action.to) > 1:
+                    self.timeline.record(
+                        "queued", client=action.sender, detail=f"{action.kind.value}: {action.line}",
+                        recipients=action.to,
+                    )
+                for client in action.to:
+                    conn = self._connections.get(client)
+                    if conn is not None:
+                        conn.enqueue(data)
+            elif isinstance(action, SetNick):
+                self.timeline.record(
+                    "nick-set", client=action.client, nick=action.nick,
+                    detail=f"was {action.old}" if action.old else "",
+                )
+            elif isinstance(action, Disconnect):
+                conn = self._connections.get(action.client)
+                nick = self.room.nick_of(action.client)
+                self._apply(self.room.disconnect(action.client, action.how))
+                if conn is not None:
+                    if conn.how_left is None:
+                        conn.how_left = action.how
+                        self.timeline.record(
+                            "left", client=conn.id, nick=nick, peer=conn.peer, detail=action.how
+                        )
+                    conn.finish()

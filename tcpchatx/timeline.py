@@ -1,0 +1,79 @@
+"""The server's event timeline: what the application did, and when.
+
+Each event carries a wall-clock time (to line up with packet timestamps in a
+capture) and a monotonic time (to measure intervals that a clock change cannot
+distort).  A notebook reads ``server.timeline()`` beside the packets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+DETAIL_CHARS = 200
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One thing the server did.
+
+    ``kind`` is one of: listening, accepted, nick-set, line-received, queued,
+    sent, dropped, closing, left, stopped.
+    """
+
+    wall: float
+    mono: float
+    kind: str
+    client: int | None = None
+    nick: str | None = None
+    peer: tuple[str, int] | None = None
+    detail: str = ""
+    recipients: tuple[int, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Timeline:
+    """A bounded, thread-safe list of events that a test or notebook can wait on."""
+
+    def __init__(self, max_events: int = 100_000, on_event: Callable[[TimelineEvent], None] | None = None):
+        self._events: deque[TimelineEvent] = deque(maxlen=max_events)
+        self._changed = threading.Condition()
+        self._on_event = on_event
+
+    def record(self, kind: str, **fields) -> TimelineEvent:
+        if len(fields.get("detail", "")) > DETAIL_CHARS:  # bounded memory per event, too
+            fields["detail"] = fields["detail"][: DETAIL_CHARS - 3] + "..."
+        event = TimelineEvent(time.time(), time.monotonic(), kind, **fields)
+        with self._changed:
+            self._events.append(event)
+            self._changed.notify_all()
+        if self._on_event is not None:
+            self._on_event(event)
+        return event
+
+    def events(self) -> list[TimelineEvent]:
+        with self._changed:
+            return list(self._events)
+
+    def wait_for(
+        self, predicate: Callable[[TimelineEvent], bool], timeout: float = 5.0
+    ) -> TimelineEvent:
+        """Block until an event matching ``predicate`` has been recorded; return it.
+
+        Raises TimeoutError after ``timeout`` seconds: a poll with a deadline, not a sleep.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for event in self._events:
+                    if predicate(event):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching timeline event within {timeout:.1f} s")
+                self._changed.wait(remaining)

@@ -1,0 +1,63 @@
+"""Shared fixtures: real chat servers on free loopback ports, stopped after each test."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from tcpchatx.client import ChatClient
+from tcpchatx.room import RoomConfig
+from tcpchatx.server import ChatServer
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def start_server():
+    """Factory: ``start_server(max_clients=3, ...)`` returns a running ChatServer."""
+    servers: list[ChatServer] = []
+
+    def start(**room_options) -> ChatServer:
+        server_options = {
+            key: room_options.pop(key)
+            for key in ("queue_lines", "queue_bytes", "close_timeout", "record_lines")
+            if key in room_options
+        }
+        server = ChatServer(HOST, 0, config=RoomConfig(**room_options), **server_options)
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server) -> ChatServer:
+    return start_server()
+
+
+@pytest.fixture
+def connect(server):
+    """Factory: ``connect("alice")`` returns a welcomed ChatClient; all closed afterwards."""
+    clients: list[ChatClient] = []
+
+    def open_client(nick: str, **options) -> ChatClient:
+        client = ChatClient.connect(HOST, server.port, nick, **options)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        if client.sock.fileno() != -1:
+            client.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def chat_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("chat-")]

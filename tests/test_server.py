@@ -1,0 +1,394 @@
+"""The threaded server over real loopback sockets: broadcast, peers, defences, shutdown."""
+
+from __future__ import annotations
+
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import HOST, chat_threads, open_fds
+
+from tcpchatx.client import ChatClient, ConnectionClosed
+from tcpchatx.protocol import Kind
+from tcpchatx.server import ChatServer
+
+
+def drain_notices(*clients: ChatClient) -> None:
+    """Read join notices until each client has seen the last client join."""
+    last = clients[-1].nick
+    for client in clients[:-1]:
+        client.receive_until(lambda line, nick=last: line.text.startswith(f"{nick} joined"))
+
+
+def test_start_listens_at_once_and_port_zero_picks_a_free_port():
+    server = ChatServer(HOST, 0).start()
+    try:
+        assert server.port > 0
+        socket.create_connection((HOST, server.port), timeout=2).close()  # no wait needed
+    finally:
+        server.stop()
+
+
+def test_restarting_on_the_same_port_works_like_rerunning_a_cell(connect, server):
+    port = server.port
+    alice = connect("alice")
+    alice.send("/quit")
+    alice.wait_closed()
+    server.stop()  # the server closed first: its side is in TIME_WAIT
+    again = ChatServer(HOST, port).start()  # SO_REUSEADDR makes this possible
+    try:
+        assert again.port == port
+    finally:
+        again.stop()
+
+
+def test_three_clients_every_broadcast_reaches_every_other_client_once_in_order(connect):
+    clients = [connect(nick) for nick in ("alice", "bob", "carol")]
+    drain_notices(*clients)
+    rounds = 8  # within the flood-control burst of 10 lines
+    for round_number in range(rounds):
+        for sender in clients:
+            sender.send(f"{sender.nick} says {round_number}")
+    for receiver in clients:
+        got = [receiver.receive() for _ in range(2 * rounds)]
+        assert all(line.kind is Kind.CHAT for line in got)
+        for sender in clients:
+            from_sender = [line.text for line in got if line.nick == sender.nick]
+            expected = [] if sender is receiver else [f"{sender.nick} says {n}" for n in range(rounds)]
+            assert from_sender == expected
+        with pytest.raises(TimeoutError):
+            receiver.receive(timeout=0.2)  # nothing more: no duplicates
+
+
+def test_private_message_reaches_only_its_recipient(connect):
+    alice, bob, carol = (connect(n) for n in ("alice", "bob", "carol"))
+    drain_notices(alice, bob, carol)
+    alice.send("/msg carol psst")
+    assert alice.receive().text == "-> carol: psst"
+    line = carol.receive()
+    assert (line.kind, line.nick, line.text) == (Kind.PRIVATE, "alice", "psst")
+    with pytest.raises(TimeoutError):
+        bob.receive(timeout=0.2)
+
+
+def test_netcat_a_client_nobody_here_wrote_joins_chats_and_quits(connect, server):
+    alice = connect("alice")
+    result = subprocess.run(
+        ["nc", "-q", "5", HOST, str(server.port)],  # nc exits when the server closes
+        input=b"carol\nhello from nc\n/online\n/quit\n", capture_output=True, timeout=20,
+    )
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "*** Welcome to TCPChatX!" in out
+    assert "--- Online (2): alice, carol" in out
+    assert "--- Bye, carol!" in out
+    got = alice.receive_until(lambda line: line.text.startswith("carol left"))
+    assert [line.text for line in got if line.kind is Kind.CHAT] == ["hello from nc"]
+
+
+def test_socat_with_crlf_line_endings(connect, server):
+    alice = connect("alice")
+    result = subprocess.run(
+        ["socat", "-t", "5", "-", f"TCP:{HOST}:{server.port},crlf"],
+        input=b"dave\nhi from socat\n/quit\n", capture_output=True, timeout=20,
+    )
+    assert b"--- Bye, dave!" in result.stdout
+    texts = [line.text for line in alice.receive_until(lambda line: "dave left" in line.text)]
+    assert "dave joined (2 online)" in texts and "hi from socat" in texts
+
+
+def vm_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_client_that_never_reads_blocks_nobody_and_is_dropped(start_server):
+    server = start_server(flood_control=False, queue_bytes=64 * 1024, record_lines=False)
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    bob = ChatClient.connect(HOST, server.port, "bob")
+    slow = socket.create_connection((HOST, server.port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.sendall(b"sloth\n")  # joins, then never reads again
+    server.timeline.wait_for(lambda e: e.kind == "nick-set" and e.nick == "sloth")
+    drain_notices(alice, bob)
+    bob.receive_until(lambda line: "sloth joined" in line.text)
+    rss_before = vm_rss_kib()
+    text = "x" * 900
+    sent, notices = 0, []
+    for batch in range(400):  # 400 x 50 x ~910 bytes = ~18 MB towards the sloth
+        for n in range(50):
+            alice.send(f"{batch}:{n}:{text}")
+            sent += 1
+        got = bob.receive_all(50, timeout=10)
+        notices += [line for line in got if line.kind is not Kind.CHAT]
+        got = [line for line in got if line.kind is Kind.CHAT]
+        if len(got) < 50:  # the notice that the sloth left took one place
+            got += bob.receive_all(50 - len(got), timeout=10)
+        assert [line.text.split(":")[1] for line in got] == [str(n) for n in range(50)]
+    dropped = server.timeline.wait_for(lambda e: e.kind == "dropped")
+    assert "too slow" in dropped.detail
+    assert len(notices) == 1 and notices[0].text.startswith("sloth left (dropped: too slow")
+    assert vm_rss_kib() - rss_before < 8 * 1024  # far below the 18 MB sent its way
+    slow.close()
+    assert sent == 20_000
+
+
+def attacker(server: ChatServer, nick: str = "mallory") -> ChatClient:
+    return ChatClient.connect(HOST, server.port, nick)
+
+
+def test_defences_answer_the_offender_and_nobody_else(start_server):
+    server = start_server()
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    mallory = attacker(server)
+    alice.receive()  # mallory joined
+    mallory.send_raw(b"y" * 5000 + b"\n")
+    assert mallory.receive().text.startswith("Line too long")
+    mallory.send_raw(b"caf\xe9 latin-1\n")
+    assert "not valid UTF-8" in mallory.receive().text
+    mallory.send("\x1b[2J\x1b[31mred\u202eevil\u200b\x07")
+    assert "Removed" in mallory.receive().text
+    line = alice.receive()
+    assert (line.nick, line.text) == ("mallory", "[2J[31mredevil")
+    mallory.send("still ok")
+    assert alice.receive().text == "still ok"  # the connection survived every attack
+    with pytest.raises(TimeoutError):
+        alice.receive(timeout=0.2)
+
+
+@pytest.mark.parametrize("nick, problem", [
+    ("ALICE", "taken"), ("Ａｌｉｃｅ", "taken"), ("server", "reserved"),
+    ("x" * 17, "at most"), ("a b", "letters"), ("9lives", "starts with a letter"),
+])
+def test_nickname_rules_over_the_wire(connect, server, nick, problem):
+    connect("alice")
+    with pytest.raises(ValueError, match=problem):
+        ChatClient.connect(HOST, server.port, nick)
+
+
+def test_nickname_deadline_closes_with_fin_and_reason(start_server):
+    server = start_server(nick_timeout=0.3)
+    quiet = ChatClient.open(HOST, server.port)
+    lines = quiet.wait_closed(timeout=5)
+    assert lines[-1].kind is Kind.ERROR and "No nickname" in lines[-1].text
+    assert quiet.eof  # an orderly FIN, not a reset
+    quiet.close()
+
+
+def test_idle_timeout(start_server):
+    server = start_server(idle_timeout=0.3)
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    lines = alice.wait_closed(timeout=5)
+    assert "Idle" in lines[-1].text
+
+
+def test_flood_control(start_server):
+    server = start_server(flood_rate=0.01, flood_burst=5)  # no refill during the test
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    flooder = attacker(server)
+    alice.receive()
+    flooder.send_raw(b"".join(b"spam %d\n" % n for n in range(30)))
+    assert "Slow down" in flooder.receive().text
+    got = []
+    with pytest.raises(TimeoutError):
+        while True:
+            got.append(alice.receive(timeout=0.3).text)
+    assert got == [f"spam {n}" for n in range(4)]  # the burst of 5, less the nickname line
+
+
+def test_max_clients(start_server):
+    server = start_server(max_clients=2)
+    a = ChatClient.connect(HOST, server.port, "a1")
+    b = ChatClient.connect(HOST, server.port, "b1")
+    third = ChatClient.open(HOST, server.port)
+    lines = third.wait_closed()
+    assert "Server full" in lines[0].text
+    a.send("/online")
+    assert a.receive_until(lambda line: line.kind is Kind.REPLY)[-1].text == "Online (2): a1, b1"
+    for client in (a, b, third):
+        client.close()
+
+
+def test_quit_server_closes_first_and_others_are_told(connect):
+    alice, bob = connect("alice"), connect("bob")
+    drain_notices(alice, bob)
+    assert [line.text for line in bob.quit()] == ["Bye, bob!"]
+    assert alice.receive().text == "bob left (quit, 1 online)"
+
+
+def test_a_reset_client_is_reported_and_others_unaffected(connect, server):
+    alice, bob = connect("alice"), connect("bob")
+    drain_notices(alice, bob)
+    bob.abort()
+    assert alice.receive().text.startswith("bob left (connection reset")
+
+
+def test_half_closed_client_still_receives_until_the_server_closes(connect):
+    alice, bob = connect("alice"), connect("bob")
+    drain_notices(alice, bob)
+    bob.half_close()  # our FIN: the server answers with its own after sending what is queued
+    assert alice.receive().text.startswith("bob left (closed by client")
+    with pytest.raises(ConnectionClosed):
+        bob.receive()
+
+
+def test_stop_with_50_busy_clients_leaks_no_thread_and_no_fd():
+    fds_before, threads_before = open_fds(), len(threading.enumerate())
+    server = ChatServer(HOST, 0).start()
+    clients = [ChatClient.open(HOST, server.port) for _ in range(50)]
+    keep_going = threading.Event()
+    keep_going.set()
+
+    def chatter(client: ChatClient, n: int) -> None:
+        try:
+            client.send(f"busy{n}")
+            while keep_going.is_set():
+                client.send(f"message from busy{n}")
+                try:
+                    client.receive(timeout=0.05)
+                except TimeoutError:
+                    pass
+        except (OSError, ConnectionClosed):
+            pass  # the server said goodbye
+
+    workers = [threading.Thread(target=chatter, args=(c, n)) for n, c in enumerate(clients)]
+    for worker in workers:
+        worker.start()
+    server.timeline.wait_for(lambda e: e.kind == "nick-set" and e.nick == "busy49", timeout=20)
+    server.stop(timeout=1.0)
+    assert chat_threads() == []  # every server thread joined
+    keep_going.clear()
+    for worker in workers:
+        worker.join(timeout=10)
+    for client in clients:
+        client.close()
+    assert server.client_count() == 0
+    assert len(threading.enumerate()) == threads_before
+    assert open_fds() == fds_before
+    left = [e for e in server.timeline_events() if e.kind == "left"]
+    assert len(left) == 50
+
+
+def test_timeline_lines_up_application_events(connect, server):
+    alice, bob = connect("alice"), connect("bob")
+    drain_notices(alice, bob)
+    alice.send("hello")
+    bob.receive()
+    events = server.timeline_events()
+    kinds = [e.kind for e in events]
+    for kind in ("listening", "accepted", "nick-set", "line-received", "queued", "sent"):
+        assert kind in kinds
+    broadcast = next(e for e in events if e.kind == "queued" and "<alice> hello" in e.detail)
+    bob_id = next(e.client for e in events if e.kind == "nick-set" and e.nick == "bob")
+    assert broadcast.recipients == (bob_id,)
+    accepted = [e for e in events if e.kind == "accepted"]
+    assert {e.peer for e in accepted} == {alice.local_address, bob.local_address}
+    assert all(a.wall <= b.wall + 1e-3 and a.mono <= b.mono for a, b in zip(events, events[1:]))
+
+
+def start_server_process(*options: str) -> tuple[subprocess.Popen, int]:
+    """``tcpchatx server`` in its own process (its own GIL), on a free port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tcpchatx", "server", "--host", HOST, "--port", "0", *options],
+        stdout=subprocess.PIPE, text=True,
+    )
+    for _ in range(5):  # the banner follows the "listening" event
+        found = re.search(r":(\d+)\. Connect", process.stdout.readline())
+        if found:
+            break
+    else:
+        process.kill()
+        raise AssertionError("tcpchatx server printed no banner")
+    port = int(found.group(1))
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+    return process, port
+
+
+def test_soak_200_clients_50_messages_nothing_lost_or_duplicated(record_property):
+    """200 clients x 50 messages: 1,990,000 deliveries, per-sender order kept.
+
+    The server runs in its own process; one selector thread here reads every
+    client.  Senders run at most ``window`` rounds ahead of the slowest reader, so
+    queues stay short and the test measures delivery, not overflow."""
+    n_clients, n_messages, window = 200, 50, 4
+    process, port = start_server_process("--no-flood-control", "--quiet", "--max-clients", "300")
+    try:
+        clients = [socket.create_connection((HOST, port)) for _ in range(n_clients)]
+        for n, sock in enumerate(clients):
+            sock.sendall(f"c{n}\n".encode())
+        # received[r][s]: how many of sender s's messages receiver r has seen, in order
+        received = [[0] * n_clients for _ in range(n_clients)]
+        known = [0] * n_clients  # how many clients each one knows are online
+        problems: list[str] = []
+        progress = threading.Condition()
+        rounds_done = [0] * n_clients
+        chat = re.compile(rb"^<c(\d+)> (\d+):(\d+)$")
+
+        def read_all() -> None:
+            selector = selectors.DefaultSelector()
+            buffers = {}
+            for n, sock in enumerate(clients):
+                selector.register(sock, selectors.EVENT_READ, n)
+                buffers[n] = b""
+            remaining = n_clients * (n_clients - 1) * n_messages
+            while remaining and not problems:
+                for key, _ in selector.select(timeout=30) or [(None, None)]:
+                    if key is None:
+                        problems.append("no data for 30 s")
+                        return
+                    me = key.data
+                    data = buffers[me] + clients[me].recv(65536)
+                    *lines, buffers[me] = data.split(b"\n")
+                    for line in lines:
+                        match = chat.match(line)
+                        if match is None:  # "Welcome, c1! Online (N)" or "c2 joined (N online)"
+                            count = re.search(rb"\((\d+)( online)?\)", line)
+                            with progress:
+                                known[me] = max(known[me], int(count[1]) if count else 0)
+                                progress.notify_all()
+                            continue
+                        sender, number = int(match[1]), int(match[3])
+                        if number != received[me][sender] or int(match[2]) != sender:
+                            problems.append(f"c{me} got {line!r}, expected #{received[me][sender]}")
+                            return
+                        received[me][sender] += 1
+                        remaining -= 1
+                    done = min(received[me][:me] + received[me][me + 1 :])
+                    if done > rounds_done[me]:
+                        with progress:
+                            rounds_done[me] = done
+                            progress.notify_all()
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        with progress:  # nobody chats before everybody is in, or some would miss it
+            assert progress.wait_for(lambda: min(known) == n_clients or problems, 60)
+        start = time.perf_counter()
+        for number in range(n_messages):
+            with progress:
+                assert progress.wait_for(
+                    lambda number=number: min(rounds_done) >= number - window or problems, 60
+                )
+            for n, sock in enumerate(clients):
+                sock.sendall(f"{n}:{number}\n".encode())
+        reader.join(timeout=120)
+        elapsed = time.perf_counter() - start
+        assert not reader.is_alive()
+        assert problems == []
+        deliveries = sum(map(sum, received))
+        assert deliveries == n_clients * (n_clients - 1) * n_messages
+        assert all(row[me] == 0 for me, row in enumerate(received))  # never echoed to the sender
+        for sock in clients:
+            sock.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0  # Ctrl-C stops the server cleanly
+    record_property("soak_deliveries_per_second", round(deliveries / elapsed))
+    print(f"\nsoak: {n_clients} clients x {n_messages} messages, {deliveries} deliveries "
+          f"in {elapsed:.2f} s = {deliveries / elapsed:,.0f} deliveries/s")
