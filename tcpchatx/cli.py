@@ -1,0 +1,127 @@
+"""The ``tcpchatx`` command: one sub-command per job of the lab.
+
+Each sub-command parses its arguments here and hands over to the module that does
+the work, so this file reads as the lab's table of contents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import datetime
+
+from . import __version__
+from .protocol import DEFAULT_HOST, DEFAULT_PORT
+from .room import RoomConfig
+
+
+def _add_address(parser: argparse.ArgumentParser, host_help: str) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"{host_help} (default: {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tcpchatx",
+        description="TCPChatX: a TCP chat you can run, capture and study.",
+        epilog="Start a server in one terminal (tcpchatx server), then chat from others "
+        "(tcpchatx client --nick alice). Try `tcpchatx COMMAND --help` for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"tcpchatx {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    server = commands.add_parser(
+        "server", help="run the chat server",
+        description="Run the chat server until Ctrl-C. Every event is printed with a timestamp.",
+    )
+    _add_address(server, "address to listen on; 0.0.0.0 lets other machines in")
+    defaults = RoomConfig()
+    server.add_argument("--max-clients", type=int, default=defaults.max_clients,
+                        help=f"refuse connections past this many (default: {defaults.max_clients})")
+    server.add_argument("--nick-timeout", type=float, default=defaults.nick_timeout,
+                        help=f"seconds a new client has to choose a nickname (default: {defaults.nick_timeout:g})")
+    server.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout,
+                        help=f"seconds of silence before a client is dropped (default: {defaults.idle_timeout:g})")
+    server.add_argument("--no-flood-control", action="store_true",
+                        help="let clients send as fast as they like (for load tests)")
+    server.add_argument("--quiet", action="store_true", help="print only joins, leaves and errors")
+    server.set_defaults(run=_run_server)
+
+    client = commands.add_parser(
+        "client", help="chat from this terminal",
+        description="Chat from this terminal. Type /help once connected. "
+        "With stdin from a pipe it sends each line and prints what arrives.",
+    )
+    _add_address(client, "server to connect to")
+    client.add_argument("--nick", help="your nickname (otherwise the server asks for one)")
+    client.add_argument("--no-color", action="store_true", help="plain text, no colours")
+    client.set_defaults(run=_run_client)
+    return parser
+
+
+def _print_event(event) -> None:
+    stamp = datetime.fromtimestamp(event.wall).strftime("%H:%M:%S.%f")[:-3]
+    who = f"#{event.client}" if event.client is not None else ""
+    if event.nick:
+        who += f" {event.nick}"
+    peer = f" {event.peer[0]}:{event.peer[1]}" if event.peer else ""
+    recipients = f" -> {list(event.recipients)}" if event.recipients else ""
+    print(f"[{stamp}] {event.kind:<13} {who}{peer} {event.detail}{recipients}".rstrip(), flush=True)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from .server import ChatServer
+
+    config = RoomConfig(
+        max_clients=args.max_clients,
+        nick_timeout=args.nick_timeout,
+        idle_timeout=args.idle_timeout,
+        flood_control=not args.no_flood_control,
+    )
+    quiet_kinds = {"listening", "nick-set", "left", "dropped", "stopped"}
+
+    def on_event(event) -> None:
+        if not args.quiet or event.kind in quiet_kinds:
+            _print_event(event)
+
+    server = ChatServer(args.host, args.port, config=config, on_event=on_event,
+                        record_lines=not args.quiet)
+    try:
+        server.start()
+    except OSError as error:
+        print(f"tcpchatx server: {error}", file=sys.stderr)
+        return 1
+    print(f"Chat server on {server.host}:{server.port}. Connect with: "
+          f"tcpchatx client --port {server.port}  (or: nc {server.host} {server.port}). "
+          "Ctrl-C stops it.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
+    print("\nStopping: saying goodbye to every client...", flush=True)
+    server.stop()
+    return 0
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from .terminal import run_terminal_client
+
+    return run_terminal_client(args.host, args.port, args.nick, color=False if args.no_color else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
