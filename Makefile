@@ -1,0 +1,34 @@
+# Two commands on a fresh machine (see README.md):
+#   make demo   sets everything up, then runs the lab's main job
+#   make test   sets everything up, then runs the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: setup system-packages demo server test lint clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@scripts/install-system-packages.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+demo: setup
+	$(PY) -m tcpchatx server
+
+server: setup
+	$(PY) -m tcpchatx server
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check tcpchatx tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
