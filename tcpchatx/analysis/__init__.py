@@ -1,0 +1,31 @@
+"""Read a TCPChatX capture and explain it packet by packet.
+
+    from tcpchatx.analysis import analyze, format_ladder
+    a = analyze("captures/chat.pcapng")
+    a.connections_df()          # one row per TCP connection, with Zeek labels
+    print(format_ladder(a))     # a ladder diagram with the chat text
+
+Modules, in the order data flows through them:
+``capture`` (find records) -> ``packets`` (header columns) -> ``states`` (the
+table) + ``zeek`` (Zeek's labels) -> ``tracker`` (connections, steps) -> ``chat``
+(lines, messages) -> ``run`` (:func:`analyze`) -> ``tables``, ``export``,
+``text``, ``pcapng`` (outputs).  ``labels`` defines every label once.
+"""
+
+from .capture import CaptureFormatError
+from .chat import ChatLine, Delivery, Message
+from .export import to_json
+from .labels import CLOSE_KINDS, CLOSERS, PHASES, ZEEK_CONN_STATES, ZEEK_HISTORY_LETTERS
+from .packets import Packets, read_packets
+from .pcapng import write_annotated
+from .run import Analysis, analyze
+from .states import TABLE, Kind, State, Step
+from .text import format_ladder, format_summary
+from .tracker import Connection
+
+__all__ = [
+    "CLOSE_KINDS", "CLOSERS", "PHASES", "TABLE", "ZEEK_CONN_STATES", "ZEEK_HISTORY_LETTERS",
+    "Analysis", "CaptureFormatError", "ChatLine", "Connection", "Delivery", "Kind", "Message",
+    "Packets", "State", "Step", "analyze", "format_ladder", "format_summary", "read_packets",
+    "to_json", "write_annotated",
+]

@@ -1,0 +1,307 @@
+"""Decode link, IP and TCP headers of every packet at once, into numpy columns.
+
+Theory of operation
+-------------------
+:mod:`.capture` tells us where each packet's bytes start.  Here we find, for all
+packets together, where the IP header starts (it depends on the link type), then
+where the TCP header starts (it depends on the IP version and header length), and
+gather each field with :func:`~.capture.gather_u32` and friends.  No packet ever
+becomes a Python object; a packet *is* a row number in these arrays.
+
+Link types: Ethernet (1, with one optional 802.1Q tag), Linux cooked SLL (113) and
+SLL2 (276), raw IP (101, 228, 229), BSD loopback NULL (0, host byte order) and
+LOOP (108, network byte order).  A Linux ``lo`` capture is Ethernet with zero MACs;
+a macOS ``lo0`` capture is NULL.
+
+A packet that is not an unfragmented TCP segment over IPv4/IPv6 keeps its row
+(so frame numbers match Wireshark) with ``is_tcp`` False.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .capture import RecordIndex, as_array, gather, gather_u8, gather_u16, gather_u32, read_index
+
+LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
+LINKTYPE_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_SLL2 = 113, 228, 229, 276
+ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
+IPPROTO_TCP = 6
+IPV6_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options
+
+# TCP flag bits, as in the header's flags byte (plus NS as bit 8).
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+
+@dataclass
+class Packets:
+    """One row per frame; every field is a numpy array of the same length.
+
+    Fields that do not apply (TCP fields of a non-TCP frame) hold 0, addresses -1.
+    Addresses are integer ids into :attr:`addresses` (strings like ``"10.0.0.1"``).
+    """
+
+    index: RecordIndex
+    frame: np.ndarray  # 1-based frame number, as Wireshark counts
+    ts_ticks: np.ndarray  # exact timestamp in ticks since 1970
+    ts_tps: np.ndarray  # ticks per second (1e6 for µs, 1e9 for ns...)
+    time: np.ndarray  # float seconds since 1970 (convenient, not exact)
+    is_tcp: np.ndarray  # bool
+    ip_version: np.ndarray  # 0 (not IP), 4 or 6
+    src: np.ndarray  # address id, -1 if not IP
+    dst: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+    flags: np.ndarray  # TCP flags byte (plus NS as 0x100)
+    seq: np.ndarray  # raw 32-bit sequence number
+    ack: np.ndarray  # raw 32-bit acknowledgement number
+    window: np.ndarray  # raw window field (not scaled)
+    payload_offset: np.ndarray  # offset of the TCP payload in the file buffer
+    payload_len: np.ndarray  # TCP payload length from the IP header (Wireshark's tcp.len)
+    payload_caplen: np.ndarray  # how much of it was captured
+    options_offset: np.ndarray  # offset of the TCP options in the file buffer
+    options_len: np.ndarray  # their length (data offset * 4 - 20)
+    addresses: list[str]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def buffer(self):
+        return self.index.buffer
+
+    def payload(self, i: int) -> bytes:
+        """The captured TCP payload of row ``i``."""
+        start = int(self.payload_offset[i])
+        return bytes(self.buffer[start : start + int(self.payload_caplen[i])])
+
+    def tcp_options(self, i: int) -> dict[str, object]:
+        """Parse row ``i``'s TCP options (MSS, window scale, SACK permitted, timestamps).
+
+        Done on demand, per packet: only SYNs carry the interesting ones.
+        """
+        start = int(self.options_offset[i])
+        return parse_tcp_options(bytes(self.buffer[start : start + int(self.options_len[i])]))
+
+
+def read_packets(path: str | os.PathLike) -> Packets:
+    """Read a pcap or pcapng file into :class:`Packets` columns."""
+    return decode(read_index(path))
+
+
+def parse_tcp_options(raw: bytes) -> dict[str, object]:
+    options: dict[str, object] = {}
+    pos = 0
+    while pos < len(raw):
+        kind = raw[pos]
+        if kind == 0:
+            break
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 1 >= len(raw) or raw[pos + 1] < 2:
+            break
+        length = raw[pos + 1]
+        value = raw[pos + 2 : pos + length]
+        if kind == 2 and len(value) == 2:
+            options["mss"] = struct.unpack("!H", value)[0]
+        elif kind == 3 and len(value) == 1:
+            options["wscale"] = value[0]
+        elif kind == 4:
+            options["sack_permitted"] = True
+        elif kind == 8 and len(value) == 8:
+            options["tsval"], options["tsecr"] = struct.unpack("!II", value)
+        pos += length
+    return options
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+IPV4_HEADER = np.dtype([
+    ("version_ihl", "u1"), ("tos", "u1"), ("total_length", ">u2"), ("id", ">u2"),
+    ("fragment", ">u2"), ("ttl", "u1"), ("protocol", "u1"), ("checksum", ">u2"),
+    ("src", ">u4"), ("dst", ">u4"),
+])
+IPV6_HEADER = np.dtype([
+    ("version_class_flow", ">u4"), ("payload_length", ">u2"), ("next_header", "u1"),
+    ("hop_limit", "u1"), ("src_hi", ">u8"), ("src_lo", ">u8"), ("dst_hi", ">u8"), ("dst_lo", ">u8"),
+])
+TCP_HEADER = np.dtype([
+    ("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("data_offset", "u1"),
+    ("flags", "u1"), ("window", ">u2"), ("checksum", ">u2"), ("urgent", ">u2"),
+])
+IPV4_MAPPED = 0xFFFF << 32  # ::ffff:a.b.c.d, so IPv4 and IPv6 addresses share one id space
+
+
+def decode(index: RecordIndex) -> Packets:
+    data = as_array(index.buffer)
+    n = len(index)
+    start = index.data_offset
+    end = start + index.caplen
+
+    l3, ip_version = _network_layer(data, start, index.linktype)
+    l4 = np.zeros(n, dtype=np.int64)
+    protocol = np.zeros(n, dtype=np.int64)
+    l4_len = np.zeros(n, dtype=np.int64)  # TCP header + payload, as the IP header says
+    unfragmented = np.ones(n, dtype=bool)
+    # Addresses as two 64-bit halves of an IPv6 address.
+    src_hi, src_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+    dst_hi, dst_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+
+    v4 = np.flatnonzero(ip_version == 4)
+    if len(v4):
+        ip = gather(data, l3[v4], IPV4_HEADER)
+        ihl = (ip["version_ihl"] & 0x0F).astype(np.int64) * 4
+        protocol[v4] = ip["protocol"]
+        l4[v4] = l3[v4] + ihl
+        l4_len[v4] = ip["total_length"].astype(np.int64) - ihl
+        unfragmented[v4] = (ip["fragment"] & 0x3FFF) == 0  # no MF flag, offset 0
+        src_lo[v4] = ip["src"].astype(np.uint64) | IPV4_MAPPED
+        dst_lo[v4] = ip["dst"].astype(np.uint64) | IPV4_MAPPED
+
+    v6 = np.flatnonzero(ip_version == 6)
+    if len(v6):
+        ip = gather(data, l3[v6], IPV6_HEADER)
+        src_hi[v6], src_lo[v6] = ip["src_hi"], ip["src_lo"]
+        dst_hi[v6], dst_lo[v6] = ip["dst_hi"], ip["dst_lo"]
+        nxt = ip["next_header"].astype(np.int64)
+        here = l3[v6] + 40
+        length = ip["payload_length"].astype(np.int64)
+        for _ in range(4):  # skip hop-by-hop, routing and destination-options headers
+            ext = np.isin(nxt, IPV6_EXTENSION_HEADERS)
+            if not ext.any():
+                break
+            ext_len = (gather_u8(data, here + 1) + 1) * 8
+            nxt = np.where(ext, gather_u8(data, here), nxt)
+            length = np.where(ext, length - ext_len, length)
+            here = np.where(ext, here + ext_len, here)
+        unfragmented[v6] = nxt != 44
+        protocol[v6] = nxt
+        l4[v6] = here
+        l4_len[v6] = length
+
+    # ---- TCP
+    is_ip = ip_version > 0
+    candidates = is_ip & unfragmented & (protocol == IPPROTO_TCP) & (l4 + 20 <= end)
+    tcp = gather(data, l4[candidates], TCP_HEADER)
+    doff = (tcp["data_offset"] >> 4).astype(np.int64) * 4
+    good = doff >= 20
+    t = np.flatnonzero(candidates)[good]
+    tcp, doff = tcp[good], doff[good]
+    is_tcp = np.zeros(n, dtype=bool)
+    is_tcp[t] = True
+
+    def column(values=None, dtype=np.int64) -> np.ndarray:
+        out = np.zeros(n, dtype=dtype)
+        if values is not None:
+            out[t] = values
+        return out
+
+    tcp_start = l4[t]
+    payload_offset = tcp_start + doff
+    payload_len = np.maximum(l4_len[t] - doff, 0)
+    src, dst, addresses = _address_ids(is_ip, src_hi, src_lo, dst_hi, dst_lo)
+    ts_ticks = index.ts_ticks.astype(np.int64)
+    return Packets(
+        index=index,
+        frame=np.arange(1, n + 1, dtype=np.int64),
+        ts_ticks=ts_ticks,
+        ts_tps=index.ts_tps,
+        time=(ts_ticks // index.ts_tps) + (ts_ticks % index.ts_tps) / index.ts_tps,
+        is_tcp=is_tcp,
+        ip_version=ip_version.astype(np.int8),
+        src=src,
+        dst=dst,
+        sport=column(tcp["sport"], np.int32),
+        dport=column(tcp["dport"], np.int32),
+        flags=column(tcp["flags"] | (tcp["data_offset"] & 1).astype(np.int16) << 8, np.int16),
+        seq=column(tcp["seq"]),
+        ack=column(tcp["ack"]),
+        window=column(tcp["window"], np.int32),
+        payload_offset=column(payload_offset),
+        payload_len=column(payload_len),
+        payload_caplen=column(np.clip(end[t] - payload_offset, 0, payload_len)),
+        options_offset=column(tcp_start + 20),
+        options_len=column(np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)),
+        addresses=addresses,
+    )
+
+
+def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
+    """Where the IP header starts, and its version (0 if the frame is not IP)."""
+    n = len(start)
+    l3 = np.zeros(n, dtype=np.int64)
+    ethertype = np.full(n, -1, dtype=np.int64)  # 0 = "trust the IP version nibble"
+
+    eth = np.flatnonzero(linktype == LINKTYPE_ETHERNET)
+    if len(eth):
+        s = start[eth]
+        etype = gather_u16(data, s + 12)
+        tagged = (etype == ETHERTYPE_VLAN) | (etype == ETHERTYPE_QINQ)
+        ethertype[eth] = np.where(tagged, gather_u16(data, s + 16), etype)
+        l3[eth] = s + np.where(tagged, 18, 14)
+    sll = np.flatnonzero(linktype == LINKTYPE_SLL)
+    if len(sll):
+        ethertype[sll] = gather_u16(data, start[sll] + 14)
+        l3[sll] = start[sll] + 16
+    sll2 = np.flatnonzero(linktype == LINKTYPE_SLL2)
+    if len(sll2):
+        ethertype[sll2] = gather_u16(data, start[sll2])
+        l3[sll2] = start[sll2] + 20
+    raw = np.flatnonzero(np.isin(linktype, (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6)))
+    ethertype[raw] = 0
+    l3[raw] = start[raw]
+    loop = np.flatnonzero(np.isin(linktype, (LINKTYPE_NULL, LINKTYPE_LOOP)))
+    if len(loop):
+        # The 4-byte address family: NULL is in the capturing host's byte order,
+        # LOOP in network order; AF_INET is 2, AF_INET6 is 24, 28 or 30.
+        family = gather_u32(data, start[loop], big_endian=False)
+        family = np.where(family > 0xFFFF, gather_u32(data, start[loop]), family)
+        ethertype[loop] = np.where(np.isin(family, (2, 24, 28, 30)), 0, -1)
+        l3[loop] = start[loop] + 4
+
+    nibble = gather_u8(data, l3) >> 4
+    claimed = np.select(
+        [ethertype == ETHERTYPE_IPV4, ethertype == ETHERTYPE_IPV6, ethertype == 0],
+        [4, 6, nibble],
+        0,
+    )
+    version = np.where((nibble == claimed) & ((claimed == 4) | (claimed == 6)), claimed, 0)
+    return l3, version
+
+
+def _address_ids(is_ip, src_hi, src_lo, dst_hi, dst_lo):
+    """Give each distinct IP address an integer id; return (src ids, dst ids, id -> text).
+
+    ``pandas.factorize`` hashes instead of sorting, and numbers addresses in the
+    order they first appear, so id 0 is the first packet's source.
+    """
+    rows = np.flatnonzero(is_ip)
+    hi = np.concatenate([src_hi[rows], dst_hi[rows]])
+    lo = np.concatenate([src_lo[rows], dst_lo[rows]])
+    lo_codes, lo_values = pd.factorize(lo)
+    if (hi == 0).all():
+        codes, uniq = lo_codes, [(0, int(v)) for v in lo_values]
+    else:
+        hi_codes, hi_values = pd.factorize(hi)
+        codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_values) + lo_codes)
+        uniq = [
+            (int(hi_values[p // len(lo_values)]), int(lo_values[p % len(lo_values)]))
+            for p in pairs
+        ]
+    addresses = []
+    for high, low in uniq:
+        addr = ipaddress.IPv6Address(high << 64 | low)
+        addresses.append(str(addr.ipv4_mapped or addr))
+    src = np.full(len(is_ip), -1, dtype=np.int32)
+    dst = np.full(len(is_ip), -1, dtype=np.int32)
+    src[rows] = codes[: len(rows)]
+    dst[rows] = codes[len(rows) :]
+    return src, dst, addresses

@@ -1,0 +1,122 @@
+"""The pipeline in one call: capture -> packets -> connections -> chat -> Analysis.
+
+Data flows one way (see STYLE.md): :mod:`.packets` reads columns, :mod:`.tracker`
+adds connections and steps, :mod:`.chat` adds lines and messages.  An
+:class:`Analysis` holds all three; tables, text and pcapng comments are made from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .chat import Chat, ChatLine, Message, analyze_chat
+from .labels import DIRECTIONS, ROLE_NAMES
+from .packets import Packets, read_packets
+from .states import STEPS, State, Step
+from .tracker import Connection, Tracking, track
+
+PHASE_OF_STEP = np.array([s.phase for s in STEPS] + ["other"], dtype=object)
+
+
+@dataclass
+class Analysis:
+    path: str
+    packets: Packets
+    tracking: Tracking
+    chat: Chat
+    _lines_by_frame: dict[int, list[ChatLine]] | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ the parts
+
+    @property
+    def connections(self) -> list[Connection]:
+        return self.tracking.connections
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.chat.messages
+
+    @property
+    def lines(self) -> list[ChatLine]:
+        return self.chat.lines
+
+    def __len__(self) -> int:
+        return len(self.packets)
+
+    @cached_property
+    def phase(self) -> np.ndarray:
+        """Each frame's phase (labels.PHASES); "other" for frames we do not track."""
+        return PHASE_OF_STEP[self.tracking.step]  # step -1 picks the trailing "other"
+
+    # ------------------------------------------------------------------ one packet
+
+    def step(self, i: int) -> Step | None:
+        """The table step of row ``i`` (frame ``i + 1``), or None if not tracked."""
+        return self.tracking.step_of(i)
+
+    def direction(self, i: int) -> str | None:
+        d = int(self.tracking.direction[i])
+        return DIRECTIONS[d] if d >= 0 else None
+
+    def note(self, i: int) -> str:
+        """The plain-English sentence for row ``i``."""
+        step = self.step(i)
+        if step is None:
+            return "Not a TCP segment of a tracked connection."
+        p, t = self.packets, self.tracking
+        d = int(t.direction[i])
+        conn = self.connections[int(t.conn[i])]
+        sender, peer = ROLE_NAMES[DIRECTIONS[d]], ROLE_NAMES[DIRECTIONS[1 - d]]
+        length, seq = int(p.payload_len[i]), int(t.rel_seq[i])
+        return step.note.format(
+            Sender=sender.capitalize(), sender=sender, peer=peer,
+            isn=int(p.seq[i]), len=length, seq=seq, seq_end=seq + max(length, 1) - 1,
+            ack=int(t.rel_ack[i]), port=conn.server[1],
+            state=State(int(t.state_before[i])).name,
+        )
+
+    def lines_of_frame(self, frame: int) -> list[ChatLine]:
+        """Chat lines completed by this frame (the frame carrying their newline)."""
+        if self._lines_by_frame is None:
+            self._lines_by_frame = {}
+            for line in self.lines:
+                self._lines_by_frame.setdefault(line.frame, []).append(line)
+        return self._lines_by_frame.get(frame, [])
+
+    # ------------------------------------------------------------------ tables
+
+    def packets_df(self):
+        from .tables import packets_df
+
+        return packets_df(self)
+
+    def connections_df(self):
+        from .tables import connections_df
+
+        return connections_df(self)
+
+    def messages_df(self):
+        from .tables import messages_df
+
+        return messages_df(self)
+
+    def lines_df(self):
+        from .tables import lines_df
+
+        return lines_df(self)
+
+
+def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> Analysis:
+    """Read a capture and analyse it: packets, TCP connections, chat lines, messages.
+
+    ``server`` (address, port) names the chat server; by default it is the endpoint
+    that answered the most connections.
+    """
+    packets = read_packets(path)
+    tracking = track(packets)
+    chat = analyze_chat(packets, tracking, server)
+    return Analysis(os.fspath(path), packets, tracking, chat)

@@ -1,0 +1,99 @@
+"""pandas tables of an :class:`~.run.Analysis`: packets, connections, lines, messages.
+
+Column names are the same as the JSON keys (docs/analysis-json.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .labels import DIRECTIONS
+from .states import STEPS
+
+_FLAG_LETTERS = (("S", 0x02), ("A", 0x10), ("P", 0x08), ("F", 0x01), ("R", 0x04),
+                 ("U", 0x20), ("E", 0x40), ("C", 0x80))
+#: flags byte -> letters, e.g. 0x12 -> "SA", 0x18 -> "AP"
+FLAG_STRINGS = np.array(
+    ["".join(letter for letter, bit in _FLAG_LETTERS if value & bit) for value in range(512)],
+    dtype=object,
+)
+
+
+def flag_string(flags: int) -> str:
+    return FLAG_STRINGS[flags & 0x1FF]
+
+
+def packets_df(a, notes: bool = True) -> pd.DataFrame:
+    """One row per frame.  ``notes=False`` skips the per-packet sentences (faster)."""
+    p, t = a.packets, a.tracking
+    addresses = np.array(p.addresses + [""], dtype=object)  # id -1 -> ""
+    step_names = np.array([s.name for s in STEPS] + [""], dtype=object)
+    direction = np.array(list(DIRECTIONS) + [""], dtype=object)
+    df = pd.DataFrame({
+        "frame": p.frame,
+        "time": p.time,
+        "src": addresses[p.src],
+        "sport": np.where(p.is_tcp, p.sport, 0),
+        "dst": addresses[p.dst],
+        "dport": np.where(p.is_tcp, p.dport, 0),
+        "flags": FLAG_STRINGS[p.flags & 0x1FF],
+        "seq": t.rel_seq,
+        "ack": t.rel_ack,
+        "len": p.payload_len,
+        "window": p.window,
+        "raw_seq": p.seq,
+        "raw_ack": p.ack,
+        "conn": t.conn,
+        "direction": direction[t.direction],
+        "phase": a.phase,
+        "step": step_names[t.step],
+    })
+    if notes:
+        df["note"] = [a.note(i) for i in range(len(p))]
+        df["chat"] = [" | ".join(line.text or "(invalid line)" for line in a.lines_of_frame(f))
+                      for f in p.frame.tolist()]
+    return df
+
+
+def connections_df(a) -> pd.DataFrame:
+    rows = []
+    for c in a.connections:
+        rows.append({
+            "conn": c.id,
+            "client": c.client[0], "client_port": c.client[1],
+            "server": c.server[0], "server_port": c.server[1],
+            "nick": a.chat.nick_of_conn.get(c.id),
+            "isn_client": c.isn[0], "isn_server": c.isn[1],
+            "packets_client": c.packets[0], "packets_server": c.packets[1],
+            "bytes_client": c.payload_bytes[0], "bytes_server": c.payload_bytes[1],
+            "first_frame": c.first_frame, "last_frame": c.last_frame,
+            "start": c.start, "duration": c.duration,
+            "conn_state": c.conn_state, "history": c.history,
+            "close_kind": c.close_kind, "active_closer": c.active_closer,
+            "final_state": c.final_state,
+        })
+    return pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
+
+
+def lines_df(a) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "line": x.id, "conn": x.conn, "direction": "to server" if x.direction == 0 else "to client",
+        "kind": x.kind, "nick": x.nick, "recipient": x.recipient, "text": x.text,
+        "frame": x.frame, "frames": x.frames, "time": x.time,
+    } for x in a.lines])
+
+
+def messages_df(a) -> pd.DataFrame:
+    """One row per delivery (a message nobody received gets one row with no delivery)."""
+    rows = []
+    for m in a.messages:
+        base = {"message": m.id, "kind": m.kind, "conn": m.conn, "sender": m.sender,
+                "text": m.text, "to": m.to, "frame": m.frame, "time": m.time}
+        if not m.deliveries:
+            rows.append(base | {"recipient": None, "recipient_conn": None,
+                                "delivery_frame": None, "latency": None})
+        for d in m.deliveries:
+            rows.append(base | {"recipient": d.recipient, "recipient_conn": d.conn,
+                                "delivery_frame": d.frame, "latency": d.latency})
+    return pd.DataFrame(rows)

@@ -1,0 +1,100 @@
+"""Plain-text views of an analysis: a summary per connection, and a ladder diagram.
+
+The ladder puts each client on a lane at the left and the server on the right;
+each packet is an arrow between its two lanes, labelled with its flags, relative
+seq/ack, length, step and the chat text it completed::
+
+    frame  time      10.0.0.1:40000                              10.0.0.2:25000
+        1  0.000000  |---- S  seq=0 ack=0 len=0 (SYN) ------------------>|
+        2  0.000100  |<--- SA seq=0 ack=1 len=0 (SYN-ACK) ---------------|
+"""
+
+from __future__ import annotations
+
+from .labels import CLOSE_KINDS, ZEEK_CONN_STATES
+from .tables import flag_string
+
+
+def format_summary(a) -> str:
+    """One paragraph per connection: who, how it went, Zeek labels, bytes."""
+    out = [f"{a.path}: {len(a.packets)} frames, {len(a.connections)} TCP connection(s)"]
+    if a.chat.server:
+        out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
+    for c in a.connections:
+        nick = a.chat.nick_of_conn.get(c.id)
+        who = f" ({nick})" if nick else ""
+        out.append("")
+        out.append(f"connection {c.id}: client {c.client[0]}:{c.client[1]}{who} -> "
+                   f"server {c.server[0]}:{c.server[1]}")
+        out.append(f"  frames {c.first_frame}-{c.last_frame}, {c.duration:.6f} s; "
+                   f"packets client/server {c.packets[0]}/{c.packets[1]}, "
+                   f"payload bytes {c.payload_bytes[0]}/{c.payload_bytes[1]}")
+        isn = ", ".join(f"{side} ISN {v}" for side, v in zip(("client", "server"), c.isn, strict=True)
+                        if v is not None) or "no SYN captured"
+        out.append(f"  {isn}")
+        closer = f", closed first by the {c.active_closer}" if c.active_closer else ""
+        out.append(f"  close: {c.close_kind}{closer} - {CLOSE_KINDS[c.close_kind]}")
+        out.append(f"  Zeek: conn_state {c.conn_state} ({ZEEK_CONN_STATES[c.conn_state]}) "
+                   f"history {c.history}")
+    if a.messages:
+        out.append("")
+        out.append(f"{len(a.messages)} message(s):")
+        for m in a.messages:
+            lat = ", ".join(f"{d.recipient or d.conn} +{d.latency * 1000:.3f} ms"
+                            for d in m.deliveries) or "not delivered"
+            target = f" to {m.to}" if m.to else ""
+            out.append(f"  frame {m.frame} {m.sender}{target}: {m.text!r} -> {lat}")
+    return "\n".join(out)
+
+
+def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
+    """A ladder diagram of the tracked packets (at most ``max_packets`` arrows)."""
+    p, t = a.packets, a.tracking
+    lanes: list[tuple[str, int]] = []
+    server = a.chat.server
+    for c in a.connections:
+        for end in (c.client, c.server):
+            if end != server and end not in lanes:
+                lanes.append(end)
+    if server:
+        lanes.append(server)
+    if not lanes:
+        return "(no TCP packets)"
+    names = [f"{addr}:{port}" for addr, port in lanes]
+    for c in a.connections:
+        nick = a.chat.nick_of_conn.get(c.id)
+        if nick and c.client in lanes:
+            names[lanes.index(c.client)] += f" ({nick})"
+    gap = width + 2
+    column = [i * gap for i in range(len(lanes))]
+    header = "frame  time        " + "".join(n.ljust(gap) for n in names)
+    rows = [header.rstrip()]
+    t0 = float(p.time[0]) if len(p) else 0.0
+    shown = 0
+    for i in range(len(p)):
+        if t.conn[i] < 0:
+            continue
+        if max_packets is not None and shown >= max_packets:
+            rows.append(f"... {int((t.conn >= 0).sum()) - shown} more packets")
+            break
+        shown += 1
+        src = (p.addresses[p.src[i]], int(p.sport[i]))
+        dst = (p.addresses[p.dst[i]], int(p.dport[i]))
+        a_col, b_col = column[lanes.index(src)], column[lanes.index(dst)]
+        step = a.step(i)
+        label = (f" {flag_string(int(p.flags[i]))} seq={t.rel_seq[i]} ack={t.rel_ack[i]} "
+                 f"len={p.payload_len[i]} ({step.name}) ")
+        left, right = min(a_col, b_col), max(a_col, b_col)
+        span = right - left - 1
+        body = label[: max(span - 4, 0)].center(max(span - 2, 0), "-")
+        arrow = ("-" + body + ">") if a_col < b_col else ("<" + body + "-")
+        line = [" "] * (column[-1] + 1)
+        for col in column:
+            line[col] = "|"
+        line[left + 1 : right] = list(arrow[:span].ljust(span, "-"))
+        prefix = f"{int(p.frame[i]):5d}  {float(p.time[i]) - t0:10.6f}  "
+        rows.append(prefix + "".join(line))
+        for chat_line in a.lines_of_frame(int(p.frame[i])):
+            text = chat_line.text if chat_line.text is not None else "(invalid line)"
+            rows.append(" " * len(prefix) + " " * (left + 2) + f'"{text}"')
+    return "\n".join(rows)

@@ -1,0 +1,413 @@
+"""Group TCP packets into connections and run the state table over each one.
+
+Theory of operation
+-------------------
+1. **Connections.**  Packets with the same pair of endpoints form a *flow*.  A flow
+   holds several connections when a port is reused: a SYN (without ACK) starts a new
+   connection unless it repeats the current connection's SYN (same sequence number,
+   and no FIN or RST since).  The originator is the sender of the connection's first
+   packet - normally its SYN.  If that first packet is a SYN-ACK (we missed the SYN),
+   its *receiver* is the originator.  We never guess from port numbers.
+2. **Numbers.**  Relative sequence and acknowledgement numbers count from each side's
+   ISN, exactly as Wireshark shows them (``tcp.seq``, ``tcp.ack``): when no SYN was
+   captured, the ISN is taken to be one less than the first sequence number seen
+   from that side, or one less than the first ACK the other side sent, whichever
+   came first.
+3. **Kinds.**  Each packet gets a segment :class:`~.states.Kind`: from its flags,
+   its length, whether it resends bytes already sent, and whether its ACK covers
+   the peer's FIN for the first time.  All of this is computed for every packet at
+   once with numpy.
+4. **States.**  ``TABLE[state][kind]`` gives each packet's step.  Most packets
+   (data and ACKs in ESTABLISHED) do not change the state, so the Python loop only
+   visits *candidates* - control packets, first packets, ACKs of FINs - and every
+   other packet inherits the state of the candidate before it.  We then check that
+   claim: any packet whose (state, kind) would change the state is made a candidate
+   and the loop runs again, until nothing changes (usually twice).  The result is
+   exactly what a packet-by-packet loop would give, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .labels import ORIGINATOR, RESPONDER
+from .packets import ACK, FIN, RST, SYN, Packets
+from .states import NEXT_STATE, STEP_ID, STEPS, Kind, State
+from .zeek import ZeekConnection
+
+# Wireshark's tcp.completeness bits (what the connection was seen to contain).
+COMPLETENESS_BITS = {"SYN": 1, "SYN-ACK": 2, "ACK": 4, "DATA": 8, "FIN": 16, "RST": 32}
+
+
+@dataclass
+class Connection:
+    """One TCP connection, summed up.  Index 0 of a pair is the originator."""
+
+    id: int
+    client: tuple[str, int]  # the originator's (address, port)
+    server: tuple[str, int]  # the responder's (address, port)
+    isn: tuple[int | None, int | None]  # raw ISNs; None when that SYN was not captured
+    packets: tuple[int, int]
+    payload_bytes: tuple[int, int]  # TCP payload on the wire, retransmissions included
+    first_frame: int
+    last_frame: int
+    start: float  # seconds since 1970
+    duration: float
+    conn_state: str  # Zeek's label (labels.ZEEK_CONN_STATES)
+    history: str  # Zeek's history string (labels.ZEEK_HISTORY_LETTERS)
+    close_kind: str  # labels.CLOSE_KINDS
+    active_closer: str | None  # labels.CLOSERS, or None
+    final_state: str  # the table state after the last packet (states.State)
+    completeness: int  # Wireshark's tcp.completeness bitmask
+    handshake_frames: list[int] = field(default_factory=list)
+    close_frames: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Tracking:
+    """Per-packet results (arrays over all frames) and the connections."""
+
+    conn: np.ndarray  # int32 connection id, -1 for frames we do not track
+    direction: np.ndarray  # int8: 0 originator, 1 responder, -1 untracked
+    rel_seq: np.ndarray  # int64
+    rel_ack: np.ndarray  # int64 (0 when the ACK bit is clear)
+    kind: np.ndarray  # int8 states.Kind, -1 untracked
+    state_before: np.ndarray  # int8 states.State
+    step: np.ndarray  # int16 index into states.STEPS, -1 untracked
+    connections: list[Connection]
+    isn: np.ndarray  # int64 [conn, direction] base used for relative numbers
+
+    def step_of(self, i: int):
+        return STEPS[self.step[i]] if self.step[i] >= 0 else None
+
+
+def _signed32(x: np.ndarray) -> np.ndarray:
+    """Sequence-space difference as a signed 32-bit number (handles wrap-around)."""
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _group_first(group: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarray:
+    """Position of the first True in each group (-1 if none); positions are sorted."""
+    first = np.full(n_groups, -1, dtype=np.int64)
+    pos = np.flatnonzero(mask)
+    g, idx = np.unique(group[pos], return_index=True)
+    first[g] = pos[idx]
+    return first
+
+
+def _running_count(mask: np.ndarray, order_g: np.ndarray, sorted_groups: np.ndarray) -> np.ndarray:
+    """How many True values so far in each packet's group, this packet included."""
+    total = np.cumsum(mask[order_g])
+    group_start = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]] if len(total) else []
+    before_group = np.maximum.accumulate(np.where(group_start, total - mask[order_g], 0))
+    out = np.zeros(len(mask), dtype=np.int64)
+    out[order_g] = total - before_group
+    return out
+
+
+def track(p: Packets) -> Tracking:
+    n = len(p)
+    rows = np.flatnonzero(p.is_tcp)  # frame rows of TCP packets, in capture order
+
+    # ---- 1. flows and connections ------------------------------------------------
+    src_ep = p.src[rows].astype(np.int64) << 16 | p.sport[rows]
+    dst_ep = p.dst[rows].astype(np.int64) << 16 | p.dport[rows]
+    ep_codes, _ = pd.factorize(np.concatenate([src_ep, dst_ep]))
+    s_id, d_id = ep_codes[: len(rows)].astype(np.int64), ep_codes[len(rows) :].astype(np.int64)
+    n_ep = int(ep_codes.max()) + 1 if len(ep_codes) else 1
+    flow, _ = pd.factorize(np.minimum(s_id, d_id) * n_ep + np.maximum(s_id, d_id))
+
+    by_flow = np.argsort(flow, kind="stable")  # grouped by flow, capture order inside
+    r = rows[by_flow]
+    f = flow[by_flow]
+    flags = p.flags[r].astype(np.int64)
+    pure_syn = (flags & (SYN | ACK | RST)) == SYN
+    flow_start = np.r_[True, f[1:] != f[:-1]] if len(r) else np.zeros(0, bool)
+    closed_so_far = np.cumsum((flags & (FIN | RST)) != 0)  # FIN/RST count along the flow
+    split = np.zeros(len(r), dtype=bool)
+    syn_pos = np.flatnonzero(pure_syn)
+    if len(syn_pos):
+        prev = np.r_[-1, syn_pos[:-1]]
+        same_flow = (prev >= 0) & (f[np.maximum(prev, 0)] == f[syn_pos])
+        seq = p.seq[r[syn_pos]]
+        new_isn = seq != p.seq[r[np.maximum(prev, 0)]]
+        closed_between = closed_so_far[syn_pos] - closed_so_far[np.maximum(prev, 0)] > 0
+        split[syn_pos] = np.where(same_flow, new_isn | closed_between, ~flow_start[syn_pos])
+    conn_in_flow = np.cumsum(flow_start | split) - 1
+    # Number connections in order of their first packet, then sort by connection.
+    n_conn = int(conn_in_flow[-1]) + 1 if len(r) else 0
+    first_row = np.full(n_conn, np.iinfo(np.int64).max)
+    np.minimum.at(first_row, conn_in_flow, r)
+    rank = np.empty(n_conn, dtype=np.int64)
+    rank[np.argsort(first_row, kind="stable")] = np.arange(n_conn)
+    conn_sorted = rank[conn_in_flow]
+    by_conn = np.argsort(conn_sorted, kind="stable")
+    r = r[by_conn]  # from here on: TCP frame rows grouped by connection, capture order
+    c = conn_sorted[by_conn]
+    m = len(r)
+    conn_start = np.r_[True, c[1:] != c[:-1]] if m else np.zeros(0, bool)
+    starts = np.flatnonzero(conn_start)
+
+    flags = p.flags[r].astype(np.int64)
+    seq = p.seq[r]
+    ack = p.ack[r]
+    length = p.payload_len[r]
+    src_ep = (p.src[r].astype(np.int64) << 16) | p.sport[r]
+    dst_ep = (p.dst[r].astype(np.int64) << 16) | p.dport[r]
+
+    # ---- originator and direction
+    first_is_synack = (flags[starts] & (SYN | ACK)) == (SYN | ACK)
+    orig_ep = np.where(first_is_synack, dst_ep[starts], src_ep[starts])
+    direction = (src_ep != orig_ep[c]).astype(np.int64)
+    g = c * 2 + direction  # (connection, direction) group
+    n_groups = 2 * n_conn
+    is_ack = (flags & ACK) != 0
+
+    # ---- 2. ISNs and relative numbers
+    syn_flag = (flags & SYN) != 0
+    first_syn = _group_first(g, syn_flag, n_groups)
+    first_pkt = _group_first(g, np.ones(m, bool), n_groups)
+    peer_g = g ^ 1
+    first_ack_from_peer = _group_first(peer_g, is_ack, n_groups)  # indexed by receiving group
+    base = np.zeros(n_groups, dtype=np.int64)
+    has_syn = first_syn >= 0
+    base[has_syn] = seq[first_syn[has_syn]]
+    # No SYN: one before the first seq seen, or one before the first ACK of it, if earlier.
+    big = np.iinfo(np.int64).max
+    fp = np.where(first_pkt >= 0, first_pkt, big)
+    fa = np.where(first_ack_from_peer >= 0, first_ack_from_peer, big)
+    use_seq = ~has_syn & (fp <= fa) & (fp < big)
+    use_ack = ~has_syn & (fa < fp)
+    base[use_seq] = seq[first_pkt[use_seq]] - 1
+    base[use_ack] = ack[first_ack_from_peer[use_ack]] - 1
+    base &= 0xFFFFFFFF
+    rel_seq = (seq - base[g]) & 0xFFFFFFFF
+    rel_ack = np.where(is_ack, (ack - base[peer_g]) & 0xFFFFFFFF, 0)
+
+    # ---- 3. segment kinds
+    fin_flag = (flags & FIN) != 0
+    rst_flag = (flags & RST) != 0
+    # Retransmitted data: ends at or before the furthest byte this side already sent.
+    data_end = np.where(length > 0, rel_seq + length, 0)
+    order_g = np.argsort(g, kind="stable")
+    ge = g[order_g]
+    offset = ge.astype(np.int64) << 34  # keep each group's running max separate
+    running = np.maximum.accumulate(offset + data_end[order_g]) - offset
+    prev_max = np.r_[0, running[:-1]]
+    prev_max[np.r_[True, ge[1:] != ge[:-1]] if m else []] = 0
+    again = np.zeros(m, dtype=bool)
+    again[order_g] = (data_end[order_g] > 0) & (data_end[order_g] <= prev_max)
+    # FINs: the first one per side, and where each side's first FIN ends.
+    fin_count = _running_count(fin_flag, order_g, ge)  # 1 for a side's first FIN, 2...
+    first_fin = _group_first(g, fin_flag & ~rst_flag, n_groups)
+    fin_end = np.full(n_groups, -1, dtype=np.int64)
+    has_fin = first_fin >= 0
+    fin_end[has_fin] = (seq[first_fin[has_fin]] + length[first_fin[has_fin]] + 1) & 0xFFFFFFFF
+    peer_fin = first_fin[peer_g]
+    position = np.arange(m)
+    covers = (
+        is_ack & (peer_fin >= 0) & (position > peer_fin)
+        & (_signed32(ack - fin_end[peer_g]) >= 0)
+    )
+    first_cover = _group_first(g, covers, n_groups)
+    newly_acks_fin = np.zeros(m, dtype=bool)
+    newly_acks_fin[first_cover[first_cover >= 0]] = True
+
+    kind = np.select(
+        [
+            rst_flag & is_ack, rst_flag,
+            syn_flag & is_ack, syn_flag,
+            fin_flag & newly_acks_fin & (fin_count == 1), newly_acks_fin,
+            fin_flag & (fin_count == 1), fin_flag,
+            again, length > 0, is_ack,
+        ],
+        [
+            Kind.RST_ACK, Kind.RST,
+            Kind.SYN_ACK, Kind.SYN,
+            Kind.FIN_ACK, Kind.ACK_OF_FIN,
+            Kind.FIN, Kind.FIN_AGAIN,
+            Kind.DATA_AGAIN, Kind.DATA, Kind.ACK,
+        ],
+        Kind.OTHER,
+    ).astype(np.int64)
+
+    # ---- 4. the state table, over candidates only
+    first_ack_only = _group_first(g, is_ack & (length == 0) & ((flags & (SYN | FIN | RST)) == 0), n_groups)
+    first_data_only = _group_first(g, (length > 0) & ((flags & (SYN | FIN | RST)) == 0), n_groups)
+    candidate = (flags & (SYN | FIN | RST)) != 0
+    candidate |= newly_acks_fin
+    for firsts in (first_pkt, first_ack_only, first_data_only):
+        candidate[firsts[firsts >= 0]] = True
+
+    runner = _Runner(flags, seq, length, direction, c, kind)
+    while True:
+        runner.run(np.flatnonzero(candidate))
+        last = np.maximum.accumulate(np.where(candidate, position, -1))
+        state_before = np.where(candidate, runner.state_before, runner.state_after[last])
+        moves = NEXT_STATE[state_before, kind] != state_before
+        zeek_inactive = runner.zeek_inactive_after[last, direction]
+        violators = ~candidate & (moves | zeek_inactive)
+        if not violators.any():
+            break
+        candidate |= violators
+    step = np.where(candidate, runner.step, STEP_ID[state_before, kind])
+
+    # ---- 5. per-connection summaries
+    connections = _summaries(
+        p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner
+    )
+
+    def spread(values, fill, dtype):
+        out = np.full(n, fill, dtype=dtype)
+        out[r] = values
+        return out
+
+    return Tracking(
+        conn=spread(c, -1, np.int32),
+        direction=spread(direction, -1, np.int8),
+        rel_seq=spread(rel_seq, 0, np.int64),
+        rel_ack=spread(rel_ack, 0, np.int64),
+        kind=spread(kind, -1, np.int8),
+        state_before=spread(state_before, -1, np.int8),
+        step=spread(step, -1, np.int16),
+        connections=connections,
+        isn=base.reshape(n_conn, 2),
+    )
+
+
+class _Runner:
+    """The packet-by-packet part: the table and Zeek's endpoints, over candidates.
+
+    ``run`` is called with the positions to visit (sorted, every connection's first
+    packet included) and fills per-position results plus per-connection facts.
+    """
+
+    def __init__(self, flags, seq, length, direction, conn, kind) -> None:
+        m = len(flags)
+        self.flags, self.seq, self.length = flags.tolist(), seq.tolist(), length.tolist()
+        self.direction, self.conn, self.kind = direction.tolist(), conn.tolist(), kind.tolist()
+        self.state_before = np.zeros(m, dtype=np.int64)
+        self.state_after = np.zeros(m, dtype=np.int64)
+        self.step = np.zeros(m, dtype=np.int64)
+        self.zeek_inactive_after = np.zeros((m, 2), dtype=bool)
+        self.facts: dict[int, dict] = {}
+
+    def run(self, positions: np.ndarray) -> None:
+        step_id, next_state = STEP_ID.tolist(), NEXT_STATE.tolist()
+        state_before, state_after, steps = [], [], []
+        inactive = []
+        facts = self.facts = {}
+        conn = -1
+        zeek = fact = None
+        state = State.CLOSED
+        for pos in positions.tolist():
+            if self.conn[pos] != conn:
+                conn = self.conn[pos]
+                state = State.CLOSED
+                zeek = ZeekConnection()
+                fact = facts[conn] = {"zeek": zeek, "path": [], "frames": []}
+            kind, side = self.kind[pos], self.direction[pos]
+            new = next_state[state][kind]
+            state_before.append(state)
+            steps.append(step_id[state][kind])
+            if new != state or kind in (Kind.RST, Kind.RST_ACK):
+                fact["path"].append((state, kind, side, pos))
+            state = new
+            state_after.append(state)
+            zeek.feed(side, self.flags[pos], self.seq[pos], self.length[pos])
+            inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
+            fact["final"] = state
+        self.state_before[positions] = state_before
+        self.state_after[positions] = state_after
+        self.step[positions] = steps
+        if len(positions):
+            self.zeek_inactive_after[positions] = inactive
+
+
+def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str, str | None]:
+    """How the connection ended, from the state changes it went through."""
+    sides = (ORIGINATOR, RESPONDER)
+    established = any(new_kind in (Kind.ACK, Kind.DATA) and state == State.SYN_RECEIVED
+                      for state, new_kind, _, _ in path)
+    first_fin = next((side for state, kind, side, _ in path
+                      if kind in (Kind.FIN, Kind.FIN_ACK) ), None)
+    for state, kind, side, _ in path:
+        if kind in (Kind.RST, Kind.RST_ACK) and state == State.SYN_SENT and side == 1:
+            return "refused", RESPONDER
+    first_rst = next((side for state, kind, side, _ in path
+                      if kind in (Kind.RST, Kind.RST_ACK) and state != State.RESET), None)
+    if not established:
+        closer = first_fin if first_fin is not None else first_rst
+        return "incomplete", None if closer is None else sides[closer]
+    if final == State.RESET:
+        return "reset", sides[first_rst]
+    states_seen = {state for state, _, _, _ in path} | {final}
+    if State.CLOSING in states_seen:
+        return "simultaneous", "both"
+    closer = None if first_fin is None else sides[first_fin]
+    if any(kind == Kind.FIN_ACK for _, kind, _, _ in path):
+        return "three-way", closer
+    if final in (State.LAST_ACK, State.TIME_WAIT):
+        return "four-way", closer
+    if final in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+        return "half-closed", closer
+    return "open", None
+
+
+def _summaries(p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner):
+    ends = np.r_[starts[1:], len(r)]
+    pkts = np.bincount(g, minlength=2 * n_conn).reshape(n_conn, 2)
+    byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2)
+    syn = (flags & (SYN | ACK)) == SYN
+    synack = (flags & (SYN | ACK)) == (SYN | ACK)
+    bits = (
+        syn * 1 | synack * 2 | (((flags & ACK) != 0) & ~synack) * 4
+        | (length > 0) * 8 | ((flags & FIN) != 0) * 16 | ((flags & RST) != 0) * 32
+    )
+    completeness = np.bitwise_or.reduceat(bits, starts) if len(starts) else []
+    times = p.time[r]
+    connections = []
+    for i in range(n_conn):
+        s, e = starts[i], ends[i]
+        first = r[s]
+        d0 = direction[s]
+        # the originator is the sender of the first packet, unless that was a SYN-ACK
+        o_row = first if d0 == 0 else None
+        if o_row is None:
+            client = (p.addresses[p.dst[first]], int(p.dport[first]))
+            server = (p.addresses[p.src[first]], int(p.sport[first]))
+        else:
+            client = (p.addresses[p.src[first]], int(p.sport[first]))
+            server = (p.addresses[p.dst[first]], int(p.dport[first]))
+        fact = runner.facts[i]
+        zeek: ZeekConnection = fact["zeek"]
+        close_kind, closer = _close_kind(fact["path"], fact["final"])
+        frames = p.frame[r[s:e]]
+        handshake = [int(p.frame[r[pos]]) for state, kind, _, pos in fact["path"]
+                     if kind in (Kind.SYN, Kind.SYN_ACK) or state == State.SYN_RECEIVED]
+        closing = [int(p.frame[r[pos]]) for state, kind, _, pos in fact["path"]
+                   if state >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
+        connections.append(Connection(
+            id=i,
+            client=client,
+            server=server,
+            isn=tuple(int(base[2 * i + d]) if has_syn[2 * i + d] else None for d in (0, 1)),
+            packets=(int(pkts[i, 0]), int(pkts[i, 1])),
+            payload_bytes=(int(byts[i, 0]), int(byts[i, 1])),
+            first_frame=int(frames[0]),
+            last_frame=int(frames[-1]),
+            start=float(times[s]),
+            duration=float(times[e - 1] - times[s]),
+            conn_state=zeek.conn_state(),
+            history=zeek.history,
+            close_kind=close_kind,
+            active_closer=closer,
+            final_state=State(fact["final"]).name,
+            completeness=int(completeness[i]),
+            handshake_frames=handshake,
+            close_frames=closing,
+        ))
+    return connections

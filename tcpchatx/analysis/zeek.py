@@ -1,0 +1,173 @@
+"""Zeek's ``conn_state`` and ``history`` for one connection, computed Zeek's way.
+
+Theory of operation
+-------------------
+Zeek does not use our whole-connection table (:mod:`.states`).  It keeps one small
+state per *endpoint* (INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED,
+CLOSED, RESET), moves them on SYN, FIN and RST (``TCPSessionAdapter.cc``), and at
+the end maps the pair of endpoint states to a ``conn_state`` label
+(``conn_state()`` in ``base/protocols/conn/main.zeek``).  This module is a port of
+those two pieces, so our labels agree with a real ``conn.log``.  The labels and
+their meanings live in :mod:`.labels`.
+
+The history string follows Zeek's rules too: one letter per event, upper case for
+the originator; ``a`` and ``d`` at most once per direction; ``s``, ``h``, ``f``,
+``r`` again only when the sequence number differs from the last one seen with that
+flag.  Not modelled: ``c``, ``g``, ``t``, ``w`` (checksums, gaps, retransmissions,
+zero windows) and the ``^`` direction flip (we never flip: see :mod:`.tracker`).
+
+Only packets that can change something are fed in (see :meth:`ZeekConnection.inert`):
+control packets, and data/ACK packets from an endpoint that is still INACTIVE or
+that has not yet shown an ``a`` or ``d``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+from .packets import ACK, FIN, RST, SYN
+
+
+class Endpoint(IntEnum):
+    INACTIVE = 0
+    SYN_SENT = 1
+    SYN_ACK_SENT = 2
+    PARTIAL = 3
+    ESTABLISHED = 4
+    CLOSED = 5
+    RESET = 6
+
+
+E = Endpoint
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+
+
+class ZeekConnection:
+    """Two endpoint states and a history string; feed packets in capture order."""
+
+    def __init__(self) -> None:
+        self.state = [E.INACTIVE, E.INACTIVE]  # [originator, responder]
+        self.prev_state = [E.INACTIVE, E.INACTIVE]
+        self.size = [0, 0]  # payload bytes per direction (for the REJ rule)
+        self.history = ""
+        self._seen: set[str] = set()
+        self._last_seq: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ history
+
+    def _add(self, letter: str, side: int, seq: int | None = None) -> None:
+        code = letter.upper() if side == 0 else letter
+        if code not in self._seen:
+            self._seen.add(code)
+            self.history += code
+        elif seq is not None and self._last_seq.get(code) != seq:
+            self.history += code
+        if seq is not None:
+            self._last_seq[code] = seq
+
+    def _update_history(self, side: int, flags: int, seq: int, length: int) -> None:
+        syn, fin, rst = bool(flags & SYN), bool(flags & FIN), bool(flags & RST)
+        bits = syn + fin + rst
+        if bits > 1:
+            self._add("i" if fin and rst else "q", side)
+        elif syn:
+            self._add("h" if flags & ACK else "s", side, seq)
+        elif fin:
+            self._add("f", side, (seq + length) & 0xFFFFFFFF)  # a FIN's seq is after its data
+        elif rst:
+            self._add("r", side, seq)
+        elif length:
+            self._add("d", side)
+        elif flags & ACK:
+            self._add("a", side)
+
+    # ------------------------------------------------------------------ endpoint states
+
+    def _set(self, side: int, state: Endpoint) -> None:
+        self.prev_state[side] = self.state[side]
+        self.state[side] = state
+
+    def feed(self, side: int, flags: int, seq: int, length: int) -> None:
+        """One packet from ``side`` (0 = originator, 1 = responder)."""
+        self._update_history(side, flags, seq, length)
+        if length and not flags & RST:
+            self.size[side] += length
+        peer = 1 - side
+        me = self.state[side]
+        syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
+
+        if me == E.INACTIVE:
+            if syn:
+                if side == 0:
+                    self._set(side, E.SYN_ACK_SENT if ack else E.SYN_SENT)
+                else:
+                    if self.state[peer] == E.SYN_SENT:
+                        self._set(peer, E.ESTABLISHED)
+                    self._set(side, E.ESTABLISHED)
+            if fin:
+                self._set(side, E.CLOSED)
+            if rst:
+                self._set(side, E.RESET)
+            if self.state[side] == E.INACTIVE:  # no control flag changed it
+                if side == 1 and length == 0 and self.state[0] == E.SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
+                elif ack and self.state[peer] == E.ESTABLISHED:
+                    self._set(side, E.ESTABLISHED)  # we just missed the SYN
+                else:
+                    self._set(side, E.PARTIAL)
+        elif me in (E.SYN_SENT, E.SYN_ACK_SENT):
+            if fin:
+                self._set(side, E.CLOSED)
+            if rst:
+                self._set(side, E.RESET)
+        elif me in (E.ESTABLISHED, E.PARTIAL):
+            if syn and me == E.PARTIAL and self.state[peer] == E.INACTIVE and not ack:
+                self._set(side, E.SYN_SENT)
+            if fin and not rst:
+                self._set(side, E.CLOSED)
+                if self.state[peer] == E.RESET and self.prev_state[peer] == E.CLOSED:
+                    self._set(peer, E.CLOSED)  # the peer's FIN then RST was a normal close
+            if rst:
+                self._set(side, E.RESET)
+        elif me == E.CLOSED:
+            if rst and self.state[peer] != E.CLOSED:
+                self._set(side, E.RESET)
+
+    def inert(self, side: int, flags: int, length: int) -> bool:
+        """Would this packet change nothing?  (Then it need not be fed.)"""
+        if flags & (SYN | FIN | RST) or self.state[side] == E.INACTIVE:
+            return False
+        letter = ("d" if length else "a") if (length or flags & ACK) else None
+        if letter is None:
+            return True
+        return (letter.upper() if side == 0 else letter) in self._seen
+
+    # ------------------------------------------------------------------ the label
+
+    def conn_state(self) -> str:
+        """``conn_state()`` from Zeek's ``base/protocols/conn/main.zeek``, for TCP."""
+        os, rs = self.state
+        o_inactive = os in (E.INACTIVE, E.PARTIAL)
+        r_inactive = rs in (E.INACTIVE, E.PARTIAL)
+        if rs == E.RESET:
+            if os in (E.SYN_SENT, E.SYN_ACK_SENT) or (
+                os == E.RESET and self.size[0] == 0 and self.size[1] == 0
+            ):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os == E.RESET:
+            if r_inactive:
+                return "RSTOS0" if _RSTOS0.fullmatch(self.history) else "OTH"
+            return "RSTO"
+        if rs == E.CLOSED and os == E.CLOSED:
+            return "SF"
+        if os == E.CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == E.CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os == E.SYN_SENT and rs == E.INACTIVE:
+            return "S0"
+        if os == E.ESTABLISHED and rs == E.ESTABLISHED:
+            return "S1"
+        return "OTH"
