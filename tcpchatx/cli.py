@@ -59,6 +59,36 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--nick", help="your nickname (otherwise the server asks for one)")
     client.add_argument("--no-color", action="store_true", help="plain text, no colours")
     client.set_defaults(run=_run_client)
+
+    capture = commands.add_parser(
+        "capture", help="record a port's loopback traffic to a pcapng file",
+        description="Capture 'tcp port PORT' on the loopback interface until Ctrl-C (or "
+        "--duration), then report packets captured and dropped. Needs capture rights: "
+        "see docs/capture.md for the ways without root.",
+    )
+    capture.add_argument("--port", type=int, default=DEFAULT_PORT,
+                         help=f"the chat server's port (default: {DEFAULT_PORT})")
+    capture.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto",
+                         help="dumpcap (default where installed; reports drops) or scapy")
+    capture.add_argument("--out", default="capture.pcapng",
+                         help="output file; a bare name goes into captures/ (default: capture.pcapng)")
+    capture.add_argument("--duration", type=float, help="stop after this many seconds")
+    capture.set_defaults(run=_run_capture)
+
+    annotate = commands.add_parser(
+        "annotate", help="explain a capture: connections, close shapes, a text ladder",
+        description="Read a pcap or pcapng file of chat traffic and explain it: one line per "
+        "TCP connection (Zeek conn_state and history, close kind, who closed first) and a "
+        "ladder of every packet with its step and the chat text.",
+    )
+    annotate.add_argument("capture", help="a .pcap or .pcapng file")
+    annotate.add_argument("--json", action="store_true",
+                          help="print the machine format instead (docs/analysis-json.md)")
+    annotate.add_argument("--comments", metavar="OUT.pcapng",
+                          help="also write a copy whose packet comments tell the story (Wireshark shows them)")
+    annotate.add_argument("--max-packets", type=int, default=200,
+                          help="longest ladder to print (default: 200; 0 for all)")
+    annotate.set_defaults(run=_run_annotate)
     return parser
 
 
@@ -113,6 +143,46 @@ def _run_client(args: argparse.Namespace) -> int:
     from .terminal import run_terminal_client
 
     return run_terminal_client(args.host, args.port, args.nick, color=False if args.no_color else None)
+
+
+def _run_capture(args: argparse.Namespace) -> int:
+    from .capture.cli import capture_main
+
+    return capture_main(args.port, args.out, backend=args.backend, duration=args.duration)
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    import json
+
+    from .analysis import (
+        CaptureFormatError,
+        analyze,
+        format_ladder,
+        format_summary,
+        to_json,
+        write_annotated,
+    )
+
+    try:
+        analysis = analyze(args.capture)
+    except FileNotFoundError:
+        print(f"tcpchatx annotate: no such file: {args.capture}", file=sys.stderr)
+        return 1
+    except CaptureFormatError as error:
+        print(f"tcpchatx annotate: {args.capture} is not a capture we can read: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(to_json(analysis), sys.stdout, indent=1)
+        print()
+    else:
+        print(format_summary(analysis))
+        print()
+        print(format_ladder(analysis, max_packets=args.max_packets or None))
+    if args.comments:
+        written = write_annotated(analysis, args.comments)
+        print(f"Annotated copy: {written} (Wireshark: View > Packet Comments, or filter frame.comment)",
+              file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
