@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from analysis_helpers import C, S, Talk, merge, write_capture
 
+from analysis_helpers import C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze
 
 SERVER = ("10.0.0.9", 25000)

@@ -9,8 +9,8 @@ import subprocess
 import time
 
 import pytest
-from analysis_helpers import TSHARK, assert_agrees_with_tshark
 
+from analysis_helpers import TSHARK, assert_agrees_with_tshark
 from tcpchatx.analysis import CLOSE_KINDS, analyze
 from tcpchatx.client import ChatClient
 from tcpchatx.protocol import Kind

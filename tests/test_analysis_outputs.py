@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-from analysis_helpers import TSHARK, C, S, Talk, tshark_comments
 
+from analysis_helpers import TSHARK, C, S, Talk, tshark_comments
 from tcpchatx.analysis import (
     CLOSE_KINDS,
     ZEEK_CONN_STATES,

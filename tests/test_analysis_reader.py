@@ -6,6 +6,8 @@ import struct
 
 import numpy as np
 import pytest
+from scapy.all import raw
+
 from analysis_helpers import (
     TSHARK,
     C,
@@ -16,8 +18,6 @@ from analysis_helpers import (
     write_capture,
     write_raw_pcap,
 )
-from scapy.all import raw
-
 from tcpchatx.analysis import CaptureFormatError, analyze, read_packets
 
 

@@ -4,8 +4,8 @@ tshark as the oracle for flags, relative numbers, lengths and completeness."""
 from __future__ import annotations
 
 import pytest
-from analysis_helpers import TSHARK, C, S, Talk, assert_agrees_with_tshark, merge, write_capture
 
+from analysis_helpers import TSHARK, C, S, Talk, assert_agrees_with_tshark, merge, write_capture
 from tcpchatx.analysis import CLOSE_KINDS, ZEEK_CONN_STATES, analyze
 from tcpchatx.analysis.states import NEXT_STATE, STEPS, TABLE, Kind, State
 

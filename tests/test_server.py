@@ -12,8 +12,8 @@ import threading
 import time
 
 import pytest
-from conftest import HOST, chat_threads, open_fds
 
+from conftest import HOST, chat_threads, open_fds
 from tcpchatx.client import ChatClient, ConnectionClosed
 from tcpchatx.protocol import Kind
 from tcpchatx.server import ChatServer

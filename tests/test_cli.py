@@ -1,0 +1,90 @@
+"""The tcpchatx command as a student runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import HOST
+from tcpchatx.capture import LiveCapture
+from tcpchatx.client import ChatClient
+from tcpchatx.server import ChatServer
+
+
+def tcpchatx(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tcpchatx", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def chat_capture(tmp_path_factory):
+    """Two clients chat, one quits, one aborts: captured live with dumpcap."""
+    path = tmp_path_factory.mktemp("cli") / "chat.pcapng"
+    with ChatServer(HOST, 0) as server, LiveCapture(server.port, path, backend="dumpcap"):
+        alice = ChatClient.connect(HOST, server.port, "alice")
+        bob = ChatClient.connect(HOST, server.port, "bob")
+        alice.receive()
+        alice.send("hello bob")
+        assert bob.receive().text == "hello bob"
+        bob.quit()
+        alice.receive()
+        alice.abort()
+        server.timeline.wait_for(lambda e: e.kind == "left" and e.nick == "alice")
+    return path
+
+
+def test_help_speaks_to_students():
+    result = tcpchatx("--help")
+    assert result.returncode == 0
+    for command in ("server", "client", "capture", "annotate"):
+        assert command in result.stdout
+
+
+def test_annotate_prints_connections_and_a_ladder(chat_capture):
+    result = tcpchatx("annotate", str(chat_capture))
+    assert result.returncode == 0, result.stderr
+    assert "2 TCP connection(s)" in result.stdout
+    assert "conn_state RSTO" in result.stdout  # alice aborted
+    assert "conn_state SF" in result.stdout  # bob quit
+    assert "'hello bob' -> bob" in result.stdout
+    assert "(SYN)" in result.stdout and "(SYN-ACK)" in result.stdout
+
+
+def test_annotate_json_and_comments(chat_capture, tmp_path):
+    out = tmp_path / "annotated.pcapng"
+    result = tcpchatx("annotate", str(chat_capture), "--json", "--comments", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) >= {"connections", "packets", "messages"}
+    assert {c["close_kind"] for c in data["connections"]} == {"reset", "three-way"} or \
+        {c["close_kind"] for c in data["connections"]} == {"reset", "four-way"}
+    comments = subprocess.run(
+        ["tshark", "-r", str(out), "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "SYN" in comments and "hello bob" in comments
+    assert len(comments.strip().splitlines()) == len(data["packets"])
+
+
+@pytest.mark.parametrize("content", [b"", b"not a capture at all\n" * 10])
+def test_annotate_bad_input_is_a_clear_error(tmp_path, content):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    result = tcpchatx("annotate", str(bad))
+    assert result.returncode == 1
+    assert "not a capture" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_annotate_missing_file():
+    result = tcpchatx("annotate", "/nonexistent.pcap")
+    assert result.returncode == 1 and "no such file" in result.stderr
+
+
+def test_server_port_in_use_is_a_clear_error():
+    with ChatServer(HOST, 0) as server:
+        result = tcpchatx("server", "--host", HOST, "--port", str(server.port))
+    assert result.returncode == 1
+    assert "Try another --port" in result.stderr and "Traceback" not in result.stderr
