@@ -89,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--max-packets", type=int, default=200,
                           help="longest ladder to print (default: 200; 0 for all)")
     annotate.set_defaults(run=_run_annotate)
+
+    verify = commands.add_parser(
+        "verify", help="check a capture with Wireshark's tshark: handshake, broadcast, teardown",
+        description="Run tshark (with the TCPChatX dissector) on a capture and print pass/fail "
+        "checks: every connection opened with a correct 3-way handshake, every chat message "
+        "reached every other client exactly once, every close was proper.",
+    )
+    verify.add_argument("capture", help="a .pcap or .pcapng file")
+    verify.add_argument("--port", type=int, help="the chat server's port, if not 25000 "
+                        "(usually found by the dissector's heuristic)")
+    verify.set_defaults(run=_run_verify)
+
+    dissector = commands.add_parser(
+        "dissector", help="where the Wireshark dissector is, and how to install it",
+        description="Print the path of the TCPChatX Lua dissector for Wireshark and how to "
+        "install it; with --install, copy it into your personal Wireshark plugins folder.",
+    )
+    dissector.add_argument("--install", action="store_true", help="copy it into your plugins folder")
+    dissector.set_defaults(run=_run_dissector)
     return parser
 
 
@@ -183,6 +202,18 @@ def _run_annotate(args: argparse.Namespace) -> int:
         print(f"Annotated copy: {written} (Wireshark: View > Packet Comments, or filter frame.comment)",
               file=sys.stderr)
     return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .wireshark.verify import verify_main
+
+    return verify_main(args.capture, port=args.port)
+
+
+def _run_dissector(args: argparse.Namespace) -> int:
+    from .wireshark.dissector import dissector_main
+
+    return dissector_main(install=args.install)
 
 
 def main(argv: list[str] | None = None) -> int:
