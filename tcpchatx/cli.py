@@ -108,6 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dissector.add_argument("--install", action="store_true", help="copy it into your plugins folder")
     dissector.set_defaults(run=_run_dissector)
+
+    from .scenarios import SCENARIOS
+
+    scenario = commands.add_parser(
+        "scenario", help="play one scripted story and capture it",
+        description="Play a scripted story (an in-process server and clients) while "
+        "capturing it, then print its annotation. Stories: "
+        + "; ".join(f"{name}: {s.summary}" for name, s in SCENARIOS.items()),
+    )
+    scenario.add_argument("name", choices=list(SCENARIOS), metavar="NAME",
+                          help="one of: " + ", ".join(SCENARIOS))
+    scenario.add_argument("--out", help="capture file (default: out/NAME.pcapng)")
+    scenario.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto",
+                          help="live capture (needs rights) or a rootless namespace (Linux)")
+    scenario.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
+    scenario.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                          help="a story parameter, e.g. --param clients=4 --param nagle=false")
+    scenario.set_defaults(run=_run_scenario)
+
+    references = commands.add_parser(
+        "references", help="regenerate the reference captures in captures/",
+        description="Play and capture every scenario, annotate it, and write captures/ "
+        "and its README index (the files students use when they cannot capture).",
+    )
+    references.add_argument("names", nargs="*", help="only these scenarios (default: all)")
+    references.add_argument("--out", default=None, help="folder (default: the repository's captures/)")
+    references.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto")
+    references.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
+    references.set_defaults(run=_run_references)
     return parser
 
 
@@ -214,6 +243,61 @@ def _run_dissector(args: argparse.Namespace) -> int:
     from .wireshark.dissector import dissector_main
 
     return dissector_main(install=args.install)
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    """``clients=4`` -> {"clients": 4}: numbers, true/false, else text."""
+    params = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"tcpchatx: --param wants KEY=VALUE, not {pair!r}")
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            params[key] = lowered == "true"
+        else:
+            try:
+                params[key] = int(text)
+            except ValueError:
+                try:
+                    params[key] = float(text)
+                except ValueError:
+                    params[key] = text
+    return params
+
+
+def _run_scenario(args: argparse.Namespace) -> int:
+    from .analysis import format_ladder, format_summary
+    from .capture import CaptureError
+    from .scenarios import run_scenario
+
+    out = args.out or f"out/{args.name}.pcapng"
+    try:
+        run = run_scenario(args.name, out, mode=args.mode, backend=args.backend,
+                           **_parse_params(args.param))
+    except (CaptureError, TypeError, ValueError) as error:
+        print(f"tcpchatx scenario: {error}", file=sys.stderr)
+        return 1
+    analysis = run.analyze()
+    print(format_summary(analysis))
+    print()
+    print(format_ladder(analysis, max_packets=200))
+    print(f"\nCaptured ({run.mode}, {run.capture.backend}): {run.path}")
+    return 0
+
+
+def _run_references(args: argparse.Namespace) -> int:
+    from .capture import CaptureError
+    from .references import CAPTURES, regenerate
+
+    try:
+        written = regenerate(args.out or CAPTURES, args.names or None, backend=args.backend,
+                             mode=args.mode)
+    except (CaptureError, KeyError) as error:
+        print(f"tcpchatx references: {error}", file=sys.stderr)
+        return 1
+    print(f"Wrote {len(written)} reference capture(s).")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
