@@ -14,7 +14,7 @@ table) + ``zeek`` (Zeek's labels) -> ``tracker`` (connections, steps) -> ``chat`
 
 from .capture import CaptureFormatError
 from .chat import ChatLine, Delivery, Message
-from .export import to_json
+from .export import to_json, write_json
 from .labels import CLOSE_KINDS, CLOSERS, PHASES, ZEEK_CONN_STATES, ZEEK_HISTORY_LETTERS
 from .packets import Packets, read_packets
 from .pcapng import write_annotated
@@ -27,5 +27,5 @@ __all__ = [
     "CLOSE_KINDS", "CLOSERS", "PHASES", "TABLE", "ZEEK_CONN_STATES", "ZEEK_HISTORY_LETTERS",
     "Analysis", "CaptureFormatError", "ChatLine", "Connection", "Delivery", "Kind", "Message",
     "Packets", "State", "Step", "analyze", "format_ladder", "format_summary", "read_packets",
-    "to_json", "write_annotated",
+    "to_json", "write_annotated", "write_json",
 ]

@@ -155,22 +155,7 @@ def index_pcap(buf: memoryview | bytes) -> RecordIndex:
     _, _, _, _, snaplen, network = struct.unpack_from(order + "HHiIII", buf, 4)
     linktype = network & 0x0FFFFFFF  # the top bits may carry FCS information
 
-    # The one per-packet loop: hop from record to record.
-    incl_len = struct.Struct(order + "I").unpack_from
-    offsets: list[int] = []
-    append = offsets.append
-    pos = 24
-    try:
-        while True:  # unpack_from raises struct.error once we run off the end
-            (length,) = incl_len(buf, pos + 8)
-            append(pos)
-            pos += 16 + length
-    except struct.error:
-        pass
-    if offsets and offsets[-1] + 16 > len(buf):  # a record header cut short
-        offsets.pop()
-
-    rec = np.array(offsets, dtype=np.int64)
+    rec = walk_pcap(buf, order)
     header = gather(as_array(buf), rec, np.dtype(f"{order}u4, {order}u4, {order}u4, {order}u4"))
     sec, frac, caplen, origlen = (header[f].astype(np.int64) for f in header.dtype.names)
     data_offset = rec + 16
@@ -186,6 +171,74 @@ def index_pcap(buf: memoryview | bytes) -> RecordIndex:
         interface=np.zeros(len(rec), dtype=np.int32),
         interfaces=[Interface(linktype, snaplen, tps)],
     )
+
+
+def walk_pcap_slowly(buf, order: str, pos: int = 24, stop: int | None = None) -> list[int]:
+    """The plain way: hop from record to record (each header says how long it is).
+
+    Stops at the end of the file, or at the first record starting at or after ``stop``.
+    """
+    incl_len = struct.Struct(order + "I").unpack_from
+    offsets: list[int] = []
+    end = len(buf) if stop is None else min(stop, len(buf))
+    while pos + 16 <= len(buf) and pos < end:
+        (length,) = incl_len(buf, pos + 8)
+        offsets.append(pos)
+        pos += 16 + length
+    return offsets
+
+
+def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
+    """Every record's offset, as :func:`walk_pcap_slowly` finds them, but with numpy.
+
+    Guess, then verify.  Records are close together in time, so the high 16 bits
+    of their seconds field are almost always those of the first record: every
+    place in the file where those two bytes occur is a *candidate* record start
+    (the real ones, and a few places inside packet data).  For each candidate,
+    ``candidate + 16 + incl_len`` is where the next record would start.  Walking
+    from the first record (a real one), whenever that next position is the next
+    candidate, the next candidate is real too - so a whole run of consistent
+    candidates is accepted in one numpy step.  Where the chain breaks (a false
+    candidate in between, or a record whose seconds changed), we hop record by
+    record with :func:`walk_pcap_slowly` until we are back on a candidate.
+    The result is exactly the plain walk's.
+    """
+    data = as_array(buf)
+    if len(buf) < 24 + 16:
+        return np.array(walk_pcap_slowly(buf, order), dtype=np.int64)
+    hi = slice(26, 28) if order == "<" else slice(24, 26)  # seconds' high half, first record
+    pattern = np.frombuffer(bytes(buf[hi]), dtype=np.uint16)[0]
+    first_byte = hi.start - 24
+    found = []
+    for lo in range(0, len(buf) - 16 + 1, chunk):  # chunks keep the temporaries small
+        part = data[lo + first_byte : min(lo + chunk, len(buf) - 16 + 1) + first_byte + 1]
+        for parity in (0, 1):
+            words = part[parity : parity + (len(part) - parity) // 2 * 2].view(np.uint16)
+            found.append(np.flatnonzero(words == pattern) * 2 + parity + lo)
+    cand = np.sort(np.concatenate(found))
+    cand = cand[cand + 16 <= len(buf)]
+    length = gather(data, cand + 8, np.dtype(order + "u4")).astype(np.int64)
+    nxt = cand + 16 + length
+    consistent = np.r_[nxt[:-1] == cand[1:], False]
+    # run_end[i]: the first j >= i whose successor is not the next candidate
+    breaks = np.flatnonzero(~consistent)
+    pieces: list[np.ndarray] = []
+    pos, size = 24, len(buf)
+    while pos + 16 <= size:
+        i = int(np.searchsorted(cand, pos))
+        if i < len(cand) and cand[i] == pos:
+            j = int(breaks[np.searchsorted(breaks, i)])  # consistent[i:j] all True
+            pieces.append(cand[i : j + 1])
+            pos = int(nxt[j])
+        else:  # not a candidate: hop plainly until we land on one
+            stop = int(cand[i]) if i < len(cand) else None
+            hops = walk_pcap_slowly(buf, order, pos, stop)
+            pieces.append(np.array(hops, dtype=np.int64))
+            if not hops:
+                break
+            last = hops[-1]
+            pos = last + 16 + struct.unpack_from(order + "I", buf, last + 8)[0]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
 
 
 # --------------------------------------------------------------------------- pcapng

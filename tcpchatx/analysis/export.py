@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
+from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
+from typing import TextIO
 
-from .labels import CLOSE_KINDS, PHASES, ZEEK_CONN_STATES
-from .tables import flag_string
+from .labels import CLOSE_KINDS, DIRECTIONS, PHASES, ROLE_NAMES, ZEEK_CONN_STATES
+from .states import STEPS, Kind, State
+from .tables import FLAG_STRINGS, flag_string
 
 FORMAT_VERSION = 1
 
@@ -16,6 +21,45 @@ def to_json(a, notes: bool = True) -> dict:
     Every value is a str, int, float, bool, None, list or dict, so
     ``json.dumps(to_json(a))`` works.  ``notes=False`` leaves out the sentences.
     """
+    data = to_json_header(a)
+    data["packets"] = _packet_dicts(a, notes)
+    data["lines"] = [asdict(line) for line in a.lines]
+    data["messages"] = [asdict(m) for m in a.messages]
+    return data
+
+
+def to_json_header(a) -> dict:
+    """Everything of :func:`to_json` but the per-packet, per-line and per-message lists."""
+    p = a.packets
+    connections = []
+    for c in a.connections:
+        connections.append({
+            "conn": c.id,
+            "client": {"address": c.client[0], "port": c.client[1]},
+            "server": {"address": c.server[0], "port": c.server[1]},
+            "nick": a.chat.nick_of_conn.get(c.id),
+            "isn": {"client": c.isn[0], "server": c.isn[1]},
+            "packets": {"client": c.packets[0], "server": c.packets[1]},
+            "bytes": {"client": c.payload_bytes[0], "server": c.payload_bytes[1]},
+            "first_frame": c.first_frame, "last_frame": c.last_frame,
+            "start": c.start, "duration": c.duration,
+            "conn_state": c.conn_state, "conn_state_meaning": ZEEK_CONN_STATES[c.conn_state],
+            "history": c.history,
+            "close_kind": c.close_kind, "close_kind_meaning": CLOSE_KINDS[c.close_kind],
+            "active_closer": c.active_closer,
+            "final_state": c.final_state,
+            "handshake_frames": c.handshake_frames,
+        })
+    return {
+        "format": {"name": "tcpchatx-analysis", "version": FORMAT_VERSION, "phases": PHASES},
+        "capture": {"path": a.path, "frames": len(p), "kind": p.index.kind},
+        "server": None if a.chat.server is None else
+        {"address": a.chat.server[0], "port": a.chat.server[1]},
+        "connections": connections,
+    }
+
+
+def _packet_dicts(a, notes: bool) -> list[dict]:
     p, t = a.packets, a.tracking
     packets = []
     for i in range(len(p)):
@@ -43,32 +87,124 @@ def to_json(a, notes: bool = True) -> dict:
             if lines:
                 row["lines"] = [line.id for line in lines]
         packets.append(row)
-    connections = []
-    for c in a.connections:
-        connections.append({
-            "conn": c.id,
-            "client": {"address": c.client[0], "port": c.client[1]},
-            "server": {"address": c.server[0], "port": c.server[1]},
-            "nick": a.chat.nick_of_conn.get(c.id),
-            "isn": {"client": c.isn[0], "server": c.isn[1]},
-            "packets": {"client": c.packets[0], "server": c.packets[1]},
-            "bytes": {"client": c.payload_bytes[0], "server": c.payload_bytes[1]},
-            "first_frame": c.first_frame, "last_frame": c.last_frame,
-            "start": c.start, "duration": c.duration,
-            "conn_state": c.conn_state, "conn_state_meaning": ZEEK_CONN_STATES[c.conn_state],
-            "history": c.history,
-            "close_kind": c.close_kind, "close_kind_meaning": CLOSE_KINDS[c.close_kind],
-            "active_closer": c.active_closer,
-            "final_state": c.final_state,
-            "handshake_frames": c.handshake_frames,
-        })
-    return {
-        "format": {"name": "tcpchatx-analysis", "version": FORMAT_VERSION, "phases": PHASES},
-        "capture": {"path": a.path, "frames": len(p), "kind": p.index.kind},
-        "server": None if a.chat.server is None else
-        {"address": a.chat.server[0], "port": a.chat.server[1]},
-        "connections": connections,
-        "packets": packets,
-        "lines": [asdict(line) for line in a.lines],
-        "messages": [asdict(m) for m in a.messages],
-    }
+    return packets
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def write_json(a, fp: TextIO, notes: bool = True) -> None:
+    """Write ``to_json(a, notes)`` as JSON text to ``fp``, without building it first.
+
+    ``json.loads`` of the output equals ``to_json(a, notes)``.  The layout differs
+    from ``json.dump(..., indent=1)``: each packet, line and message is one line of
+    compact JSON, so a million packets is a million lines one can ``grep``.  Rows
+    are formatted from per-column lists (strings that repeat - addresses, flags,
+    steps - are escaped once), in chunks, so memory stays bounded.
+    """
+    data = to_json_header(a)
+    fp.write("{\n")
+    for key in ("format", "capture", "server"):
+        fp.write(f" {json.dumps(key)}: {json.dumps(data[key])},\n")
+    fp.write(' "connections": [')
+    _write_rows(fp, (json.dumps(c, separators=(",", ":")) for c in data["connections"]))
+    fp.write('],\n "packets": [')
+    _write_rows(fp, _packet_rows(a, notes))
+    fp.write('],\n "lines": [')
+    _write_rows(fp, _line_rows(a))
+    fp.write('],\n "messages": [')
+    _write_rows(fp, (json.dumps(asdict(m), separators=(",", ":")) for m in a.messages))
+    fp.write("]\n}\n")
+
+
+def _write_rows(fp: TextIO, rows: Iterable[str], chunk: int = 1 << 14) -> None:
+    batch: list[str] = []
+    sep = "\n  "
+    first = True
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= chunk:
+            fp.write(("" if first else ",") + sep + ("," + sep).join(batch))
+            first = False
+            batch.clear()
+    if batch:
+        fp.write(("" if first else ",") + sep + ("," + sep).join(batch))
+    if not first or batch:
+        fp.write("\n ")
+
+
+def _string(value) -> str:
+    return "null" if value is None else _escape(value)
+
+
+def _packet_rows(a, notes: bool) -> Iterator[str]:
+    p, t = a.packets, a.tracking
+    address = [_escape(x) for x in p.addresses]
+    flags = [_escape(FLAG_STRINGS[v]) for v in range(512)]
+    step_name = [_escape(s.name) for s in STEPS]
+    direction = [_escape(d) for d in DIRECTIONS]
+    phase_of_step = [_escape(s.phase) for s in STEPS] + [_escape("other")]
+    lines_of: dict[int, list[int]] = {}
+    for line in a.lines:
+        lines_of.setdefault(line.frame, []).append(line.id)
+    note_of = _note_maker(a) if notes else None
+    head = '{"frame":%d,"time":%r,"ts_ticks":%d,"ts_per_second":%d,"tcp":%s,"phase":%s'
+    tcp_part = (',"src":%s,"sport":%d,"dst":%s,"dport":%d,"flags":%s,"seq":%d,"ack":%d,'
+                '"len":%d,"conn":%d,"direction":%s,"step":%s')
+    n = len(p)
+    step_chunk = 1 << 16
+    for lo in range(0, n, step_chunk):
+        hi = min(n, lo + step_chunk)
+        cols = zip(
+            p.frame[lo:hi].tolist(), p.time[lo:hi].tolist(), p.ts_ticks[lo:hi].tolist(),
+            p.ts_tps[lo:hi].tolist(), p.is_tcp[lo:hi].tolist(), t.step[lo:hi].tolist(),
+            p.src[lo:hi].tolist(), p.sport[lo:hi].tolist(), p.dst[lo:hi].tolist(),
+            p.dport[lo:hi].tolist(), (p.flags[lo:hi] & 0x1FF).tolist(), t.rel_seq[lo:hi].tolist(),
+            t.rel_ack[lo:hi].tolist(), p.payload_len[lo:hi].tolist(), t.conn[lo:hi].tolist(),
+            t.direction[lo:hi].tolist(), p.seq[lo:hi].tolist(), strict=True,
+        )
+        for (frame, time, ticks, tps, tcp, step, src, sport, dst, dport, fl, seq, ack, length,
+             conn, d, raw_seq) in cols:
+            row = head % (frame, time, ticks, tps, "true" if tcp else "false", phase_of_step[step])
+            if tcp:
+                row += tcp_part % (address[src], sport, address[dst], dport, flags[fl], seq, ack,
+                                   length, conn, direction[d] if d >= 0 else "null",
+                                   step_name[step] if step >= 0 else "null")
+                if note_of is not None:
+                    row += ',"note":' + _escape(note_of(step, d, raw_seq, length, seq, ack, conn))
+                ids = lines_of.get(frame)
+                if ids:
+                    row += ',"lines":[' + ",".join(map(str, ids)) + "]"
+            yield row + "}"
+
+
+def _note_maker(a):
+    """``a.note(i)`` from row ``i``'s values: each step's template is filled once per
+    direction with the words (Sender, peer, state); only numbers are filled per packet."""
+    numbers = {k: "{" + k + "}" for k in ("isn", "len", "seq", "seq_end", "ack", "port")}
+    prefilled = []
+    for step_id, step in enumerate(STEPS):
+        state = State(step_id // len(Kind)).name  # STEPS is numbered state-major
+        per_direction = []
+        for d in (0, 1):
+            sender, peer = ROLE_NAMES[DIRECTIONS[d]], ROLE_NAMES[DIRECTIONS[1 - d]]
+            per_direction.append(step.note.format(Sender=sender.capitalize(), sender=sender,
+                                                  peer=peer, state=state, **numbers))
+        prefilled.append(per_direction)
+    port = [c.server[1] for c in a.connections]
+
+    def note(step: int, d: int, isn: int, length: int, seq: int, ack: int, conn: int) -> str:
+        return prefilled[step][d].format(isn=isn, len=length, seq=seq, seq_end=seq + max(length, 1) - 1,
+                                         ack=ack, port=port[conn])
+
+    return note
+
+
+def _line_rows(a) -> Iterator[str]:
+    template = ('{"id":%d,"conn":%d,"direction":%d,"text":%s,"kind":%s,"nick":%s,"command":%s,'
+                '"start":%d,"end":%d,"frames":[%s],"frame":%d,"time":%r,"recipient":%s,'
+                '"ticks":%d,"per_second":%d}')
+    for x in a.lines:
+        yield template % (x.id, x.conn, x.direction, _string(x.text), _string(x.kind), _string(x.nick),
+                          _string(x.command), x.start, x.end, ",".join(map(str, x.frames)), x.frame,
+                          x.time, _string(x.recipient), x.ticks, x.per_second)

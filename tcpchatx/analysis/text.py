@@ -11,6 +11,8 @@ seq/ack, length, step and the chat text it completed::
 
 from __future__ import annotations
 
+import numpy as np
+
 from .labels import CLOSE_KINDS, ZEEK_CONN_STATES
 from .tables import flag_string
 
@@ -48,11 +50,20 @@ def format_summary(a) -> str:
 
 
 def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
-    """A ladder diagram of the tracked packets (at most ``max_packets`` arrows)."""
+    """A ladder diagram of the tracked packets (at most ``max_packets`` arrows).
+
+    Only the endpoints of the packets shown get a lane, so the first rows of a
+    capture with thousands of clients stay readable (and quick to draw).
+    """
     p, t = a.packets, a.tracking
+    tracked = np.flatnonzero(t.conn >= 0)
+    shown_rows = tracked if max_packets is None else tracked[:max_packets]
+    shown_conns = set(t.conn[shown_rows].tolist())
     lanes: list[tuple[str, int]] = []
     server = a.chat.server
     for c in a.connections:
+        if c.id not in shown_conns:
+            continue
         for end in (c.client, c.server):
             if end != server and end not in lanes:
                 lanes.append(end)
@@ -61,26 +72,20 @@ def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
     if not lanes:
         return "(no TCP packets)"
     names = [f"{addr}:{port}" for addr, port in lanes]
+    lane_of = {end: k for k, end in enumerate(lanes)}
     for c in a.connections:
         nick = a.chat.nick_of_conn.get(c.id)
-        if nick and c.client in lanes:
+        if nick and c.client in lane_of:
             names[lanes.index(c.client)] += f" ({nick})"
     gap = width + 2
     column = [i * gap for i in range(len(lanes))]
     header = "frame  time        " + "".join(n.ljust(gap) for n in names)
     rows = [header.rstrip()]
     t0 = float(p.time[0]) if len(p) else 0.0
-    shown = 0
-    for i in range(len(p)):
-        if t.conn[i] < 0:
-            continue
-        if max_packets is not None and shown >= max_packets:
-            rows.append(f"... {int((t.conn >= 0).sum()) - shown} more packets")
-            break
-        shown += 1
+    for i in shown_rows.tolist():
         src = (p.addresses[p.src[i]], int(p.sport[i]))
         dst = (p.addresses[p.dst[i]], int(p.dport[i]))
-        a_col, b_col = column[lanes.index(src)], column[lanes.index(dst)]
+        a_col, b_col = column[lane_of[src]], column[lane_of[dst]]
         step = a.step(i)
         label = (f" {flag_string(int(p.flags[i]))} seq={t.rel_seq[i]} ack={t.rel_ack[i]} "
                  f"len={p.payload_len[i]} ({step.name}) ")
@@ -97,4 +102,6 @@ def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
         for chat_line in a.lines_of_frame(int(p.frame[i])):
             text = chat_line.text if chat_line.text is not None else "(invalid line)"
             rows.append(" " * len(prefix) + " " * (left + 2) + f'"{text}"')
+    if len(shown_rows) < len(tracked):
+        rows.append(f"... {len(tracked) - len(shown_rows)} more packets")
     return "\n".join(rows)

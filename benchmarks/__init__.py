@@ -1,0 +1,1 @@
+"""Benchmarks of TCPChatX: run them all with ``python -m benchmarks.run``."""

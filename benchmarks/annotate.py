@@ -1,0 +1,88 @@
+"""``tcpchatx annotate`` on a million-packet chat capture, against tshark and scapy.
+
+Figures, for the pcap and the pcapng file (see :mod:`benchmarks.make_capture`):
+
+* the command-line summary, ``tcpchatx annotate FILE``, as a subprocess: its packet
+  rate over tshark's (``tshark -T fields`` with frame number, stream, flags, seq, ack
+  and length, i.e. with TCP sequence analysis); target 20x;
+* the full machine output, ``tcpchatx annotate FILE --json``: target 5x over tshark;
+* the analysis in this process, ``analyze(FILE)`` and the summary: its packet rate
+  over a bare ``scapy`` ``RawPcapReader`` loop touching one byte of each packet
+  (Python merely looping over the records); target 1x;
+* peak resident memory of each command: target under 300 MB (shown as 300 / peak).
+
+Every file is read once before timing, so all contenders find it in the page cache.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from .common import Result, Timing, best_of, time_command
+from .make_capture import DEFAULT_PACKETS, inputs
+
+TSHARK_FIELDS = ("frame.number", "tcp.stream", "tcp.flags", "tcp.seq", "tcp.ack", "tcp.len")
+RSS_LIMIT_MB = 300.0
+
+
+def tshark(path) -> Timing:
+    cmd = ["tshark", "-r", str(path), "-T", "fields"]
+    for field in TSHARK_FIELDS:
+        cmd += ["-e", field]
+    return time_command(cmd)
+
+
+def cli(path, *options: str) -> Timing:
+    return time_command([sys.executable, "-m", "tcpchatx", "annotate", str(path), *options])
+
+
+def raw_pcap_reader_seconds(path) -> float:
+    from scapy.utils import RawPcapReader
+
+    start = time.perf_counter()
+    with RawPcapReader(str(path)) as reader:
+        for pkt, _meta in reader:
+            pkt[0]
+    return time.perf_counter() - start
+
+
+def analysis_seconds(path) -> float:
+    from tcpchatx.analysis import analyze, format_ladder, format_summary
+
+    start = time.perf_counter()
+    a = analyze(path)
+    format_summary(a)
+    format_ladder(a, max_packets=200)
+    return time.perf_counter() - start
+
+
+def warm(path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def run(quick: bool = False) -> list[Result]:
+    packets = 200_000 if quick else DEFAULT_PACKETS
+    results: list[Result] = []
+    for kind, path in inputs(packets).items():
+        warm(path)
+        name = f"annotate {kind} ({packets:,} pkts)"
+        shark = tshark(path)
+        summary = best_of(1 if quick else 2, lambda path=path: cli(path))
+        as_json = cli(path, "--json")
+        rate = packets / shark.seconds
+        results.append(Result(f"{name}: CLI summary", f"tshark -T fields {shark.seconds:.2f} s, "
+                              f"CLI {summary.seconds:.2f} s ({packets / summary.seconds / 1e3:.0f}k/s "
+                              f"vs {rate / 1e3:.0f}k/s)", shark.seconds / summary.seconds, 20.0))
+        results.append(Result(f"{name}: CLI --json", f"tshark {shark.seconds:.2f} s, "
+                              f"CLI --json {as_json.seconds:.2f} s", shark.seconds / as_json.seconds, 5.0))
+        scapy = min(raw_pcap_reader_seconds(path) for _ in range(2))
+        ours = min(analysis_seconds(path) for _ in range(2))
+        results.append(Result(f"{name}: analyze+summary in-process", f"RawPcapReader loop {scapy:.2f} s, "
+                              f"ours {ours:.2f} s", scapy / ours, 1.0))
+        for label, timing in (("summary", summary), ("--json", as_json)):
+            results.append(Result(f"{name}: CLI {label} peak RSS", f"{timing.peak_rss_mb:.0f} MB "
+                                  f"(limit {RSS_LIMIT_MB:.0f} MB)", RSS_LIMIT_MB / timing.peak_rss_mb, 1.0))
+    return results
