@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: setup
-	$(PY) -m tcpchatx server
+	$(PY) -m tcpchatx demo
 
 server: setup
 	$(PY) -m tcpchatx server

@@ -137,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     references.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto")
     references.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
     references.set_defaults(run=_run_references)
+
+    demo = commands.add_parser(
+        "demo", help="a whole lab session: chat, capture, annotation, figures",
+        description="Start a server, let three clients chat while the traffic is captured, "
+        "annotate it, print a ladder, and write the annotated capture and figures to a folder. "
+        "Without capture rights it uses the shipped reference capture.",
+    )
+    demo.add_argument("--out", default="out/demo", help="folder for the results (default: out/demo)")
+    demo.add_argument("--mode", choices=["auto", "live", "rootless", "reference"], default="auto")
+    demo.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
+    demo.set_defaults(run=_run_demo)
     return parser
 
 
@@ -200,15 +211,13 @@ def _run_capture(args: argparse.Namespace) -> int:
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
-    import json
-
     from .analysis import (
         CaptureFormatError,
         analyze,
         format_ladder,
         format_summary,
-        to_json,
         write_annotated,
+        write_json,
     )
 
     try:
@@ -220,7 +229,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         print(f"tcpchatx annotate: {args.capture} is not a capture we can read: {error}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(to_json(analysis), sys.stdout, indent=1)
+        write_json(analysis, sys.stdout)  # streams: a million packets need no giant dict
         print()
     else:
         print(format_summary(analysis))
@@ -297,6 +306,18 @@ def _run_references(args: argparse.Namespace) -> int:
         print(f"tcpchatx references: {error}", file=sys.stderr)
         return 1
     print(f"Wrote {len(written)} reference capture(s).")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .capture import CaptureError
+    from .demo import run_demo
+
+    try:
+        run_demo(args.out, mode=args.mode, backend=args.backend)
+    except CaptureError as error:
+        print(f"tcpchatx demo: {error}\nTry: tcpchatx demo --mode reference", file=sys.stderr)
+        return 1
     return 0
 
 
