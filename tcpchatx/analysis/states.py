@@ -169,7 +169,8 @@ TABLE: dict[State, dict[Kind, Step]] = {
     S.LAST_ACK: {
         K.ACK_OF_FIN: Step(S.TIME_WAIT, "ACK of FIN", TD,
                            "{Sender} acknowledges the last FIN: the connection is closed "
-                           "(the side that closed first waits in TIME_WAIT)."),
+                           "(the side that sent the first FIN waits in TIME_WAIT; after a simultaneous "
+                           "close, both sides do)."),
         K.FIN_AGAIN: Step(S.LAST_ACK, "FIN (retransmission)", TD,
                           "{Sender} sends its FIN again: its ACK has not arrived."),
         K.ACK: Step(S.LAST_ACK, "ACK", TD, "{Sender} acknowledges bytes before {ack}, not the last FIN."),
