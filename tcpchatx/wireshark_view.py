@@ -57,7 +57,9 @@ def packet_fields(
             try:
                 reader.close()  # ends the tshark process
             except pyshark.capture.capture.TSharkCrashException:
-                pass  # in Jupyter the kernel's child watcher may reap tshark first: it is gone
+                # In Jupyter the kernel's child watcher may reap tshark first: it is gone.
+                # Forget it, or pyshark's __del__ tries to close it again on a closed loop.
+                reader._running_processes.clear()
             loop.close()
 
     quiet = _DropUnknownChild()

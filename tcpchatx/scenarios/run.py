@@ -57,10 +57,17 @@ def play(name: str, host: str = DEFAULT_HOST, port: int = 0, **params: Any) -> d
     ``address`` in the order they connected.
     """
     scenario = get_scenario(name)
-    params = scenario.check_params(params)
+    return play_story(scenario.story, name, host, port, scenario.check_params(params),
+                      needs_server=scenario.needs_server)
+
+
+def play_story(story, name: str, host: str, port: int, params: dict[str, Any], *,
+               needs_server: bool = True) -> dict[str, Any]:
+    """Play any story function ``story(stage, **params)`` as :func:`play` plays a scenario
+    (the lab's exercises are stories outside the catalogue)."""
     gates = Gates()
     server = None
-    if scenario.needs_server:
+    if needs_server:
         server = ChatServer(host, port, config=SCENARIO_ROOM, on_event=gates).start()
         port = server.port
     elif port == 0:
@@ -68,7 +75,7 @@ def play(name: str, host: str = DEFAULT_HOST, port: int = 0, **params: Any) -> d
     stage = Stage(host, port, server, gates)
     started = time.time()
     try:
-        result = scenario.story(stage, **params)
+        result = story(stage, **params)
         if gates.errors:
             raise StagingError("; ".join(gates.errors))
         if gates.unused():

@@ -1,0 +1,304 @@
+"""The notebook helpers (tcpchatx.lab): the mode and its words, runs, facts, self-checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+
+import pandas as pd
+import pytest
+
+from tcpchatx import lab
+from tcpchatx.capture import choose_capture_mode, rootless_available
+from tcpchatx.references import CAPTURES
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(monkeypatch, tmp_path):
+    """No mode chosen yet, no forced mode, new captures into a scratch directory."""
+    monkeypatch.setitem(lab._session, "mode", None)
+    monkeypatch.setattr(lab, "_checks", [])
+    monkeypatch.delenv(lab.MODE_ENV, raising=False)
+    monkeypatch.setenv(lab.OUT_ENV, str(tmp_path / "out"))
+
+
+def no_capture_here(monkeypatch):
+    monkeypatch.setattr(lab, "_live_check", lambda backend: (False, "dumpcap cannot capture on lo"))
+    monkeypatch.setattr(lab, "rootless_available", lambda: (False, "user namespaces are off"))
+
+
+live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "live",
+                               reason="live capture needs root (or capture rights) here")
+
+
+# --------------------------------------------------------------------------- the mode
+
+
+def test_env_var_forces_reference_and_says_so(monkeypatch, capsys):
+    monkeypatch.setenv(lab.MODE_ENV, "reference")
+    assert lab.capture_mode() == "reference"
+    out = capsys.readouterr().out
+    assert out.startswith("Capture mode: reference — ")
+    assert "captures/" in out and "TCPCHATX_CAPTURE_MODE=reference" in out
+    assert lab.current_mode() == "reference"
+
+
+def test_parameter_beats_env_var(monkeypatch, capsys):
+    monkeypatch.setenv(lab.MODE_ENV, "live")
+    assert lab.capture_mode("reference") == "reference"
+    assert "capture_mode(mode=...)" in capsys.readouterr().out
+
+
+def test_unknown_mode_is_refused_naming_the_choices(monkeypatch):
+    monkeypatch.setenv(lab.MODE_ENV, "wireless")
+    with pytest.raises(ValueError, match="live, rootless, reference.*'wireless'.*TCPCHATX_CAPTURE_MODE"):
+        lab.capture_mode()
+
+
+def test_no_rights_at_all_means_reference_and_why(monkeypatch, capsys):
+    no_capture_here(monkeypatch)
+    assert lab.capture_mode() == "reference"
+    out = capsys.readouterr().out
+    assert "Capture mode: reference" in out
+    assert "dumpcap cannot capture on lo" in out and "user namespaces are off" in out
+    assert "docs/capture.md" in out
+
+
+def test_rootless_when_only_namespaces_work(monkeypatch, capsys):
+    monkeypatch.setattr(lab, "_live_check", lambda backend: (False, "dumpcap: permission denied"))
+    monkeypatch.setattr(lab, "rootless_available", lambda: (True, "unprivileged user and network namespaces work"))
+    assert lab.capture_mode() == "rootless"
+    out = capsys.readouterr().out
+    assert "Capture mode: rootless — " in out and "private network namespace" in out
+    assert "dumpcap: permission denied" in out and "namespaces work" in out
+
+
+def test_a_mode_that_cannot_work_is_refused_with_its_reason(monkeypatch, capsys):
+    no_capture_here(monkeypatch)
+    monkeypatch.setenv(lab.MODE_ENV, "live")
+    assert lab.capture_mode() == "reference"
+    out = capsys.readouterr().out
+    assert "You asked for live capture (TCPCHATX_CAPTURE_MODE=live), but it cannot work here: " \
+           "dumpcap cannot capture on lo." in out
+    assert "Capture mode: reference" in out
+
+
+def test_quiet_prints_nothing(monkeypatch, capsys):
+    monkeypatch.setenv(lab.MODE_ENV, "reference")
+    lab.capture_mode(quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_out_dir_never_is_the_reference_directory(monkeypatch):
+    monkeypatch.setenv(lab.OUT_ENV, str(CAPTURES))
+    with pytest.raises(ValueError, match="reference captures"):
+        lab.out_dir()
+
+
+# --------------------------------------------------------------------------- reference runs
+
+
+def test_reference_run_returns_the_reference_analysis(capsys):
+    run = lab.run("three-way", mode="reference")
+    assert run.mode == "reference" and run.path == CAPTURES / "three-way.pcapng"
+    played = json.loads((CAPTURES / "three-way.json").read_text())
+    assert run.events == played["events"] and run.clients == played["clients"]
+    assert run.port == played["server"][1]
+    assert [c.close_kind for c in run.analysis.connections] == ["three-way"]
+    assert run.frames(phase="teardown") == run.analysis.connections[0].close_frames
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("three-way: opening the reference capture ") and out[0].endswith(".pcapng...")
+    assert "1 connection(s) (three-way)" in out[-1]
+
+
+def test_reference_with_other_parameters_says_what_it_shows(capsys):
+    run = lab.run("chat", mode="reference", clients=4, nagle=False)
+    out = capsys.readouterr().out
+    assert "NOTE" in out and "clients=4, nagle=False" in out
+    assert "made with clients=3, messages=2, nagle=True" in out
+    assert run.requested == {"clients": 4, "messages": 2, "nagle": False}
+    assert run.params == {"clients": 3, "messages": 2, "nagle": True}
+    assert len(run.analysis.connections) == 3
+
+
+def test_reference_defaults_say_nothing_more(capsys):
+    lab.run("chat", mode="reference", clients=3)
+    assert "NOTE" not in capsys.readouterr().out
+
+
+def test_unknown_scenario_and_parameter_are_refused():
+    with pytest.raises(KeyError, match="choose one of"):
+        lab.run("handshake", mode="reference")
+    with pytest.raises(TypeError, match="takes the parameters"):
+        lab.run("quit", mode="reference", clients=3)
+
+
+def test_reference_socket_states_come_from_the_file(capsys):
+    run = lab.run("quit", mode="reference", sample_sockets=True)
+    assert isinstance(run.sockstates, pd.DataFrame) and "TIME_WAIT" in set(run.sockstates["state"])
+    assert "recorded with the reference capture" in run.sockstates_source
+    assert lab.time_wait_holders(run) == [f"the server (its socket :{run.port} to alice)"]
+    lab.time_wait(run)
+    assert "TIME_WAIT held by the server" in capsys.readouterr().out
+
+
+def test_socket_states_in_the_other_shape_are_read_too():
+    records = [{"local": ["127.0.0.1", 40000], "remote": ["127.0.0.1", 25000], "wall": 2.0, "state": "TIME_WAIT"},
+               {"local": ["127.0.0.1", 40000], "remote": ["127.0.0.1", 25000], "wall": 1.0, "state": "ESTABLISHED"}]
+    table = lab._sockstates_frame(records)
+    assert table["state"].tolist() == ["ESTABLISHED", "TIME_WAIT"]
+    assert table["local_port"].tolist() == [40000, 40000] and table["time"].tolist() == [1.0, 2.0]
+
+
+def test_exercise_in_reference_mode_is_the_chat_capture(capsys):
+    run = lab.run_exercise(clients=4, close_variant="abort", mode="reference")
+    assert run.path == CAPTURES / "chat.pcapng"
+    out = capsys.readouterr().out
+    assert "clients=4, close_variant='abort'" in out and "close_variant='quit'" in out
+
+
+def test_exercise_refuses_unknown_close_variants():
+    with pytest.raises(ValueError, match="quit, close, abort"):
+        lab.run_exercise(close_variant="slam", mode="reference")
+
+
+# --------------------------------------------------------------------------- facts and tables
+
+
+def test_facts_of_the_reference_captures():
+    three = lab.run("three-way", mode="reference")
+    data = lab.first_data(three)
+    assert (data.frame, data.ack_frame) == (4, 5) and data.ack == data.seq + data.len
+    fins = lab.fins(three)
+    assert [f.frame for f in fins] == [9, 10] and all(f.ack == f.seq + 1 for f in fins)
+    assert lab.resets(three) == []
+    abort = lab.run("abort", mode="reference")
+    (reset,) = lab.resets(abort)
+    assert reset.seq == reset.next_seq and reset.who == "alice → server"
+    assert lab.resets(lab.run("refused", mode="reference")) == []  # no connection to reset
+    chat = lab.run("chat", mode="reference")
+    counts = lab.byte_counts(chat)
+    assert (counts.tcp_payload_bytes == counts.chat_line_bytes).all() and counts.lines.sum() > 0
+    copies = lab.broadcasts(chat)
+    assert len(copies) == 6 and (copies.copies == 2).all()
+
+
+def test_packet_table_and_its_styled_view():
+    run = lab.run("quit", mode="reference")
+    table = lab.packet_table(run, phase="teardown")
+    assert table.columns.tolist() == lab.PACKET_COLUMNS
+    assert table["frame"].tolist() == [12, 13, 14, 15]
+    assert table["who"].tolist() == ["server → alice", "alice → server", "alice → server", "server → alice"]
+    styled = lab.show_packets(run, frames=[1, 2, 3], chat=True)
+    html = styled.to_html()
+    assert "SYN-ACK" in html and lab.PHASE_BACKGROUNDS["handshake"] in html
+
+
+def test_handshake_numbers_and_options():
+    run = lab.run("chat", mode="reference")
+    numbers = lab.handshake_numbers(run)
+    assert numbers["frame"].tolist() == [1, 2, 3]
+    assert numbers["raw_ack"][1] == numbers["raw_seq"][0] + 1
+    assert numbers["raw_ack"][2] == numbers["raw_seq"][1] + 1
+    options = lab.options_table(run, [1, 2, 3])
+    assert options["mss"][0] == 65495 and bool(options["sack_permitted"][0])
+    assert pd.isna(options["mss"][2])
+
+
+def test_nagle_bursts_from_the_reference():
+    bursts = lab.nagle_bursts(lab.run("nagle", mode="reference")).set_index("nick")
+    assert bursts.loc["bob", "segments"] == 5 and bursts.loc["alice", "segments"] < 5
+
+
+def test_open_capture_reads_the_json_beside_it():
+    run = lab.open_capture(lab.reference_capture("half-close"))
+    assert run.mode == "reference" and run.events and run.clients[0]["nick"] == "alice"
+    comments = lab.packet_comments(run.path)
+    assert len(comments) == len(run.analysis) and comments[1].startswith("SYN: ")
+
+
+def test_watch_outside_live_mode_runs_the_block_and_says_why(capsys):
+    ran = []
+    with lab.watch(lab.pick_port(), "listen", mode="reference") as seen:
+        ran.append(True)
+    assert ran and seen.run is None and seen.packets is None
+    assert "not captured" in capsys.readouterr().out
+    assert lab.show_packets(seen) is None
+
+
+# --------------------------------------------------------------------------- self-checks
+
+
+def test_check_prints_pass_fail_and_skip_clearly(capsys):
+    lab.check("seq + len", True, "packet 5 acknowledges 92")
+    lab.check("a FIN takes one", False, "packet 10 acknowledges 7")
+    lab.check("a RST takes none", None, "no RST here")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["✔ PASS: seq + len", "    packet 5 acknowledges 92",
+                     "✘ FAIL: a FIN takes one", "    packet 10 acknowledges 7",
+                     "– SKIP: a RST takes none", "    no RST here"]
+    assert lab.check_counts() == {"PASS": 1, "FAIL": 1, "SKIP": 1}
+    lab.check_summary()
+    assert capsys.readouterr().out == "Self-checks: 1 passed, 1 failed, 1 skipped.\n"
+
+
+# --------------------------------------------------------------------------- capturing
+
+
+@live_only
+def test_live_run_writes_into_the_output_directory_only(tmp_path, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in CAPTURES.iterdir()}
+    run = lab.run("refused", mode="live")
+    assert run.path == tmp_path / "out" / "refused.pcapng" and run.mode == "live"
+    assert [c.close_kind for c in run.analysis.connections] == ["refused"]
+    assert {p.name: p.stat().st_mtime_ns for p in CAPTURES.iterdir()} == before
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "refused: playing and capturing live on loopback..."
+    assert out[1].startswith("refused: analysing ") and out[2].startswith("refused: 2 packets")
+
+
+@live_only
+def test_live_sampling_leaves_no_thread_behind():
+    run = lab.run("quit", mode="live", sample_sockets=True)
+    assert lab.time_wait_holders(run) == [f"the server (its socket :{run.port} to alice)"]
+    assert not [t for t in threading.enumerate() if t.name in ("sockstate-sampler", "dumpcap-stderr")
+                or t.name.startswith("chat-")]
+
+
+@live_only
+def test_watch_sees_the_handshake_before_accept(capsys):
+    port = lab.pick_port()
+    listener = socket.socket()
+    with lab.watch(port, "listen", mode="live") as listening:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+    client = socket.socket()
+    with lab.watch(port, "connect", mode="live") as connecting:
+        client.connect(("127.0.0.1", port))
+    with lab.watch(port, "accept", mode="live") as accepting:
+        server_side, _ = listener.accept()
+    for sock in (client, server_side, listener):
+        sock.close()
+    assert (listening.packets, connecting.packets, accepting.packets) == (0, 3, 0)
+    assert connecting.run.packets["step"].tolist() == ["SYN", "SYN-ACK", "ACK (handshake)"]
+    assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in capsys.readouterr().out
+
+
+@live_only
+@pytest.mark.parametrize("variant", ["abort", "close"])
+def test_exercise_close_variants(variant):
+    run = lab.run_exercise(clients=3, messages=1, close_variant=variant, mode="live")
+    kinds = {c.close_kind for c in run.analysis.connections}
+    assert kinds == {"reset"} if variant == "abort" else kinds <= {"three-way", "four-way"}
+    assert all(c.active_closer == "originator" for c in run.analysis.connections)
+    counts = lab.byte_counts(run)
+    assert (counts.tcp_payload_bytes == counts.chat_line_bytes).all()
+
+
+@pytest.mark.skipif(not rootless_available()[0], reason="no user namespaces here")
+def test_rootless_sampling_happens_inside_the_namespace():
+    run = lab.run("client-close", mode="rootless", sample_sockets=True)
+    assert run.mode == "rootless" and "inside the namespace" in run.sockstates_source
+    assert lab.time_wait_holders(run) == [f"the client (alice's socket :{run.clients[0]['address'][1]})"]

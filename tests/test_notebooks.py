@@ -1,0 +1,298 @@
+"""Every notebook, executed for real in a fresh kernel, in every capture mode.
+
+* **live**: as root (this process), ``TCPCHATX_CAPTURE_MODE=live``;
+* **reference**: ``TCPCHATX_CAPTURE_MODE=reference``, no capture at all;
+* **as nobody**: Debian's ``/usr/bin/python3`` with the repository and the venv's
+  site-packages on PYTHONPATH (the venv's own interpreter lives under /root, which
+  nobody cannot read), in a scratch directory nobody owns; no mode is forced, so
+  the notebooks pick the rootless namespace (or, where namespaces are off, the
+  reference captures) by themselves;
+* **papermill**: notebook 04 with two sets of parameters; its self-checks must pass.
+
+Each executed notebook must have no error, nothing on stderr in any cell (no thread
+may print into a cell) and a first cell that names the mode.  The run time of every
+notebook is printed at the end of the session (pytest's terminal summary).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tcpchatx.capture import choose_capture_mode, rootless_available
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+NAMES = [path.name for path in NOTEBOOKS]
+EXERCISE = NOTEBOOK_DIR / "04_lab_exercises.ipynb"
+FIRST_CELL = "from tcpchatx import lab; mode = lab.capture_mode()"
+CELL_TIMEOUT = 120  # seconds per cell
+SYSTEM_PYTHON = "/usr/bin/python3"
+PAPERMILL_PARAMETERS = [
+    {"clients": 3, "messages": 2, "nagle": True, "close_variant": "quit"},
+    {"clients": 4, "messages": 2, "nagle": False, "close_variant": "abort"},
+]
+
+TIMES: dict[str, float] = {}  # "mode: notebook" -> seconds
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_times(request):
+    """Print every notebook's run time once the module is done (the lead's closing note)."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not TIMES:
+        return
+    lines = ["", "notebook run times (s):"]
+    lines += [f"  {key:<60} {seconds:6.1f}" for key, seconds in TIMES.items()]
+    for mode in sorted({key.split(":")[0] for key in TIMES}):
+        total = sum(s for key, s in TIMES.items() if key.startswith(f"{mode}:"))
+        lines.append(f"  {mode + ': all':<60} {total:6.1f}")
+    with capture.global_and_fixture_disabled():  # shown even without -s
+        for line in lines:
+            reporter.write_line(line)
+
+
+# --------------------------------------------------------------------------- checking outputs
+
+
+def cell_text(cell) -> str:
+    """All the text a cell printed or displayed."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        elif "data" in output:
+            parts.append(output["data"].get("text/plain", ""))
+        elif output.get("output_type") == "error":
+            parts.append("\n".join(output.get("traceback", [])))
+    return "".join(parts)
+
+
+def assert_clean_run(nb, mode: str | tuple[str, ...]) -> str:
+    """No error, no stderr, the first cell names the mode; returns the mode named."""
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for number, cell in enumerate(code_cells):
+        for output in cell.get("outputs", []):
+            assert output.get("output_type") != "error", (
+                f"cell {number} raised {output.get('ename')}: {output.get('evalue')}\n{cell.source}")
+            if output.get("output_type") == "stream":
+                assert output.get("name") != "stderr", (
+                    f"cell {number} wrote to stderr:\n{output.get('text')}\n--- cell:\n{cell.source}")
+    assert code_cells[0].source == FIRST_CELL
+    named = re.search(r"Capture mode: (\w+)", cell_text(code_cells[0]))
+    assert named, f"the first cell does not name the capture mode:\n{cell_text(code_cells[0])}"
+    modes = (mode,) if isinstance(mode, str) else mode
+    assert named.group(1) in modes, cell_text(code_cells[0])
+    return named.group(1)
+
+
+def execute_here(path: Path, mode: str, out: Path, monkeypatch) -> nbformat.NotebookNode:
+    """Execute ``path`` in a fresh kernel started from this process, in capture ``mode``."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", mode)
+    monkeypatch.setenv("TCPCHATX_OUT", str(out))
+    nb = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    TIMES[f"{mode}: {path.name}"] = time.monotonic() - started
+    return nb
+
+
+# --------------------------------------------------------------------------- as stored in git
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_notebook_is_clean(name):
+    """Valid nbformat 4, no outputs, no execution counts, minimal metadata, the lab cell first."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    nbformat.validate(nb)
+    assert set(nb.metadata) <= {"kernelspec", "language_info"}
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code_cells[0].source == FIRST_CELL
+    for cell in code_cells:
+        assert cell.outputs == [] and cell.execution_count is None, cell.source
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+def test_every_notebook_is_tested():
+    assert NAMES == ["01_handshake.ipynb", "02_messages_and_broadcast.ipynb", "03_the_close.ipynb",
+                     "04_lab_exercises.ipynb", "05_pcap_replay.ipynb"]
+
+
+def test_exercise_has_a_parameters_cell():
+    nb = nbformat.read(EXERCISE, as_version=4)
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("clients = 3", "messages = 2", "nagle = True", 'close_variant = "quit"',
+                 "port = 0", 'backend = "auto"'):
+        assert name in tagged[0].source
+
+
+# --------------------------------------------------------------------------- live and reference
+
+
+live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "live",
+                               reason="live capture needs root (or capture rights) here")
+
+
+@live_only
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_live(name, tmp_path, monkeypatch):
+    nb = execute_here(NOTEBOOK_DIR / name, "live", tmp_path, monkeypatch)
+    assert_clean_run(nb, "live")
+    if name == "01_handshake.ipynb":  # the story its cells tell: listen 0 packets, connect 3, accept 0
+        text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+        assert "socket, bind, listen: 0 packet(s) on the wire." in text
+        assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
+        assert "accept: 0 packet(s) on the wire." in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_reference(name, tmp_path, monkeypatch):
+    nb = execute_here(NOTEBOOK_DIR / name, "reference", tmp_path, monkeypatch)
+    assert_clean_run(nb, "reference")
+    assert list(tmp_path.iterdir()) == [], "reference mode must not capture anything"
+
+
+# --------------------------------------------------------------------------- as nobody
+
+
+NOBODY_DRIVER = r"""
+import json, sys, time
+import matplotlib.font_manager  # build the font cache here, not in a notebook cell
+import nbformat
+from nbclient import NotebookClient
+
+spec = json.loads(sys.argv[1])
+results = {}
+for path in spec["notebooks"]:
+    nb = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    error = None
+    try:
+        NotebookClient(nb, timeout=spec["timeout"], kernel_name="python3",
+                       resources={"metadata": {"path": spec["cwd"]}}).execute()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    executed = path.replace(".ipynb", ".executed.ipynb")
+    nbformat.write(nb, executed)
+    results[path] = {"seconds": time.monotonic() - started, "error": error, "executed": executed}
+print(json.dumps(results))
+"""
+
+
+def _can_become_nobody() -> str | None:
+    """Why the nobody run cannot happen here, or None if it can."""
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        return "needs root and runuser"
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"needs {SYSTEM_PYTHON}"
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                           capture_output=True, text=True, check=False)
+    if probe.stdout.strip() != str(sys.version_info[:2]):
+        return f"{SYSTEM_PYTHON} is not Python {sys.version_info[0]}.{sys.version_info[1]} like the venv"
+    readable = subprocess.run(["runuser", "-u", "nobody", "--", "test", "-r",
+                               str(REPO / "tcpchatx" / "lab.py")], check=False)
+    if readable.returncode != 0:
+        return f"nobody cannot read {REPO}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def nobody_runs():
+    """Execute every notebook once as nobody (one driver process); the executed notebooks."""
+    why_not = _can_become_nobody()
+    if why_not:
+        pytest.skip(why_not)
+    scratch = Path(tempfile.mkdtemp(prefix="tcpchatx-notebooks-nobody-"))
+    try:
+        work = scratch / "notebooks"
+        work.mkdir()
+        for path in NOTEBOOKS:
+            shutil.copy(path, work / path.name)
+        for name in ("home", "runtime", "ipython", "mpl", "out"):
+            (scratch / name).mkdir()
+        subprocess.run(["chown", "-R", "nobody", str(scratch)], check=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(scratch / "home"),
+            "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
+            "JUPYTER_DATA_DIR": str(scratch / "home" / "jupyter"),
+            "IPYTHONDIR": str(scratch / "ipython"),
+            "MPLCONFIGDIR": str(scratch / "mpl"),
+            "TCPCHATX_OUT": str(scratch / "out"),
+            "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}",
+            "LANG": "C.UTF-8",
+        }
+        spec = {"notebooks": [str(work / path.name) for path in NOTEBOOKS],
+                "timeout": CELL_TIMEOUT, "cwd": str(work)}
+        done = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+             SYSTEM_PYTHON, "-c", NOBODY_DRIVER, json.dumps(spec)],
+            cwd=work, capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = json.loads(done.stdout.strip().splitlines()[-1])
+        executed = {}
+        for path, result in results.items():
+            name = Path(path).name
+            TIMES[f"nobody: {name}"] = result["seconds"]
+            executed[name] = (nbformat.read(result["executed"], as_version=4), result["error"])
+        yield executed
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_as_nobody(name, nobody_runs):
+    nb, error = nobody_runs[name]
+    expected = "rootless" if rootless_available()[0] else "reference"
+    assert error is None, error
+    assert assert_clean_run(nb, ("rootless", "reference")) == expected
+
+
+# --------------------------------------------------------------------------- papermill
+
+
+@live_only
+@pytest.mark.parametrize("parameters", PAPERMILL_PARAMETERS,
+                         ids=lambda p: f"clients={p['clients']}-nagle={p['nagle']}-{p['close_variant']}")
+def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
+    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
+    executed = tmp_path / "exercise.ipynb"
+    started = time.monotonic()
+    papermill.execute_notebook(str(EXERCISE), str(executed), parameters=parameters,
+                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
+    TIMES[f"papermill: 04 {parameters}"] = time.monotonic() - started
+    nb = nbformat.read(executed, as_version=4)
+    assert_clean_run(nb, "live")
+    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+    assert "FAIL" not in text, text
+    assert text.count("PASS: ") >= 4, text
+    assert "Self-checks: " in text and " 0 failed" in text
+    # The run really used the parameters: the digest line counts one connection per client.
+    assert f"{parameters['clients']} connection(s)" in text
+    expected_close = "reset" if parameters["close_variant"] == "abort" else "four-way"
+    assert f"({expected_close})" in text
+    assert "a RST consumes no sequence number" in text and "a FIN consumes one sequence number" in text
