@@ -138,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     references.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
     references.set_defaults(run=_run_references)
 
+    from . import replay
+
+    replay_parser = commands.add_parser(
+        "replay", help="step through a capture in the terminal, or re-drive it live",
+        description="Step through a capture packet by packet (Enter/space/n next, p back, "
+        "q quit) or phase by phase, with the ladder so far and each packet's note; "
+        "--auto plays it by itself. --redrive plays the recorded chat session again "
+        "against a live server while capturing, and compares the two captures.",
+    )
+    replay.add_arguments(replay_parser)
+    replay_parser.set_defaults(run=_run_replay)
+
     demo = commands.add_parser(
         "demo", help="a whole lab session: chat, capture, annotation, figures",
         description="Start a server, let three clients chat while the traffic is captured, "
@@ -307,6 +319,13 @@ def _run_references(args: argparse.Namespace) -> int:
         return 1
     print(f"Wrote {len(written)} reference capture(s).")
     return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from .replay import replay_main
+
+    return replay_main(args.capture, auto=args.auto, delay=args.delay, by=args.by,
+                       redrive=args.redrive, backend=args.backend, out=args.out)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
