@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -180,8 +181,15 @@ def test_rootless_timeout_kills_the_namespace_and_saves_nothing(tmp_path):
         run_rootless("subprocess:call", tmp_path / "slow.pcapng", port=5000,
                      kwargs={"args": ["sleep", seconds]}, timeout=1)
     assert list(tmp_path.iterdir()) == []
-    # The PID namespace died with its first process, taking dumpcap and sleep along.
-    survivors = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
+    # The PID namespace died with its first process, taking dumpcap and sleep along. The
+    # kernel reaps them asynchronously, so on a loaded machine allow it a moment (a poll
+    # with a deadline); a sleep left alive would still be there after 60 s.
+    deadline = time.monotonic() + 10
+    while True:
+        survivors = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
+        if survivors.stdout == "" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert survivors.stdout == ""
 
 
