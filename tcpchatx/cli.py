@@ -173,6 +173,40 @@ def _print_event(event) -> None:
     print(f"[{stamp}] {event.kind:<13} {who}{peer} {event.detail}{recipients}".rstrip(), flush=True)
 
 
+class _EventPrinter:
+    """Prints timeline events from its own thread.
+
+    The server calls ``on_event`` while it holds the room lock, so printing there
+    would let a slow terminal (or a pipe nobody reads) freeze every client. Events
+    wait in a bounded queue instead; if it fills, events are counted, not printed.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(limit)
+        self._full = queue.Full
+        self.skipped = 0
+        self._thread = threading.Thread(target=self._run, name="event-printer", daemon=True)
+        self._thread.start()
+
+    def put(self, event) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except self._full:
+            self.skipped += 1
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            _print_event(event)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.skipped:
+            print(f"({self.skipped} events were not printed: the output could not keep up)", flush=True)
+
+
 def _run_server(args: argparse.Namespace) -> int:
     from .server import ChatServer
 
@@ -183,16 +217,18 @@ def _run_server(args: argparse.Namespace) -> int:
         flood_control=not args.no_flood_control,
     )
     quiet_kinds = {"listening", "nick-set", "left", "dropped", "stopped"}
+    printer = _EventPrinter()
 
     def on_event(event) -> None:
         if not args.quiet or event.kind in quiet_kinds:
-            _print_event(event)
+            printer.put(event)
 
     server = ChatServer(args.host, args.port, config=config, on_event=on_event,
                         record_lines=not args.quiet)
     try:
         server.start()
     except OSError as error:
+        printer.close()
         print(f"tcpchatx server: {error}", file=sys.stderr)
         return 1
     print(f"Chat server on {server.host}:{server.port}. Connect with: "
@@ -207,6 +243,7 @@ def _run_server(args: argparse.Namespace) -> int:
         pass
     print("\nStopping: saying goodbye to every client...", flush=True)
     server.stop()
+    printer.close()
     return 0
 
 

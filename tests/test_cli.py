@@ -88,3 +88,35 @@ def test_server_port_in_use_is_a_clear_error():
         result = tcpchatx("server", "--host", HOST, "--port", str(server.port))
     assert result.returncode == 1
     assert "Try another --port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_server_keeps_serving_when_nobody_reads_its_output():
+    """Events are printed from their own thread: a full stdout pipe (64 KiB here, never
+    read) must not freeze the clients."""
+    import re
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tcpchatx", "server", "--host", HOST, "--port", "0",
+         "--no-flood-control"], stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        port = None
+        for _ in range(5):
+            found = re.search(r":(\d+)\. Connect", process.stdout.readline())
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "no banner"
+        alice = ChatClient.connect(HOST, port, "alice")
+        bob = ChatClient.connect(HOST, port, "bob")
+        alice.receive()
+        for batch in range(30):  # ~4 events of ~80 bytes a line: far more than the pipe holds
+            for n in range(100):
+                alice.send(f"message {batch}:{n} " + "x" * 40)
+            got = bob.receive_all(100, timeout=30)  # bob keeps up: only the pipe is stuck
+            assert got[-1].text.startswith(f"message {batch}:99 ")
+        alice.close()
+        bob.close()
+    finally:
+        process.kill()
+        process.wait()
