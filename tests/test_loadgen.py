@@ -1,0 +1,80 @@
+"""The fan-out load generator at a tiny load: it counts right, against both servers.
+
+No timing is asserted here (STYLE.md); the figures live in ``benchmarks/fanout.py``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from benchmarks.fanout import OURS, SEED, Server
+from benchmarks.loadgen import STAMP_BYTES, Load, _Client, _count, _merge, stamp
+
+
+@pytest.fixture(scope="module")
+def ours():
+    server = Server(OURS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def seed():
+    server = Server(SEED)
+    yield server
+    server.stop()
+
+
+def test_a_fixed_rate_load_on_our_server_arrives_whole_and_once(ours):
+    report = ours.load(Load(clients=6, senders=2, messages=25, rate=250))
+    assert report.welcomed == 6
+    assert report.sent == 50
+    assert report.expected == 50 * 5  # every message to the five other clients
+    assert (report.deliveries, report.lost, report.duplicated) == (250, 0, 0)
+    assert len(report.latencies_ns) == 250
+    assert report.disconnected == 0
+
+
+def test_flat_out_on_our_server_counts_every_delivery(ours):
+    report = ours.load(Load(clients=5, senders=3, messages=40))
+    assert report.expected == 3 * 40 * 4
+    assert (report.deliveries, report.lost, report.duplicated) == (report.expected, 0, 0)
+
+
+def test_the_seed_server_speaks_its_own_handshake_and_is_counted_the_same_way(seed):
+    report = seed.load(Load(clients=6, senders=2, messages=25, rate=250, dialect="seed"))
+    assert report.welcomed == 6
+    assert (report.expected, report.deliveries, report.lost, report.duplicated) == (250, 250, 0, 0)
+
+
+def test_a_stalled_client_is_not_a_receiver_and_the_others_lose_nothing(ours):
+    report = ours.load(Load(clients=4, senders=2, messages=20, rate=200, stalled=1))
+    assert report.welcomed == 5  # the stalled one chose a nickname too
+    assert report.expected == 2 * 20 * 3  # ...but nobody expects it to receive
+    assert (report.deliveries, report.lost) == (report.expected, 0)
+
+
+def test_stamps_are_found_across_recv_boundaries_without_framing():
+    """Bytes as an unframed relay may deliver them: cut anywhere, several per chunk."""
+    first, second, third = stamp(1, 0, 1_000), stamp(1, 1, 2_000), stamp(2, 0, 3_000)
+    stream = b"junk " + first + b" hi\n" + second + b" hi\n" + third + b" hi\n" + first + b"\n"
+    cut1, cut2 = 5 + STAMP_BYTES // 2, len(stream) - 10
+    client = _Client(0, Load(clients=1, senders=0))
+    client.chunks = [(10_000, stream[:cut1]), (20_000, stream[cut1:cut2]), (30_000, stream[cut2:])]
+    result = _count([client])
+    assert result["deliveries"] == 4
+    assert result["duplicated"] == 1  # the first stamp came twice
+    assert result["got"][0] == {1: 2, 2: 1}
+    latencies = sorted(memoryview(result["latencies"]).cast("q").tolist())
+    assert latencies == [20_000 - 3_000, 20_000 - 2_000, 20_000 - 1_000]
+
+
+def test_a_message_one_receiver_missed_is_lost_once():
+    load = Load(clients=3, senders=1, messages=5)
+    worker = {"sent": {0: 5}, "got": {0: Counter(), 1: Counter({0: 5}), 2: Counter({0: 4})},
+              "latencies": b"", "lags": b"", "duplicated": 0, "deliveries": 9,
+              "stalled_dropped": 0, "disconnected": 0, "first_send_ns": 1, "last_delivery_ns": 2}
+    report = _merge(load, [{"welcomed": 3, "failures": Counter()}], [worker])
+    assert (report.expected, report.lost) == (10, 1)  # the sender does not hear itself
