@@ -55,7 +55,7 @@ from .references import CAPTURES
 from .scenarios import DEFAULT_HOST, ROOTLESS_PORT, get_scenario, play
 from .scenarios.run import play_story
 from .scenarios.staging import StagingError, free_port
-from .scenarios.stories import Stage
+from .scenarios.stories import Stage, join_and_chat
 
 MODE_ENV = "TCPCHATX_CAPTURE_MODE"
 OUT_ENV = "TCPCHATX_OUT"
@@ -429,25 +429,7 @@ def exercise_story(stage: Stage, clients: int = 3, messages: int = 2, nagle: boo
     leave one after the other; before leaving, each reads the ``left`` notices of
     those who went before (unread data would turn a close into a RST).
     """
-    from .protocol import Kind
-
-    nicks = [f"user{i + 1}" for i in range(clients)]
-    nicks[:3] = ["alice", "bob", "carol"][: min(3, clients)]
-    people = []
-    for nick in nicks:
-        person = stage.connect(nick, nagle=nagle)
-        for earlier in people:
-            earlier.receive_until(lambda line, nick=nick: line.text.startswith(f"{nick} joined"))
-        people.append(person)
-    said = []
-    for round_ in range(messages):
-        for speaker, nick in zip(people, nicks):
-            text = f"message {round_ + 1} from {nick}"
-            speaker.send(text)
-            for listener in people:
-                if listener is not speaker:
-                    listener.receive_until(lambda line, text=text: line.kind is Kind.CHAT and line.text == text)
-            said.append({"sender": nick, "text": text})
+    people, nicks, said = join_and_chat(stage, clients, messages, nagle)
     gone: list[str] = []
     for person, nick in zip(people, nicks):
         if close_variant == "quit":

@@ -125,6 +125,14 @@ def chat(stage: Stage, clients: int = 3, messages: int = 2, nagle: bool = True) 
     so the capture reads like a conversation.  Then each client quits, one after the
     other, and the server closes first (see :meth:`Stage.quit_four_way`).
     """
+    people, nicks, said = join_and_chat(stage, clients, messages, nagle)
+    for person in people:
+        stage.quit_four_way(person)
+    return {"said": said}
+
+
+def join_and_chat(stage: Stage, clients: int, messages: int, nagle: bool):
+    """The conversation of :func:`chat`: returns the clients, their nicks, who said what."""
     if clients < 2:
         raise ValueError("a chat needs at least 2 clients")
     nicks = [f"user{i + 1}" for i in range(clients)]
@@ -141,9 +149,7 @@ def chat(stage: Stage, clients: int = 3, messages: int = 2, nagle: bool = True) 
             text = f"message {round_ + 1} from {nick}"
             _say_round(speaker, [p for p in people if p is not speaker], text)
             said.append({"sender": nick, "text": text})
-    for person in people:
-        stage.quit_four_way(person)
-    return {"said": said}
+    return people, nicks, said
 
 
 def private(stage: Stage) -> dict:
