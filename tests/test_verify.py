@@ -233,7 +233,7 @@ def test_not_a_capture(tmp_path, capsys):
 def test_tshark_missing(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(TSHARK_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("tcpchatx.wireshark.dissector._TSHARK_ELSEWHERE", {})
+    monkeypatch.setattr("tcpchatx.capture.tools._WIRESHARK_ELSEWHERE", {})
     t = Talk()
     t.handshake()
     assert verify_main(t.write(tmp_path / "ok.pcap")) == 1

@@ -27,15 +27,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..capture.tools import find_wireshark_tool
+
 LUA_PATH = Path(__file__).with_name("tcpchatx.lua")
 TSHARK_ENV = "TCPCHATX_TSHARK"
 INSTALL_TSHARK = "sudo apt-get install tshark"
-
-# Wireshark's installers do not put tshark on PATH on Windows and macOS.
-_TSHARK_ELSEWHERE = {
-    "win32": [r"C:\Program Files\Wireshark\tshark.exe"],
-    "darwin": ["/Applications/Wireshark.app/Contents/MacOS/tshark"],
-}
 
 
 class DissectorError(RuntimeError):
@@ -96,15 +92,7 @@ recognises the chat on any other port by its lines.""")
 
 def find_tshark() -> str | None:
     """Path of the tshark binary, or None if Wireshark's command-line tools are missing."""
-    if os.environ.get(TSHARK_ENV):
-        return os.environ[TSHARK_ENV]
-    found = shutil.which("tshark")
-    if found:
-        return found
-    for candidate in _TSHARK_ELSEWHERE.get(sys.platform, []):
-        if os.path.exists(candidate):
-            return candidate
-    return None
+    return find_wireshark_tool("tshark", TSHARK_ENV)
 
 
 @functools.cache
