@@ -98,6 +98,10 @@ class ChatRoom:
     config: RoomConfig = field(default_factory=RoomConfig)
     _members: dict[int, _Member] = field(default_factory=dict)
     _by_key: dict[str, int] = field(default_factory=dict)  # nick_key -> client id
+    # client id -> everyone else chatting; a broadcast asks for it on every line, so it
+    # is kept until someone joins or leaves (a 99-client tuple per line was the server's
+    # biggest cost under load).
+    _others_cache: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ queries
 
@@ -167,6 +171,7 @@ class ChatRoom:
     def disconnect(self, client: int, how: str) -> list[Action]:
         """The connection is gone (EOF, reset, dropped); tell the others."""
         member = self._members.pop(client, None)
+        self._others_cache.clear()
         if member is None or member.nick is None:
             return []
         del self._by_key[p.nick_key(member.nick)]
@@ -193,6 +198,7 @@ class ChatRoom:
     def shutdown(self) -> list[Action]:
         """The server is stopping: say goodbye to everyone."""
         everyone = tuple(self._members)
+        self._others_cache.clear()
         self._members.clear()  # nobody is told that the others left: everyone is leaving
         self._by_key.clear()
         actions: list[Action] = []
@@ -215,6 +221,7 @@ class ChatRoom:
         if problem:
             return [self._error(client, problem)]
         member.nick = nick
+        self._others_cache.clear()
         self._by_key[p.nick_key(nick)] = client
         others = self._others(client)
         online = self.online()
@@ -290,7 +297,11 @@ class ChatRoom:
         return [c for c, m in self._members.items() if m.nick]
 
     def _others(self, client: int) -> tuple[int, ...]:
-        return tuple(c for c, m in self._members.items() if m.nick and c != client)
+        others = self._others_cache.get(client)
+        if others is None:
+            others = tuple(c for c, m in self._members.items() if m.nick and c != client)
+            self._others_cache[client] = others
+        return others
 
     @staticmethod
     def _reply(client: int, text: str) -> Send:

@@ -4,14 +4,20 @@ Theory of operation
 -------------------
 * One **acceptor** thread waits for connections (and for a wake-up from ``stop()``).
 * Each client gets a **reader** thread (``recv`` -> ``LineSplitter`` -> ``ChatRoom``)
-  and a **writer** thread that drains the client's own bounded queue and sends
-  everything queued in one ``sendall``.  A client that never reads only fills its
-  own queue; when that overflows, the client is dropped and nobody else waits.
+  and a **writer** thread for its own bounded queue.  The lines one ``recv``
+  produced are queued as one block per recipient, and the reader then writes each
+  recipient's queue itself, in one ``send`` that may not wait (``MSG_DONTWAIT``).
+  What the kernel does not take at once is left to that client's writer, which
+  sends everything queued in one blocking ``sendall``.  So a client that keeps up
+  costs one ``send`` per ``recv`` and no thread hand-off; a client that never reads
+  only fills its own queue, and when that overflows it is dropped and nobody waits.
 * One **janitor** thread wakes twice a second to let the room enforce its
   deadlines (nickname, idle) and to cut connections that never finish closing.
 * The room is called under ``self._lock``; actions are applied under it too, so
   every client sees the conversation in the same order.  Lock order is always
-  room lock, then a connection's queue lock; the writer takes only its own.
+  room lock, then a connection's queue lock; sends happen outside the room lock,
+and only one thread at a time writes to a socket (``sending``), which keeps each
+client's bytes in queue order.
 
 Closing is orderly: the writer sends what is queued, then ``shutdown(SHUT_WR)``
 (our FIN); the reader keeps reading until the peer's FIN, so ``close()`` never
@@ -32,7 +38,7 @@ from .protocol import DEFAULT_HOST, DEFAULT_PORT, LineSplitter, encode_line
 from .room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
 from .timeline import Timeline, TimelineEvent
 
-RECV_BYTES = 4096
+RECV_BYTES = 65536
 
 
 class _Connection:
@@ -48,6 +54,7 @@ class _Connection:
         self.queued_lines = 0
         self.queued_bytes = 0
         self.ready = threading.Condition()
+        self.sending = False  # a thread is writing to the socket: nobody else may
         self.finishing = False  # close once the queue is sent
         self.finishing_since: float | None = None
         self.dropped: str | None = None  # why we cut the connection, if we did
@@ -57,8 +64,11 @@ class _Connection:
 
     # -- called by any thread, with the server lock held ---------------------------
 
-    def enqueue(self, data: bytes, lines: int = 1) -> None:
-        """Queue a block of ``lines`` whole lines; drop the client if its queue is full."""
+    def enqueue(self, data: bytes, lines: int = 1, wake: bool = True) -> None:
+        """Queue a block of ``lines`` whole lines; drop the client if its queue is full.
+
+        ``wake=False``: the caller will call :meth:`send_now` (after releasing the
+        room lock), so the writer thread need not wake up."""
         with self.ready:
             if self.finishing or self.dropped:
                 return
@@ -69,10 +79,40 @@ class _Connection:
                 self.queue.append(data)
                 self.queued_lines += lines
                 self.queued_bytes += len(data)
-                if len(self.queue) == 1:
+                if wake and len(self.queue) == 1 and not self.sending:
                     self.ready.notify()
                 return
         self.drop(f"too slow: {waiting} lines were waiting to be sent")
+
+    def send_now(self) -> None:
+        """Write the queue from the calling thread, as far as the kernel takes it at once.
+
+        Called by a reader after its recv's lines are queued, without the room lock.
+        It never waits: what the socket buffer has no room for goes back to the head
+        of the queue, for the writer thread."""
+        with self.ready:
+            if self.sending or not self.queue or self.dropped:
+                return  # whoever is sending will see the queue when done
+            self.sending = True
+            data = self.queue[0] if len(self.queue) == 1 else b"".join(self.queue)
+            self.queue.clear()
+            self.queued_lines = self.queued_bytes = 0
+        try:
+            sent = self.sock.send(data, socket.MSG_DONTWAIT)
+        except OSError:  # full (EAGAIN) or broken: the writer retries and reports
+            sent = 0
+        with self.ready:
+            self.sending = False
+            if sent < len(data) and not self.dropped:
+                rest = data[sent:]
+                self.queue.appendleft(rest)
+                self.queued_lines += rest.count(b"\n")
+                self.queued_bytes += len(rest)
+            if self.queue or self.finishing:
+                self.ready.notify()
+        if sent and self.server.record_lines:
+            lines = data.count(b"\n", 0, sent)
+            self.server.timeline.record("sent", client=self.id, detail=f"{lines} lines, {sent} bytes")
 
     def finish(self) -> None:
         """Send what is queued, then our FIN."""
@@ -105,7 +145,7 @@ class _Connection:
     def _write_loop(self) -> None:
         while True:
             with self.ready:
-                while not self.queue and not self.finishing and not self.dropped:
+                while not self.dropped and (self.sending or (not self.queue and not self.finishing)):
                     self.ready.wait()
                 if self.dropped:
                     return
@@ -113,12 +153,15 @@ class _Connection:
                 self.queue.clear()
                 self.queued_lines = self.queued_bytes = 0
                 last = self.finishing
+                self.sending = bool(batch)
             if batch:
                 try:
                     self.sock.sendall(b"".join(batch))
                 except OSError as error:
                     self.server.timeline.record("sent", client=self.id, detail=f"send failed: {error}")
                     return
+                with self.ready:
+                    self.sending = False
                 if self.server.record_lines:
                     lines = sum(block.count(b"\n") for block in batch)
                     self.server.timeline.record(
@@ -176,7 +219,7 @@ class ChatServer:
         port: int = DEFAULT_PORT,
         *,
         config: RoomConfig | None = None,
-        queue_lines: int = 1000,
+        queue_lines: int = 10_000,
         queue_bytes: int = 256 * 1024,
         close_timeout: float = 10.0,
         max_events: int = 100_000,
@@ -337,11 +380,13 @@ class ChatServer:
     # ------------------------------------------------------------------ called by readers
 
     def _handle_lines(self, conn: _Connection, events) -> None:
-        """Feed one recv()'s lines to the room.  What they send to each client is
-        gathered and queued once per client: one wake-up of its writer per recv, not
-        one per line (a broadcast of 15 lines to 99 clients: 99 queue operations, not 1485)."""
+        """Feed one recv()'s lines to the room, then write what they produced.
+
+        Lines for the same recipients are gathered into one block (a burst of 15
+        broadcast lines to 99 clients: 99 queue operations, not 1485), each client's
+        share is queued once under the room lock, and written after it is released."""
         now = time.monotonic()
-        outbox: dict[int, list[bytes]] = {}
+        outbox: list[tuple[tuple[int, ...], list[bytes]]] = []
         with self._lock:
             for event in events:
                 if self.record_lines:
@@ -350,7 +395,9 @@ class ChatServer:
                         detail=getattr(event, "text", type(event).__name__),
                     )
                 self._apply(self.room.receive(conn.id, event, now), outbox)
-            self._flush(outbox)
+            written = self._flush(outbox, wake=False)
+        for recipient in written:
+            recipient.send_now()
 
     def _client_gone(self, conn: _Connection, how: str) -> None:
         with self._lock:
@@ -367,36 +414,53 @@ class ChatServer:
 
     # ------------------------------------------------------------------ actions
 
-    def _flush(self, outbox: dict[int, list[bytes]]) -> None:
-        """Queue each client's gathered lines as one block.  Caller holds ``self._lock``."""
-        for client, lines in outbox.items():
+    def _flush(self, outbox: list[tuple[tuple[int, ...], list[bytes]]],
+               wake: bool = True) -> list[_Connection]:
+        """Queue each client's gathered lines as one block; return those clients.
+
+        ``outbox`` is a list of (recipients, lines) runs, in order.  Caller holds
+        ``self._lock``."""
+        share: dict[int, list[bytes]] = {}
+        counts: dict[int, int] = {}
+        for recipients, lines in outbox:
+            block = b"".join(lines)
+            for client in recipients:
+                share.setdefault(client, []).append(block)
+                counts[client] = counts.get(client, 0) + len(lines)
+        outbox.clear()
+        written = []
+        for client, blocks in share.items():
             conn = self._connections.get(client)
             if conn is not None:
-                conn.enqueue(b"".join(lines), len(lines))
-        outbox.clear()
+                conn.enqueue(blocks[0] if len(blocks) == 1 else b"".join(blocks), counts[client], wake)
+                written.append(conn)
+        return written
 
-    def _apply(self, actions, outbox: dict[int, list[bytes]] | None = None) -> None:
+    def _apply(self, actions, outbox: list | None = None) -> None:
         """Carry out the room's actions.  Caller holds ``self._lock``.
 
-        With an ``outbox``, lines are gathered per client (in order) for :meth:`_flush`;
-        it is flushed before a disconnect, so a goodbye line still goes out first."""
+        With an ``outbox``, lines are gathered in runs of the same recipients for
+        :meth:`_flush`; it is flushed before a disconnect, so a goodbye line still
+        goes out first."""
         for action in actions:
             if isinstance(action, Send):
                 if not action.to:
                     continue
                 data = encode_line(action.line)
-                if self.record_lines or len(action.to) > 1:
+                if self.record_lines:
                     self.timeline.record(
                         "queued", client=action.sender, detail=f"{action.kind.value}: {action.line}",
                         recipients=action.to,
                     )
-                for client in action.to:
-                    if outbox is not None:
-                        outbox.setdefault(client, []).append(data)
-                    else:
+                if outbox is None:
+                    for client in action.to:
                         conn = self._connections.get(client)
                         if conn is not None:
                             conn.enqueue(data)
+                elif outbox and outbox[-1][0] == action.to:
+                    outbox[-1][1].append(data)
+                else:
+                    outbox.append((action.to, [data]))
             elif isinstance(action, SetNick):
                 self.timeline.record(
                     "nick-set", client=action.client, nick=action.nick,

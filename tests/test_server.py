@@ -66,6 +66,55 @@ def test_three_clients_every_broadcast_reaches_every_other_client_once_in_order(
             receiver.receive(timeout=0.2)  # nothing more: no duplicates
 
 
+def test_concurrent_senders_every_client_sees_one_order(start_server):
+    """Readers write to each other's sockets themselves (one thread at a time per
+    socket): four clients sending 1000 lines each at once must still give every
+    receiver the same order of the lines it shares with each other receiver."""
+    server = start_server(flood_control=False, record_lines=False)
+    nicks = ["s0", "s1", "s2", "s3"]
+    socks = [socket.create_connection((HOST, server.port)) for _ in nicks]
+    for sock, nick in zip(socks, nicks, strict=True):
+        sock.sendall(f"{nick}\n".encode())
+        server.timeline.wait_for(lambda e, nick=nick: e.kind == "nick-set" and e.nick == nick)
+    per_sender, expected = 1000, 3 * 1000
+    received: dict[int, list[bytes]] = {k: [] for k in range(len(socks))}
+
+    def read(k: int) -> None:
+        buffer = b""
+        socks[k].settimeout(20)
+        while len(received[k]) < expected:
+            data = socks[k].recv(65536)
+            assert data, "the server closed the connection"
+            *lines, buffer = (buffer + data).split(b"\n")
+            received[k] += [line for line in lines if line.startswith(b"<")]
+
+    readers = [threading.Thread(target=read, args=(k,)) for k in range(len(socks))]
+    for thread in readers:
+        thread.start()
+    start = threading.Barrier(len(socks))
+
+    def send(k: int) -> None:
+        start.wait()
+        for n in range(per_sender):
+            socks[k].sendall(f"{n}\n".encode())
+
+    senders = [threading.Thread(target=send, args=(k,)) for k in range(len(socks))]
+    for thread in senders:
+        thread.start()
+    for thread in senders + readers:
+        thread.join(30)
+    assert all(len(received[k]) == expected for k in received)
+    for k in received:
+        for other in received:
+            if other != k:  # lines neither of them sent: the same order at both
+                shared = {f"<{nick}>".encode() for j, nick in enumerate(nicks) if j not in (k, other)}
+                mine = [line for line in received[k] if line.split(b" ", 1)[0] in shared]
+                theirs = [line for line in received[other] if line.split(b" ", 1)[0] in shared]
+                assert mine == theirs
+    for sock in socks:
+        sock.close()
+
+
 def test_private_message_reaches_only_its_recipient(connect):
     alice, bob, carol = (connect(n) for n in ("alice", "bob", "carol"))
     drain_notices(alice, bob, carol)
