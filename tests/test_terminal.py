@@ -96,8 +96,9 @@ class Terminal:
             self.raw += data
             self.stream.feed(data)
 
-    def wait_for_exit(self, timeout: float = 5.0) -> int:
-        """Read to the end of the output; the exit status."""
+    def wait_for_exit(self, timeout: float = 20.0) -> int:
+        """Read to the end of the output; the exit status.  (A deadline, not a sleep: a
+        loaded 2-core CI runner once needed more than 5 s for the client to exit.)"""
         self.wait_for(lambda: not self.child.isalive() and not self._more(), "exit", timeout)
         self.child.close()
         return self.child.exitstatus
