@@ -128,7 +128,9 @@ def live_chat(tmp_path_factory):
         alice.send("/msg bob psst")
         bob.receive_until(lambda line: line.kind is Kind.PRIVATE)
         carol.send("/nick carla")
-        everyone_hears("carol is now known as carla", alice, bob)
+        # carol too: the dissector learns her new nick from that notice on her own
+        # connection, so "bye" must go out after it arrives, as a real client's would.
+        everyone_hears("carol is now known as carla", alice, bob, carol)
         carol.send("bye")
         everyone_hears("bye", alice, bob)
         for c in clients.values():
