@@ -24,16 +24,36 @@ Theory of operation
    other connections sent after the message arrived, and call the time between the
    two frames the delivery's fan-out latency.
 
-Steps 3 and 4 are a loop over lines (a chat line is a Python object); parsing is
-memoised, because a broadcast repeats the same line to every client.
+Columns, not objects
+--------------------
+A big capture has hundreds of thousands of lines, so lines and messages are kept
+as numpy columns (:class:`Chat`), and a :class:`ChatLine` or :class:`Message` is
+only built when someone asks for it (``chat.lines``, ``chat.line(i)``, ...).
+Python still does the parts that need Python, but once per *distinct* thing:
+
+* each distinct line text is decoded and parsed once (a broadcast repeats the
+  same ``<nick> text`` to every client), and its facts become numbers (a kind
+  code, a nick id, a text id);
+* nicknames change only on a few lines (the first line of a client, the server's
+  ``Welcome, nick!`` and ``X is now known as Y``): a loop over those lines only
+  records each change, and every line then looks up its connection's nick at its
+  own position with :func:`numpy.searchsorted`;
+* the fan-out of a message whose (kind, sender, text) no other message shares is
+  a pure filter over its candidate lines (numpy); messages sharing one, which
+  compete for the same deliveries, are matched in a loop, in order.
+
+``tests/analysis_chat_reference.py`` keeps the object-per-line version; a test
+checks that both give the same lines, messages and deliveries.
 """
 
 from __future__ import annotations
 
-import functools
+import bisect
 import re
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -45,8 +65,15 @@ from .tracker import Tracking
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
-# Kind values as plain strings (an Enum's .value is slow in a loop over every line).
-CHAT, PRIVATE, MESSAGE, COMMAND = Kind.CHAT.value, Kind.PRIVATE.value, Kind.MESSAGE.value, Kind.COMMAND.value
+
+# Line kinds as small integers (column ``Chat.kind``); KIND_NAMES[code] is the label.
+KIND_NAMES = ("invalid",) + tuple(k.value for k in Kind)
+KIND_CODE = {name: code for code, name in enumerate(KIND_NAMES)}
+INVALID, CHAT, PRIVATE = KIND_CODE["invalid"], KIND_CODE["chat"], KIND_CODE["private"]
+REPLY, NOTICE, NICKNAME = KIND_CODE["reply"], KIND_CODE["notice"], KIND_CODE["nickname"]
+ERROR = KIND_CODE["error"]
+MESSAGE, COMMAND = KIND_CODE["message"], KIND_CODE["command"]
+NONE = -1  # "no value" in the id columns (nick, command, text)
 
 
 @dataclass
@@ -98,11 +125,163 @@ class Message:
 
 @dataclass
 class Chat:
+    """Every line and message, as columns; objects are built on demand.
+
+    Line ``i`` (in the order its last byte arrived) is row ``i`` of the ``line_*``
+    arrays; ids (``line_text``, ``line_nick``, ...) index ``texts``, ``nicks`` and
+    ``commands``, with -1 for None.  Message ``j`` is row ``j`` of the ``msg_*``
+    arrays; its deliveries are ``delivery_line[delivery_start[j]:delivery_start[j + 1]]``
+    (line ids) with ``delivery_latency`` alongside.
+    """
+
     server: tuple[str, int] | None
-    lines: list[ChatLine]
-    messages: list[Message]
     nick_of_conn: dict[int, str]  # the last nickname of each client connection
-    gaps: int = 0  # holes in the byte streams (bytes never captured)
+    gaps: int  # holes in the byte streams (bytes never captured)
+    texts: list[str]  # distinct valid line texts
+    nicks: list[str]  # distinct nicknames
+    commands: list[str]  # distinct command names
+    run_frames: np.ndarray  # frame of each run of placed bytes (see Streams)
+    line_conn: np.ndarray
+    line_direction: np.ndarray
+    line_text: np.ndarray
+    line_kind: np.ndarray  # KIND_NAMES codes
+    line_nick: np.ndarray
+    line_command: np.ndarray
+    line_recipient: np.ndarray
+    line_start: np.ndarray
+    line_end: np.ndarray
+    line_first_run: np.ndarray  # runs first_run..last_run carried the line
+    line_last_run: np.ndarray
+    line_frame: np.ndarray  # sorted: lines are in order of the frame that completed them
+    line_time: np.ndarray
+    line_ticks: np.ndarray
+    line_per_second: np.ndarray
+    msg_line: np.ndarray  # the client line of each message
+    msg_private: np.ndarray  # bool
+    msg_text: list[str]
+    msg_to: list[str | None]
+    delivery_start: np.ndarray  # len(messages) + 1 offsets
+    delivery_line: np.ndarray
+    delivery_latency: np.ndarray
+    _lines: list[ChatLine] | None = field(default=None, repr=False)
+    _messages: list[Message] | None = field(default=None, repr=False)
+    _frames: list[int] | None = field(default=None, repr=False)  # line_frame as a list
+
+    # ------------------------------------------------------------------ objects
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.line_conn)
+
+    @property
+    def n_messages(self) -> int:
+        return len(self.msg_line)
+
+    @property
+    def lines(self) -> list[ChatLine]:
+        """Every line as a :class:`ChatLine` (built on first use, then kept)."""
+        if self._lines is None:
+            self._lines = self.build_lines(0, self.n_lines)
+        return self._lines
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every message as a :class:`Message` (built on first use, then kept)."""
+        if self._messages is None:
+            self._messages = self.build_messages(0, self.n_messages)
+        return self._messages
+
+    def lines_of_frame(self, frame: int) -> list[ChatLine]:
+        """The lines completed by this frame (the frame carrying their newline).
+
+        Lines are sorted by that frame, so a frame's lines are a range, found by
+        bisection.  Before ``chat.lines`` is built, only the range's lines are built
+        (a ladder of 200 packets needs no million objects); after, they are the
+        same objects as in ``chat.lines``.  A caller asking about every frame
+        should build ``chat.lines`` first.
+        """
+        if self._frames is None:
+            self._frames = self.line_frame.tolist()  # bisect on a list: no numpy call per frame
+        lo = bisect.bisect_left(self._frames, frame)
+        hi = bisect.bisect_right(self._frames, frame, lo)
+        if lo == hi:
+            return []
+        if self._lines is not None:
+            return self._lines[lo:hi]
+        return self.build_lines(lo, hi)
+
+    def each_message(self, chunk: int = 1 << 14) -> Iterator[Message]:
+        """Every message in order, built ``chunk`` at a time unless ``chat.messages`` exists.
+
+        For outputs that look at each message once (the summary, the JSON writer):
+        they never hold all the objects at the same time.
+        """
+        if self._messages is not None:
+            yield from self._messages
+            return
+        for lo in range(0, self.n_messages, chunk):
+            yield from self.build_messages(lo, min(self.n_messages, lo + chunk))
+
+    @cached_property
+    def _names(self) -> tuple[list, list, list]:
+        """``texts``, ``nicks`` and ``commands``, each ending in None: id -1 picks None."""
+        return self.texts + [None], self.nicks + [None], self.commands + [None]
+
+    def build_lines(self, lo: int, hi: int) -> list[ChatLine]:
+        """New :class:`ChatLine` objects for lines ``lo`` to ``hi - 1``."""
+        texts, nicks, commands = self._names
+        # Many lines: every run's frame as one list; a few: slices of the array.
+        frames = self.run_frames.tolist() if hi - lo > 1000 else None
+        out = []
+        cols = zip(
+            range(lo, hi), *(c[lo:hi].tolist() for c in (
+                self.line_conn, self.line_direction, self.line_text, self.line_kind,
+                self.line_nick, self.line_command, self.line_start, self.line_end,
+                self.line_first_run, self.line_last_run, self.line_frame, self.line_time,
+                self.line_recipient, self.line_ticks, self.line_per_second)),
+            strict=True,
+        )
+        for (i, conn, d, text, kind, nick, command, start, end, first, last, frame, time,
+             recipient, ticks, per_second) in cols:
+            out.append(ChatLine(
+                id=i, conn=conn, direction=d, text=texts[text], kind=KIND_NAMES[kind],
+                nick=nicks[nick], command=commands[command], start=start, end=end,
+                frames=frames[first : last + 1] if frames is not None
+                else self.run_frames[first : last + 1].tolist(),
+                frame=frame, time=time, recipient=nicks[recipient], ticks=ticks,
+                per_second=per_second,
+            ))
+        return out
+
+    def build_messages(self, lo: int, hi: int) -> list[Message]:
+        """New :class:`Message` objects (with their deliveries) for messages ``lo`` to ``hi - 1``."""
+        _, nicks, _ = self._names
+        first, last = int(self.delivery_start[lo]), int(self.delivery_start[hi])
+        d_line = self.delivery_line[first:last]
+        # All of these messages' deliveries, in order (each message takes a slice), from
+        # columns in Delivery's field order: recipient, conn, frame, time, latency, line.
+        deliveries = [Delivery(*row) for row in zip(
+            map(nicks.__getitem__, self.line_recipient[d_line].tolist()),
+            self.line_conn[d_line].tolist(), self.line_frame[d_line].tolist(),
+            self.line_time[d_line].tolist(), self.delivery_latency[first:last].tolist(),
+            d_line.tolist(), strict=True,
+        )]
+        starts = (self.delivery_start[lo : hi + 1] - first).tolist()
+        rows = self.msg_line[lo:hi]
+        cols = zip(
+            range(lo, hi), self.msg_private[lo:hi].tolist(), self.line_conn[rows].tolist(),
+            self.line_nick[rows].tolist(), self.msg_text[lo:hi], self.msg_to[lo:hi],
+            self.line_frame[rows].tolist(), self.line_time[rows].tolist(), rows.tolist(),
+            strict=True,
+        )
+        out = []
+        for k, (j, private, conn, sender, text, to, frame, time, line) in enumerate(cols):
+            out.append(Message(
+                id=j, kind="private" if private else "chat", conn=conn, sender=nicks[sender],
+                text=text, to=to, frame=frame, time=time, line=line,
+                deliveries=deliveries[starts[k] : starts[k + 1]],
+            ))
+        return out
 
 
 # --------------------------------------------------------------------------- reassembly
@@ -153,11 +332,32 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     size = caplen - skip
     src = p.payload_offset[rows].astype(np.int64) + skip
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
-    buf = p.buffer
-    data = b"".join([buf[a : a + n] for a, n in zip(src.tolist(), size.tolist(), strict=True)])
+    data = _gather_runs(np.frombuffer(p.buffer, dtype=np.uint8), src, size, starts)
     groups, first_run = np.unique(g, return_index=True)
     begin = np.r_[starts[first_run], len(data)] if len(g) else np.zeros(1, np.int64)
     return Streams(data, groups, begin.astype(np.int64), starts, rows, starts[hole])
+
+
+def _gather_runs(buf: np.ndarray, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
+                 chunk: int = 1 << 22) -> bytes:
+    """``b"".join(buf[a:a + n] for a, n in zip(src, size))``, with numpy.
+
+    Each output byte's position in ``buf`` is its run's source offset plus its place
+    in the run; we compute those positions ``chunk`` runs' worth of bytes at a
+    time, so the index array stays small.
+    """
+    total = int(size.sum()) if len(size) else 0
+    out = np.empty(total, dtype=np.uint8)
+    shift = src - starts  # output offset + shift = source offset, within each run
+    ends = starts + size
+    lo = 0
+    while lo < len(size):
+        hi = max(int(np.searchsorted(ends, starts[lo] + chunk, "right")), lo + 1)
+        a, b = int(starts[lo]), int(ends[hi - 1])
+        index = np.arange(a, b, dtype=np.int64) + np.repeat(shift[lo:hi], size[lo:hi])
+        out[a:b] = buf[index]
+        lo = hi
+    return out.tobytes()
 
 
 def find_lines(s: Streams):
@@ -189,6 +389,23 @@ def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None
         return None
 
 
+def _decode_all(blobs: list[bytes]) -> list[str | None]:
+    """``[decode_line(b) for b in blobs]``, decoding them all in one call when we can.
+
+    No blob holds a ``\\n``, and UTF-8 never uses byte 10 inside a character, so if
+    the blobs joined by ``\\n`` decode, each piece is its blob's text.
+    """
+    if not blobs:
+        return []
+    try:
+        pieces = b"\n".join(blobs).decode(proto.ENCODING).split("\n")
+    except UnicodeDecodeError:
+        return [decode_line(blob) for blob in blobs]
+    limit = proto.MAX_LINE_BYTES
+    return [decode_line(blob) if len(blob) > limit or blob.endswith(b"\r") else text
+            for blob, text in zip(blobs, pieces, strict=True)]
+
+
 # --------------------------------------------------------------------------- the chat
 
 
@@ -198,6 +415,22 @@ def find_server(tracking: Tracking) -> tuple[str, int] | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+class _Ids(dict):
+    """Strings to small integers, in order of first appearance (``names[id]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __missing__(self, name: str) -> int:
+        self[name] = len(self.names)
+        self.names.append(name)
+        return self[name]
+
+    def get_id(self, name: str | None) -> int:
+        return NONE if name is None else self[name]
+
+
 def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None) -> Chat:
     server = server or find_server(t)
     server_conns = np.array([c.id for c in t.connections if c.server == server], dtype=np.int64)
@@ -205,6 +438,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     data = data[np.isin(t.conn[data], server_conns)]
     group = t.conn[data].astype(np.int64) * 2 + t.direction[data]
     streams = reassemble_all(p, data, group, t.rel_seq[data])
+    del data, group
     stream, start, end = find_lines(streams)
     first = np.searchsorted(streams.run_starts, start, "right") - 1
     last = np.searchsorted(streams.run_starts, end - 1, "right") - 1
@@ -212,132 +446,329 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     g = streams.group[stream]
     local = start - streams.begin[stream]  # offset inside its own stream
     order = np.lexsort((local, g >> 1, p.frame[done]))
-    raw = streams.data
-    run_frames = p.frame[streams.run_rows].tolist()
-    done = done[order]
-    lines: list[ChatLine] = []
-    for i, (st, en, lo, gr, first_run, last_run, time, ticks, per_second) in enumerate(zip(
-        start[order].tolist(), end[order].tolist(), local[order].tolist(), g[order].tolist(),
-        first[order].tolist(), last[order].tolist(), p.time[done].tolist(),
-        p.ts_ticks[done].tolist(), p.ts_tps[done].tolist(), strict=True,
-    )):
-        text = decode_line(raw[st : en - 1])
-        frames = run_frames[first_run : last_run + 1]
-        lines.append(ChatLine(
-            id=i, conn=gr >> 1, direction=gr & 1, text=text,
-            kind="invalid" if text is None else "", nick=None, command=None,
-            start=lo + 1, end=lo + en - st + 1, frames=frames, frame=frames[-1],
-            time=time, ticks=ticks, per_second=per_second,
-        ))
-    nick_of_conn = _interpret(lines)
-    messages = _fan_out(lines)
-    return Chat(server, lines, messages, nick_of_conn, len(streams.gaps))
+    start, end, local, g, first, last, done = (
+        x[order] for x in (start, end, local, g, first, last, done))
+    conn = (g >> 1).astype(np.int32)
+    direction = (g & 1).astype(np.int8)
+
+    # ---- each distinct text, decoded once
+    # (map and dict.fromkeys loop in C: one Python call per line would dominate.)
+    blobs = list(map(streams.data.__getitem__, map(slice, start.tolist(), (end - 1).tolist())))
+    raw_ids = dict.fromkeys(blobs)
+    texts = _decode_all(list(raw_ids))
+    for k, blob in enumerate(raw_ids):
+        raw_ids[blob] = k
+    valid = [text is not None for text in texts]
+    text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
+    text_id[valid] = np.arange(sum(valid))
+    texts = [text for text in texts if text is not None]
+    text_of_line = np.fromiter(map(raw_ids.__getitem__, blobs), dtype=np.int32, count=len(blobs))
+    del raw_ids, blobs
+    line_text = text_id[text_of_line]
+    del text_of_line, text_id
+    valid = line_text >= 0
+
+    nicks, commands = _Ids(), _Ids()
+    kinds = _kinds_of_texts(texts, line_text, direction, nicks, commands)
+    n = len(line_text)
+    line_kind = np.full(n, INVALID, dtype=np.uint8)
+    server_line = valid & (direction == 1)
+    client_line = valid & (direction == 0)
+    st = line_text[server_line]
+    line_kind[server_line] = kinds.server_kind[st]
+    line_nick = np.full(n, NONE, dtype=np.int32)
+    line_nick[server_line] = kinds.server_nick[st]
+    line_command = np.full(n, NONE, dtype=np.int16)
+
+    # ---- nicknames over time
+    n_conn = len(t.connections)
+    ids = np.arange(n)
+    welcome = server_line & (kinds.welcome[line_text] >= 0)
+    first_welcome = np.full(n_conn + 1, n, dtype=np.int64)
+    np.minimum.at(first_welcome, conn[welcome], ids[welcome])
+    before_welcome = client_line & (ids < first_welcome[conn])
+    rename = server_line & (kinds.rename_from[line_text] >= 0)
+    sets_nick = before_welcome & ~kinds.slash[line_text]
+    changes, nick_of_conn = _follow_nicks(
+        np.flatnonzero(welcome | rename | sets_nick).tolist(), line_text, conn, direction,
+        kinds, texts, nicks)
+    # A server line goes to the nick its connection had *before* it; a client line
+    # is from the nick its connection had *after* it (its own first line sets it).
+    line_recipient = np.full(n, NONE, dtype=np.int32)
+    line_recipient[server_line] = _nick_at(changes, conn[server_line], ids[server_line], n, after=False)
+    line_nick[client_line] = _nick_at(changes, conn[client_line], ids[client_line], n, after=True)
+    line_kind[before_welcome] = NICKNAME
+    after_welcome = client_line & ~before_welcome
+    ct = line_text[after_welcome]
+    line_kind[after_welcome] = kinds.client_kind[ct]
+    line_command[after_welcome] = kinds.client_command[ct]
+
+    tps = p.ts_tps[done]
+    chat = Chat(
+        server=server, nick_of_conn=nick_of_conn, gaps=len(streams.gaps),
+        texts=texts, nicks=nicks.names, commands=commands.names,
+        run_frames=p.frame[streams.run_rows],
+        line_conn=conn, line_direction=direction, line_text=line_text, line_kind=line_kind,
+        line_nick=line_nick, line_command=line_command, line_recipient=line_recipient,
+        line_start=local + 1, line_end=local + (end - start) + 1,
+        line_first_run=first, line_last_run=last, line_frame=p.frame[done],
+        line_time=p.time[done], line_ticks=p.ts_ticks[done],
+        line_per_second=tps if isinstance(tps, np.ndarray) else np.full(n, tps, np.int64),
+        msg_line=np.zeros(0, np.int64), msg_private=np.zeros(0, bool), msg_text=[], msg_to=[],
+        delivery_start=np.zeros(1, np.int64), delivery_line=np.zeros(0, np.int64),
+        delivery_latency=np.zeros(0, np.float64),
+    )
+    _fan_out(chat, kinds, after_welcome)
+    return chat
 
 
-def _interpret(lines: list[ChatLine]) -> dict[int, str]:
-    """Give every line its kind, and follow each connection's nickname over time."""
-    nick: dict[int, str | None] = {}
-    holders: dict[str | None, set[int]] = defaultdict(set)  # nick -> connections using it
-    welcomed: set[int] = set()
-    parse_server = _memo(proto.parse_server_line)  # broadcasts repeat the same line
-    parse_client = _memo(proto.parse_client_line)
+@dataclass
+class _TextFacts:
+    """What each distinct text means, as a server line and as a client line (by text id)."""
 
-    def set_nick(conn: int, name: str | None) -> None:
-        if conn in nick:
-            holders[nick[conn]].discard(conn)
-        nick[conn] = name
-        holders[name].add(conn)
+    server_kind: np.ndarray
+    server_nick: np.ndarray  # chat/private: the sender's nick id
+    server_payload: np.ndarray  # chat/private: the id of the text after the sigil
+    welcome: np.ndarray  # reply "Welcome, X! ...": X's nick id
+    rename_from: np.ndarray  # notice "X is now known as Y": X and Y's nick ids
+    rename_to: np.ndarray
+    slash: np.ndarray  # bool: starts with "/"
+    client_kind: np.ndarray
+    client_command: np.ndarray
+    message_private: np.ndarray  # client line as a message: -1 none, 0 chat, 1 private
+    message_payload: np.ndarray  # its sanitised text's id
+    message_to: list  # private: the addressee
+    payloads: _Ids  # the texts compared by the fan-out
 
-    for line in lines:
-        if line.text is None:
-            continue
-        if line.direction == 1:
-            line.recipient = nick.get(line.conn)
-            parsed = parse_server(line.text)
-            line.kind, line.nick = parsed.kind.value, parsed.nick
-            welcome = _WELCOME.match(parsed.text) if parsed.kind is Kind.REPLY else None
+
+def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) -> _TextFacts:
+    """Parse each distinct text once, in the direction(s) it was seen."""
+    m = len(texts)
+    seen_as = np.zeros((m, 2), dtype=bool)
+    valid = line_text >= 0
+    seen_as[line_text[valid], direction[valid]] = True
+    # One entry more than texts: text id -1 (an invalid line) picks that "nothing" entry.
+    f = _TextFacts(*(np.full(m + 1, NONE, dtype=np.int32) for _ in range(6)),
+                   slash=np.zeros(m + 1, dtype=bool), client_kind=np.full(m + 1, NONE, dtype=np.int8),
+                   client_command=np.full(m + 1, NONE, dtype=np.int16),
+                   message_private=np.full(m + 1, NONE, dtype=np.int8),
+                   message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
+                   payloads=_Ids())
+    payloads = f.payloads
+    # Server lines: proto.parse_server_line, inlined (it is the loop's whole cost);
+    # the comparison with the reference implementation checks it is the same.
+    sigils = {proto.NOTICE_SIGIL: NOTICE, proto.REPLY_SIGIL: REPLY, proto.ERROR_SIGIL: ERROR}
+    from_nick = proto._FROM_NICK.match
+    ids = np.flatnonzero(seen_as[:, 1]).tolist()
+    kind_of, nick_of, payload_of = [], [], []
+    for k in ids:
+        text = texts[k]
+        kind, nick, payload = sigils.get(text[:4]), NONE, NONE
+        if kind is None:
+            match = from_nick(text)
+            if match is None:
+                kind, rest = NOTICE, text  # unknown shape: a plain notice
+            else:
+                kind = CHAT if match.group(2) is not None else PRIVATE
+                nick = nicks[match.group(2) or match.group(3)]
+                payload = payloads[text[match.end() :]]
+        else:
+            rest = text[4:]
+        if kind == REPLY:
+            welcome = _WELCOME.match(rest)
             if welcome:
-                set_nick(line.conn, welcome.group(1))
-                welcomed.add(line.conn)
-            renamed = _RENAMED.match(parsed.text) if parsed.kind is Kind.NOTICE else None
+                f.welcome[k] = nicks[welcome.group(1)]
+        elif kind == NOTICE:
+            renamed = _RENAMED.match(rest)
             if renamed:
-                for conn in sorted(holders.get(renamed.group(1), ())):
-                    set_nick(conn, renamed.group(2))
-        elif line.conn not in welcomed:
-            line.kind = Kind.NICKNAME.value
-            if not line.text.startswith("/"):
-                set_nick(line.conn, proto.check_nick(line.text)[0])
-            line.nick = nick.get(line.conn)
+                f.rename_from[k], f.rename_to[k] = nicks[renamed.group(1)], nicks[renamed.group(2)]
+        kind_of.append(kind)
+        nick_of.append(nick)
+        payload_of.append(payload)
+    f.server_kind[ids], f.server_nick[ids], f.server_payload[ids] = kind_of, nick_of, payload_of
+    ids = np.flatnonzero(seen_as[:, 0]).tolist()
+    slash, kind_of, command_of, private_of, payload_of = [], [], [], [], []
+    for k in ids:
+        text = texts[k]
+        parsed = proto.parse_client_line(text)
+        slash.append(text.startswith("/"))
+        kind_of.append(KIND_CODE[parsed.kind.value])
+        command_of.append(commands.get_id(parsed.command))
+        private, payload = NONE, NONE
+        if parsed.kind is Kind.MESSAGE:
+            if parsed.text.strip():
+                private, payload = 0, payloads[proto.sanitize(parsed.text)[0]]
+        elif parsed.command == "msg":
+            to, _, body = parsed.text.partition(" ")
+            body = proto.sanitize(body.strip())[0]
+            if to and body:
+                private, payload = 1, payloads[body]
+                f.message_to[k] = to
+        private_of.append(private)
+        payload_of.append(payload)
+    f.slash[ids], f.client_kind[ids], f.client_command[ids] = slash, kind_of, command_of
+    f.message_private[ids], f.message_payload[ids] = private_of, payload_of
+    return f
+
+
+def _follow_nicks(event_lines, line_text, conn, direction, kinds: _TextFacts, texts, nicks: _Ids):
+    """Replay the lines that change nicknames; return the changes and the final nicks.
+
+    The changes are ``(keys, nick ids)`` sorted by key ``conn * (n + 1) + line``.
+    """
+    nick: dict[int, int] = {}  # conn -> nick id (NONE: no valid nick)
+    holders: dict[int, set[int]] = {}  # nick id -> connections using it
+    change_conn: list[int] = []
+    change_line: list[int] = []
+    change_nick: list[int] = []
+    checked: dict[str, int] = {}
+
+    def set_nick(c: int, name: int, line: int) -> None:
+        if c in nick:
+            holders[nick[c]].discard(c)
+        nick[c] = name
+        holders.setdefault(name, set()).add(c)
+        change_conn.append(c)
+        change_line.append(line)
+        change_nick.append(name)
+
+    for i, c, d, k in zip(event_lines, conn[event_lines].tolist(), direction[event_lines].tolist(),
+                          line_text[event_lines].tolist(), strict=True):
+        if d == 0:  # a client's line before its welcome: a nickname
+            if k not in checked:
+                checked[k] = nicks.get_id(proto.check_nick(texts[k])[0])
+            set_nick(c, checked[k], i)
+        elif kinds.welcome[k] >= 0:
+            set_nick(c, int(kinds.welcome[k]), i)
         else:
-            parsed = parse_client(line.text)
-            line.kind, line.command, line.nick = parsed.kind.value, parsed.command, nick.get(line.conn)
-    return {conn: name for conn, name in nick.items() if name}
+            for other in sorted(holders.get(int(kinds.rename_from[k]), ())):
+                set_nick(other, int(kinds.rename_to[k]), i)
+    n = len(line_text)
+    keys = np.array(change_conn, dtype=np.int64) * (n + 1) + np.array(change_line, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    final = {c: nicks.names[x] for c, x in nick.items() if x != NONE}
+    return (keys[order], np.array(change_nick, dtype=np.int32)[order]), final
 
 
-def _memo(function):
-    """``function`` with its answers remembered (it must be pure)."""
-    return functools.lru_cache(maxsize=1 << 16)(function)
+def _nick_at(changes, conn: np.ndarray, line: np.ndarray, n: int, after: bool) -> np.ndarray:
+    """Each connection's nick id just before (or just after) the given line."""
+    keys, values = changes
+    want = conn.astype(np.int64) * (n + 1) + line
+    pos = np.searchsorted(keys, want, "right" if after else "left") - 1
+    ok = pos >= 0
+    pos = np.maximum(pos, 0)
+    if len(keys):
+        ok &= keys[pos] // (n + 1) == conn
+        return np.where(ok, values[pos], NONE).astype(np.int32)
+    return np.full(len(conn), NONE, dtype=np.int32)
 
 
-def _fan_out(lines: list[ChatLine]) -> list[Message]:
+def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     """Match each client message with the lines the server sent because of it."""
-    parse_server = _memo(proto.parse_server_line)
-    parse_client = _memo(proto.parse_client_line)
-    sanitize = _memo(proto.sanitize)
-    # Outbound chat/private lines, per (kind, from-nick, text), in time order.
-    outbound: dict[tuple[str, str | None, str], list[ChatLine]] = defaultdict(list)
-    for line in lines:
-        if line.direction == 1 and (line.kind == CHAT or line.kind == PRIVATE):
-            text = parse_server(line.text).text
-            outbound[(line.kind, line.nick, text)].append(line)
+    n = chat.n_lines
+    n_nicks = len(chat.nicks) + 1
+    # A key per (kind, nick, text): a message's and the server lines it should cause.
+    def key(private, nick, payload):
+        return (payload.astype(np.int64) * n_nicks + nick + 1) * 2 + private
+
+    line_text = chat.line_text  # -1 picks the facts' "nothing" entry
+    kind = chat.line_kind
+    outbound = np.flatnonzero((chat.line_direction == 1) & ((kind == CHAT) | (kind == PRIVATE)))
+    out_key = key((kind[outbound] == PRIVATE).astype(np.int64), chat.line_nick[outbound],
+                  kinds.server_payload[line_text[outbound]])
+    by_key = np.argsort(out_key, kind="stable")  # line order within a key
+    outbound, out_key = outbound[by_key], out_key[by_key]
+
+    sent = after_welcome & (kinds.message_private[line_text] >= 0)
+    msg_line = np.flatnonzero(sent)
+    msg_private = kinds.message_private[line_text[msg_line]].astype(bool)
+    msg_key = key(msg_private.astype(np.int64), chat.line_nick[msg_line],
+                  kinds.message_payload[line_text[msg_line]])
+    lo = np.searchsorted(out_key, msg_key, "left")
+    hi = np.searchsorted(out_key, msg_key, "right")
+    to = [kinds.message_to[k] for k in line_text[msg_line].tolist()]
+    chat.msg_line, chat.msg_private = msg_line, msg_private
+    chat.msg_text = [kinds.payloads.names[k] for k in kinds.message_payload[line_text[msg_line]].tolist()]
+    chat.msg_to = to
+
+    # Candidate pairs (message, outbound line), message by message, in line order.
+    count = hi - lo
+    pair_msg = np.repeat(np.arange(len(msg_line)), count)
+    pair_out = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
+    out_line = outbound[pair_out]
+    m_line = msg_line[pair_msg]
+    t_out, t_msg = chat.line_time[out_line], chat.line_time[m_line]
+    ok = (chat.line_conn[out_line] != chat.line_conn[m_line]) & ~(
+        (t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[out_line] < chat.line_frame[m_line])))
+    private_pair = msg_private[pair_msg]
+    if private_pair.any():
+        keys_of = _nick_keys(chat.nicks)
+        to_key = np.array([NONE if x is None else keys_of.setdefault(proto.nick_key(x), len(keys_of))
+                           for x in to], dtype=np.int64)
+        nick_key_id = np.array([keys_of[proto.nick_key(x)] for x in chat.nicks] + [NONE], dtype=np.int64)
+        recipient = nick_key_id[chat.line_recipient[out_line]]  # NONE -> last entry (NONE)
+        same = (recipient == NONE) | (to_key[pair_msg] == NONE) | (recipient == to_key[pair_msg])
+        ok &= ~private_pair | same
+    # Messages that share a key compete for its lines: those go through a loop.
+    shared = np.zeros(len(msg_line), dtype=bool)
+    if len(msg_key):
+        order = np.argsort(msg_key, kind="stable")
+        dup = np.r_[False, msg_key[order][1:] == msg_key[order][:-1]]
+        dup_key = np.unique(msg_key[order][dup])
+        shared = np.isin(msg_key, dup_key)
+    alone = ~shared[pair_msg]
+    # Alone: the first acceptable line per (message, connection); private: only the first.
+    cand = np.flatnonzero(ok & alone)
+    width = int(chat.line_conn.max()) + 2 if n else 2  # connections, and one for "any"
+    group = pair_msg[cand].astype(np.int64) * width + np.where(
+        private_pair[cand], width - 1, chat.line_conn[out_line[cand]])
+    _, first = np.unique(group, return_index=True)
+    chosen = np.zeros(len(pair_msg), dtype=bool)
+    chosen[cand[first]] = True
+    # Shared keys: in message order, each takes lines the earlier ones left.
     used: set[int] = set()
-    messages: list[Message] = []
-    for line in lines:
-        if line.direction != 0 or line.text is None:
-            continue
-        if line.kind == MESSAGE:
-            parsed = parse_client(line.text)
-            if not parsed.text.strip():
+    conn_of = chat.line_conn
+    for j in np.flatnonzero(shared).tolist():
+        a, b = np.searchsorted(pair_msg, [j, j + 1]).tolist()
+        seen: set[int] = set()
+        for x in range(a, b):
+            if not ok[x]:
                 continue
-            kind, to, text = "chat", None, sanitize(parsed.text)[0]
-            wanted = (CHAT, line.nick, text)
-        elif line.kind == COMMAND and line.command == "msg":
-            to, _, text = parse_client(line.text).text.partition(" ")
-            kind, text = "private", sanitize(text.strip())[0]
-            if not to or not text:
+            line = int(out_line[x])
+            c = int(conn_of[line])
+            if line in used or c in seen:
                 continue
-            wanted = (PRIVATE, line.nick, text)
-        else:
-            continue
-        message = Message(len(messages), kind, line.conn, line.nick, text, to, line.frame,
-                          line.time, line.id)
-        seen_conns: set[int] = set()
-        for out in outbound.get(wanted, []):
-            if out.id in used or out.conn == line.conn or out.conn in seen_conns:
-                continue
-            if out.time < line.time or (out.time == line.time and out.frame < line.frame):
-                continue
-            if kind == "private" and not _same_nick(out.recipient, to):
-                continue
-            used.add(out.id)
-            seen_conns.add(out.conn)
-            message.deliveries.append(Delivery(
-                recipient=out.recipient, conn=out.conn, frame=out.frame, time=out.time,
-                latency=_seconds_between(line, out), line=out.id,
-            ))
-            if kind == "private":
+            used.add(line)
+            seen.add(c)
+            chosen[x] = True
+            if msg_private[j]:
                 break
-        messages.append(message)
-    return messages
+    picked = np.flatnonzero(chosen)
+    d_msg, d_line = pair_msg[picked], out_line[picked]
+    chat.delivery_line = d_line
+    chat.delivery_start = np.searchsorted(d_msg, np.arange(len(msg_line) + 1))
+    chat.delivery_latency = _latencies(chat, msg_line[d_msg], d_line)
 
 
-def _same_nick(a: str | None, b: str | None) -> bool:
-    """Unknown nicks match anything; known ones compare as the server does."""
-    return a is None or b is None or proto.nick_key(a) == proto.nick_key(b)
+def _latencies(chat: Chat, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """Seconds from each line in ``earlier`` to its line in ``later``.
+
+    Exact when both timestamps have the same resolution: the tick difference
+    divided by the ticks per second, as Python divides two ints (correctly
+    rounded).  numpy divides floats, which is the same as long as the difference
+    is an exact float (below 2**53 ticks); the rare larger ones are divided in Python.
+    """
+    per_second = chat.line_per_second[later]
+    same_res = chat.line_per_second[earlier] == per_second
+    ticks = chat.line_ticks[later] - chat.line_ticks[earlier]
+    latency = np.where(same_res, ticks / per_second, chat.line_time[later] - chat.line_time[earlier])
+    for x in np.flatnonzero(same_res & (np.abs(ticks) > 1 << 53)).tolist():
+        latency[x] = int(ticks[x]) / int(per_second[x])
+    return latency
 
 
-def _seconds_between(earlier: ChatLine, later: ChatLine) -> float:
-    """Exact when both timestamps have the same resolution (no float rounding)."""
-    if earlier.per_second == later.per_second:
-        return (later.ticks - earlier.ticks) / later.per_second
-    return later.time - earlier.time
+def _nick_keys(nicks: list[str]) -> dict[str, int]:
+    keys: dict[str, int] = {}
+    for name in nicks:
+        keys.setdefault(proto.nick_key(name), len(keys))
+    return keys

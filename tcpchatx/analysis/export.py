@@ -8,9 +8,19 @@ from dataclasses import asdict
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
 from typing import TextIO
 
-from .labels import CLOSE_KINDS, DIRECTIONS, PHASES, ROLE_NAMES, ZEEK_CONN_STATES
+import numpy as np
+
+from .chat import KIND_NAMES
+from .labels import (
+    CLOSE_KINDS,
+    DIRECTIONS,
+    FLAG_STRINGS,
+    PHASES,
+    ROLE_NAMES,
+    ZEEK_CONN_STATES,
+    flag_string,
+)
 from .states import STEPS, Kind, State
-from .tables import FLAG_STRINGS, flag_string
 
 FORMAT_VERSION = 1
 
@@ -61,6 +71,7 @@ def to_json_header(a) -> dict:
 
 def _packet_dicts(a, notes: bool) -> list[dict]:
     p, t = a.packets, a.tracking
+    _ = a.lines  # build every line once: lines_of_frame then slices that list
     packets = []
     for i in range(len(p)):
         step = a.step(i)
@@ -113,7 +124,7 @@ def write_json(a, fp: TextIO, notes: bool = True) -> None:
     fp.write('],\n "lines": [')
     _write_rows(fp, _line_rows(a))
     fp.write('],\n "messages": [')
-    _write_rows(fp, (json.dumps(asdict(m), separators=(",", ":")) for m in a.messages))
+    _write_rows(fp, _message_rows(a))
     fp.write("]\n}\n")
 
 
@@ -144,9 +155,7 @@ def _packet_rows(a, notes: bool) -> Iterator[str]:
     step_name = [_escape(s.name) for s in STEPS]
     direction = [_escape(d) for d in DIRECTIONS]
     phase_of_step = [_escape(s.phase) for s in STEPS] + [_escape("other")]
-    lines_of: dict[int, list[int]] = {}
-    for line in a.lines:
-        lines_of.setdefault(line.frame, []).append(line.id)
+    line_frame = a.chat.line_frame  # sorted: line ids of a frame are a range
     note_of = _note_maker(a) if notes else None
     head = '{"frame":%d,"time":%r,"ts_ticks":%d,"ts_per_second":%d,"tcp":%s,"phase":%s'
     tcp_part = (',"src":%s,"sport":%d,"dst":%s,"dport":%d,"flags":%s,"seq":%d,"ack":%d,'
@@ -155,7 +164,9 @@ def _packet_rows(a, notes: bool) -> Iterator[str]:
     step_chunk = 1 << 16
     for lo in range(0, n, step_chunk):
         hi = min(n, lo + step_chunk)
-        cols = zip(
+        first_line = np.searchsorted(line_frame, p.frame[lo:hi], "left").tolist()
+        end_line = np.searchsorted(line_frame, p.frame[lo:hi], "right").tolist()
+        cols = zip(first_line, end_line,
             p.frame[lo:hi].tolist(), p.time[lo:hi].tolist(), p.ts_ticks[lo:hi].tolist(),
             p.ts_tps[lo:hi].tolist(), p.is_tcp[lo:hi].tolist(), t.step[lo:hi].tolist(),
             p.src[lo:hi].tolist(), p.sport[lo:hi].tolist(), p.dst[lo:hi].tolist(),
@@ -163,7 +174,7 @@ def _packet_rows(a, notes: bool) -> Iterator[str]:
             t.rel_ack[lo:hi].tolist(), p.payload_len[lo:hi].tolist(), t.conn[lo:hi].tolist(),
             t.direction[lo:hi].tolist(), p.seq[lo:hi].tolist(), strict=True,
         )
-        for (frame, time, ticks, tps, tcp, step, src, sport, dst, dport, fl, seq, ack, length,
+        for (l_lo, l_hi, frame, time, ticks, tps, tcp, step, src, sport, dst, dport, fl, seq, ack, length,
              conn, d, raw_seq) in cols:
             row = head % (frame, time, ticks, tps, "true" if tcp else "false", phase_of_step[step])
             if tcp:
@@ -172,9 +183,8 @@ def _packet_rows(a, notes: bool) -> Iterator[str]:
                                    step_name[step] if step >= 0 else "null")
                 if note_of is not None:
                     row += ',"note":' + _escape(note_of(step, d, raw_seq, length, seq, ack, conn))
-                ids = lines_of.get(frame)
-                if ids:
-                    row += ',"lines":[' + ",".join(map(str, ids)) + "]"
+                if l_hi > l_lo:
+                    row += ',"lines":[' + ",".join(map(str, range(l_lo, l_hi))) + "]"
             yield row + "}"
 
 
@@ -200,11 +210,42 @@ def _note_maker(a):
     return note
 
 
-def _line_rows(a) -> Iterator[str]:
+def _line_rows(a, chunk: int = 1 << 16) -> Iterator[str]:
+    """One JSON object per line, straight from the chat's columns (no ChatLine objects).
+
+    Each distinct text, nick and command is escaped once, not once per line.
+    """
+    chat = a.chat
     template = ('{"id":%d,"conn":%d,"direction":%d,"text":%s,"kind":%s,"nick":%s,"command":%s,'
                 '"start":%d,"end":%d,"frames":[%s],"frame":%d,"time":%r,"recipient":%s,'
                 '"ticks":%d,"per_second":%d}')
-    for x in a.lines:
-        yield template % (x.id, x.conn, x.direction, _string(x.text), _string(x.kind), _string(x.nick),
-                          _string(x.command), x.start, x.end, ",".join(map(str, x.frames)), x.frame,
-                          x.time, _string(x.recipient), x.ticks, x.per_second)
+    texts = [_escape(x) for x in chat.texts] + ["null"]  # id -1 picks "null"
+    nicks = [_escape(x) for x in chat.nicks] + ["null"]
+    commands = [_escape(x) for x in chat.commands] + ["null"]
+    kinds = [_escape(x) for x in KIND_NAMES]
+    run_frames = chat.run_frames.tolist()
+    for lo in range(0, chat.n_lines, chunk):
+        hi = min(chat.n_lines, lo + chunk)
+        cols = zip(range(lo, hi), *(c[lo:hi].tolist() for c in (
+            chat.line_conn, chat.line_direction, chat.line_text, chat.line_kind, chat.line_nick,
+            chat.line_command, chat.line_start, chat.line_end, chat.line_first_run, chat.line_last_run,
+            chat.line_frame, chat.line_time, chat.line_recipient, chat.line_ticks, chat.line_per_second)),
+            strict=True)
+        for (i, conn, d, text, kind, nick, command, start, end, first, last, frame, time, recipient,
+             ticks, per_second) in cols:
+            frames = str(frame) if first == last else ",".join(map(str, run_frames[first : last + 1]))
+            yield template % (i, conn, d, texts[text], kinds[kind], nicks[nick], commands[command],
+                              start, end, frames, frame, time, nicks[recipient], ticks, per_second)
+
+
+def _message_rows(a) -> Iterator[str]:
+    """One JSON object per message, as ``json.dumps(asdict(message))`` would write it."""
+    delivery = '{"recipient":%s,"conn":%d,"frame":%d,"time":%r,"latency":%r,"line":%d}'
+    template = ('{"id":%d,"kind":%s,"conn":%d,"sender":%s,"text":%s,"to":%s,"frame":%d,'
+                '"time":%r,"line":%d,"deliveries":[%s]}')
+    kinds = {"chat": _escape("chat"), "private": _escape("private")}
+    for m in a.chat.each_message():
+        deliveries = ",".join(delivery % (_string(d.recipient), d.conn, d.frame, d.time, d.latency,
+                                          d.line) for d in m.deliveries)
+        yield template % (m.id, kinds[m.kind], m.conn, _string(m.sender), _escape(m.text),
+                          _string(m.to), m.frame, m.time, m.line, deliveries)

@@ -9,6 +9,8 @@ it up here.  The Zeek labels copy Zeek's own definitions
 
 from __future__ import annotations
 
+import numpy as np
+
 # --------------------------------------------------------------------------- phases
 
 #: What part of a connection's life a packet belongs to.
@@ -84,3 +86,16 @@ ORIGINATOR = "originator"
 RESPONDER = "responder"
 DIRECTIONS = (ORIGINATOR, RESPONDER)
 ROLE_NAMES = {ORIGINATOR: "client", RESPONDER: "server"}
+
+# TCP flag letters, as Wireshark and tcpdump write them.
+_FLAG_LETTERS = (("S", 0x02), ("A", 0x10), ("P", 0x08), ("F", 0x01), ("R", 0x04),
+                 ("U", 0x20), ("E", 0x40), ("C", 0x80))
+#: flags byte -> letters, e.g. 0x12 -> "SA", 0x18 -> "AP"
+FLAG_STRINGS = np.array(
+    ["".join(letter for letter, bit in _FLAG_LETTERS if value & bit) for value in range(512)],
+    dtype=object,
+)
+
+
+def flag_string(flags: int) -> str:
+    return FLAG_STRINGS[flags & 0x1FF]

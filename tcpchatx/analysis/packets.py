@@ -25,7 +25,6 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .capture import RecordIndex, as_array, gather, gather_u8, gather_u16, gather_u32, read_index
 
@@ -277,21 +276,43 @@ def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
     return l3, version
 
 
+def factorize(values: np.ndarray, sample: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, uniques)`` with uniques in order of first appearance (like ``pandas.factorize``).
+
+    A capture has few addresses, so the first ``sample`` values usually hold them
+    all: we number those, and look every value up among them (a binary search in a
+    tiny array).  If some value is missing, we number them all with a sort.
+    """
+    head = values[:sample]
+    uniq, first = np.unique(head, return_index=True)
+    order = np.argsort(first)  # first-appearance order
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    pos = np.minimum(np.searchsorted(uniq, values), max(len(uniq) - 1, 0))
+    if len(uniq) and (uniq[pos] == values).all():
+        return rank[pos], uniq[order]
+    uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    return rank[inverse.reshape(-1)], uniq[order]
+
+
 def _address_ids(is_ip, src_hi, src_lo, dst_hi, dst_lo):
     """Give each distinct IP address an integer id; return (src ids, dst ids, id -> text).
 
-    ``pandas.factorize`` hashes instead of sorting, and numbers addresses in the
-    order they first appear, so id 0 is the first packet's source.
+    Addresses are numbered in the order they first appear (:func:`factorize`),
+    so id 0 is the first packet's source.
     """
     rows = np.flatnonzero(is_ip)
     hi = np.concatenate([src_hi[rows], dst_hi[rows]])
     lo = np.concatenate([src_lo[rows], dst_lo[rows]])
-    lo_codes, lo_values = pd.factorize(lo)
+    lo_codes, lo_values = factorize(lo)
     if (hi == 0).all():
         codes, uniq = lo_codes, [(0, int(v)) for v in lo_values]
     else:
-        hi_codes, hi_values = pd.factorize(hi)
-        codes, pairs = pd.factorize(hi_codes.astype(np.int64) * len(lo_values) + lo_codes)
+        hi_codes, hi_values = factorize(hi)
+        codes, pairs = factorize(hi_codes.astype(np.int64) * len(lo_values) + lo_codes)
         uniq = [
             (int(hi_values[p // len(lo_values)]), int(lo_values[p % len(lo_values)]))
             for p in pairs

@@ -60,6 +60,7 @@ def write_annotated(analysis_or_path: Analysis | str | os.PathLike, out_path: st
     """Write the annotated pcapng copy; return its path."""
     a = analysis_or_path if isinstance(analysis_or_path, Analysis) else analyze(analysis_or_path)
     p = a.packets
+    _ = a.lines  # build every line once: comment_for's lines_of_frame then slices that list
     index = p.index
     out_path = os.fspath(out_path)
     directory = os.path.dirname(os.path.abspath(out_path))

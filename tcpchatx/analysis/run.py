@@ -8,7 +8,7 @@ adds connections and steps, :mod:`.chat` adds lines and messages.  An
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -28,7 +28,6 @@ class Analysis:
     packets: Packets
     tracking: Tracking
     chat: Chat
-    _lines_by_frame: dict[int, list[ChatLine]] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ the parts
 
@@ -81,11 +80,7 @@ class Analysis:
 
     def lines_of_frame(self, frame: int) -> list[ChatLine]:
         """Chat lines completed by this frame (the frame carrying their newline)."""
-        if self._lines_by_frame is None:
-            self._lines_by_frame = {}
-            for line in self.lines:
-                self._lines_by_frame.setdefault(line.frame, []).append(line)
-        return self._lines_by_frame.get(frame, [])
+        return self.chat.lines_of_frame(frame)
 
     # ------------------------------------------------------------------ tables
 

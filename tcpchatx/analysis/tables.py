@@ -8,20 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .labels import DIRECTIONS
+from .labels import DIRECTIONS, FLAG_STRINGS, flag_string  # noqa: F401 (flag_string: re-exported)
 from .states import STEPS
-
-_FLAG_LETTERS = (("S", 0x02), ("A", 0x10), ("P", 0x08), ("F", 0x01), ("R", 0x04),
-                 ("U", 0x20), ("E", 0x40), ("C", 0x80))
-#: flags byte -> letters, e.g. 0x12 -> "SA", 0x18 -> "AP"
-FLAG_STRINGS = np.array(
-    ["".join(letter for letter, bit in _FLAG_LETTERS if value & bit) for value in range(512)],
-    dtype=object,
-)
-
-
-def flag_string(flags: int) -> str:
-    return FLAG_STRINGS[flags & 0x1FF]
 
 
 def packets_df(a, notes: bool = True) -> pd.DataFrame:
@@ -51,6 +39,7 @@ def packets_df(a, notes: bool = True) -> pd.DataFrame:
     })
     if notes:
         df["note"] = [a.note(i) for i in range(len(p))]
+        _ = a.lines  # build every line once: lines_of_frame then slices that list
         df["chat"] = [" | ".join(line.text or "(invalid line)" for line in a.lines_of_frame(f))
                       for f in p.frame.tolist()]
     return df

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import CLOSE_KINDS, ZEEK_CONN_STATES
-from .tables import flag_string
+from .labels import CLOSE_KINDS, ZEEK_CONN_STATES, flag_string
 
 
 def format_summary(a) -> str:
-    """One paragraph per connection: who, how it went, Zeek labels, bytes."""
+    """One paragraph per connection: who, how it went, Zeek labels, bytes; then the messages."""
     out = [f"{a.path}: {len(a.packets)} frames, {len(a.connections)} TCP connection(s)"]
     if a.chat.server:
         out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
@@ -38,10 +37,10 @@ def format_summary(a) -> str:
         out.append(f"  close: {c.close_kind}{closer} - {CLOSE_KINDS[c.close_kind]}")
         out.append(f"  Zeek: conn_state {c.conn_state} ({ZEEK_CONN_STATES[c.conn_state]}) "
                    f"history {c.history}")
-    if a.messages:
+    if a.chat.n_messages:
         out.append("")
-        out.append(f"{len(a.messages)} message(s):")
-        for m in a.messages:
+        out.append(f"{a.chat.n_messages} message(s):")
+        for m in a.chat.each_message():  # a chunk of Message objects at a time
             lat = ", ".join(f"{d.recipient or d.conn} +{d.latency * 1000:.3f} ms"
                             for d in m.deliveries) or "not delivered"
             target = f" to {m.to}" if m.to else ""

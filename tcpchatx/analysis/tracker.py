@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from .labels import ORIGINATOR, RESPONDER
 from .packets import ACK, FIN, RST, SYN, Packets
@@ -108,6 +107,26 @@ def _running_count(mask: np.ndarray, order_g: np.ndarray, sorted_groups: np.ndar
     return out
 
 
+def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Number the distinct endpoints (address id << 16 | port): ids for both columns, and how many.
+
+    With few addresses the endpoints fit a small table indexed by value (no sort);
+    otherwise :func:`numpy.unique` numbers them.
+    """
+    if not len(src_ep):
+        return src_ep, dst_ep, 1
+    top = int(max(src_ep.max(), dst_ep.max())) + 1
+    if top <= 1 << 22:
+        table = np.zeros(top, dtype=np.int64)
+        table[src_ep] = 1
+        table[dst_ep] = 1
+        n_ep = int(table.sum())
+        table = np.cumsum(table) - 1
+        return table[src_ep], table[dst_ep], n_ep
+    values, codes = np.unique(np.concatenate([src_ep, dst_ep]), return_inverse=True)
+    return codes[: len(src_ep)], codes[len(src_ep) :], len(values)
+
+
 def track(p: Packets) -> Tracking:
     n = len(p)
     rows = np.flatnonzero(p.is_tcp)  # frame rows of TCP packets, in capture order
@@ -115,14 +134,15 @@ def track(p: Packets) -> Tracking:
     # ---- 1. flows and connections ------------------------------------------------
     src_ep = p.src[rows].astype(np.int64) << 16 | p.sport[rows]
     dst_ep = p.dst[rows].astype(np.int64) << 16 | p.dport[rows]
-    ep_codes, _ = pd.factorize(np.concatenate([src_ep, dst_ep]))
-    s_id, d_id = ep_codes[: len(rows)].astype(np.int64), ep_codes[len(rows) :].astype(np.int64)
-    n_ep = int(ep_codes.max()) + 1 if len(ep_codes) else 1
-    flow, _ = pd.factorize(np.minimum(s_id, d_id) * n_ep + np.maximum(s_id, d_id))
-
-    by_flow = np.argsort(flow, kind="stable")  # grouped by flow, capture order inside
+    s_id, d_id, n_ep = _endpoint_ids(src_ep, dst_ep)
+    del src_ep, dst_ep
+    flow_key = np.minimum(s_id, d_id) * n_ep + np.maximum(s_id, d_id)  # the same both ways
+    del s_id, d_id
+    by_flow = np.argsort(flow_key, kind="stable")  # grouped by flow, capture order inside
     r = rows[by_flow]
-    f = flow[by_flow]
+    flow_key = flow_key[by_flow]
+    f = np.cumsum(np.r_[False, flow_key[1:] != flow_key[:-1]]) if len(r) else np.zeros(0, np.int64)
+    del flow_key
     flags = p.flags[r].astype(np.int64)
     pure_syn = (flags & (SYN | ACK | RST)) == SYN
     flow_start = np.r_[True, f[1:] != f[:-1]] if len(r) else np.zeros(0, bool)
@@ -287,11 +307,12 @@ class _Runner:
 
     def __init__(self, flags, seq, length, direction, conn, kind) -> None:
         m = len(flags)
-        self.flags, self.seq, self.length = flags.tolist(), seq.tolist(), length.tolist()
-        self.direction, self.conn, self.kind = direction.tolist(), conn.tolist(), kind.tolist()
-        self.state_before = np.zeros(m, dtype=np.int64)
-        self.state_after = np.zeros(m, dtype=np.int64)
-        self.step = np.zeros(m, dtype=np.int64)
+        # numpy columns; only the candidates' values become Python numbers, in run().
+        self.flags, self.seq, self.length = flags, seq, length
+        self.direction, self.conn, self.kind = direction, conn, kind
+        self.state_before = np.zeros(m, dtype=np.int8)
+        self.state_after = np.zeros(m, dtype=np.int8)
+        self.step = np.zeros(m, dtype=np.int16)
         self.zeek_inactive_after = np.zeros((m, 2), dtype=bool)
         self.facts: dict[int, dict] = {}
 
@@ -303,13 +324,15 @@ class _Runner:
         conn = -1
         zeek = fact = None
         state = State.CLOSED
-        for pos in positions.tolist():
-            if self.conn[pos] != conn:
-                conn = self.conn[pos]
+        columns = (self.conn, self.kind, self.direction, self.flags, self.seq, self.length)
+        for pos, this_conn, kind, side, flags, seq, length in zip(
+            positions.tolist(), *(c[positions].tolist() for c in columns), strict=True
+        ):
+            if this_conn != conn:
+                conn = this_conn
                 state = State.CLOSED
                 zeek = ZeekConnection()
                 fact = facts[conn] = {"zeek": zeek, "path": [], "frames": []}
-            kind, side = self.kind[pos], self.direction[pos]
             new = next_state[state][kind]
             state_before.append(state)
             steps.append(step_id[state][kind])
@@ -317,7 +340,7 @@ class _Runner:
                 fact["path"].append((state, kind, side, pos))
             state = new
             state_after.append(state)
-            zeek.feed(side, self.flags[pos], self.seq[pos], self.length[pos])
+            zeek.feed(side, flags, seq, length)
             inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
             fact["final"] = state
         self.state_before[positions] = state_before

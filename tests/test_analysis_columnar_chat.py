@@ -1,0 +1,243 @@
+"""The columnar chat layer gives exactly what the object-per-line one gave.
+
+``analysis_chat_reference`` is the previous implementation (a Python object per
+line, loops over lines); here both run on every reference capture and on crafted
+ones, and every line, message and delivery must be equal, field by field.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import analysis_chat_reference as reference
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis_helpers import C, S, Talk, write_capture
+from tcpchatx.analysis import analyze, chat, to_json, write_json
+from tcpchatx.analysis.packets import factorize
+from tcpchatx.analysis.tracker import _endpoint_ids
+
+CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
+
+
+def assert_same_chat(a) -> None:
+    old = reference.analyze_chat(a.packets, a.tracking, a.chat.server)
+    assert old.server == a.chat.server
+    assert old.nick_of_conn == a.chat.nick_of_conn
+    assert list(old.nick_of_conn) == list(a.chat.nick_of_conn)
+    assert old.gaps == a.chat.gaps
+    assert [asdict(x) for x in old.lines] == [asdict(x) for x in a.lines]
+    assert [asdict(x) for x in old.messages] == [asdict(x) for x in a.messages]
+    for frame in {line.frame for line in old.lines}:
+        assert [x.id for x in a.lines_of_frame(frame)] == [x.id for x in old.lines if x.frame == frame]
+    out = io.StringIO()
+    write_json(a, out)  # written from the columns; to_json from the objects
+    assert json.loads(out.getvalue()) == json.loads(json.dumps(to_json(a)))
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])
+def test_reference_captures(path):
+    assert_same_chat(analyze(path))
+
+
+def test_lines_of_frame_before_and_after_lines_are_built(tmp_path):
+    a = analyze(CAPTURES[[p.stem for p in CAPTURES].index("chat")])
+    frames = sorted({int(f) for f in a.chat.line_frame.tolist()})
+    fresh = [asdict(x) for f in frames for x in a.lines_of_frame(f)]
+    assert fresh == [asdict(x) for x in a.lines]
+    assert a.lines_of_frame(frames[0])[0] is a.lines[0]  # same objects once built
+
+
+def three_clients(tmp_path, lines_by_side):
+    """Three clients on one server; ``lines_by_side`` is [(client index, side, bytes)]."""
+    talks = [Talk(client=(f"10.0.0.{k + 1}", 40000 + k), isn=(1000 * (k + 1), 5000 * (k + 1)),
+                  start=1_700_000_000.0 + k * 0.0001) for k in range(3)]
+    for t in talks:
+        t.handshake()
+    for k, side, data in lines_by_side:
+        talks[k].send(side, data)
+        talks[k].ack(1 - side)
+    packets = sorted((p for t in talks for p in t.packets), key=lambda p: p.time)
+    path = tmp_path / "three.pcap"
+    from scapy.all import wrpcap
+    wrpcap(str(path), packets)
+    return path
+
+
+def test_crafted_nick_changes_shared_messages_and_private(tmp_path):
+    script = [
+        (0, C, b"alice\n"), (0, S, b"--- Welcome, alice! Say hi.\n"),
+        (1, C, b"bob\n"), (1, S, b"--- Welcome, bob! Say hi.\n"),
+        (2, C, b"/quit\n"), (2, C, b"\xff\xfe\n"), (2, C, b"carol\n"), (2, S, b"--- Welcome, carol! x\n"),
+        (0, C, b"hi\n"), (1, S, b"<alice> hi\n"), (2, S, b"<alice> hi\n"),
+        (0, C, b"hi\n"), (1, S, b"<alice> hi\n"),  # the same message twice: they compete
+        (0, C, b"/nick al\n"), (0, S, b"*** alice is now known as al\n"),
+        (1, S, b"*** alice is now known as al\n"), (2, S, b"*** alice is now known as al\n"),
+        (0, C, b"//slash\n"), (1, S, b"<al> /slash\n"),
+        (1, C, b"/msg AL psst\n"), (0, S, b"*bob* psst\n"),
+        (1, C, b"/msg nobody x\n"), (2, C, b"   \n"), (2, C, b"/msg\n"),
+        (2, C, b"bad\x1b[2Jtext\r\n"), (0, S, b"<carol> bad[2Jtext\n"),
+    ]
+    assert_same_chat(analyze(three_clients(tmp_path, script)))
+
+
+# --------------------------------------------------------------------------- random scripts
+
+NICKS = ["alice", "Alice", "bob", "BOB", "\uff42\uff4f\uff42", "carol", "al"]  # ｂｏｂ is bob too
+CLIENT_LINES = [
+    b"alice", b"bob", b"Alice", b"carol", b"/quit", b"", b"1x", b"hi", b"hi", b"hi", b"  ",
+    b"//slash", b"/msg bob psst", b"/msg BOB psst", b"/msg \xef\xbd\x82\xef\xbd\x8f\xef\xbd\x82 psst",
+    b"/msg", b"/msg bob", b"/msg nobody hi", b"/nick al", b"bad\x1b[2Jtext", b"\x1b", b"\xff\xfe",
+    b"x" * 1100, b"hi\r", b"caf\xc3\xa9",
+]
+TEXTS = ["hi", "/slash", "psst", "bad[2Jtext", "", "caf\u00e9"]
+
+
+def server_line(rng, nick_of: dict, said: list) -> bytes:
+    """A server line: often a broadcast of something a client said, sometimes noise."""
+    if said and rng.random() < 0.6:  # the fan-out of a recent line (maybe under a wrong nick)
+        talk, line = rng.choice(said[-6:])
+        nick = nick_of.get(talk) if rng.random() < 0.9 else rng.choice(NICKS)
+        if line.startswith("/msg "):
+            return f"*{nick}* {line.partition(' ')[2].partition(' ')[2].strip()}".encode()
+        return f"<{nick}> {line[1:] if line.startswith('//') else line}".encode()
+    nick, other, text = rng.choice(NICKS), rng.choice(NICKS), rng.choice(TEXTS)
+    return rng.choice([
+        f"--- Welcome, {nick}! Say hi.", f"*** {nick} is now known as {other}",
+        f"<{nick}> {text}", f"*{nick}* {text}",
+        "!!! Slow down.", "--- 3 online", "a line of no known shape",
+    ]).encode()
+
+
+def random_script(seed: int, tmp_path) -> Path:
+    """Clients and a server saying plausible and implausible things, in random pieces.
+
+    Each client names itself and is (usually) welcomed; then clients talk and the
+    server (usually) broadcasts what they said, to a random client, in random
+    order.  Lines go one per segment, several per segment, or split over two;
+    some segments come twice (retransmissions), some bytes never (holes);
+    several frames share a timestamp.  The same words recur, so messages compete
+    for the same broadcast lines and nicknames collide.
+    """
+    rng = random.Random(seed)
+    clock = 1_700_000_000.0
+    talks = [Talk(client=(f"10.0.0.{k + 1}", 40000 + k), isn=(rng.randrange(1 << 32), rng.randrange(1 << 32)),
+                  start=clock) for k in range(rng.randint(2, 5))]
+    nick_of: dict = {}  # the nick the server welcomed each talk with (what a broadcast shows)
+    said: list = []  # (talk, line) of client lines
+
+    def seg(talk, side, flags, data=b"", **kw):
+        nonlocal clock
+        talk.time = clock
+        talk.seg(side, flags, data, dt=rng.choice([0.0, 0.0, 0.000001, 0.001]), **kw)
+        clock = talk.time
+
+    for k, talk in enumerate(talks):
+        for side, flags in ((C, "S"), (S, "SA"), (C, "A")):
+            seg(talk, side, flags)
+        nick = rng.choice(NICKS)
+        seg(talk, C, "PA", nick.encode() + b"\n")
+        if rng.random() < 0.85:
+            nick_of[k] = nick
+            seg(talk, S, "PA", f"--- Welcome, {nick}! Say hi.\n".encode())
+    last: dict = {}
+    for _ in range(rng.randint(40, 120)):
+        k = rng.randrange(len(talks))
+        talk = talks[k]
+        side = rng.choice([C, C, S, S, S])
+        what = rng.random()
+        if what < 0.06 and (k, side) in last:  # a retransmission
+            seq, data = last[k, side]
+            seg(talk, side, "PA", data, seq=seq, advance=False)
+        elif what < 0.08:  # a hole: bytes never captured
+            talk.next[side] += rng.randint(1, 4)
+        elif what < 0.15:
+            seg(talk, 1 - side, "A")
+        else:
+            lines = [rng.choice(CLIENT_LINES) if side == C else server_line(rng, nick_of, said)
+                     for _ in range(rng.choice([1, 1, 1, 2, 3]))]
+            if side == C:
+                said += [(k, line.decode("utf-8", "replace")) for line in lines]
+            data = b"".join(line + b"\n" for line in lines)
+            pieces = [data]
+            if rng.random() < 0.2 and len(data) > 1:
+                cut = rng.randrange(1, len(data))
+                pieces = [data[:cut], data[cut:]]
+            for piece in pieces:
+                last[k, side] = (talk.next[side], piece)
+                seg(talk, side, "PA", piece)
+    packets = sorted((p for t in talks for p in t.packets), key=lambda p: float(p.time))
+    fmt = "pcapng" if seed % 2 else "pcap"
+    return write_capture(tmp_path / f"random-{seed}.{fmt}", packets, fmt=fmt, nano=seed % 4 == 1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_scripts(seed, tmp_path):
+    a = analyze(random_script(seed, tmp_path))
+    assert a.lines  # the script said something
+    assert_same_chat(a)
+
+
+# --------------------------------------------------------------------------- numpy helpers
+
+
+def test_gather_runs_is_a_join_of_slices():
+    rng = np.random.default_rng(1)
+    buf = rng.integers(0, 256, 10_000, dtype=np.uint8)
+    size = rng.integers(1, 50, 300)
+    src = rng.integers(0, 10_000 - 50, 300)
+    starts = np.r_[0, np.cumsum(size)[:-1]]
+    want = b"".join(buf[a : a + n].tobytes() for a, n in zip(src.tolist(), size.tolist(), strict=True))
+    for chunk in (1, 7, 1000, 1 << 22):  # runs in several index batches, or one
+        assert chat._gather_runs(buf, src, size, starts, chunk=chunk) == want
+    assert chat._gather_runs(buf, src[:0], size[:0], starts[:0]) == b""
+
+
+def test_decode_all_is_decode_line_of_each():
+    blobs = [b"hi", b"", b"caf\xc3\xa9", b"x\r", b"\r", b"a" * 1024, b"a" * 1025, b"a" * 1024 + b"\r",
+             b"\xc3", b"\xff", b"\xed\xa0\x80", b"tab\there"]
+    assert chat._decode_all(blobs) == [chat.decode_line(b) for b in blobs]
+    valid = [b for b in blobs if chat.decode_line(b) is not None]
+    assert chat._decode_all(valid) == [chat.decode_line(b) for b in valid]  # the one-call path
+    assert chat._decode_all([]) == []
+
+
+@pytest.mark.parametrize("values", [
+    [7, 7, 3, 9, 3, 1], [], [5], list(range(100, 0, -1)) * 3,
+    np.random.default_rng(2).integers(0, 1 << 40, 5000).tolist(),
+])
+def test_factorize_is_pandas_factorize(values):
+    values = np.array(values, dtype=np.int64)
+    want_codes, want_uniques = pd.factorize(values)
+    for sample in (1, 3, 1 << 16):  # a sample that misses values, or holds them all
+        codes, uniques = factorize(values, sample=sample)
+        assert codes.tolist() == want_codes.tolist()
+        assert uniques.tolist() == want_uniques.tolist()
+
+
+def test_endpoint_ids_number_equal_endpoints_equally():
+    rng = np.random.default_rng(3)
+    for top in (1 << 10, 1 << 40):  # the table, and numpy.unique
+        src = rng.integers(0, top, 2000)
+        dst = np.r_[src[1000:], rng.integers(0, top, 1000)]
+        s_id, d_id, n = _endpoint_ids(src, dst)
+        both = np.r_[src, dst]
+        ids = np.r_[s_id, d_id]
+        assert n == len(np.unique(both)) and ids.min() == 0 and ids.max() == n - 1
+        pairs = set(zip(both.tolist(), ids.tolist(), strict=True))
+        assert len(pairs) == n  # one id per endpoint, one endpoint per id
+
+
+def test_latency_beyond_exact_float_ticks_is_divided_as_python_does():
+    ticks = [0, (1 << 60) + 1]  # 2**60 + 1 ns: not a float
+    c = SimpleNamespace(line_per_second=np.array([10**9, 10**9]), line_ticks=np.array(ticks),
+                        line_time=np.array([0.0, 1.0]))
+    got = chat._latencies(c, np.array([0]), np.array([1]))
+    assert got.tolist() == [((1 << 60) + 1) / 10**9]
