@@ -18,13 +18,15 @@ from pathlib import Path
 
 from .common import Result
 
-NOT_BENCHMARKS = {"run", "common", "make_capture"}
+NOT_BENCHMARKS = {"run"}
 
 
 def benchmark_modules() -> list[str]:
+    """Every module of this package with a ``run(quick)`` function (helpers have none)."""
     here = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)])
-                  if m.name not in NOT_BENCHMARKS and not m.name.startswith("_"))
+    names = sorted(m.name for m in pkgutil.iter_modules([str(here)])
+                   if m.name not in NOT_BENCHMARKS and not m.name.startswith("_"))
+    return [name for name in names if callable(getattr(importlib.import_module(f"benchmarks.{name}"), "run", None))]
 
 
 def format_table(results: list[Result]) -> str:

@@ -78,3 +78,11 @@ def test_a_message_one_receiver_missed_is_lost_once():
               "stalled_dropped": 0, "disconnected": 0, "first_send_ns": 1, "last_delivery_ns": 2}
     report = _merge(load, [{"welcomed": 3, "failures": Counter()}], [worker])
     assert (report.expected, report.lost) == (10, 1)  # the sender does not hear itself
+
+
+def test_the_benchmark_command_finds_every_benchmark_and_no_helper():
+    """``python -m benchmarks.run`` runs each module with ``run(quick)``; the load
+    generator and the seed server are helpers (running them as benchmarks crashed)."""
+    from benchmarks.run import benchmark_modules
+
+    assert benchmark_modules() == ["annotate", "capture", "fanout", "notebooks"]
