@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write a copy whose packet comments tell the story (Wireshark shows them)")
     annotate.add_argument("--max-packets", type=int, default=200,
                           help="longest ladder to print (default: 200; 0 for all)")
+    annotate.add_argument("--all", action="store_true",
+                          help="list every connection and message in the summary "
+                               "(default: the first 50 of each; the rest are counted)")
     annotate.set_defaults(run=_run_annotate)
 
     verify = commands.add_parser(
@@ -268,6 +271,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         write_annotated,
         write_json,
     )
+    from .analysis.text import SUMMARY_ITEMS
 
     try:
         analysis = analyze(args.capture)
@@ -281,7 +285,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         write_json(analysis, sys.stdout)  # streams: a million packets need no giant dict
         print()
     else:
-        print(format_summary(analysis))
+        print(format_summary(analysis, max_items=None if args.all else SUMMARY_ITEMS))
         print()
         print(format_ladder(analysis, max_packets=args.max_packets or None))
     if args.comments:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,8 @@ from tcpchatx.analysis import (
     to_json,
     write_annotated,
 )
+
+REFERENCES = Path(__file__).resolve().parents[1] / "captures"
 
 
 def chat_talk() -> Talk:
@@ -81,6 +84,21 @@ def test_summary_and_ladder(capture):
     assert '"hello"' in ladder and '"/online"' in ladder
     short = format_ladder(a, max_packets=3)
     assert short.splitlines()[-1] == "... 7 more packets"
+
+
+def test_summary_of_a_big_capture_lists_the_first_items_and_counts_the_rest():
+    """A million-packet capture's summary was 16 MB; now the first N of each, then counts."""
+    a = analyze(REFERENCES / "chat.pcapng")  # 3 connections, 6 messages
+    full = format_summary(a, max_items=None)
+    assert full == format_summary(a)  # small captures: everything, as before
+    short = format_summary(a, max_items=1)
+    assert short.count("\nconnection ") == 1 and full.count("\nconnection ") == 3
+    assert "... and 2 more connection(s). All 3: close four-way 3; Zeek conn_state SF 3" in short
+    assert short.count("\n  frame ") == 1 and full.count("\n  frame ") == len(a.messages) == 6
+    deliveries = sum(len(m.deliveries) for m in a.messages)
+    assert f"... and 5 more. All 6: {deliveries} deliveries; fan-out latency p50 " in short
+    assert short.rstrip().endswith("--json gives everything as JSON)")
+    assert short.splitlines()[0] == full.splitlines()[0]
 
 
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")

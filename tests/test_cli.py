@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,17 @@ def test_annotate_prints_connections_and_a_ladder(chat_capture):
     assert "conn_state SF" in result.stdout  # bob quit
     assert "'hello bob' -> bob" in result.stdout
     assert "(SYN)" in result.stdout and "(SYN-ACK)" in result.stdout
+
+
+def test_annotate_all_lists_every_message_of_a_reference_capture():
+    """``--all`` is format_summary(max_items=None): every message line, no hint to use it."""
+    from tcpchatx.analysis import analyze, format_summary
+
+    reference = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
+    result = tcpchatx("annotate", str(reference), "--all", "--max-packets", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(format_summary(analyze(reference), max_items=None) + "\n")
+    assert result.stdout.count("\n  frame ") == 6 and "--all lists" not in result.stdout
 
 
 def test_annotate_json_and_comments(chat_capture, tmp_path):

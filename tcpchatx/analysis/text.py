@@ -11,17 +11,28 @@ seq/ack, length, step and the chat text it completed::
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from .labels import CLOSE_KINDS, ZEEK_CONN_STATES, flag_string
 
+SUMMARY_ITEMS = 50  # connections and messages listed one by one; the rest are counted
 
-def format_summary(a) -> str:
-    """One paragraph per connection: who, how it went, Zeek labels, bytes; then the messages."""
+
+def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
+    """One paragraph per connection: who, how it went, Zeek labels, bytes; then the messages.
+
+    A summary is for reading: with more than ``max_items`` connections (or messages)
+    it lists the first ``max_items`` and counts the rest (close shapes, deliveries,
+    fan-out latency) instead of printing a million-packet capture's 16 MB.
+    ``max_items=None`` lists everything; ``--json`` always has everything.
+    """
     out = [f"{a.path}: {len(a.packets)} frames, {len(a.connections)} TCP connection(s)"]
     if a.chat.server:
         out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
-    for c in a.connections:
+    connections = a.connections if max_items is None else a.connections[:max_items]
+    for c in connections:
         nick = a.chat.nick_of_conn.get(c.id)
         who = f" ({nick})" if nick else ""
         out.append("")
@@ -37,15 +48,36 @@ def format_summary(a) -> str:
         out.append(f"  close: {c.close_kind}{closer} - {CLOSE_KINDS[c.close_kind]}")
         out.append(f"  Zeek: conn_state {c.conn_state} ({ZEEK_CONN_STATES[c.conn_state]}) "
                    f"history {c.history}")
-    if a.chat.n_messages:
+    if len(connections) < len(a.connections):
+        out += ["", f"... and {len(a.connections) - len(connections)} more connection(s). All "
+                f"{len(a.connections)}: close {_tally(c.close_kind for c in a.connections)}; "
+                f"Zeek conn_state {_tally(c.conn_state for c in a.connections)}"]
+    chat = a.chat
+    shown = chat.n_messages
+    if chat.n_messages:
         out.append("")
-        out.append(f"{a.chat.n_messages} message(s):")
-        for m in a.chat.each_message():  # a chunk of Message objects at a time
+        out.append(f"{chat.n_messages} message(s):")
+        shown = chat.n_messages if max_items is None else min(max_items, chat.n_messages)
+        messages = chat.each_message() if shown == chat.n_messages else chat.build_messages(0, shown)
+        for m in messages:
             lat = ", ".join(f"{d.recipient or d.conn} +{d.latency * 1000:.3f} ms"
                             for d in m.deliveries) or "not delivered"
             target = f" to {m.to}" if m.to else ""
             out.append(f"  frame {m.frame} {m.sender}{target}: {m.text!r} -> {lat}")
+        if shown < chat.n_messages:
+            latency_ms = chat.delivery_latency * 1000
+            spread = (f"; fan-out latency p50 {np.percentile(latency_ms, 50):.3f} ms, "
+                      f"p99 {np.percentile(latency_ms, 99):.3f} ms" if len(latency_ms) else "")
+            out.append(f"  ... and {chat.n_messages - shown} more. All {chat.n_messages}: "
+                       f"{len(chat.delivery_line)} deliveries{spread}")
+    if max_items is not None and (len(connections) < len(a.connections) or shown < chat.n_messages):
+        out += ["", "(tcpchatx annotate --all lists every one; --json gives everything as JSON)"]
     return "\n".join(out)
+
+
+def _tally(values) -> str:
+    """How often each value occurs, most common first: ``four-way 6000, reset 12``."""
+    return ", ".join(f"{value} {count}" for value, count in Counter(values).most_common())
 
 
 def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
