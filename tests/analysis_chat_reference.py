@@ -39,11 +39,16 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from tcpchatx import protocol as proto
+from tcpchatx.analysis.chat import (  # the same records, built the old way
+    ChatLine,
+    Delivery,
+    Message,
+)
 from tcpchatx.analysis.packets import RST, Packets
 from tcpchatx.analysis.tracker import Tracking
 from tcpchatx.protocol import Kind
@@ -52,53 +57,6 @@ _WELCOME = re.compile(r"^Welcome, (.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
 # Kind values as plain strings (an Enum's .value is slow in a loop over every line).
 CHAT, PRIVATE, MESSAGE, COMMAND = Kind.CHAT.value, Kind.PRIVATE.value, Kind.MESSAGE.value, Kind.COMMAND.value
-
-
-@dataclass
-class ChatLine:
-    """One protocol line, where it was on the wire and what it means."""
-
-    id: int
-    conn: int
-    direction: int  # 0: client -> server, 1: server -> client
-    text: str | None  # None if the line was not valid (too long, bad UTF-8)
-    kind: str  # protocol.Kind value, or "invalid"
-    nick: str | None  # chat/private: the nick it is from; client lines: the sender's nick
-    command: str | None  # for client commands: "msg", "nick", ...
-    start: int  # stream offset of its first byte (relative seq)
-    end: int  # stream offset just past its "\n"
-    frames: list[int]  # every frame that carried part of it, in stream order
-    frame: int  # the frame that completed it (carried its "\n")
-    time: float  # that frame's time
-    recipient: str | None = None  # server lines: the nick of the client it went to
-    ticks: int = 0  # the completing frame's exact timestamp (see packets.Packets.ts_ticks)
-    per_second: int = 1_000_000
-
-
-@dataclass
-class Delivery:
-    recipient: str | None  # the recipient's nick, if known
-    conn: int
-    frame: int
-    time: float
-    latency: float  # seconds from the message's frame to this delivery's frame
-    line: int  # ChatLine id of the delivered line
-
-
-@dataclass
-class Message:
-    """A chat message (or private message) a client sent, and its deliveries."""
-
-    id: int
-    kind: str  # "chat" or "private"
-    conn: int
-    sender: str | None
-    text: str
-    to: str | None  # private messages: the nick it was addressed to
-    frame: int
-    time: float
-    line: int  # ChatLine id of the client's line
-    deliveries: list[Delivery] = field(default_factory=list)
 
 
 @dataclass
