@@ -38,16 +38,20 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from tcpchatx import protocol as proto
-from tcpchatx.analysis.chat import (  # the same records, built the old way
+from tcpchatx.analysis.chat import (  # the same records and unchanged helpers; the rest is the old code
     ChatLine,
     Delivery,
     Message,
+    Streams,
+    decode_line,
+    find_lines,
+    find_server,
 )
 from tcpchatx.analysis.packets import RST, Packets
 from tcpchatx.analysis.tracker import Tracking
@@ -71,21 +75,6 @@ class Chat:
 # --------------------------------------------------------------------------- reassembly
 
 
-@dataclass
-class Streams:
-    """Every reassembled byte stream, laid end to end in one ``bytes``.
-
-    Stream *k* (one direction of one connection) occupies ``data[begin[k]:begin[k+1]]``;
-    run *i* of placed bytes starts at ``run_starts[i]`` (an offset in ``data``) and
-    came from packet row ``run_rows[i]``; ``gaps`` are offsets where a hole was.
-    """
-
-    data: bytes
-    group: np.ndarray  # (conn * 2 + direction) of each stream
-    begin: np.ndarray  # len(group) + 1 offsets
-    run_starts: np.ndarray
-    run_rows: np.ndarray
-    gaps: np.ndarray
 
 
 def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.ndarray) -> Streams:
@@ -123,42 +112,13 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     return Streams(data, groups, begin.astype(np.int64), starts, rows, starts[hole])
 
 
-def find_lines(s: Streams):
-    """Every complete line of every stream: (stream index, start, end) offsets in ``s.data``.
-
-    ``end`` is just past the ``\\n``.  A line with a hole inside it is left out (we
-    cannot know it); bytes after a stream's last ``\\n`` are an unfinished line.
-    """
-    newline = np.flatnonzero(np.frombuffer(s.data, dtype=np.uint8) == 10)
-    stream = np.searchsorted(s.begin, newline, "right") - 1
-    prev = np.r_[-1, newline[:-1]]
-    same = np.r_[False, stream[1:] == stream[:-1]]
-    start = np.where(same, prev + 1, s.begin[stream])
-    end = newline + 1
-    holes = np.searchsorted(s.gaps, newline, "right") - np.searchsorted(s.gaps, start, "right")
-    keep = holes == 0
-    return stream[keep], start[keep], end[keep]
 
 
-def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
-    """A line's text as the server's LineSplitter would decode it; None if invalid."""
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    if len(raw) > max_bytes:
-        return None
-    try:
-        return raw.decode(proto.ENCODING)
-    except UnicodeDecodeError:
-        return None
 
 
 # --------------------------------------------------------------------------- the chat
 
 
-def find_server(tracking: Tracking) -> tuple[str, int] | None:
-    """The endpoint that answered most connections."""
-    counts = Counter(c.server for c in tracking.connections)
-    return counts.most_common(1)[0][0] if counts else None
 
 
 def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None) -> Chat:
