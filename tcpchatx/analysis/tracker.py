@@ -303,51 +303,119 @@ class _Runner:
 
     ``run`` is called with the positions to visit (sorted, every connection's first
     packet included) and fills per-position results plus per-connection facts.
+
+    Connections of a busy chat capture look alike: SYN, SYN-ACK, ACK, data, FIN,
+    FIN.  What the loop computes for a connection depends only on a few facts per
+    candidate (its kind, side, control flags, whether it carries bytes, whether its
+    sequence number repeats the last one Zeek saw for that history letter), so we
+    walk each distinct sequence of those facts once (:func:`_walk`) and reuse
+    the result for every connection that has the same one.
     """
 
     def __init__(self, flags, seq, length, direction, conn, kind) -> None:
         m = len(flags)
-        # numpy columns; only the candidates' values become Python numbers, in run().
         self.flags, self.seq, self.length = flags, seq, length
         self.direction, self.conn, self.kind = direction, conn, kind
         self.state_before = np.zeros(m, dtype=np.int8)
         self.state_after = np.zeros(m, dtype=np.int8)
         self.step = np.zeros(m, dtype=np.int16)
         self.zeek_inactive_after = np.zeros((m, 2), dtype=bool)
-        self.facts: dict[int, dict] = {}
+        self.walks: dict[bytes, _Walk] = {}
+        self.facts: dict[int, tuple[_Walk, np.ndarray]] = {}  # conn -> (walk, its positions)
 
     def run(self, positions: np.ndarray) -> None:
-        step_id, next_state = STEP_ID.tolist(), NEXT_STATE.tolist()
-        state_before, state_after, steps = [], [], []
-        inactive = []
-        facts = self.facts = {}
-        conn = -1
-        zeek = fact = None
-        state = State.CLOSED
-        columns = (self.conn, self.kind, self.direction, self.flags, self.seq, self.length)
-        for pos, this_conn, kind, side, flags, seq, length in zip(
-            positions.tolist(), *(c[positions].tolist() for c in columns), strict=True
-        ):
-            if this_conn != conn:
-                conn = this_conn
-                state = State.CLOSED
-                zeek = ZeekConnection()
-                fact = facts[conn] = {"zeek": zeek, "path": [], "frames": []}
-            new = next_state[state][kind]
-            state_before.append(state)
-            steps.append(step_id[state][kind])
-            if new != state or kind in (Kind.RST, Kind.RST_ACK):
-                fact["path"].append((state, kind, side, pos))
-            state = new
-            state_after.append(state)
-            zeek.feed(side, flags, seq, length)
-            inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
-            fact["final"] = state
-        self.state_before[positions] = state_before
-        self.state_after[positions] = state_after
-        self.step[positions] = steps
-        if len(positions):
-            self.zeek_inactive_after[positions] = inactive
+        conn = self.conn[positions]
+        codes = _walk_codes(positions, conn, self.flags, self.seq, self.length,
+                            self.direction, self.kind)
+        bounds = np.flatnonzero(np.r_[True, conn[1:] != conn[:-1], True]) if len(conn) else [0]
+        walks, self.facts = [], {}
+        for a, b, this_conn in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
+                                   conn[bounds[:-1]].tolist(), strict=True):
+            key = codes[a:b].tobytes()
+            walk = self.walks.get(key)
+            if walk is None:
+                walk = self.walks[key] = _walk(*(c[positions[a:b]].tolist() for c in (
+                    self.kind, self.direction, self.flags, self.seq, self.length)))
+            walks.append(walk)
+            self.facts[this_conn] = (walk, positions[a:b])
+        if not walks:
+            return
+        for name in ("state_before", "state_after", "step", "zeek_inactive_after"):
+            getattr(self, name)[positions] = np.concatenate([getattr(w, name) for w in walks])
+
+
+@dataclass
+class _Walk:
+    """The table and Zeek run over one connection's candidates (see :class:`_Runner`)."""
+
+    state_before: np.ndarray  # per candidate
+    state_after: np.ndarray
+    step: np.ndarray
+    zeek_inactive_after: np.ndarray  # (candidates, 2)
+    path: list[tuple[int, int, int, int]]  # (state, kind, side, candidate index) of each change
+    final: int
+    conn_state: str
+    history: str
+    close_kind: str = ""
+    active_closer: str | None = None
+    handshake: list[int] = field(default_factory=list)  # candidate indices
+    closing: list[int] = field(default_factory=list)
+
+
+def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
+    """Feed one connection's candidates through the table and Zeek, in order."""
+    step_id, next_state = STEP_ID.tolist(), NEXT_STATE.tolist()
+    state_before, state_after, steps, inactive, path = [], [], [], [], []
+    state = State.CLOSED
+    zeek = ZeekConnection()
+    for k, (kind, side, flag, seq, length) in enumerate(
+            zip(kinds, sides, flags, seqs, lengths, strict=True)):
+        new = next_state[state][kind]
+        state_before.append(state)
+        steps.append(step_id[state][kind])
+        if new != state or kind in (Kind.RST, Kind.RST_ACK):
+            path.append((state, kind, side, k))
+        state = new
+        state_after.append(state)
+        zeek.feed(side, flag, seq, length)
+        inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
+    walk = _Walk(np.array(state_before, np.int8), np.array(state_after, np.int8),
+                 np.array(steps, np.int16), np.array(inactive, bool).reshape(-1, 2),
+                 path, state, zeek.conn_state(), zeek.history)
+    walk.close_kind, walk.active_closer = _close_kind(path, state)
+    walk.handshake = [k for old, kind, _, k in path
+                      if kind in (Kind.SYN, Kind.SYN_ACK) or old == State.SYN_RECEIVED]
+    walk.closing = [k for old, kind, _, k in path
+                    if old >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
+    return walk
+
+
+def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndarray:
+    """One number per candidate holding everything :func:`_walk` looks at.
+
+    Kind, side, the SYN/FIN/RST/ACK bits and "carries bytes" are read directly.
+    Sequence numbers matter only to Zeek's history, which repeats a letter (s, h,
+    f or r) when its sequence number differs from the last one seen with that
+    letter on that side; so the code keeps just "same as last time" for those.
+    """
+    f = flags[positions]
+    syn, fin, rst, ack = ((f & bit) != 0 for bit in (SYN, FIN, RST, ACK))
+    length = length[positions]
+    side = direction[positions]
+    single = (syn.astype(np.int8) + fin + rst) == 1
+    letter = np.select([single & syn & ack, single & syn, single & fin, single & rst],
+                       [1, 2, 3, 4], 0)  # h, s, f, r: the letters with a sequence number
+    letter_seq = np.where(fin, seq[positions] + length, seq[positions]) & 0xFFFFFFFF
+    # "same as the last time this connection's side showed this letter"
+    group = (conn.astype(np.int64) * 5 + letter) * 2 + side
+    order = np.argsort(group, kind="stable")
+    g, s = group[order], letter_seq[order]
+    repeat = np.zeros(len(positions), dtype=bool)
+    repeat[order[1:]] = (g[1:] == g[:-1]) & (s[1:] == s[:-1])
+    repeat &= letter > 0
+    return (kind[positions].astype(np.uint16) | side.astype(np.uint16) << 4
+            | syn << 5 | fin << 6 | rst << 7 | ack << 8 | (length > 0) << 9 | repeat << 10
+            ).astype(np.uint16)
 
 
 def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str, str | None]:
@@ -381,56 +449,56 @@ def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str,
 
 
 def _summaries(p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner):
+    """One :class:`Connection` per connection: columns computed with numpy, then zipped."""
     ends = np.r_[starts[1:], len(r)]
     pkts = np.bincount(g, minlength=2 * n_conn).reshape(n_conn, 2)
-    byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2)
+    byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2).astype(np.int64)
     syn = (flags & (SYN | ACK)) == SYN
     synack = (flags & (SYN | ACK)) == (SYN | ACK)
     bits = (
         syn * 1 | synack * 2 | (((flags & ACK) != 0) & ~synack) * 4
         | (length > 0) * 8 | ((flags & FIN) != 0) * 16 | ((flags & RST) != 0) * 32
     )
-    completeness = np.bitwise_or.reduceat(bits, starts) if len(starts) else []
-    times = p.time[r]
+    completeness = np.bitwise_or.reduceat(bits, starts) if len(starts) else np.zeros(0, np.int64)
+    first, last = r[starts], r[ends - 1]
+    # The originator sent the first packet, unless that was a SYN-ACK (direction 1).
+    by_originator = direction[starts] == 0
+    client_addr = np.where(by_originator, p.src[first], p.dst[first])
+    client_port = np.where(by_originator, p.sport[first], p.dport[first])
+    server_addr = np.where(by_originator, p.dst[first], p.src[first])
+    server_port = np.where(by_originator, p.dport[first], p.sport[first])
+    isn = np.where(has_syn, base, -1).reshape(n_conn, 2)
+    times = p.time
+    columns = zip(
+        range(n_conn), client_addr.tolist(), client_port.tolist(), server_addr.tolist(),
+        server_port.tolist(), isn.tolist(), pkts.tolist(), byts.tolist(),
+        p.frame[first].tolist(), p.frame[last].tolist(), times[first].tolist(),
+        (times[last] - times[first]).tolist(), completeness.tolist(), strict=True,
+    )
+    addresses = p.addresses
     connections = []
-    for i in range(n_conn):
-        s, e = starts[i], ends[i]
-        first = r[s]
-        d0 = direction[s]
-        # the originator is the sender of the first packet, unless that was a SYN-ACK
-        o_row = first if d0 == 0 else None
-        if o_row is None:
-            client = (p.addresses[p.dst[first]], int(p.dport[first]))
-            server = (p.addresses[p.src[first]], int(p.sport[first]))
-        else:
-            client = (p.addresses[p.src[first]], int(p.sport[first]))
-            server = (p.addresses[p.dst[first]], int(p.dport[first]))
-        fact = runner.facts[i]
-        zeek: ZeekConnection = fact["zeek"]
-        close_kind, closer = _close_kind(fact["path"], fact["final"])
-        frames = p.frame[r[s:e]]
-        handshake = [int(p.frame[r[pos]]) for state, kind, _, pos in fact["path"]
-                     if kind in (Kind.SYN, Kind.SYN_ACK) or state == State.SYN_RECEIVED]
-        closing = [int(p.frame[r[pos]]) for state, kind, _, pos in fact["path"]
-                   if state >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
+    for (i, c_addr, c_port, s_addr, s_port, (isn_o, isn_r), (pk_o, pk_r), (by_o, by_r),
+         first_frame, last_frame, start, duration, complete) in columns:
+        walk, positions = runner.facts[i]
         connections.append(Connection(
             id=i,
-            client=client,
-            server=server,
-            isn=tuple(int(base[2 * i + d]) if has_syn[2 * i + d] else None for d in (0, 1)),
-            packets=(int(pkts[i, 0]), int(pkts[i, 1])),
-            payload_bytes=(int(byts[i, 0]), int(byts[i, 1])),
-            first_frame=int(frames[0]),
-            last_frame=int(frames[-1]),
-            start=float(times[s]),
-            duration=float(times[e - 1] - times[s]),
-            conn_state=zeek.conn_state(),
-            history=zeek.history,
-            close_kind=close_kind,
-            active_closer=closer,
-            final_state=State(fact["final"]).name,
-            completeness=int(completeness[i]),
-            handshake_frames=handshake,
-            close_frames=closing,
+            client=(addresses[c_addr], c_port),
+            server=(addresses[s_addr], s_port),
+            isn=(None if isn_o < 0 else isn_o, None if isn_r < 0 else isn_r),
+            packets=(pk_o, pk_r),
+            payload_bytes=(by_o, by_r),
+            first_frame=first_frame,
+            last_frame=last_frame,
+            start=start,
+            duration=duration,
+            conn_state=walk.conn_state,
+            history=walk.history,
+            close_kind=walk.close_kind,
+            active_closer=walk.active_closer,
+            final_state=State(walk.final).name,
+            completeness=complete,
+            handshake_frames=p.frame[r[positions[walk.handshake]]].tolist() if walk.handshake else [],
+            close_frames=p.frame[r[positions[walk.closing]]].tolist() if walk.closing else [],
         ))
     return connections
+
