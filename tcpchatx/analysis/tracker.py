@@ -128,154 +128,25 @@ def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, n
 
 
 def track(p: Packets) -> Tracking:
+    """Connections, relative numbers, kinds and steps of every TCP packet of ``p``.
+
+    Each numbered part of the module docstring is one function below; the large
+    temporary arrays of each part are freed when it returns.
+    """
     n = len(p)
-    rows = np.flatnonzero(p.is_tcp)  # frame rows of TCP packets, in capture order
-
-    # ---- 1. flows and connections ------------------------------------------------
-    src_ep = p.src[rows].astype(np.int64) << 16 | p.sport[rows]
-    dst_ep = p.dst[rows].astype(np.int64) << 16 | p.dport[rows]
-    s_id, d_id, n_ep = _endpoint_ids(src_ep, dst_ep)
-    del src_ep, dst_ep
-    flow_key = np.minimum(s_id, d_id) * n_ep + np.maximum(s_id, d_id)  # the same both ways
-    del s_id, d_id
-    by_flow = np.argsort(flow_key, kind="stable")  # grouped by flow, capture order inside
-    r = rows[by_flow]
-    flow_key = flow_key[by_flow]
-    f = np.cumsum(np.r_[False, flow_key[1:] != flow_key[:-1]]) if len(r) else np.zeros(0, np.int64)
-    del flow_key
-    flags = p.flags[r].astype(np.int64)
-    pure_syn = (flags & (SYN | ACK | RST)) == SYN
-    flow_start = np.r_[True, f[1:] != f[:-1]] if len(r) else np.zeros(0, bool)
-    closed_so_far = np.cumsum((flags & (FIN | RST)) != 0)  # FIN/RST count along the flow
-    split = np.zeros(len(r), dtype=bool)
-    syn_pos = np.flatnonzero(pure_syn)
-    if len(syn_pos):
-        prev = np.r_[-1, syn_pos[:-1]]
-        same_flow = (prev >= 0) & (f[np.maximum(prev, 0)] == f[syn_pos])
-        seq = p.seq[r[syn_pos]]
-        new_isn = seq != p.seq[r[np.maximum(prev, 0)]]
-        closed_between = closed_so_far[syn_pos] - closed_so_far[np.maximum(prev, 0)] > 0
-        split[syn_pos] = np.where(same_flow, new_isn | closed_between, ~flow_start[syn_pos])
-    conn_in_flow = np.cumsum(flow_start | split) - 1
-    # Number connections in order of their first packet, then sort by connection.
-    n_conn = int(conn_in_flow[-1]) + 1 if len(r) else 0
-    first_row = np.full(n_conn, np.iinfo(np.int64).max)
-    np.minimum.at(first_row, conn_in_flow, r)
-    rank = np.empty(n_conn, dtype=np.int64)
-    rank[np.argsort(first_row, kind="stable")] = np.arange(n_conn)
-    conn_sorted = rank[conn_in_flow]
-    by_conn = np.argsort(conn_sorted, kind="stable")
-    r = r[by_conn]  # from here on: TCP frame rows grouped by connection, capture order
-    c = conn_sorted[by_conn]
+    r, c = _connections(p)  # TCP frame rows grouped by connection, capture order inside
     m = len(r)
-    conn_start = np.r_[True, c[1:] != c[:-1]] if m else np.zeros(0, bool)
-    starts = np.flatnonzero(conn_start)
-
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if m else np.zeros(0, np.int64)
+    n_conn = len(starts)
     flags = p.flags[r].astype(np.int64)
-    seq = p.seq[r]
-    ack = p.ack[r]
-    length = p.payload_len[r]
-    src_ep = (p.src[r].astype(np.int64) << 16) | p.sport[r]
-    dst_ep = (p.dst[r].astype(np.int64) << 16) | p.dport[r]
-
-    # ---- originator and direction
-    first_is_synack = (flags[starts] & (SYN | ACK)) == (SYN | ACK)
-    orig_ep = np.where(first_is_synack, dst_ep[starts], src_ep[starts])
-    direction = (src_ep != orig_ep[c]).astype(np.int64)
+    seq, ack, length = p.seq[r], p.ack[r], p.payload_len[r]
+    direction = _directions(p, r, c, starts, flags)
     g = c * 2 + direction  # (connection, direction) group
-    n_groups = 2 * n_conn
-    is_ack = (flags & ACK) != 0
-
-    # ---- 2. ISNs and relative numbers
-    syn_flag = (flags & SYN) != 0
-    first_syn = _group_first(g, syn_flag, n_groups)
-    first_pkt = _group_first(g, np.ones(m, bool), n_groups)
-    peer_g = g ^ 1
-    first_ack_from_peer = _group_first(peer_g, is_ack, n_groups)  # indexed by receiving group
-    base = np.zeros(n_groups, dtype=np.int64)
-    has_syn = first_syn >= 0
-    base[has_syn] = seq[first_syn[has_syn]]
-    # No SYN: one before the first seq seen, or one before the first ACK of it, if earlier.
-    big = np.iinfo(np.int64).max
-    fp = np.where(first_pkt >= 0, first_pkt, big)
-    fa = np.where(first_ack_from_peer >= 0, first_ack_from_peer, big)
-    use_seq = ~has_syn & (fp <= fa) & (fp < big)
-    use_ack = ~has_syn & (fa < fp)
-    base[use_seq] = seq[first_pkt[use_seq]] - 1
-    base[use_ack] = ack[first_ack_from_peer[use_ack]] - 1
-    base &= 0xFFFFFFFF
-    rel_seq = (seq - base[g]) & 0xFFFFFFFF
-    rel_ack = np.where(is_ack, (ack - base[peer_g]) & 0xFFFFFFFF, 0)
-
-    # ---- 3. segment kinds
-    fin_flag = (flags & FIN) != 0
-    rst_flag = (flags & RST) != 0
-    # Retransmitted data: ends at or before the furthest byte this side already sent.
-    data_end = np.where(length > 0, rel_seq + length, 0)
-    order_g = np.argsort(g, kind="stable")
-    ge = g[order_g]
-    offset = ge.astype(np.int64) << 34  # keep each group's running max separate
-    running = np.maximum.accumulate(offset + data_end[order_g]) - offset
-    prev_max = np.r_[0, running[:-1]]
-    prev_max[np.r_[True, ge[1:] != ge[:-1]] if m else []] = 0
-    again = np.zeros(m, dtype=bool)
-    again[order_g] = (data_end[order_g] > 0) & (data_end[order_g] <= prev_max)
-    # FINs: the first one per side, and where each side's first FIN ends.
-    fin_count = _running_count(fin_flag, order_g, ge)  # 1 for a side's first FIN, 2...
-    first_fin = _group_first(g, fin_flag & ~rst_flag, n_groups)
-    fin_end = np.full(n_groups, -1, dtype=np.int64)
-    has_fin = first_fin >= 0
-    fin_end[has_fin] = (seq[first_fin[has_fin]] + length[first_fin[has_fin]] + 1) & 0xFFFFFFFF
-    peer_fin = first_fin[peer_g]
-    position = np.arange(m)
-    covers = (
-        is_ack & (peer_fin >= 0) & (position > peer_fin)
-        & (_signed32(ack - fin_end[peer_g]) >= 0)
-    )
-    first_cover = _group_first(g, covers, n_groups)
-    newly_acks_fin = np.zeros(m, dtype=bool)
-    newly_acks_fin[first_cover[first_cover >= 0]] = True
-
-    kind = np.select(
-        [
-            rst_flag & is_ack, rst_flag,
-            syn_flag & is_ack, syn_flag,
-            fin_flag & newly_acks_fin & (fin_count == 1), newly_acks_fin,
-            fin_flag & (fin_count == 1), fin_flag,
-            again, length > 0, is_ack,
-        ],
-        [
-            Kind.RST_ACK, Kind.RST,
-            Kind.SYN_ACK, Kind.SYN,
-            Kind.FIN_ACK, Kind.ACK_OF_FIN,
-            Kind.FIN, Kind.FIN_AGAIN,
-            Kind.DATA_AGAIN, Kind.DATA, Kind.ACK,
-        ],
-        Kind.OTHER,
-    ).astype(np.int64)
-
-    # ---- 4. the state table, over candidates only
-    first_ack_only = _group_first(g, is_ack & (length == 0) & ((flags & (SYN | FIN | RST)) == 0), n_groups)
-    first_data_only = _group_first(g, (length > 0) & ((flags & (SYN | FIN | RST)) == 0), n_groups)
-    candidate = (flags & (SYN | FIN | RST)) != 0
-    candidate |= newly_acks_fin
-    for firsts in (first_pkt, first_ack_only, first_data_only):
-        candidate[firsts[firsts >= 0]] = True
-
-    runner = _Runner(flags, seq, length, direction, c, kind)
-    while True:
-        runner.run(np.flatnonzero(candidate))
-        last = np.maximum.accumulate(np.where(candidate, position, -1))
-        state_before = np.where(candidate, runner.state_before, runner.state_after[last])
-        moves = NEXT_STATE[state_before, kind] != state_before
-        zeek_inactive = runner.zeek_inactive_after[last, direction]
-        violators = ~candidate & (moves | zeek_inactive)
-        if not violators.any():
-            break
-        candidate |= violators
-    step = np.where(candidate, runner.step, STEP_ID[state_before, kind])
-
-    # ---- 5. per-connection summaries
+    base, has_syn, first_pkt, rel_seq, rel_ack = _relative_numbers(g, flags, seq, ack, 2 * n_conn)
+    kind, newly_acks_fin = _segment_kinds(g, flags, seq, ack, length, rel_seq, 2 * n_conn)
+    runner, state_before, step = _states(g, c, direction, flags, seq, length, kind,
+                                         newly_acks_fin, first_pkt, 2 * n_conn)
+    del newly_acks_fin, first_pkt
     connections = _summaries(
         p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner
     )
@@ -296,6 +167,174 @@ def track(p: Packets) -> Tracking:
         connections=connections,
         isn=base.reshape(n_conn, 2),
     )
+
+
+def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
+    """1. Rows of TCP packets grouped by connection (capture order inside), and their connection.
+
+    Connections are numbered in the order of their first packet.
+    """
+    rows = np.flatnonzero(p.is_tcp)
+    src_ep = p.src[rows].astype(np.int64) << 16 | p.sport[rows]
+    dst_ep = p.dst[rows].astype(np.int64) << 16 | p.dport[rows]
+    s_id, d_id, n_ep = _endpoint_ids(src_ep, dst_ep)
+    del src_ep, dst_ep
+    flow_key = np.minimum(s_id, d_id) * n_ep + np.maximum(s_id, d_id)  # the same both ways
+    del s_id, d_id
+    by_flow = np.argsort(flow_key, kind="stable")  # grouped by flow, capture order inside
+    r = rows[by_flow]
+    flow_key = flow_key[by_flow]
+    del rows, by_flow
+    f = np.cumsum(np.r_[False, flow_key[1:] != flow_key[:-1]]) if len(r) else np.zeros(0, np.int64)
+    del flow_key
+    flags = p.flags[r]
+    pure_syn = (flags & (SYN | ACK | RST)) == SYN
+    flow_start = np.r_[True, f[1:] != f[:-1]] if len(r) else np.zeros(0, bool)
+    closed_so_far = np.cumsum((flags & (FIN | RST)) != 0)  # FIN/RST count along the flow
+    split = np.zeros(len(r), dtype=bool)
+    syn_pos = np.flatnonzero(pure_syn)
+    if len(syn_pos):
+        prev = np.r_[-1, syn_pos[:-1]]
+        same_flow = (prev >= 0) & (f[np.maximum(prev, 0)] == f[syn_pos])
+        seq = p.seq[r[syn_pos]]
+        new_isn = seq != p.seq[r[np.maximum(prev, 0)]]
+        closed_between = closed_so_far[syn_pos] - closed_so_far[np.maximum(prev, 0)] > 0
+        split[syn_pos] = np.where(same_flow, new_isn | closed_between, ~flow_start[syn_pos])
+    conn_in_flow = np.cumsum(flow_start | split) - 1
+    del f, flags, pure_syn, flow_start, closed_so_far, split
+    # Number connections in order of their first packet, then sort by connection.
+    n_conn = int(conn_in_flow[-1]) + 1 if len(r) else 0
+    first_row = np.full(n_conn, np.iinfo(np.int64).max)
+    np.minimum.at(first_row, conn_in_flow, r)
+    rank = np.empty(n_conn, dtype=np.int64)
+    rank[np.argsort(first_row, kind="stable")] = np.arange(n_conn)
+    conn_sorted = rank[conn_in_flow]
+    del conn_in_flow
+    by_conn = np.argsort(conn_sorted, kind="stable")
+    return r[by_conn], conn_sorted[by_conn]
+
+
+def _directions(p: Packets, r, c, starts, flags) -> np.ndarray:
+    """0 for packets from the originator, 1 for packets from the responder."""
+    src_ep = (p.src[r].astype(np.int64) << 16) | p.sport[r]
+    first = r[starts]
+    first_src = (p.src[first].astype(np.int64) << 16) | p.sport[first]
+    first_dst = (p.dst[first].astype(np.int64) << 16) | p.dport[first]
+    first_is_synack = (flags[starts] & (SYN | ACK)) == (SYN | ACK)
+    orig_ep = np.where(first_is_synack, first_dst, first_src)
+    return (src_ep != orig_ep[c]).astype(np.int64)
+
+
+def _relative_numbers(g, flags, seq, ack, n_groups):
+    """2. Each side's ISN (``base``), and every packet's relative seq and ack."""
+    m = len(g)
+    is_ack = (flags & ACK) != 0
+    first_syn = _group_first(g, (flags & SYN) != 0, n_groups)
+    first_pkt = _group_first(g, np.ones(m, bool), n_groups)
+    peer_g = g ^ 1
+    first_ack_from_peer = _group_first(peer_g, is_ack, n_groups)  # indexed by receiving group
+    base = np.zeros(n_groups, dtype=np.int64)
+    has_syn = first_syn >= 0
+    base[has_syn] = seq[first_syn[has_syn]]
+    # No SYN: one before the first seq seen, or one before the first ACK of it, if earlier.
+    big = np.iinfo(np.int64).max
+    fp = np.where(first_pkt >= 0, first_pkt, big)
+    fa = np.where(first_ack_from_peer >= 0, first_ack_from_peer, big)
+    use_seq = ~has_syn & (fp <= fa) & (fp < big)
+    use_ack = ~has_syn & (fa < fp)
+    base[use_seq] = seq[first_pkt[use_seq]] - 1
+    base[use_ack] = ack[first_ack_from_peer[use_ack]] - 1
+    base &= 0xFFFFFFFF
+    rel_seq = (seq - base[g]) & 0xFFFFFFFF
+    rel_ack = np.where(is_ack, (ack - base[peer_g]) & 0xFFFFFFFF, 0)
+    return base, has_syn, first_pkt, rel_seq, rel_ack
+
+
+def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
+    """3. Every packet's :class:`~.states.Kind`, and which ACKs first cover the peer's FIN."""
+    m = len(g)
+    is_ack = (flags & ACK) != 0
+    syn_flag = (flags & SYN) != 0
+    fin_flag = (flags & FIN) != 0
+    rst_flag = (flags & RST) != 0
+    # Retransmitted data: ends at or before the furthest byte this side already sent.
+    data_end = np.where(length > 0, rel_seq + length, 0)
+    order_g = np.argsort(g, kind="stable")
+    ge = g[order_g]
+    offset = ge.astype(np.int64) << 34  # keep each group's running max separate
+    running = np.maximum.accumulate(offset + data_end[order_g]) - offset
+    del offset
+    prev_max = np.r_[0, running[:-1]]
+    del running
+    prev_max[np.r_[True, ge[1:] != ge[:-1]] if m else []] = 0
+    again = np.zeros(m, dtype=bool)
+    again[order_g] = (data_end[order_g] > 0) & (data_end[order_g] <= prev_max)
+    del prev_max, data_end
+    # FINs: the first one per side, and where each side's first FIN ends.
+    fin_count = _running_count(fin_flag, order_g, ge)  # 1 for a side's first FIN, 2...
+    del order_g, ge
+    first_fin = _group_first(g, fin_flag & ~rst_flag, n_groups)
+    fin_end = np.full(n_groups, -1, dtype=np.int64)
+    has_fin = first_fin >= 0
+    fin_end[has_fin] = (seq[first_fin[has_fin]] + length[first_fin[has_fin]] + 1) & 0xFFFFFFFF
+    peer_g = g ^ 1
+    peer_fin = first_fin[peer_g]
+    covers = (
+        is_ack & (peer_fin >= 0) & (np.arange(m) > peer_fin)
+        & (_signed32(ack - fin_end[peer_g]) >= 0)
+    )
+    del peer_fin, peer_g
+    first_cover = _group_first(g, covers, n_groups)
+    newly_acks_fin = np.zeros(m, dtype=bool)
+    newly_acks_fin[first_cover[first_cover >= 0]] = True
+
+    kind = np.select(
+        [
+            rst_flag & is_ack, rst_flag,
+            syn_flag & is_ack, syn_flag,
+            fin_flag & newly_acks_fin & (fin_count == 1), newly_acks_fin,
+            fin_flag & (fin_count == 1), fin_flag,
+            again, length > 0, is_ack,
+        ],
+        [
+            Kind.RST_ACK, Kind.RST,
+            Kind.SYN_ACK, Kind.SYN,
+            Kind.FIN_ACK, Kind.ACK_OF_FIN,
+            Kind.FIN, Kind.FIN_AGAIN,
+            Kind.DATA_AGAIN, Kind.DATA, Kind.ACK,
+        ],
+        Kind.OTHER,
+    ).astype(np.int8)
+    return kind, newly_acks_fin
+
+
+def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups):
+    """4. The state table, run over candidates only (see the module docstring)."""
+    is_ack = (flags & ACK) != 0
+    control = (flags & (SYN | FIN | RST)) != 0
+    first_ack_only = _group_first(g, is_ack & (length == 0) & ~control, n_groups)
+    first_data_only = _group_first(g, (length > 0) & ~control, n_groups)
+    candidate = control | newly_acks_fin
+    del is_ack, control
+    for firsts in (first_pkt, first_ack_only, first_data_only):
+        candidate[firsts[firsts >= 0]] = True
+
+    runner = _Runner(flags, seq, length, direction, c, kind)
+    position = np.arange(len(g))
+    while True:
+        runner.run(np.flatnonzero(candidate))
+        last = np.maximum.accumulate(np.where(candidate, position, -1))
+        state_before = np.where(candidate, runner.state_before, runner.state_after[last])
+        moves = NEXT_STATE[state_before, kind] != state_before
+        zeek_inactive = runner.zeek_inactive_after[last, direction]
+        del last
+        violators = ~candidate & (moves | zeek_inactive)
+        del moves, zeek_inactive
+        if not violators.any():
+            break
+        candidate |= violators
+    step = np.where(candidate, runner.step, STEP_ID[state_before, kind])
+    return runner, state_before, step
 
 
 class _Runner:
