@@ -260,3 +260,13 @@ def test_table_is_complete_and_consistent():
     assert {s.name for s in STEPS} >= {"SYN", "SYN-ACK", "ACK (handshake)", "DATA", "ACK", "FIN",
                                        "ACK of FIN", "FIN+ACK (piggybacked ACK of the peer's FIN)",
                                        "RST", "RST+ACK"}
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_a_capture_without_tcp_has_no_connections(tmp_path, fmt):
+    from scapy.all import IP, UDP, Ether
+
+    path = write_capture(tmp_path / f"udp.{fmt}", [Ether() / IP() / UDP() / b"hi"] * 3, fmt)
+    a = analyze(path)
+    assert len(a) == 3 and a.connections == [] and a.messages == []
+    assert [a.step(i) for i in range(3)] == [None] * 3

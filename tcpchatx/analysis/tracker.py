@@ -366,7 +366,7 @@ class _Runner:
         conn = self.conn[positions]
         codes = _walk_codes(positions, conn, self.flags, self.seq, self.length,
                             self.direction, self.kind)
-        bounds = np.flatnonzero(np.r_[True, conn[1:] != conn[:-1], True]) if len(conn) else [0]
+        bounds = np.flatnonzero(np.r_[True, conn[1:] != conn[:-1], True]) if len(conn) else np.zeros(1, int)
         walks, self.facts = [], {}
         for a, b, this_conn in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
                                    conn[bounds[:-1]].tolist(), strict=True):
@@ -489,7 +489,7 @@ def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str,
 
 def _summaries(p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner):
     """One :class:`Connection` per connection: columns computed with numpy, then zipped."""
-    ends = np.r_[starts[1:], len(r)]
+    ends = np.r_[starts[1:], len(r)] if n_conn else starts
     pkts = np.bincount(g, minlength=2 * n_conn).reshape(n_conn, 2)
     byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2).astype(np.int64)
     syn = (flags & (SYN | ACK)) == SYN
