@@ -26,7 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .capture import RecordIndex, as_array, gather, gather_u8, gather_u16, gather_u32, read_index
+from .capture import (
+    RecordIndex,
+    as_array,
+    gather,
+    gather_u8,
+    gather_u16,
+    gather_u32,
+    read_index,
+    release_pages,
+)
 
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
 LINKTYPE_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_SLL2 = 113, 228, 229, 276
@@ -139,13 +148,57 @@ TCP_HEADER = np.dtype([
 IPV4_MAPPED = 0xFFFF << 32  # ::ffff:a.b.c.d, so IPv4 and IPv6 addresses share one id space
 
 
-def decode(index: RecordIndex) -> Packets:
-    data = as_array(index.buffer)
-    n = len(index)
-    start = index.data_offset
-    end = start + index.caplen
+DECODE_CHUNK = 1 << 17  # packets decoded together: plenty for numpy, a bounded amount of memory
 
-    l3, ip_version = _network_layer(data, start, index.linktype)
+
+def decode(index: RecordIndex) -> Packets:
+    """Decode every packet's headers into columns, ``DECODE_CHUNK`` packets at a time.
+
+    Working in chunks keeps the temporaries small, and lets the OS drop each part
+    of the mapped file from our memory once it is decoded (:func:`release_pages`).
+    """
+    n = len(index)
+    columns = {name: np.zeros(n, dtype) for name, dtype in COLUMN_TYPES.items()}
+    columns["src"][:] = -1
+    columns["dst"][:] = -1
+    book = _AddressBook()
+    linktype = index.linktype
+    for lo in range(0, n, DECODE_CHUNK):
+        hi = min(n, lo + DECODE_CHUNK)
+        _decode_rows(index, lo, hi, linktype[lo:hi], columns, book)
+        release_pages(index.buffer, int(index.data_offset[lo]),
+                      int(index.data_offset[hi - 1] + index.caplen[hi - 1]))
+    ts_ticks = index.ts_ticks.astype(np.int64, copy=False)
+    return Packets(
+        index=index,
+        frame=np.arange(1, n + 1, dtype=np.int64),
+        ts_ticks=ts_ticks,
+        ts_tps=index.ts_tps,
+        time=(ts_ticks // index.ts_tps) + (ts_ticks % index.ts_tps) / index.ts_tps,
+        addresses=book.addresses,
+        **columns,
+    )
+
+
+# Narrow types where the field's range allows: a million packets are ~70 MB, not 110.
+COLUMN_TYPES = {
+    "is_tcp": bool, "ip_version": np.int8, "src": np.int32, "dst": np.int32,
+    "sport": np.uint16, "dport": np.uint16, "flags": np.int16, "seq": np.uint32,
+    "ack": np.uint32, "window": np.uint16, "payload_offset": np.int64,
+    "payload_len": np.int32, "payload_caplen": np.int32, "options_offset": np.int64,
+    "options_len": np.uint8,
+}
+
+
+def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out: dict,
+                 book: _AddressBook) -> None:
+    """Decode packets ``lo`` to ``hi - 1`` into ``out[name][lo:hi]``."""
+    data = as_array(index.buffer)
+    n = hi - lo
+    start = index.data_offset[lo:hi]
+    end = start + index.caplen[lo:hi]
+
+    l3, ip_version = _network_layer(data, start, linktype)
     l4 = np.zeros(n, dtype=np.int64)
     protocol = np.zeros(n, dtype=np.int64)
     l4_len = np.zeros(n, dtype=np.int64)  # TCP header + payload, as the IP header says
@@ -194,44 +247,25 @@ def decode(index: RecordIndex) -> Packets:
     good = doff >= 20
     t = np.flatnonzero(candidates)[good]
     tcp, doff = tcp[good], doff[good]
-    is_tcp = np.zeros(n, dtype=bool)
-    is_tcp[t] = True
-
-    def column(values=None, dtype=np.int64) -> np.ndarray:
-        out = np.zeros(n, dtype=dtype)
-        if values is not None:
-            out[t] = values
-        return out
-
     tcp_start = l4[t]
     payload_offset = tcp_start + doff
     payload_len = np.maximum(l4_len[t] - doff, 0)
-    src, dst, addresses = _address_ids(is_ip, src_hi, src_lo, dst_hi, dst_lo)
-    ts_ticks = index.ts_ticks.astype(np.int64, copy=False)
-    # Narrow types where the field's range allows: a million packets are ~70 MB, not 110.
-    return Packets(
-        index=index,
-        frame=np.arange(1, n + 1, dtype=np.int64),
-        ts_ticks=ts_ticks,
-        ts_tps=index.ts_tps,
-        time=(ts_ticks // index.ts_tps) + (ts_ticks % index.ts_tps) / index.ts_tps,
-        is_tcp=is_tcp,
-        ip_version=ip_version.astype(np.int8),
-        src=src,
-        dst=dst,
-        sport=column(tcp["sport"], np.uint16),
-        dport=column(tcp["dport"], np.uint16),
-        flags=column(tcp["flags"] | (tcp["data_offset"] & 1).astype(np.int16) << 8, np.int16),
-        seq=column(tcp["seq"], np.uint32),
-        ack=column(tcp["ack"], np.uint32),
-        window=column(tcp["window"], np.uint16),
-        payload_offset=column(payload_offset),
-        payload_len=column(payload_len, np.int32),
-        payload_caplen=column(np.clip(end[t] - payload_offset, 0, payload_len), np.int32),
-        options_offset=column(tcp_start + 20),
-        options_len=column(np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None), np.uint8),
-        addresses=addresses,
-    )
+    rows = slice(lo, hi)
+    out["ip_version"][rows] = ip_version
+    out["src"][rows], out["dst"][rows] = book.ids(ip_version > 0, src_hi, src_lo, dst_hi, dst_lo)
+    t_rows = t + lo  # the TCP packets' rows in the whole capture
+    out["is_tcp"][t_rows] = True
+    out["sport"][t_rows] = tcp["sport"]
+    out["dport"][t_rows] = tcp["dport"]
+    out["flags"][t_rows] = tcp["flags"] | (tcp["data_offset"] & 1).astype(np.int16) << 8
+    out["seq"][t_rows] = tcp["seq"]
+    out["ack"][t_rows] = tcp["ack"]
+    out["window"][t_rows] = tcp["window"]
+    out["payload_offset"][t_rows] = payload_offset
+    out["payload_len"][t_rows] = payload_len
+    out["payload_caplen"][t_rows] = np.clip(end[t] - payload_offset, 0, payload_len)
+    out["options_offset"][t_rows] = tcp_start + 20
+    out["options_len"][t_rows] = np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)
 
 
 def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
@@ -299,31 +333,45 @@ def factorize(values: np.ndarray, sample: int = 1 << 16) -> tuple[np.ndarray, np
     return rank[inverse.reshape(-1)], uniq[order]
 
 
-def _address_ids(is_ip, src_hi, src_lo, dst_hi, dst_lo):
-    """Give each distinct IP address an integer id; return (src ids, dst ids, id -> text).
+class _AddressBook:
+    """Integer ids for IP addresses, numbered in the order they first appear.
 
-    Addresses are numbered in the order they first appear (:func:`factorize`),
-    so id 0 is the first packet's source.
+    Chunk by chunk: each chunk's few distinct addresses are found with
+    :func:`factorize`, and only those go through this dict.  Id 0 is the first
+    packet's source.
     """
-    rows = np.flatnonzero(is_ip)
-    hi = np.concatenate([src_hi[rows], dst_hi[rows]])
-    lo = np.concatenate([src_lo[rows], dst_lo[rows]])
-    lo_codes, lo_values = factorize(lo)
-    if (hi == 0).all():
-        codes, uniq = lo_codes, [(0, int(v)) for v in lo_values]
-    else:
-        hi_codes, hi_values = factorize(hi)
-        codes, pairs = factorize(hi_codes.astype(np.int64) * len(lo_values) + lo_codes)
-        uniq = [
-            (int(hi_values[p // len(lo_values)]), int(lo_values[p % len(lo_values)]))
-            for p in pairs
-        ]
-    addresses = []
-    for high, low in uniq:
-        addr = ipaddress.IPv6Address(high << 64 | low)
-        addresses.append(str(addr.ipv4_mapped or addr))
-    src = np.full(len(is_ip), -1, dtype=np.int32)
-    dst = np.full(len(is_ip), -1, dtype=np.int32)
-    src[rows] = codes[: len(rows)]
-    dst[rows] = codes[len(rows) :]
-    return src, dst, addresses
+
+    def __init__(self) -> None:
+        self.id_of: dict[tuple[int, int], int] = {}
+        self.addresses: list[str] = []  # id -> text, like "10.0.0.1" or "::1"
+
+    def ids(self, is_ip, src_hi, src_lo, dst_hi, dst_lo) -> tuple[np.ndarray, np.ndarray]:
+        """(source ids, destination ids) of a chunk's packets; -1 where not IP."""
+        rows = np.flatnonzero(is_ip)
+        hi = np.concatenate([src_hi[rows], dst_hi[rows]])
+        lo = np.concatenate([src_lo[rows], dst_lo[rows]])
+        lo_codes, lo_values = factorize(lo)
+        if (hi == 0).all():
+            codes, uniq = lo_codes, [(0, int(v)) for v in lo_values]
+        else:
+            hi_codes, hi_values = factorize(hi)
+            codes, pairs = factorize(hi_codes.astype(np.int64) * len(lo_values) + lo_codes)
+            uniq = [
+                (int(hi_values[p // len(lo_values)]), int(lo_values[p % len(lo_values)]))
+                for p in pairs
+            ]
+        ids = np.array([self._id(pair) for pair in uniq], dtype=np.int32)
+        src = np.full(len(is_ip), -1, dtype=np.int32)
+        dst = np.full(len(is_ip), -1, dtype=np.int32)
+        if len(ids):
+            src[rows] = ids[codes[: len(rows)]]
+            dst[rows] = ids[codes[len(rows) :]]
+        return src, dst
+
+    def _id(self, pair: tuple[int, int]) -> int:
+        if pair not in self.id_of:
+            high, low = pair
+            addr = ipaddress.IPv6Address(high << 64 | low)
+            self.id_of[pair] = len(self.addresses)
+            self.addresses.append(str(addr.ipv4_mapped or addr))
+        return self.id_of[pair]
