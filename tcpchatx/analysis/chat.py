@@ -49,6 +49,7 @@ checks that both give the same lines, messages and deliveries.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -60,6 +61,8 @@ import numpy as np
 from tcpchatx import protocol as proto
 from tcpchatx.protocol import Kind
 
+from .capture import release_pages
+from .memory import release_freed_memory
 from .packets import RST, Packets
 from .tracker import Tracking
 
@@ -316,6 +319,7 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     """
     order = np.lexsort((rows, rel_seq, group))
     g, seq, rows = group[order], rel_seq[order].astype(np.int64), rows[order]
+    del order
     inside = seq < 1 << 31
     g, seq, rows = g[inside], seq[inside], rows[inside]
     caplen = p.payload_caplen[rows].astype(np.int64)
@@ -323,39 +327,49 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     first = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, bool)
     shift = g.astype(np.int64) << 34  # keeps each group's running maximum apart
     furthest = np.maximum.accumulate(shift + np.maximum(end, 1)) - shift
+    del shift
     expected = np.r_[1, furthest[:-1]]
+    del furthest
     expected[first] = 1
     placed = end > expected
     hole = placed & (seq > expected)
     skip = np.maximum(expected - seq, 0)
+    del expected, end, first
     g, rows, seq, caplen, skip, hole = g[placed], rows[placed], seq[placed], caplen[placed], skip[placed], hole[placed]
     size = caplen - skip
     src = p.payload_offset[rows].astype(np.int64) + skip
+    del seq, caplen, skip
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
-    data = _gather_runs(np.frombuffer(p.buffer, dtype=np.uint8), src, size, starts)
+    data = _gather_runs(p.buffer, src, size, starts)
+    del src, size
     groups, first_run = np.unique(g, return_index=True)
     begin = np.r_[starts[first_run], len(data)] if len(g) else np.zeros(1, np.int64)
     return Streams(data, groups, begin.astype(np.int64), starts, rows, starts[hole])
 
 
-def _gather_runs(buf: np.ndarray, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
-                 chunk: int = 1 << 22) -> bytes:
-    """``b"".join(buf[a:a + n] for a, n in zip(src, size))``, with numpy.
+def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
+                 chunk: int = 1 << 18) -> bytes:
+    """``b"".join(buffer[a:a + n] for a, n in zip(src, size))``, with numpy.
 
-    Each output byte's position in ``buf`` is its run's source offset plus its place
-    in the run; we compute those positions ``chunk`` runs' worth of bytes at a
-    time, so the index array stays small.
+    Runs are copied in the order they sit in the file, ``chunk`` bytes' worth at a
+    time: each output byte's source is its run's offset plus its place in the run,
+    so the index arrays stay small, and each part of the mapped file can be
+    released (:func:`~.capture.release_pages`) as soon as it has been copied.
     """
     total = int(size.sum()) if len(size) else 0
     out = np.empty(total, dtype=np.uint8)
-    shift = src - starts  # output offset + shift = source offset, within each run
-    ends = starts + size
+    buf = np.frombuffer(buffer, dtype=np.uint8)
+    in_file_order = np.argsort(src, kind="stable")
+    src, size, starts = src[in_file_order], size[in_file_order], starts[in_file_order]
+    copied = np.cumsum(size)  # bytes copied once each run is done
     lo = 0
     while lo < len(size):
-        hi = max(int(np.searchsorted(ends, starts[lo] + chunk, "right")), lo + 1)
-        a, b = int(starts[lo]), int(ends[hi - 1])
-        index = np.arange(a, b, dtype=np.int64) + np.repeat(shift[lo:hi], size[lo:hi])
-        out[a:b] = buf[index]
+        before = int(copied[lo - 1]) if lo else 0
+        hi = max(int(np.searchsorted(copied, before + chunk, "right")), lo + 1)
+        sizes = size[lo:hi]
+        within = np.arange(int(copied[hi - 1]) - before) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        out[np.repeat(starts[lo:hi], sizes) + within] = buf[np.repeat(src[lo:hi], sizes) + within]
+        release_pages(buffer, int(src[lo]), int(src[hi - 1] + size[hi - 1]))
         lo = hi
     return out.tobytes()
 
@@ -375,6 +389,26 @@ def find_lines(s: Streams):
     holes = np.searchsorted(s.gaps, newline, "right") - np.searchsorted(s.gaps, start, "right")
     keep = holes == 0
     return stream[keep], start[keep], end[keep]
+
+
+def _distinct_blobs(data: bytes, start: np.ndarray, end: np.ndarray,
+                    chunk: int = 1 << 16) -> tuple[np.ndarray, list[bytes]]:
+    """Each line's bytes (``data[a:b - 1]``) as an id, and the distinct ones by id.
+
+    Ids follow first appearance.  Lines are sliced ``chunk`` at a time, so only
+    the distinct byte strings are ever held all together (``map`` and the dict
+    loop in C: a Python statement per line would dominate).
+    """
+    ids: dict[bytes, int] = {}
+    text_of_line = np.empty(len(start), dtype=np.int32)
+    for lo in range(0, len(start), chunk):
+        blobs = list(map(data.__getitem__, map(slice, start[lo : lo + chunk].tolist(),
+                                                 (end[lo : lo + chunk] - 1).tolist())))
+        fresh = [blob for blob in dict.fromkeys(blobs) if blob not in ids]
+        ids.update(zip(fresh, itertools.count(len(ids))))
+        text_of_line[lo : lo + len(blobs)] = np.fromiter(map(ids.__getitem__, blobs),
+                                                         dtype=np.int32, count=len(blobs))
+    return text_of_line, list(ids)
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
@@ -440,6 +474,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     streams = reassemble_all(p, data, group, t.rel_seq[data])
     del data, group
     stream, start, end = find_lines(streams)
+    release_freed_memory()  # reassembly's temporaries (see .memory)
     first = np.searchsorted(streams.run_starts, start, "right") - 1
     last = np.searchsorted(streams.run_starts, end - 1, "right") - 1
     done = streams.run_rows[last]  # the row that carried each line's newline
@@ -450,22 +485,24 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
         x[order] for x in (start, end, local, g, first, last, done))
     conn = (g >> 1).astype(np.int32)
     direction = (g & 1).astype(np.int8)
+    line_start, line_end = local + 1, local + (end - start) + 1  # relative seq numbers
+    del order, g, local
 
     # ---- each distinct text, decoded once
     # (map and dict.fromkeys loop in C: one Python call per line would dominate.)
-    blobs = list(map(streams.data.__getitem__, map(slice, start.tolist(), (end - 1).tolist())))
-    raw_ids = dict.fromkeys(blobs)
-    texts = _decode_all(list(raw_ids))
-    for k, blob in enumerate(raw_ids):
-        raw_ids[blob] = k
+    text_of_line, distinct = _distinct_blobs(streams.data, start, end)
+    del start, end
+    run_frames, gaps = p.frame[streams.run_rows], len(streams.gaps)
+    del streams  # the bytes: only the distinct lines are needed from here on
+    texts = _decode_all(distinct)
+    del distinct
     valid = [text is not None for text in texts]
     text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
     text_id[valid] = np.arange(sum(valid))
     texts = [text for text in texts if text is not None]
-    text_of_line = np.fromiter(map(raw_ids.__getitem__, blobs), dtype=np.int32, count=len(blobs))
-    del raw_ids, blobs
     line_text = text_id[text_of_line]
     del text_of_line, text_id
+    release_freed_memory()
     valid = line_text >= 0
 
     nicks, commands = _Ids(), _Ids()
@@ -503,21 +540,25 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     line_kind[after_welcome] = kinds.client_kind[ct]
     line_command[after_welcome] = kinds.client_command[ct]
 
-    tps = p.ts_tps[done]
+    # One resolution for all packets (a broadcast view): the same for every line, no memory.
+    tps = p.ts_tps[done] if p.ts_tps.strides[0] else np.broadcast_to(p.ts_tps[:1], done.shape)
     chat = Chat(
-        server=server, nick_of_conn=nick_of_conn, gaps=len(streams.gaps),
+        server=server, nick_of_conn=nick_of_conn, gaps=gaps,
         texts=texts, nicks=nicks.names, commands=commands.names,
-        run_frames=p.frame[streams.run_rows],
+        run_frames=run_frames,
         line_conn=conn, line_direction=direction, line_text=line_text, line_kind=line_kind,
         line_nick=line_nick, line_command=line_command, line_recipient=line_recipient,
-        line_start=local + 1, line_end=local + (end - start) + 1,
-        line_first_run=first, line_last_run=last, line_frame=p.frame[done],
+        line_start=line_start, line_end=line_end,
+        line_first_run=first.astype(np.int32), line_last_run=last.astype(np.int32),
+        line_frame=p.frame[done],
         line_time=p.time[done], line_ticks=p.ts_ticks[done],
-        line_per_second=tps if isinstance(tps, np.ndarray) else np.full(n, tps, np.int64),
+        line_per_second=tps,
         msg_line=np.zeros(0, np.int64), msg_private=np.zeros(0, bool), msg_text=[], msg_to=[],
         delivery_start=np.zeros(1, np.int64), delivery_line=np.zeros(0, np.int64),
         delivery_latency=np.zeros(0, np.float64),
     )
+    del ids, first, last, done, st, ct, welcome, rename, sets_nick, before_welcome
+    release_freed_memory()
     _fan_out(chat, kinds, after_welcome)
     return chat
 
@@ -700,6 +741,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     t_out, t_msg = chat.line_time[out_line], chat.line_time[m_line]
     ok = (chat.line_conn[out_line] != chat.line_conn[m_line]) & ~(
         (t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[out_line] < chat.line_frame[m_line])))
+    del t_out, t_msg, m_line, pair_out
     private_pair = msg_private[pair_msg]
     if private_pair.any():
         keys_of = _nick_keys(chat.nicks)

@@ -73,8 +73,8 @@ class Packets:
     payload_offset: np.ndarray  # int64: offset of the TCP payload in the file buffer
     payload_len: np.ndarray  # int32: TCP payload length from the IP header (Wireshark's tcp.len)
     payload_caplen: np.ndarray  # int32: how much of it was captured
-    options_offset: np.ndarray  # int64: offset of the TCP options in the file buffer
-    options_len: np.ndarray  # uint8: their length (data offset * 4 - 20)
+    header_len: np.ndarray  # uint8: TCP header length (data offset * 4)
+    options_len: np.ndarray  # uint8: captured bytes of TCP options (header_len - 20 unless cut)
     addresses: list[str]
 
     def __len__(self) -> int:
@@ -94,7 +94,7 @@ class Packets:
 
         Done on demand, per packet: only SYNs carry the interesting ones.
         """
-        start = int(self.options_offset[i])
+        start = int(self.payload_offset[i]) - int(self.header_len[i]) + 20
         return parse_tcp_options(bytes(self.buffer[start : start + int(self.options_len[i])]))
 
 
@@ -185,7 +185,7 @@ COLUMN_TYPES = {
     "is_tcp": bool, "ip_version": np.int8, "src": np.int32, "dst": np.int32,
     "sport": np.uint16, "dport": np.uint16, "flags": np.int16, "seq": np.uint32,
     "ack": np.uint32, "window": np.uint16, "payload_offset": np.int64,
-    "payload_len": np.int32, "payload_caplen": np.int32, "options_offset": np.int64,
+    "payload_len": np.int32, "payload_caplen": np.int32, "header_len": np.uint8,
     "options_len": np.uint8,
 }
 
@@ -264,7 +264,7 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     out["payload_offset"][t_rows] = payload_offset
     out["payload_len"][t_rows] = payload_len
     out["payload_caplen"][t_rows] = np.clip(end[t] - payload_offset, 0, payload_len)
-    out["options_offset"][t_rows] = tcp_start + 20
+    out["header_len"][t_rows] = doff
     out["options_len"][t_rows] = np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)
 
 

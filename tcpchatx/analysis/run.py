@@ -15,6 +15,7 @@ import numpy as np
 
 from .chat import Chat, ChatLine, Message, analyze_chat
 from .labels import DIRECTIONS, ROLE_NAMES
+from .memory import release_freed_memory
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
 from .tracker import Connection, Tracking, track
@@ -112,6 +113,9 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     that answered the most connections.
     """
     packets = read_packets(path)
+    release_freed_memory()  # each phase's temporaries: see .memory
     tracking = track(packets)
+    release_freed_memory()
     chat = analyze_chat(packets, tracking, server)
+    release_freed_memory()
     return Analysis(os.fspath(path), packets, tracking, chat)

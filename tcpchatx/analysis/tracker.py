@@ -71,8 +71,8 @@ class Tracking:
 
     conn: np.ndarray  # int32 connection id, -1 for frames we do not track
     direction: np.ndarray  # int8: 0 originator, 1 responder, -1 untracked
-    rel_seq: np.ndarray  # int64
-    rel_ack: np.ndarray  # int64 (0 when the ACK bit is clear)
+    rel_seq: np.ndarray  # uint32 (mind: uint32 + 1 wraps; use int() or astype(np.int64))
+    rel_ack: np.ndarray  # uint32 (0 when the ACK bit is clear)
     kind: np.ndarray  # int8 states.Kind, -1 untracked
     state_before: np.ndarray  # int8 states.State
     step: np.ndarray  # int16 index into states.STEPS, -1 untracked
@@ -159,8 +159,8 @@ def track(p: Packets) -> Tracking:
     return Tracking(
         conn=spread(c, -1, np.int32),
         direction=spread(direction, -1, np.int8),
-        rel_seq=spread(rel_seq, 0, np.int64),
-        rel_ack=spread(rel_ack, 0, np.int64),
+        rel_seq=spread(rel_seq, 0, np.uint32),
+        rel_ack=spread(rel_ack, 0, np.uint32),
         kind=spread(kind, -1, np.int8),
         state_before=spread(state_before, -1, np.int8),
         step=spread(step, -1, np.int16),
