@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,14 @@ from analysis_helpers import (
     write_raw_pcap,
 )
 from tcpchatx.analysis import CaptureFormatError, analyze, read_packets
+from tcpchatx.analysis.capture import (
+    index_pcapng,
+    open_buffer,
+    read_index,
+    release_pages,
+    walk_pcapng,
+    walk_pcapng_slowly,
+)
 
 
 def conversation(**kw) -> Talk:
@@ -170,3 +180,284 @@ def test_syn_options(tmp_path):
     p = read_packets(conversation().write(tmp_path / "o.pcap"))
     assert p.tcp_options(0) == {"mss": 1460, "sack_permitted": True, "wscale": 7}
     assert p.tcp_options(3) == {}
+
+
+# --------------------------------------------------------------------------- the pcapng walk
+#
+# walk_pcapng finds packet blocks with numpy; walk_pcapng_slowly hops block by block.
+# They must agree exactly: offsets, sections, interfaces, and the error on bad files.
+
+CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
+BENCHMARK = Path("/tmp/tcpchatx-benchmarks/chat-200000.pcapng")
+
+
+def both_walks(buf, chunk: int = 1 << 24):
+    """Run the plain and the numpy walk; they must give the same result (or error)."""
+    def run(walk):
+        sections, interfaces = [], []
+        try:
+            offsets = walk(buf, sections, interfaces)
+        except Exception as error:  # noqa: BLE001 - the errors must match too
+            return type(error), str(error)
+        return list(offsets), sections, interfaces
+
+    plain = run(lambda b, s, i: walk_pcapng_slowly(b, s, i)[0])
+    fast = run(lambda b, s, i: walk_pcapng(b, s, i, chunk=chunk).tolist())
+    assert fast == plain
+    return plain
+
+
+class Pcapng:
+    """Builds a pcapng file block by block, and remembers what each packet should be."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.packets = []  # (offset, interface in the whole file, ticks as written, payload)
+        self.interfaces = []  # (ticks per second, tsoffset) for the whole file
+        self.order, self.first = "<", 0
+
+    def block(self, btype: int, body: bytes) -> int:
+        body += b"\0" * (-len(body) % 4)
+        blen = 12 + len(body)
+        pos = len(self.data)
+        self.data += struct.pack(self.order + "II", btype, blen) + body + struct.pack(self.order + "I", blen)
+        return pos
+
+    def options(self, *opts: tuple[int, bytes]) -> bytes:
+        out = b"".join(struct.pack(self.order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+                       for code, value in opts)
+        return out + struct.pack(self.order + "HH", 0, 0) if opts else b""
+
+    def section(self, order: str):
+        self.order, self.first = order, len(self.interfaces)
+        self.block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1)
+                   + self.options((1, b"a section")))
+
+    def interface(self, tsresol: int | None = None, tsoffset: int = 0, linktype: int = 1):
+        opts = [(2, b"eth0")]
+        if tsresol is not None:
+            opts.append((9, bytes([tsresol])))
+        if tsoffset:
+            opts.append((14, struct.pack(self.order + "q", tsoffset)))
+        self.block(1, struct.pack(self.order + "HHI", linktype, 0, 65535) + self.options(*opts))
+        tps = 10**6 if tsresol is None else (2 ** (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol)
+        self.interfaces.append((tps, tsoffset))
+
+    def expect(self, pos: int, iface: int, ticks: int, payload: bytes):
+        self.packets.append((pos, self.first + iface, ticks, payload))
+
+    def expected_ticks(self) -> tuple[list[int], list[int]]:
+        """Each packet's ticks per second and ticks (if_tsoffset included)."""
+        tps, ticks = [], []
+        for _, iface, raw_ticks, _ in self.packets:
+            per_second, tsoffset = self.interfaces[iface]
+            tps.append(per_second)
+            ticks.append(raw_ticks + tsoffset * per_second)
+        return tps, ticks
+
+    def epb(self, iface: int, ticks: int, payload: bytes, comment: bytes | None = None):
+        body = struct.pack(self.order + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF,
+                           len(payload), len(payload) + 4)
+        body += payload + b"\0" * (-len(payload) % 4)
+        body += self.options((1, comment)) if comment else b""
+        self.expect(self.block(6, body), iface, ticks, payload)
+
+    def pb(self, iface: int, ticks: int, payload: bytes):
+        body = struct.pack(self.order + "HHIIII", iface, 0, ticks >> 32, ticks & 0xFFFFFFFF,
+                           len(payload), len(payload))
+        self.expect(self.block(2, body + payload), iface, ticks, payload)
+
+    def spb(self, payload: bytes):  # no timestamp; the section's first interface
+        self.expect(self.block(3, struct.pack(self.order + "I", len(payload)) + payload), 0, 0, payload)
+
+    def other(self, btype: int):  # name resolution (4), statistics (5), custom blocks...
+        self.block(btype, b"\x06\0\0\0" * 3)
+
+
+def fake_epb(order: str, inner: int = 2) -> bytes:
+    """Packet data that looks like ``inner`` valid EPBs in a row, to fool the guesses."""
+    one = struct.pack(order + "IIIIIII", 6, 32, 0, 0, 0, 0, 0) + struct.pack(order + "I", 32)
+    return one * inner
+
+
+def crafted() -> Pcapng:
+    """Three sections (little, big, little endian), several interfaces and block types."""
+    w = Pcapng()
+    w.section("<")
+    w.interface()  # microseconds
+    w.interface(tsresol=9, tsoffset=-5)  # nanoseconds, shifted
+    for k in range(5):
+        w.epb(k % 2, 1_700_000_000_123_456_789 + k, b"hello %d" % k, comment=b"line %d" % k if k % 2 else None)
+    w.spb(b"simple")
+    w.pb(1, 42, b"obsolete")
+    w.other(4)
+    w.epb(0, 7, fake_epb("<") + b"after the fake")
+    w.other(5)
+    w.other(0xB16B00B5)
+    w.epb(1, 8, b"x" * 3)
+    w.section(">")
+    w.interface(tsresol=0x80 | 20)  # 2^-20 s
+    w.interface(tsresol=3, tsoffset=10)
+    w.epb(1, 9, b"big endian")
+    w.epb(0, 10, fake_epb(">", 3))
+    w.spb(b"big simple")
+    w.pb(0, 11, b"big obsolete")
+    w.epb(1, 12, fake_epb("<"))  # little-endian lookalikes in a big-endian section
+    w.section("<")
+    w.epb(0, 13, b"before its interface")  # interface 0 of the section: the IDB just after
+    w.interface(tsresol=6, tsoffset=1)
+    w.epb(0, 14, b"back to little")
+    w.epb(0, 15, b"")
+    return w
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_pcapng_walk_on_the_reference_captures(path):
+    buf = open_buffer(path)
+    offsets, sections, interfaces = both_walks(buf)
+    assert offsets and sections and interfaces
+    assert both_walks(buf, chunk=64) == (offsets, sections, interfaces)  # many small chunks
+
+
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="no benchmark capture (make it with benchmarks.make_capture)")
+def test_pcapng_walk_on_a_big_capture():
+    assert len(both_walks(open_buffer(BENCHMARK))[0]) == len(read_index(BENCHMARK))
+
+
+@pytest.mark.parametrize("chunk", [1 << 24, 64, 4])
+def test_pcapng_walk_on_crafted_sections(tmp_path, chunk):
+    w = crafted()
+    offsets, sections, interfaces = both_walks(bytes(w.data), chunk)
+    assert offsets == [p[0] for p in w.packets]
+    assert [(s.order, s.first_interface) for s in sections] == [("<", 0), (">", 2), ("<", 4)]
+    assert [i.ticks_per_second for i in interfaces] == [10**6, 10**9, 2**20, 1000, 10**6]
+    assert [i.tsoffset for i in interfaces] == [0, -5, 0, 10, 1]
+    path = tmp_path / "crafted.pcapng"
+    path.write_bytes(w.data)
+    assert both_walks(open_buffer(path), chunk)[0] == offsets  # mapped, with pages released
+
+    index = read_index(path)
+    assert index.interface.tolist() == [p[1] for p in w.packets]
+    assert (index.ts_tps.tolist(), index.ts_ticks.tolist()) == w.expected_ticks()
+    starts, lengths = index.data_offset.tolist(), index.caplen.tolist()
+    assert [bytes(index.buffer[a : a + n]) for a, n in zip(starts, lengths)] == [p[3] for p in w.packets]
+
+
+def test_pcapng_walk_sees_through_fake_blocks_in_packet_data():
+    for order in "<>":
+        w = Pcapng()
+        w.section(order)
+        w.interface()
+        for k in range(20):
+            w.epb(0, k, fake_epb(order, k % 4 + 1) + (b"pad" * k))
+        w.epb(0, 99, b"last")
+        data = w.data
+        assert both_walks(bytes(data))[0] == [p[0] for p in w.packets]
+        # A block whose trailing length copy is wrong is not a guess, but the plain walk
+        # accepts it; a fake block inside it that ends exactly where it ends is a guess.
+        outer, nxt = w.packets[3][0], w.packets[4][0]
+        fake_start = outer + 28
+        data[nxt - 4 : nxt] = struct.pack(order + "I", nxt - fake_start)
+        data[fake_start : fake_start + 8] = struct.pack(order + "II", 6, nxt - fake_start)
+        assert both_walks(bytes(data))[0] == [p[0] for p in w.packets]
+
+
+def test_pcapng_walk_takes_runs_of_packets_in_one_step(monkeypatch):
+    """Only the blocks that are not packets are hopped the plain way, in either byte order."""
+    from tcpchatx.analysis import capture
+
+    hopped = []
+
+    def counting(buf, sections, interfaces, pos=0, stop=None, stop_after_shb=False):
+        offsets, end = walk_pcapng_slowly(buf, sections, interfaces, pos, stop, stop_after_shb)
+        hopped.append(len(offsets))
+        return offsets, end
+
+    monkeypatch.setattr(capture, "walk_pcapng_slowly", counting)
+    w = Pcapng()
+    for order in "<><":
+        w.section(order)
+        w.interface()
+        for k in range(200):
+            w.epb(0, k, b"data %d" % k + fake_epb(order, k % 3))
+        w.other(5)
+    sections, interfaces = [], []
+    assert capture.walk_pcapng(bytes(w.data), sections, interfaces).tolist() == [p[0] for p in w.packets]
+    assert len(sections) == 3 and len(interfaces) == 3
+    assert sum(hopped) == 0 and len(hopped) < 10  # SHBs, IDBs and statistics blocks only
+
+
+def test_pcapng_walk_on_truncated_and_broken_files():
+    data = bytes(crafted().data)
+    for cut in range(0, len(data) + 1, 3):  # cut anywhere (every remainder mod 4), even in a header
+        both_walks(data[:cut])
+        both_walks(data[:cut], chunk=8)
+    offsets = both_walks(data)[0]
+    broken = bytearray(data)
+    broken[offsets[4] + 4 : offsets[4] + 8] = struct.pack("<I", 30)  # not a multiple of 4
+    assert both_walks(bytes(broken)) == (CaptureFormatError, f"pcapng block at offset {offsets[4]} has a bad length 30")
+    broken[offsets[4] + 4 : offsets[4] + 8] = struct.pack("<I", 8)  # shorter than a block
+    assert both_walks(bytes(broken))[0] is CaptureFormatError
+    assert both_walks(data[offsets[0]:])[0] is CaptureFormatError  # no Section Header first
+    with pytest.raises(CaptureFormatError, match="bad length"):
+        index_pcapng(bytes(broken))
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_constant_columns_cost_no_memory(tmp_path):
+    for path in [CAPTURES[0], conversation().write(tmp_path / "x.pcap")]:
+        index = read_index(path)
+        for column in (index.ts_tps, index.interface):
+            assert column.strides == (0,) and not column.flags.writeable  # a broadcast view
+        assert index.interface[np.arange(len(index))].tolist() == [0] * len(index)  # still indexable
+        assert index.caplen.dtype == index.origlen.dtype == np.int32
+    w = Pcapng()
+    w.section("<")
+    w.interface()
+    w.interface(tsresol=9)
+    w.epb(0, 1, b"a")
+    w.epb(1, 2, b"b")
+    w.data[-12:-8] = struct.pack("<I", 2**32 - 1)  # an origlen that needs 64 bits
+    index = index_pcapng(bytes(w.data))
+    assert index.interface.tolist() == [0, 1] and index.ts_tps.tolist() == [10**6, 10**9]
+    assert index.origlen.dtype == np.int64 and index.origlen.tolist() == [5, 2**32 - 1]
+
+
+def vm_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or not hasattr(mmap, "MADV_DONTNEED"),
+                    reason="needs Linux /proc and madvise(MADV_DONTNEED)")
+def test_release_pages_lowers_rss_and_keeps_the_data(tmp_path):
+    path = tmp_path / "big.bin"
+    values = np.arange(16 << 20, dtype=np.uint32)  # 64 MB
+    values.tofile(path)
+    buf = open_buffer(path)
+    mapped = np.frombuffer(buf, dtype=np.uint32)
+    step = mmap.PAGESIZE // 4
+
+    def touch():
+        assert mapped[::step].sum() == values[::step].sum()  # one read per page maps it
+
+    touch()
+    before = vm_rss_kb()
+    release_pages(buf)
+    assert before - vm_rss_kb() > 56 * 1024  # nearly all 64 MB left the RSS
+    assert np.array_equal(mapped, values)  # and the data read back from the page cache
+    touch()
+    before = vm_rss_kb()
+    release_pages(buf, 10, (32 << 20) + 5)  # unaligned bounds are rounded outwards
+    assert 30 * 1024 < before - vm_rss_kb() < 40 * 1024
+    assert np.array_equal(mapped, values)
+    # Harmless elsewhere: plain bytes, a slice of the mapping, empty or past-the-end ranges.
+    for other in (b"abc", memoryview(b"abc"), buf[100:], bytearray(b"xyz")):
+        release_pages(other)
+    release_pages(buf, len(buf) + 4096)
+    release_pages(buf, 5000, 10)
+    assert np.array_equal(mapped, values)

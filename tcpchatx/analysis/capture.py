@@ -3,11 +3,20 @@
 Theory of operation
 -------------------
 A capture file is a header followed by records; each record says how long it is,
-so finding the N-th packet means hopping over the N-1 before it.  That hop is the
-only per-packet Python loop in the whole analysis: it collects record offsets with
-``struct.unpack_from`` and nothing else.  Everything else (timestamps, lengths,
-link type) is then gathered for all packets at once with numpy, straight from the
-file's bytes (see :func:`gather_u32`).
+so finding the N-th packet means hopping over the N-1 before it.  Hopping one
+record at a time in Python is the plain way (:func:`walk_pcap_slowly`,
+:func:`walk_pcapng_slowly`, kept as references); :func:`walk_pcap` and
+:func:`walk_pcapng` find the same records with numpy by guessing where records
+start and verifying the guesses in long runs.  Everything else (timestamps,
+lengths, link type) is then gathered for all packets at once with numpy, straight
+from the file's bytes (see :func:`gather_u32`).
+
+Memory: the file is mapped, not read, and its pages count in the process's RSS
+once touched.  The indexers go over the file front to back and hand each part
+back to the OS when done with it (:func:`release_pages`); it is re-read from the
+page cache if needed later.  Columns that are the same for every packet (the
+interface and tick rate of a single-interface file) are broadcast views that take
+no memory.
 
 Supported:
 
@@ -40,6 +49,7 @@ PCAP_MAGIC = {  # magic as read little-endian -> (byte order, ticks per second)
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 BLOCK_IDB, BLOCK_PB, BLOCK_SPB, BLOCK_EPB = 1, 2, 3, 6
+PACKET_BLOCKS = (BLOCK_EPB, BLOCK_SPB, BLOCK_PB)
 OPT_ENDOFOPT, OPT_COMMENT, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 0, 1, 9, 14
 
 
@@ -64,13 +74,16 @@ class RecordIndex:
 
     All arrays have one entry per packet, in file order (frame 1 is index 0).
     ``data_offset`` is the offset of the packet's first byte in ``buffer``.
+    ``ts_tps`` and ``interface`` are read-only broadcast views (no memory) when every
+    packet has the same value, as in any single-interface file: read them, index
+    them, but do not write into them.
     """
 
     buffer: memoryview | bytes
     kind: str  # "pcap" or "pcapng"
     data_offset: np.ndarray  # int64
-    caplen: np.ndarray  # int64, bytes captured
-    origlen: np.ndarray  # int64, bytes on the wire
+    caplen: np.ndarray  # int32 (int64 if a value needs it), bytes captured
+    origlen: np.ndarray  # int32 (int64 if a value needs it), bytes on the wire
     ts_ticks: np.ndarray  # int64, since 1970 in units of 1/ticks_per_second
     ts_tps: np.ndarray  # int64, ticks per second of each packet's timestamp
     interface: np.ndarray  # int32, index into ``interfaces``
@@ -93,6 +106,59 @@ def open_buffer(path: str | os.PathLike) -> memoryview | bytes:
         if size == 0:
             return b""
         return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def release_pages(buffer, start: int = 0, stop: int | None = None) -> None:
+    """Tell the OS we are done, for now, with bytes ``start:stop`` of a mapped file.
+
+    The pages leave the process's RSS; touching them again re-reads them from the
+    page cache, so the data stay readable.  The range is rounded *outwards* to whole
+    pages: for a read-only file mapping dropping a page we still need only costs a
+    re-read, while rounding inwards would leave the boundary pages of unaligned
+    ranges resident for good.  A no-op for ``bytes`` (nothing is mapped) and where
+    ``madvise(MADV_DONTNEED)`` is not available (Windows, some macOS builds).
+    ``buffer`` is what :func:`open_buffer` returns (or the mmap itself).
+    """
+    mapping = buffer.obj if isinstance(buffer, memoryview) else buffer
+    if not isinstance(mapping, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    if isinstance(buffer, memoryview) and buffer.nbytes != len(mapping):
+        return  # a slice of the mapping: its offsets are not the file's
+    stop = len(mapping) if stop is None else min(stop, len(mapping))
+    start = max(start, 0) // mmap.PAGESIZE * mmap.PAGESIZE
+    if start >= stop:
+        return
+    try:
+        mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)  # the kernel rounds the end up
+    except (OSError, ValueError):  # only advice; a closed or odd mapping is not an error
+        pass
+
+
+def record_chunks(buf, rec: np.ndarray, chunk: int = 1 << 24):
+    """Slices of ``rec`` (sorted record offsets) covering about ``chunk`` bytes of file each.
+
+    Each time the caller comes back for the next slice, the part of the file the
+    previous one covered is released (:func:`release_pages`), so gathering the
+    headers of a big file keeps only about a chunk of it in memory.
+    """
+    first = 0
+    for lo in range(0, len(buf), chunk):
+        last = int(np.searchsorted(rec, lo + chunk))
+        yield slice(first, last)
+        release_pages(buf, lo, lo + chunk)
+        first = last
+
+
+def compact(values: np.ndarray) -> np.ndarray:
+    """int32 if every value fits (half the memory of int64), else the values as they are."""
+    if not len(values) or (values.min() >= -(2**31) and values.max() < 2**31):
+        return values.astype(np.int32)
+    return values
+
+
+def constant_column(value, n: int, dtype) -> np.ndarray:
+    """``n`` times ``value``, costing no memory: a read-only broadcast view."""
+    return np.broadcast_to(np.array(value, dtype=dtype), (n,))
 
 
 def read_index(path: str | os.PathLike) -> RecordIndex:
@@ -156,19 +222,28 @@ def index_pcap(buf: memoryview | bytes) -> RecordIndex:
     linktype = network & 0x0FFFFFFF  # the top bits may carry FCS information
 
     rec = walk_pcap(buf, order)
-    header = gather(as_array(buf), rec, np.dtype(f"{order}u4, {order}u4, {order}u4, {order}u4"))
-    sec, frac, caplen, origlen = (header[f].astype(np.int64) for f in header.dtype.names)
-    data_offset = rec + 16
-    caplen = np.clip(caplen, 0, len(buf) - data_offset)  # a truncated final record
+    n, data = len(rec), as_array(buf)
+    ts = np.empty(n, dtype=np.int64)
+    caplen = np.empty(n, dtype=np.int64)
+    origlen = np.empty(n, dtype=np.int64)
+    record_header = np.dtype(f"{order}u4, {order}u4, {order}u4, {order}u4")
+    for part in record_chunks(buf, rec):
+        header = gather(data, rec[part], record_header)
+        sec, frac, incl, orig = (header[f] for f in record_header.names)
+        ts[part] = sec.astype(np.int64) * tps + frac
+        caplen[part], origlen[part] = incl, orig
+    data_offset = rec
+    data_offset += 16  # rec is not needed any more: reuse its memory
+    np.clip(caplen, 0, len(buf) - data_offset, out=caplen)  # a truncated final record
     return RecordIndex(
         buffer=buf,
         kind="pcap",
         data_offset=data_offset,
-        caplen=caplen,
-        origlen=origlen,
-        ts_ticks=sec * tps + frac,
-        ts_tps=np.full(len(rec), tps, dtype=np.int64),
-        interface=np.zeros(len(rec), dtype=np.int32),
+        caplen=compact(caplen),
+        origlen=compact(origlen),
+        ts_ticks=ts,
+        ts_tps=constant_column(tps, n, np.int64),
+        interface=constant_column(0, n, np.int32),
         interfaces=[Interface(linktype, snaplen, tps)],
     )
 
@@ -209,16 +284,22 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
     hi = slice(26, 28) if order == "<" else slice(24, 26)  # seconds' high half, first record
     pattern = np.frombuffer(bytes(buf[hi]), dtype=np.uint16)[0]
     first_byte = hi.start - 24
-    found = []
+    found, lengths = [], []
     for lo in range(0, len(buf) - 16 + 1, chunk):  # chunks keep the temporaries small
         part = data[lo + first_byte : min(lo + chunk, len(buf) - 16 + 1) + first_byte + 1]
+        here = []
         for parity in (0, 1):
             words = part[parity : parity + (len(part) - parity) // 2 * 2].view(np.uint16)
-            found.append(np.flatnonzero(words == pattern) * 2 + parity + lo)
-    cand = np.sort(np.concatenate(found))
-    cand = cand[cand + 16 <= len(buf)]
-    length = gather(data, cand + 8, np.dtype(order + "u4")).astype(np.int64)
-    nxt = cand + 16 + length
+            here.append(np.flatnonzero(words == pattern) * 2 + parity + lo)
+        cand = np.concatenate(here)
+        cand.sort()  # in place: no copy
+        cand = cand[cand + 16 <= len(buf)]
+        found.append(cand)
+        lengths.append(gather(data, cand + 8, np.dtype(order + "u4")))
+        release_pages(buf, lo, lo + chunk)  # done with this part of the file
+    cand = np.concatenate(found)
+    nxt = cand + 16
+    nxt += np.concatenate(lengths)
     consistent = np.r_[nxt[:-1] == cand[1:], False]
     # run_end[i]: the first j >= i whose successor is not the next candidate
     breaks = np.flatnonzero(~consistent)
@@ -260,81 +341,182 @@ def parse_options(buf, start: int, end: int, order: str):
         pos += 4 + (length + 3) // 4 * 4
 
 
-def index_pcapng(buf: memoryview | bytes) -> RecordIndex:
-    interfaces: list[Interface] = []
-    # One entry per packet block: where it is, its type, its section's byte order
-    # and the index of its section's first interface (interface ids restart per section).
-    offsets: list[int] = []
-    types: list[int] = []
-    big_endian: list[bool] = []
-    first_interface: list[int] = []
+@dataclass
+class Section:
+    """One pcapng section: where its header block is, its byte order, its interfaces."""
 
-    order, section_start, seen_shb = "<", 0, False
-    pos, end = 0, len(buf)
-    while pos + 12 <= end:
+    offset: int
+    order: str  # "<" or ">"
+    first_interface: int  # index in the file's interface list of the section's interface 0
+
+
+def walk_pcapng_slowly(buf, sections: list[Section], interfaces: list[Interface], pos: int = 0,
+                       stop: int | None = None, stop_after_shb: bool = False) -> tuple[list[int], int]:
+    """The plain way: hop from block to block (each block says how long it is).
+
+    Returns the offsets of the packet blocks (EPB, SPB, PB) met, and where it stopped.
+    Section Header and Interface Description blocks are appended to ``sections`` and
+    ``interfaces`` (interface ids restart at each section).  Stops at the end of the
+    file, at the first block starting at or after ``stop``, or - if ``stop_after_shb`` -
+    just after a Section Header Block, since a new section may change the byte order.
+    """
+    offsets: list[int] = []
+    end = len(buf) if stop is None else min(stop, len(buf))
+    while pos + 12 <= len(buf) and pos < end:
+        order = sections[-1].order if sections else "<"
         (btype,) = struct.unpack_from(order + "I", buf, pos)
         if btype == PCAPNG_SHB:
             (bom,) = struct.unpack_from("<I", buf, pos + 8)
             order = "<" if bom == PCAPNG_BYTE_ORDER_MAGIC else ">"
-            section_start, seen_shb = len(interfaces), True
-        elif not seen_shb:
+            sections.append(Section(pos, order, len(interfaces)))
+        elif not sections:
             raise CaptureFormatError("pcapng file does not start with a Section Header Block")
         (blen,) = struct.unpack_from(order + "I", buf, pos + 4)
         if blen < 12 or blen % 4:
             raise CaptureFormatError(f"pcapng block at offset {pos} has a bad length {blen}")
-        if btype in (BLOCK_EPB, BLOCK_SPB, BLOCK_PB):
+        if btype in PACKET_BLOCKS:
             offsets.append(pos)
-            types.append(btype)
-            big_endian.append(order == ">")
-            first_interface.append(section_start)
         elif btype == BLOCK_IDB:
             interfaces.append(_read_idb(buf, pos, blen, order))
         pos += blen
+        if btype == PCAPNG_SHB and stop_after_shb:
+            break
+    return offsets, pos
+
+
+def find_packet_blocks(buf, order: str, chunk: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets that look like packet blocks in byte order ``order``, and where each would end.
+
+    Blocks are 4-byte aligned, so the file is read as 32-bit words.  A *candidate* is
+    a word equal to 6, 3 or 2 (EPB, SPB, PB) followed by a sane length (at least 12,
+    a multiple of 4, inside the file) that is repeated in the block's last word, as
+    every pcapng block repeats it.  Every well-formed packet block is a candidate; a
+    few places inside packet data may be too (the walk sorts those out).
+    """
+    words = np.frombuffer(buf, dtype=order + "u4", count=len(buf) // 4)
+    step = max(chunk // 4, 1)
+    starts, ends = [], []
+    for lo in range(0, len(words), step):  # chunks keep the temporaries small
+        part = words[lo : lo + step]
+        k = np.flatnonzero(part - BLOCK_PB <= BLOCK_EPB - BLOCK_PB) + lo  # 2 to 6, unsigned
+        k = k[np.isin(words[k], PACKET_BLOCKS) & (k + 1 < len(words))]
+        blen = words[k + 1].astype(np.int64)
+        end = 4 * k + blen
+        sane = (blen >= 12) & (blen % 4 == 0) & (end <= len(buf))
+        k, blen, end = k[sane], blen[sane], end[sane]
+        repeated = words[end // 4 - 1] == blen
+        starts.append(4 * k[repeated])
+        ends.append(end[repeated])
+        release_pages(buf, 4 * lo, 4 * (lo + step))  # done with this part of the file
+    if not starts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+def walk_pcapng(buf, sections: list[Section], interfaces: list[Interface],
+                chunk: int = 1 << 24) -> np.ndarray:
+    """Every packet block's offset, as :func:`walk_pcapng_slowly` finds them, but with numpy.
+
+    Guess, then verify, as in :func:`walk_pcap`.  The guesses are the candidates of
+    :func:`find_packet_blocks` (in the current section's byte order, found once per
+    order).  Walking from a real block, whenever a candidate ends exactly where the
+    next candidate starts, that next one is real too - so a whole run of packet
+    blocks is accepted in one numpy step.  Where the chain breaks (a Section Header,
+    an Interface Description or any other block, a false candidate in packet data,
+    a malformed block), we hop block by block with :func:`walk_pcapng_slowly` until
+    we are back on a candidate.  The result - offsets, sections, interfaces and the
+    errors raised - is exactly the plain walk's.
+    """
+    runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # order -> cand, nxt, breaks
+    pieces: list[np.ndarray] = []
+    pos = 0
+    while pos + 12 <= len(buf):
+        stop = None  # before the first section: take the first block (it must be an SHB)
+        if sections:
+            order = sections[-1].order
+            if order not in runs:
+                cand, nxt = find_packet_blocks(buf, order, chunk)
+                consistent = np.r_[nxt[:-1] == cand[1:], False]
+                runs[order] = cand, nxt, np.flatnonzero(~consistent)
+            cand, nxt, breaks = runs[order]
+            i = int(np.searchsorted(cand, pos))
+            if i < len(cand) and cand[i] == pos:
+                j = int(breaks[np.searchsorted(breaks, i)])  # cand[i..j] follow each other
+                pieces.append(cand[i : j + 1])
+                pos = int(nxt[j])
+                continue
+            stop = int(cand[i]) if i < len(cand) else None
+        hops, pos = walk_pcapng_slowly(buf, sections, interfaces, pos, stop, stop_after_shb=True)
+        pieces.append(np.array(hops, dtype=np.int64))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+
+
+def index_pcapng(buf: memoryview | bytes) -> RecordIndex:
+    sections: list[Section] = []
+    interfaces: list[Interface] = []
+    rec = walk_pcapng(buf, sections, interfaces)
     if not interfaces:
         interfaces.append(Interface(1, 0, 1_000_000))
 
-    data = as_array(buf)
-    n = len(offsets)
-    rec = np.array(offsets, dtype=np.int64)
-    btype_arr = np.array(types, dtype=np.int64)
-    iface = np.array(first_interface, dtype=np.int64)
+    # Per section: where it starts, its byte order, its first interface.
+    section_start = np.array([s.offset for s in sections], dtype=np.int64)
+    section_big = np.array([s.order == ">" for s in sections], dtype=bool)
+    section_iface = np.array([s.first_interface for s in sections], dtype=np.int64)
+    data, n = as_array(buf), len(rec)
+    iface = np.zeros(n, dtype=np.int64)
     ts = np.zeros(n, dtype=np.int64)
     caplen = np.zeros(n, dtype=np.int64)
     origlen = np.zeros(n, dtype=np.int64)
     data_off = np.zeros(n, dtype=np.int64)
-    big_arr = np.array(big_endian, dtype=bool)
-    for big in (False, True):
-        for btype in (BLOCK_EPB, BLOCK_PB, BLOCK_SPB):
-            sel = np.flatnonzero((btype_arr == btype) & (big_arr == big))
-            if not len(sel):
-                continue
-            r = rec[sel]
-            if btype == BLOCK_SPB:  # no timestamp, always the section's first interface
-                origlen[sel] = gather_u32(data, r + 8, big)
-                caplen[sel] = np.minimum(origlen[sel], gather_u32(data, r + 4, big) - 16)
-                data_off[sel] = r + 12
-                continue
-            if btype == BLOCK_EPB:
-                iface[sel] += gather_u32(data, r + 8, big)
-            else:  # the obsolete Packet Block has a 16-bit interface id
-                iface[sel] += gather_u16(data, r + 8, big)
-            ts[sel] = gather_u32(data, r + 12, big) << 32 | gather_u32(data, r + 16, big)
-            caplen[sel] = gather_u32(data, r + 20, big)
-            origlen[sel] = gather_u32(data, r + 24, big)
-            data_off[sel] = r + 28
+    for part in record_chunks(buf, rec):
+        r = rec[part]
+        section = np.searchsorted(section_start, r, side="right") - 1
+        big_arr = section_big[section]
+        btype_arr = gather(data, r, np.dtype("<u4"))
+        btype_arr = np.where(big_arr, btype_arr.byteswap(), btype_arr)
+        iface[part] = section_iface[section]
+        for big in (False, True):
+            for btype in (BLOCK_EPB, BLOCK_PB, BLOCK_SPB):
+                sel = np.flatnonzero((btype_arr == btype) & (big_arr == big))
+                if not len(sel):
+                    continue
+                rs, at = r[sel], sel + part.start  # offsets; rows of the whole columns
+                if btype == BLOCK_SPB:  # no timestamp, always the section's first interface
+                    origlen[at] = gather_u32(data, rs + 8, big)
+                    caplen[at] = np.minimum(origlen[at], gather_u32(data, rs + 4, big) - 16)
+                    data_off[at] = rs + 12
+                    continue
+                if btype == BLOCK_EPB:
+                    iface[at] += gather_u32(data, rs + 8, big)
+                else:  # the obsolete Packet Block has a 16-bit interface id
+                    iface[at] += gather_u16(data, rs + 8, big)
+                ts[at] = gather_u32(data, rs + 12, big) << 32 | gather_u32(data, rs + 16, big)
+                caplen[at] = gather_u32(data, rs + 20, big)
+                origlen[at] = gather_u32(data, rs + 24, big)
+                data_off[at] = rs + 28
+    del rec  # free it before the per-interface columns are made
 
-    iface = np.clip(iface, 0, len(interfaces) - 1).astype(np.int32)
-    tps = np.array([i.ticks_per_second for i in interfaces], dtype=np.int64)[iface]
-    tsoffset = np.array([i.tsoffset for i in interfaces], dtype=np.int64)[iface]
+    np.clip(iface, 0, len(interfaces) - 1, out=iface)
+    tps_of = np.array([i.ticks_per_second for i in interfaces], dtype=np.int64)
+    shift_of = np.array([i.tsoffset for i in interfaces], dtype=np.int64) * tps_of  # if_tsoffset
+    if n and (iface == iface[0]).all():  # one interface (the usual case): constant columns
+        k = int(iface[0])
+        ts += shift_of[k]
+        interface = constant_column(k, n, np.int32)
+        tps = constant_column(tps_of[k], n, np.int64)
+    else:
+        ts += shift_of[iface]
+        interface = iface.astype(np.int32)
+        tps = tps_of[iface]
     return RecordIndex(
         buffer=buf,
         kind="pcapng",
         data_offset=data_off,
-        caplen=caplen,
-        origlen=origlen,
-        ts_ticks=ts + tsoffset * tps,
+        caplen=compact(caplen),
+        origlen=compact(origlen),
+        ts_ticks=ts,
         ts_tps=tps,
-        interface=iface,
+        interface=interface,
         interfaces=interfaces,
     )
 
