@@ -241,3 +241,26 @@ def test_latency_beyond_exact_float_ticks_is_divided_as_python_does():
                         line_time=np.array([0.0, 1.0]))
     got = chat._latencies(c, np.array([0]), np.array([1]))
     assert got.tolist() == [((1 << 60) + 1) / 10**9]
+
+
+def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
+    from tcpchatx import protocol as proto
+
+    texts = ["<alice> hi", "*bob* psst", "*** alice joined", "--- Welcome, al! Online", "!!! no",
+             "<a b> not a nick", "<> empty", "**x* odd", "*** ", "", "plain", "<al>no space",
+             "<al>  two spaces", "*b*  x", "<al\u00a0x> nbsp", "<\u00e9> accent", "--- x\r",
+             "< > sp", "<al> <bob> nested", "*** <al> hi", "\u2028<al> sep", "<al> tab\there",
+             "--- carol is now known as dave", "*** carol is now known as dave"]
+    kinds = chat._kinds_of_texts(texts, np.arange(len(texts)), np.ones(len(texts), np.int8),
+                                 nicks := chat._Ids(), chat._Ids())
+    for k, text in enumerate(texts):
+        want = proto.parse_server_line(text)
+        assert chat.KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
+        nick = kinds.server_nick[k]
+        assert (nicks.names[nick] if nick >= 0 else None) == want.nick, text
+        payload = kinds.server_payload[k]
+        if want.nick is not None:
+            assert kinds.payloads.names[payload] == want.text, text
+    renamed = texts.index("*** carol is now known as dave")
+    assert nicks.names[kinds.rename_to[renamed]] == "dave"
+    assert kinds.rename_to[texts.index("--- carol is now known as dave")] == chat.NONE

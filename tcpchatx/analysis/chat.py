@@ -404,7 +404,7 @@ def _distinct_blobs(data: bytes, start: np.ndarray, end: np.ndarray,
     for lo in range(0, len(start), chunk):
         blobs = list(map(data.__getitem__, map(slice, start[lo : lo + chunk].tolist(),
                                                  (end[lo : lo + chunk] - 1).tolist())))
-        fresh = [blob for blob in dict.fromkeys(blobs) if blob not in ids]
+        fresh = list(itertools.filterfalse(ids.__contains__, dict.fromkeys(blobs)))
         ids.update(zip(fresh, itertools.count(len(ids))))
         text_of_line[lo : lo + len(blobs)] = np.fromiter(map(ids.__getitem__, blobs),
                                                          dtype=np.int32, count=len(blobs))
@@ -463,6 +463,13 @@ class _Ids(dict):
 
     def get_id(self, name: str | None) -> int:
         return NONE if name is None else self[name]
+
+    def ids_of(self, names: list[str]) -> list[int]:
+        """``[self[x] for x in names]``, with the loops in C (new names numbered in order)."""
+        fresh = list(itertools.filterfalse(self.__contains__, dict.fromkeys(names)))
+        self.update(zip(fresh, itertools.count(len(self.names))))
+        self.names += fresh
+        return list(map(self.__getitem__, names))
 
 
 def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None) -> Chat:
@@ -596,37 +603,8 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=_Ids())
     payloads = f.payloads
-    # Server lines: proto.parse_server_line, inlined (it is the loop's whole cost);
-    # the comparison with the reference implementation checks it is the same.
-    sigils = {proto.NOTICE_SIGIL: NOTICE, proto.REPLY_SIGIL: REPLY, proto.ERROR_SIGIL: ERROR}
-    from_nick = proto._FROM_NICK.match
-    ids = np.flatnonzero(seen_as[:, 1]).tolist()
-    kind_of, nick_of, payload_of = [], [], []
-    for k in ids:
-        text = texts[k]
-        kind, nick, payload = sigils.get(text[:4]), NONE, NONE
-        if kind is None:
-            match = from_nick(text)
-            if match is None:
-                kind, rest = NOTICE, text  # unknown shape: a plain notice
-            else:
-                kind = CHAT if match.group(2) is not None else PRIVATE
-                nick = nicks[match.group(2) or match.group(3)]
-                payload = payloads[text[match.end() :]]
-        else:
-            rest = text[4:]
-        if kind == REPLY:
-            welcome = _WELCOME.match(rest)
-            if welcome:
-                f.welcome[k] = nicks[welcome.group(1)]
-        elif kind == NOTICE:
-            renamed = _RENAMED.match(rest)
-            if renamed:
-                f.rename_from[k], f.rename_to[k] = nicks[renamed.group(1)], nicks[renamed.group(2)]
-        kind_of.append(kind)
-        nick_of.append(nick)
-        payload_of.append(payload)
-    f.server_kind[ids], f.server_nick[ids], f.server_payload[ids] = kind_of, nick_of, payload_of
+    server_ids = np.flatnonzero(seen_as[:, 1])
+    _server_facts(f, [texts[k] for k in server_ids.tolist()], server_ids, nicks)
     ids = np.flatnonzero(seen_as[:, 0]).tolist()
     slash, kind_of, command_of, private_of, payload_of = [], [], [], [], []
     for k in ids:
@@ -650,6 +628,48 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
     f.slash[ids], f.client_kind[ids], f.client_command[ids] = slash, kind_of, command_of
     f.message_private[ids], f.message_payload[ids] = private_of, payload_of
     return f
+
+
+# proto.parse_server_line as one regular expression over many lines at once: a
+# sigil, or "<nick> " (chat), or "*nick* " (private), then the rest of the line.
+_SERVER_LINES = re.compile(
+    "^(?:(" + "|".join(re.escape(s) for s in (proto.NOTICE_SIGIL, proto.REPLY_SIGIL, proto.ERROR_SIGIL))
+    + ")|" + proto._FROM_NICK.pattern.removeprefix("^(").removesuffix(")") + ")?(.*)$",
+    re.MULTILINE,
+)
+_SIGIL_KIND = {proto.NOTICE_SIGIL: NOTICE, proto.REPLY_SIGIL: REPLY, proto.ERROR_SIGIL: ERROR}
+
+
+def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids) -> None:
+    """:func:`tcpchatx.protocol.parse_server_line` for many texts at once.
+
+    A busy chat has a distinct ``<nick> text`` per message: hundreds of thousands
+    of texts.  Joined by newlines, they are parsed by one ``re.findall`` (one tuple
+    per line, built in C), and nick and text ids are handed out in bulk
+    (:meth:`_Ids.ids_of`).  A test checks this against ``parse_server_line``.
+    """
+    if not texts:
+        return
+    parts = _SERVER_LINES.findall("\n".join(texts))
+    if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
+        parts = [_SERVER_LINES.match(text).groups() for text in texts]
+    sigil, chat_nick, private_nick, rest = np.array(parts, dtype=object).reshape(-1, 4).T
+    is_chat, is_private = chat_nick != "", private_nick != ""
+    kind = np.array([_SIGIL_KIND.get(s, NOTICE) for s in sigil], dtype=np.int32)
+    kind[is_chat], kind[is_private] = CHAT, PRIVATE  # no sigil, no nick: a plain notice
+    f.server_kind[ids] = kind
+    said = np.flatnonzero(is_chat | is_private)
+    f.server_nick[ids[said]] = nicks.ids_of(np.where(is_chat, chat_nick, private_nick)[said].tolist())
+    f.server_payload[ids[said]] = f.payloads.ids_of(rest[said].tolist())
+    # Replies may welcome a nick, notices may rename one.
+    rows = np.flatnonzero(kind == REPLY).tolist()
+    for r, m in zip(rows, map(_WELCOME.match, rest[rows]), strict=True):
+        if m:
+            f.welcome[ids[r]] = nicks[m.group(1)]
+    rows = np.flatnonzero(kind == NOTICE).tolist()
+    for r, m in zip(rows, map(_RENAMED.match, rest[rows]), strict=True):
+        if m:
+            f.rename_from[ids[r]], f.rename_to[ids[r]] = nicks[m.group(1)], nicks[m.group(2)]
 
 
 def _follow_nicks(event_lines, line_text, conn, direction, kinds: _TextFacts, texts, nicks: _Ids):
