@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scapy.all import ARP, IP, UDP, Ether, Raw
 
-from analysis_helpers import TSHARK, C, S, Talk, tshark_comments
+from analysis_helpers import T0, TSHARK, C, S, Talk, tshark_comments, write_capture
 from tcpchatx.analysis import (
     CLOSE_KINDS,
     ZEEK_CONN_STATES,
     analyze,
+    export,
     format_ladder,
     format_summary,
     read_packets,
     to_json,
     write_annotated,
+    write_json,
 )
 
 REFERENCES = Path(__file__).resolve().parents[1] / "captures"
@@ -125,3 +131,128 @@ def test_annotated_copy_of_a_microsecond_pcap(tmp_path):
     after = read_packets(out)
     assert set(after.ts_tps) == {10**6}
     assert list(after.ts_ticks) == list(read_packets(path).ts_ticks)
+
+
+# --------------------------------------------------------------------------- write_json
+
+
+def json_text(a, notes: bool = True) -> str:
+    """What ``write_json`` must write, the plain way: ``to_json``, then one
+    ``json.dumps`` per row, in write_json's layout."""
+    data = to_json(a, notes)
+    out = ["{\n"]
+    for key in ("format", "capture", "server"):
+        out.append(f" {json.dumps(key)}: {json.dumps(data[key])},\n")
+    for key in ("connections", "packets", "lines", "messages"):
+        rows = data[key]
+        out.append(f' "{key}": [')
+        out.append(",".join("\n  " + json.dumps(row, separators=(",", ":")) for row in rows))
+        out.append(("\n " if rows else "") + ("]\n}\n" if key == "messages" else "],\n"))
+    return "".join(out)
+
+
+def written_json(a, notes: bool = True) -> str:
+    out = io.StringIO()
+    write_json(a, out, notes)
+    return out.getvalue()
+
+
+CAPTURES = sorted(REFERENCES.glob("*.pcapng"))
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])
+def test_write_json_writes_what_json_dumps_writes(path):
+    a = analyze(path)
+    for notes in (True, False):
+        assert written_json(a, notes) == json_text(a, notes)
+
+
+def mixed_capture(path, fmt: str, nano: bool) -> Path:
+    """Everything the JSON writer treats apart: non-TCP frames, IPv6, invalid lines,
+    a private message, a frame carrying three lines, a line over two frames, text
+    to escape (and with "%" in it), a timestamp on a whole second."""
+    alice = Talk()
+    bob = Talk(client=("10.0.0.3", 40001), isn=(7000, 9000), start=T0 + 0.0004)
+    carol = Talk(client=("fd00::1", 40002), server=("fd00::2", 25000), v6=True, start=T0 + 0.0007)
+    for t in (alice, bob, carol):
+        t.handshake()
+    alice.send(C, b"alice\n")
+    alice.send(S, b"--- Welcome, alice! Online: nobody else yet.\n")
+    bob.send(C, b"bob\n")
+    bob.send(S, b"--- Welcome, bob! Online: alice.\n")
+    carol.send(C, b"carol\n")
+    alice.send(C, b'100% "sure" \\ caf\xc3\xa9 %d\n')
+    bob.send(S, b'<alice> 100% "sure" \\ caf\xc3\xa9 %d\n')
+    alice.send(C, b"/msg bob psst\n/online\nhi all\n")
+    bob.send(S, b"*alice* psst\n<alice> hi all\n")
+    alice.send(C, b"\xff\xfe\n" + b"x" * 1100 + b"\n")  # not UTF-8; too long
+    alice.send(C, b"split ")
+    alice.send(C, b"line\n")
+    bob.send(S, b"<alice> split line\n")
+    carol.send(C, b"%s %d %%\n")
+    for t in (alice, bob, carol):
+        t.fin(C)
+        t.fin(S)
+        t.ack(C)
+    udp = Ether() / IP(src="10.0.0.9", dst="10.0.0.255") / UDP(sport=5353, dport=5353) / Raw(b"x")
+    udp.time = T0  # a whole second: "1700000000.0"
+    arp = Ether() / ARP()
+    arp.time = T0 + 0.0053
+    packets = sorted(alice.packets + bob.packets + carol.packets + [udp, arp], key=lambda p: float(p.time))
+    for packet in packets:  # MAC addresses given: scapy need not look them up (slow)
+        packet[Ether].src = packet[Ether].dst = "02:00:00:00:00:01"
+    return write_capture(path, packets, fmt=fmt, nano=nano)
+
+
+@pytest.mark.parametrize("fmt, nano", [("pcap", False), ("pcap", True), ("pcapng", True)])
+def test_write_json_of_a_mixed_capture(tmp_path, monkeypatch, fmt, nano):
+    a = analyze(mixed_capture(tmp_path / f"mixed.{fmt}", fmt, nano))
+    assert not a.packets.is_tcp.all() and "fd00::1" in a.packets.addresses
+    assert {"invalid", "private"} <= {line.kind for line in a.lines}
+    assert max(Counter(line.frame for line in a.lines).values()) == 3
+    assert any(len(line.frames) == 2 for line in a.lines)
+    assert any(m.kind == "private" and m.deliveries for m in a.messages)
+    assert any("%" in m.text for m in a.messages)
+    for chunk in (1, 4, export.CHUNK):  # rows and lists cut anywhere
+        monkeypatch.setattr(export, "CHUNK", chunk)
+        for notes in (True, False):
+            assert written_json(a, notes) == json_text(a, notes)
+
+
+def test_write_json_of_a_tcp_frame_no_connection_claims(tmp_path):
+    """The tracker claims every TCP frame; were one left out, JSON says so (and it is a
+    frame whose endpoints the writer must write itself)."""
+    a = analyze(chat_talk().write(tmp_path / "chat.pcap"))
+    t = a.tracking
+    t.step[4] = t.conn[4] = t.direction[4] = -1  # frame 5: "alice\n"
+    row = to_json(a)["packets"][4]
+    assert (row["phase"], row["step"], row["direction"], row["lines"]) == ("other", None, None, [1])
+    assert row["note"] == "Not a TCP segment of a tracked connection."
+    assert written_json(a) == json_text(a)
+
+
+def test_seconds_are_written_as_repr_writes_them():
+    """The shortcut for floats that are a number of ticks (see export._seconds)."""
+    rng = np.random.default_rng(7)
+    for per_second in (1, 10, 1000, 10**6, 10**9, 1 << 20):
+        top = 2**33 * per_second
+        ticks = np.r_[rng.integers(0, min(2 * top, 1 << 62), 3000),
+                      rng.integers(0, 10**5, 300) * per_second // 1000,  # trailing zeros
+                      0, 1, 99, 100, 1000, top - 1, top, top + 1, -1, -per_second]
+        exact = ticks / per_second
+        split = ticks // per_second + ticks % per_second / per_second  # as packets.time does it
+        nudged = np.nextafter(exact, np.inf)
+        for values in (exact, split, nudged, -exact):
+            part, digits, fast = export._seconds(values, ticks, np.full(len(ticks), per_second))
+            got = [p % d if f else p for p, d, f in zip(part, digits.tolist(), fast, strict=True)]
+            assert got == [repr(x) for x in values.tolist()]
+        if per_second <= 10**6:
+            assert export._seconds(exact, ticks, np.full(len(ticks), per_second))[2].mean() > 0.4
+
+
+@pytest.mark.parametrize("values", [[5, 3, 5, 4], [7] * 10, [0, 1 << 40, 3], []])
+def test_distinct_is_numpy_unique(values):
+    values = np.array(values, dtype=np.int64)
+    distinct, inverse = export._distinct(values)
+    want_distinct, want_inverse = np.unique(values, return_inverse=True)
+    assert distinct.tolist() == want_distinct.tolist() and inverse.tolist() == want_inverse.tolist()

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
+from string import Formatter
 from typing import TextIO
 
 import numpy as np
@@ -102,6 +103,22 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- streaming
+#
+# How write_json is fast
+# ----------------------
+# A million packets make a million rows of JSON.  Formatting them one at a time (a
+# dict, or a ``%`` per row) costs microseconds each.  Here a chunk of rows is
+# formatted by ONE ``%`` operation (:func:`_format_rows`):
+#
+# * the text of the rows - keys, and the strings that repeat: addresses, flags,
+#   steps, note sentences, chat texts, nicks - comes from tables of ready-made JSON
+#   (each distinct string escaped once), picked for every row at once by numpy
+#   indexing, and joined into one %-template;
+# * the numbers are numpy columns, stacked and flattened row by row into the
+#   template's arguments.
+#
+# Python does per-row work only for rare rows (a frame completing several lines, a
+# float whose repr has no shortcut), and ``%`` writes the digits in C.
 
 
 def write_json(a, fp: TextIO, notes: bool = True) -> None:
@@ -110,142 +127,371 @@ def write_json(a, fp: TextIO, notes: bool = True) -> None:
     ``json.loads`` of the output equals ``to_json(a, notes)``.  The layout differs
     from ``json.dump(..., indent=1)``: each packet, line and message is one line of
     compact JSON, so a million packets is a million lines one can ``grep``.  Rows
-    are formatted from per-column lists (strings that repeat - addresses, flags,
-    steps - are escaped once), in chunks, so memory stays bounded.
+    are written a chunk at a time, so memory stays bounded.
     """
     data = to_json_header(a)
     fp.write("{\n")
     for key in ("format", "capture", "server"):
         fp.write(f" {json.dumps(key)}: {json.dumps(data[key])},\n")
     fp.write(' "connections": [')
-    _write_rows(fp, (json.dumps(c, separators=(",", ":")) for c in data["connections"]))
+    _write_list(fp, ["".join(ROW + json.dumps(c, separators=(",", ":")) for c in data["connections"])])
     fp.write('],\n "packets": [')
-    _write_rows(fp, _packet_rows(a, notes))
+    _write_list(fp, _packet_chunks(a, notes))
     fp.write('],\n "lines": [')
-    _write_rows(fp, _line_rows(a))
+    _write_list(fp, _line_chunks(a))
     fp.write('],\n "messages": [')
-    _write_rows(fp, _message_rows(a))
+    _write_list(fp, _message_chunks(a))
     fp.write("]\n}\n")
 
 
-def _write_rows(fp: TextIO, rows: Iterable[str], chunk: int = 1 << 14) -> None:
-    batch: list[str] = []
-    sep = "\n  "
+ROW = ",\n  "  # what comes before each row of a list (the list's first comma is dropped)
+CHUNK = 1 << 14  # rows formatted at a time: a few MB of text
+
+
+def _write_list(fp: TextIO, chunks: Iterable[str]) -> None:
+    """Write the rows of a list (each chunk is rows, each starting with ``ROW``)."""
     first = True
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= chunk:
-            fp.write(("" if first else ",") + sep + ("," + sep).join(batch))
+    for text in chunks:
+        if text:
+            fp.write(text[1:] if first else text)
             first = False
-            batch.clear()
-    if batch:
-        fp.write(("" if first else ",") + sep + ("," + sep).join(batch))
-    if not first or batch:
+    if not first:
         fp.write("\n ")
 
 
-def _string(value) -> str:
-    return "null" if value is None else _escape(value)
+def _format_rows(parts: list, numbers: list[np.ndarray], used: np.ndarray | None = None) -> str:
+    """Rows of text and numbers, formatted with one ``%``.
+
+    ``parts`` are the pieces of text of every row, in order: a str (the same in every
+    row) or an object array (one str per row).  Joined row after row they are one
+    %-template, with a ``%d`` (or ``%03d``...) for each number a row shows; so a
+    literal "%" in a part must be written "%%" (see :func:`_piece`).  ``numbers`` are
+    integer columns, in the order of the placeholders; ``used[i, j]`` says whether
+    row ``i`` shows number ``j`` (default: every row shows every number).
+    """
+    merged: list = []  # neighbouring constant parts as one
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    cells = np.empty((len(numbers[0]), len(merged)), dtype=object)
+    for j, part in enumerate(merged):
+        cells[:, j] = part
+    template = "".join(cells.ravel().tolist()).encode("ascii")  # JSON text here is ASCII
+    values = np.column_stack([np.asarray(x, dtype=np.int64) for x in numbers])  # never floats
+    values = values.ravel() if used is None else values[used]  # row by row
+    # bytes % copies the text between placeholders with memcpy; str % reads it
+    # character by character: twice as slow in all.
+    return (template % tuple(values.tolist())).decode("ascii")
 
 
-def _packet_rows(a, notes: bool) -> Iterator[str]:
-    p, t = a.packets, a.tracking
-    address = [_escape(x) for x in p.addresses]
-    flags = [_escape(FLAG_STRINGS[v]) for v in range(512)]
-    step_name = [_escape(s.name) for s in STEPS]
-    direction = [_escape(d) for d in DIRECTIONS]
-    phase_of_step = [_escape(s.phase) for s in STEPS] + [_escape("other")]
-    line_frame = a.chat.line_frame  # sorted: line ids of a frame are a range
-    note_of = _note_maker(a) if notes else None
-    head = '{"frame":%d,"time":%r,"ts_ticks":%d,"ts_per_second":%d,"tcp":%s,"phase":%s'
-    tcp_part = (',"src":%s,"sport":%d,"dst":%s,"dport":%d,"flags":%s,"seq":%d,"ack":%d,'
-                '"len":%d,"conn":%d,"direction":%s,"step":%s')
-    n = len(p)
-    step_chunk = 1 << 16
-    for lo in range(0, n, step_chunk):
-        hi = min(n, lo + step_chunk)
-        first_line = np.searchsorted(line_frame, p.frame[lo:hi], "left").tolist()
-        end_line = np.searchsorted(line_frame, p.frame[lo:hi], "right").tolist()
-        cols = zip(first_line, end_line,
-            p.frame[lo:hi].tolist(), p.time[lo:hi].tolist(), p.ts_ticks[lo:hi].tolist(),
-            p.ts_tps[lo:hi].tolist(), p.is_tcp[lo:hi].tolist(), t.step[lo:hi].tolist(),
-            p.src[lo:hi].tolist(), p.sport[lo:hi].tolist(), p.dst[lo:hi].tolist(),
-            p.dport[lo:hi].tolist(), (p.flags[lo:hi] & 0x1FF).tolist(), t.rel_seq[lo:hi].tolist(),
-            t.rel_ack[lo:hi].tolist(), p.payload_len[lo:hi].tolist(), t.conn[lo:hi].tolist(),
-            t.direction[lo:hi].tolist(), p.seq[lo:hi].tolist(), strict=True,
-        )
-        for (l_lo, l_hi, frame, time, ticks, tps, tcp, step, src, sport, dst, dport, fl, seq, ack, length,
-             conn, d, raw_seq) in cols:
-            row = head % (frame, time, ticks, tps, "true" if tcp else "false", phase_of_step[step])
-            if tcp:
-                row += tcp_part % (address[src], sport, address[dst], dport, flags[fl], seq, ack,
-                                   length, conn, direction[d] if d >= 0 else "null",
-                                   step_name[step] if step >= 0 else "null")
-                if note_of is not None:
-                    row += ',"note":' + _escape(note_of(step, d, raw_seq, length, seq, ack, conn))
-                if l_hi > l_lo:
-                    row += ',"lines":[' + ",".join(map(str, range(l_lo, l_hi))) + "]"
-            yield row + "}"
+def _piece(text: str | None) -> str:
+    """``text`` as a JSON string (``null`` for None) that can go into a %-template."""
+    return "null" if text is None else _escape(text).replace("%", "%%")
 
 
-def _note_maker(a):
-    """``a.note(i)`` from row ``i``'s values: each step's template is filled once per
-    direction with the words (Sender, peer, state); only numbers are filled per packet."""
-    numbers = {k: "{" + k + "}" for k in ("isn", "len", "seq", "seq_end", "ack", "port")}
-    prefilled = []
-    for step_id, step in enumerate(STEPS):
-        state = State(step_id // len(Kind)).name  # STEPS is numbered state-major
-        per_direction = []
-        for d in (0, 1):
-            sender, peer = ROLE_NAMES[DIRECTIONS[d]], ROLE_NAMES[DIRECTIONS[1 - d]]
-            per_direction.append(step.note.format(Sender=sender.capitalize(), sender=sender,
-                                                  peer=peer, state=state, **numbers))
-        prefilled.append(per_direction)
-    port = [c.server[1] for c in a.connections]
-
-    def note(step: int, d: int, isn: int, length: int, seq: int, ack: int, conn: int) -> str:
-        return prefilled[step][d].format(isn=isn, len=length, seq=seq, seq_end=seq + max(length, 1) - 1,
-                                         ack=ack, port=port[conn])
-
-    return note
+def _pieces(texts: list) -> np.ndarray:
+    """:func:`_piece` of each text, plus ``null`` at the end: index -1 (no text) picks it."""
+    return np.array([_piece(x) for x in texts] + ["null"], dtype=object)
 
 
-def _line_rows(a, chunk: int = 1 << 16) -> Iterator[str]:
-    """One JSON object per line, straight from the chat's columns (no ChatLine objects).
+def _as_text(values: np.ndarray) -> np.ndarray:
+    """Integers as parts of the rows' text rather than numbers to format.
 
-    Each distinct text, nick and command is escaped once, not once per line.
+    For columns of few distinct values (ticks per second, a direction): each distinct
+    one is written once, which is cheaper than a ``%d`` in every row.
+    """
+    distinct, inverse = _distinct(values)
+    return np.array([str(x) for x in distinct.tolist()], dtype=object)[inverse]
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``numpy.unique(values, return_inverse=True)``, faster for values in a narrow range.
+
+    Whole seconds, ticks per second, directions: a chunk's values are close together,
+    so a table indexed by value finds the distinct ones without sorting.
+    """
+    if len(values) == 0 or int(values.max()) - int(values.min()) > 4 * len(values):
+        return np.unique(values, return_inverse=True)
+    low = values.min()
+    seen = np.zeros(int(values.max() - low) + 1, dtype=bool)
+    seen[values - low] = True
+    return np.flatnonzero(seen) + low, (np.cumsum(seen) - 1)[values - low]
+
+
+# --------------------------------------------------------------------------- floats
+
+
+DECIMAL_PLACES = {10**k: k for k in range(7)}  # ticks per second -> digits after the point
+
+
+def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
+    """Each float as ``repr`` writes it: ``(part, digits, fast)`` (see below).
+
+    ``repr`` writes the shortest decimal that reads back as the same float, and it is
+    slow (about 0.4 µs).  When a float is ``ticks / per_second`` rounded once (numpy's
+    division, checked here), with ``per_second = 10**k`` (k <= 6) and the float below
+    2**33, that decimal is the ticks with a point k digits from the right: every other
+    decimal with at most k digits after the point is at least 10**-k away, more than
+    the gap between two floats there (at most 2**-20), so it reads back as another
+    float.  From 1e-4 to 1e16 ``repr`` writes no exponent, and drops trailing zeros
+    but keeps one digit after the point.
+
+    Such a *fast* float is written as the part ``"1700000000.%03d"`` (the whole seconds
+    repeat from row to row: each distinct part is made once) and the number
+    ``digits`` after the point.  Any other float's part is its ``repr`` (and its
+    ``digits`` are not used).
+    """
+    places = np.full(len(values), -1, dtype=np.int64)
+    for tps, k in DECIMAL_PLACES.items():
+        places[per_second == tps] = k
+    decimal = places >= 0
+    exact = ticks / np.where(decimal, per_second, 1)  # int64 / int64: one rounding
+    fast = (decimal & (values == exact) & ~np.signbit(values)
+            & (((values >= 1e-4) & (values < 2.0**33)) | (values == 0)))
+    whole, digits = np.divmod(np.where(fast, ticks, 0), np.where(fast, per_second, 1))
+    places = np.maximum(places, 1)
+    for _ in range(6):  # drop trailing zeros (all but one when the fraction is 0)
+        zero = (places > 1) & (digits % 10 == 0)
+        digits = np.where(zero, digits // 10, digits)
+        places -= zero
+    part = np.empty(len(values), dtype=object)
+    keys, inverse = _distinct((whole * 8 + places)[fast])  # places <= 6
+    part[fast] = np.array([f"{key >> 3}.%0{key & 7}d" for key in keys.tolist()], dtype=object)[inverse]
+    slow = np.flatnonzero(~fast)
+    part[slow] = [repr(x) for x in values[slow].tolist()]
+    return part, digits, fast
+
+
+# --------------------------------------------------------------------------- packets
+
+
+def _packet_chunks(a, notes: bool) -> Iterator[str]:
+    """The packets' rows, ``CHUNK`` at a time."""
+    rows = _PacketRows(a, notes)
+    n = len(a.packets)
+    for lo in range(0, n, CHUNK):
+        yield _format_rows(*rows.parts(lo, min(n, lo + CHUNK)))
+
+
+class _PacketRows:
+    """The ready-made JSON of packet rows, and how to pick it for a range of rows.
+
+    A TCP row is made of these parts (``%d`` where a number goes)::
+
+        ,\\n  {"frame":%d,"time":   1700000000.%06d   ,"ts_ticks":%d,"ts_per_second":   1000000
+        ,"tcp":true,"phase":"data"   ,"src":"10.0.0.1","sport":40000,"dst":...,"dport":25000
+        ,"flags":"AP"   ,"seq":%d,"ack":%d,"len":%d,"conn":%d,"direction":"originator",
+        "step":"DATA","note":"Client sends %d bytes (relative seq %d..%d)."   }
+
+    Whether the frame is TCP, its phase, the words of its step and note depend on
+    the row's *body*: 0 not TCP, 1 a TCP frame no connection claimed, and
+    ``2 + 2 * step + direction``; the note's numbers (``{len}``, ``{seq}``...) are
+    numbers of the row like the others.  A non-TCP row stops after its phase.
+    """
+
+    NOTE_NUMBERS = ("isn", "len", "seq", "seq_end", "ack", "port")  # rows of note_values in parts()
+
+    def __init__(self, a, notes: bool):
+        self.a = a
+        p = a.packets
+        self.per_second = np.broadcast_to(np.asarray(p.ts_tps, dtype=np.int64), (len(p),))
+        self.flags = np.array([',"flags":' + _piece(s) for s in FLAG_STRINGS] + [""], dtype=object)
+        self.port = np.array([c.server[1] for c in a.connections] + [0], dtype=np.int64)
+        self._endpoint_table()
+        heads, middles, note_numbers = [], [], []
+        for body in range(2 + 2 * len(STEPS)):
+            if body < 2:
+                phase, direction, step = "other", "null", "null"
+                note, numbers = _piece("Not a TCP segment of a tracked connection."), []
+            else:
+                step_id, d = divmod(body - 2, 2)
+                phase, step = STEPS[step_id].phase, _piece(STEPS[step_id].name)
+                direction = _piece(DIRECTIONS[d])
+                note, numbers = _note_template(step_id, d)
+            heads.append(',"tcp":' + ("true" if body else "false") + ',"phase":' + _piece(phase))
+            middle = ',"seq":%d,"ack":%d,"len":%d,"conn":%d,"direction":' + direction + ',"step":' + step
+            middles.append("" if body == 0 else middle + (',"note":' + note if notes else ""))
+            note_numbers.append([self.NOTE_NUMBERS.index(x) for x in numbers] if notes else [])
+        self.heads = np.array(heads, dtype=object)
+        self.middles = np.array(middles, dtype=object)
+        width = max(map(len, note_numbers))  # -1: no number there
+        self.note_numbers = np.array([x + [-1] * (width - len(x)) for x in note_numbers], dtype=np.int64)
+        self.line_ends = np.array(["}", ',"lines":[%d]}'], dtype=object)  # by number of lines (0, 1)
+
+    def _endpoint_table(self) -> None:
+        """',"src":...,"dport":N' of each (connection, direction), and those four values.
+
+        Every packet of a connection has its endpoints; each chunk checks it, row by row.
+        """
+        address_id = {x: i for i, x in enumerate(self.a.packets.addresses)}
+        pieces, values = [], []
+        for c in self.a.connections:
+            for (src, sport), (dst, dport) in ((c.client, c.server), (c.server, c.client)):
+                pieces.append(_endpoints_piece(src, sport, dst, dport))
+                values.append((address_id.get(src, -1), sport, address_id.get(dst, -1), dport))
+        self.endpoints = np.array(pieces + [""], dtype=object)
+        self.endpoint_values = np.array(values + [(-1, -1, -1, -1)], dtype=np.int64).reshape(-1, 4)
+
+    def parts(self, lo: int, hi: int) -> tuple[list, list, np.ndarray]:
+        """The arguments of :func:`_format_rows` for rows ``lo`` to ``hi - 1``."""
+        p, t = self.a.packets, self.a.tracking
+        r, k = slice(lo, hi), hi - lo
+        tcp, step, conn = p.is_tcp[r], t.step[r].astype(np.int64), t.conn[r]
+        tracked = tcp & (step >= 0)
+        body = np.where(tracked, 2 + 2 * step + t.direction[r], tcp.astype(np.int64))
+        time, time_digits, fast = _seconds(p.time[r], p.ts_ticks[r], self.per_second[r])
+        seq, ack, length = t.rel_seq[r], t.rel_ack[r], p.payload_len[r]
+        port = self.port[np.where(tracked, conn, -1)]
+        note_values = np.stack([p.seq[r], length, seq, seq + np.maximum(length, 1) - 1, ack, port])
+        which = self.note_numbers[body]  # (rows, width): the NOTE_NUMBERS the note shows
+        notes = [note_values[np.maximum(w, 0), np.arange(k)] for w in which.T]
+        first_line, line_end = self._lines(p.frame[r], tcp)
+        flags = np.where(tcp, p.flags[r] & 0x1FF, len(FLAG_STRINGS))  # the last entry is ""
+        parts = [ROW + '{"frame":%d,"time":', time,
+                 ',"ts_ticks":%d,"ts_per_second":', _as_text(self.per_second[r]), self.heads[body],
+                 self._endpoints(r, tcp, tracked), self.flags[flags], self.middles[body], line_end]
+        numbers = [p.frame[r], time_digits, p.ts_ticks[r], seq, ack, length, conn, *notes, first_line]
+        always = np.ones(k, bool)
+        used = np.column_stack([always, fast, always, np.repeat(tcp[:, None], 4, axis=1),
+                                which >= 0, first_line >= 0])
+        return parts, numbers, used
+
+    def _endpoints(self, r: slice, tcp: np.ndarray, tracked: np.ndarray) -> np.ndarray:
+        """Each TCP row's endpoints: its connection's, checked; or written for that row."""
+        p, t = self.a.packets, self.a.tracking
+        code = np.where(tracked, t.conn[r].astype(np.int64) * 2 + t.direction[r], -1)
+        values = np.column_stack([p.src[r], p.sport[r], p.dst[r], p.dport[r]])
+        same = (self.endpoint_values[code] == values).all(axis=1)
+        pieces = self.endpoints[np.where(tracked & same, code, -1)]
+        for i in np.flatnonzero(tcp & ~(tracked & same)).tolist():
+            j = r.start + i
+            pieces[i] = _endpoints_piece(p.addresses[p.src[j]], int(p.sport[j]), p.addresses[p.dst[j]],
+                                         int(p.dport[j]))
+        return pieces
+
+    def _lines(self, frames: np.ndarray, tcp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first line each frame completed (-1: none), and the row's end: ``,"lines":[...]}``."""
+        line_frame = self.a.chat.line_frame  # sorted: the lines of a frame are a range
+        first = np.searchsorted(line_frame, frames, "left")
+        count = np.where(tcp, np.searchsorted(line_frame, frames, "right") - first, 0)
+        end = self.line_ends[np.minimum(count, 1)]
+        for i in np.flatnonzero(count > 1).tolist():  # the others are text
+            end[i] = ',"lines":[%d,' + ",".join(map(str, range(first[i] + 1, first[i] + count[i]))) + "]}"
+        return np.where(count > 0, first, -1), end
+
+
+def _endpoints_piece(src: str, sport: int, dst: str, dport: int) -> str:
+    return f',"src":{_piece(src)},"sport":{sport},"dst":{_piece(dst)},"dport":{dport}'
+
+
+def _note_template(step_id: int, d: int) -> tuple[str, list[str]]:
+    """The note of a step sent in direction ``d``, as a JSON string with ``%d`` for its
+    numbers, and the names of those numbers in order.
+
+    The words (Sender, peer, state) are the same for every packet of that step and
+    direction, so they are filled in here, once.
+    """
+    state = State(step_id // len(Kind)).name  # STEPS is numbered state-major
+    sender, peer = ROLE_NAMES[DIRECTIONS[d]], ROLE_NAMES[DIRECTIONS[1 - d]]
+    words = {"Sender": sender.capitalize(), "sender": sender, "peer": peer, "state": state}
+    text, numbers = "", []
+    for literal, name, spec, conversion in Formatter().parse(STEPS[step_id].note):
+        text += literal.replace("%", "%%")
+        if name is None:
+            continue
+        assert not spec and conversion is None, "notes use plain {name} fields"
+        if name in words:
+            text += words[name].replace("%", "%%")
+        else:
+            text += "%d"
+            numbers.append(name)
+    return _escape(text), numbers
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def _line_chunks(a) -> Iterator[str]:
+    """One JSON object per line, straight from the chat's columns (no ChatLine objects)."""
+    chat = a.chat
+    texts, nicks, commands = _pieces(chat.texts), _pieces(chat.nicks), _pieces(chat.commands)
+    kinds = _pieces(KIND_NAMES)
+    for lo in range(0, chat.n_lines, CHUNK):
+        r = slice(lo, min(chat.n_lines, lo + CHUNK))
+        first, last = chat.line_first_run[r], chat.line_last_run[r]
+        frames = np.full(len(first), "%d", dtype=object)  # the first frame is a number
+        for i in np.flatnonzero(first != last).tolist():  # the others are text
+            frames[i] = "%d," + ",".join(map(str, chat.run_frames[first[i] + 1 : last[i] + 1].tolist()))
+        time, time_digits, fast = _seconds(chat.line_time[r], chat.line_ticks[r], chat.line_per_second[r])
+        parts = [ROW + '{"id":%d,"conn":%d,"direction":', _as_text(chat.line_direction[r]),
+                 ',"text":', texts[chat.line_text[r]], ',"kind":', kinds[chat.line_kind[r]],
+                 ',"nick":', nicks[chat.line_nick[r]], ',"command":', commands[chat.line_command[r]],
+                 ',"start":%d,"end":%d,"frames":[', frames, '],"frame":%d,"time":', time,
+                 ',"recipient":', nicks[chat.line_recipient[r]],
+                 ',"ticks":%d,"per_second":', _as_text(chat.line_per_second[r]), "}"]
+        numbers = [np.arange(r.start, r.stop), chat.line_conn[r], chat.line_start[r], chat.line_end[r],
+                   np.where(first == last, chat.line_frame[r], chat.run_frames[first]), chat.line_frame[r],
+                   time_digits, chat.line_ticks[r]]
+        used = np.ones((len(first), len(numbers)), bool)
+        used[:, 6] = fast
+        yield _format_rows(parts, numbers, used)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _message_chunks(a) -> Iterator[str]:
+    """One JSON object per message, with its deliveries, from the chat's columns.
+
+    A message has any number of deliveries, so its row is made of two strings: the
+    message's own fields, and its deliveries.  Each is formatted for the whole chunk
+    at once and cut apart at ``\\n`` (JSON never has a raw newline inside a string).
     """
     chat = a.chat
-    template = ('{"id":%d,"conn":%d,"direction":%d,"text":%s,"kind":%s,"nick":%s,"command":%s,'
-                '"start":%d,"end":%d,"frames":[%s],"frame":%d,"time":%r,"recipient":%s,'
-                '"ticks":%d,"per_second":%d}')
-    texts = [_escape(x) for x in chat.texts] + ["null"]  # id -1 picks "null"
-    nicks = [_escape(x) for x in chat.nicks] + ["null"]
-    commands = [_escape(x) for x in chat.commands] + ["null"]
-    kinds = [_escape(x) for x in KIND_NAMES]
-    run_frames = chat.run_frames.tolist()
-    for lo in range(0, chat.n_lines, chunk):
-        hi = min(chat.n_lines, lo + chunk)
-        cols = zip(range(lo, hi), *(c[lo:hi].tolist() for c in (
-            chat.line_conn, chat.line_direction, chat.line_text, chat.line_kind, chat.line_nick,
-            chat.line_command, chat.line_start, chat.line_end, chat.line_first_run, chat.line_last_run,
-            chat.line_frame, chat.line_time, chat.line_recipient, chat.line_ticks, chat.line_per_second)),
-            strict=True)
-        for (i, conn, d, text, kind, nick, command, start, end, first, last, frame, time, recipient,
-             ticks, per_second) in cols:
-            frames = str(frame) if first == last else ",".join(map(str, run_frames[first : last + 1]))
-            yield template % (i, conn, d, texts[text], kinds[kind], nicks[nick], commands[command],
-                              start, end, frames, frame, time, nicks[recipient], ticks, per_second)
+    nicks = _pieces(chat.nicks)
+    kinds = _pieces(["chat", "private"])
+    for lo in range(0, chat.n_messages, CHUNK):
+        hi = min(chat.n_messages, lo + CHUNK)
+        line = chat.msg_line[lo:hi]
+        time, time_digits, fast = _seconds(chat.line_time[line], chat.line_ticks[line],
+                                           chat.line_per_second[line])
+        parts = ['{"id":%d,"kind":', kinds[chat.msg_private[lo:hi].astype(np.int64)],
+                 ',"conn":%d,"sender":', nicks[chat.line_nick[line]],
+                 ',"text":', _pieces(chat.msg_text[lo:hi])[:-1], ',"to":', _pieces(chat.msg_to[lo:hi])[:-1],
+                 ',"frame":%d,"time":', time, ',"line":%d,"deliveries":[\n']
+        numbers = [np.arange(lo, hi), chat.line_conn[line], chat.line_frame[line], time_digits, line]
+        used = np.ones((hi - lo, len(numbers)), bool)
+        used[:, 3] = fast
+        rows = np.empty((hi - lo, 4), dtype=object)
+        rows[:, 0] = ROW
+        rows[:, 1] = _format_rows(parts, numbers, used).split("\n")[:-1]
+        rows[:, 2] = _deliveries(chat, lo, hi, nicks)
+        rows[:, 3] = "]}"
+        yield "".join(rows.ravel().tolist())
 
 
-def _message_rows(a) -> Iterator[str]:
-    """One JSON object per message, as ``json.dumps(asdict(message))`` would write it."""
-    delivery = '{"recipient":%s,"conn":%d,"frame":%d,"time":%r,"latency":%r,"line":%d}'
-    template = ('{"id":%d,"kind":%s,"conn":%d,"sender":%s,"text":%s,"to":%s,"frame":%d,'
-                '"time":%r,"line":%d,"deliveries":[%s]}')
-    kinds = {"chat": _escape("chat"), "private": _escape("private")}
-    for m in a.chat.each_message():
-        deliveries = ",".join(delivery % (_string(d.recipient), d.conn, d.frame, d.time, d.latency,
-                                          d.line) for d in m.deliveries)
-        yield template % (m.id, kinds[m.kind], m.conn, _string(m.sender), _escape(m.text),
-                          _string(m.to), m.frame, m.time, m.line, deliveries)
+def _deliveries(chat, lo: int, hi: int, nicks: np.ndarray) -> np.ndarray:
+    """The deliveries of messages ``lo`` to ``hi - 1``, as one string per message."""
+    start = chat.delivery_start[lo : hi + 1]
+    out = np.full(hi - lo, "", dtype=object)
+    if start[-1] == start[0]:
+        return out
+    d = slice(int(start[0]), int(start[-1]))
+    line = chat.delivery_line[d]
+    sent = chat.msg_line[np.repeat(np.arange(lo, hi), np.diff(start))]  # the message's line
+    per_second = chat.line_per_second[line]
+    time, time_digits, time_fast = _seconds(chat.line_time[line], chat.line_ticks[line], per_second)
+    latency, latency_digits, latency_fast = _seconds(
+        chat.delivery_latency[d], chat.line_ticks[line] - chat.line_ticks[sent], per_second)
+    is_last = np.zeros(len(line), dtype=np.int64)  # of its message's deliveries
+    is_last[start[1:][start[1:] > start[:-1]] - start[0] - 1] = 1
+    parts = ['{"recipient":', nicks[chat.line_recipient[line]], ',"conn":%d,"frame":%d,"time":', time,
+             ',"latency":', latency, ',"line":%d}', np.array([",", "\n"], dtype=object)[is_last]]
+    numbers = [chat.line_conn[line], chat.line_frame[line], time_digits, latency_digits, line]
+    used = np.ones((len(line), len(numbers)), bool)
+    used[:, 2] = time_fast
+    used[:, 3] = latency_fast
+    out[start[1:] > start[:-1]] = _format_rows(parts, numbers, used).split("\n")[:-1]
+    return out
