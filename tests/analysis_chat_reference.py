@@ -103,7 +103,7 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     skip = np.maximum(expected - seq, 0)
     g, rows, seq, caplen, skip, hole = g[placed], rows[placed], seq[placed], caplen[placed], skip[placed], hole[placed]
     size = caplen - skip
-    src = p.payload_offset[rows].astype(np.int64) + skip
+    src = p.payload_offsets(rows) + skip
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
     buf = p.buffer
     data = b"".join([buf[a : a + n] for a, n in zip(src.tolist(), size.tolist(), strict=True)])

@@ -337,7 +337,7 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     del expected, end, first
     g, rows, seq, caplen, skip, hole = g[placed], rows[placed], seq[placed], caplen[placed], skip[placed], hole[placed]
     size = caplen - skip
-    src = p.payload_offset[rows].astype(np.int64) + skip
+    src = p.payload_offsets(rows) + skip
     del seq, caplen, skip
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
     data = _gather_runs(p.buffer, src, size, starts)
@@ -771,6 +771,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
         recipient = nick_key_id[chat.line_recipient[out_line]]  # NONE -> last entry (NONE)
         same = (recipient == NONE) | (to_key[pair_msg] == NONE) | (recipient == to_key[pair_msg])
         ok &= ~private_pair | same
+        del recipient, same
     # Messages that share a key compete for its lines: those go through a loop.
     shared = np.zeros(len(msg_line), dtype=bool)
     if len(msg_key):
@@ -787,6 +788,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     _, first = np.unique(group, return_index=True)
     chosen = np.zeros(len(pair_msg), dtype=bool)
     chosen[cand[first]] = True
+    del alone, cand, group, first
     # Shared keys: in message order, each takes lines the earlier ones left.
     used: set[int] = set()
     conn_of = chat.line_conn
@@ -807,6 +809,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
                 break
     picked = np.flatnonzero(chosen)
     d_msg, d_line = pair_msg[picked], out_line[picked]
+    del picked, chosen, ok, pair_msg, out_line, private_pair  # a million-packet chat: 30 MB
     chat.delivery_line = d_line
     chat.delivery_start = np.searchsorted(d_msg, np.arange(len(msg_line) + 1))
     chat.delivery_latency = _latencies(chat, msg_line[d_msg], d_line)

@@ -70,7 +70,7 @@ class Packets:
     seq: np.ndarray  # uint32: raw sequence number (mind wrap-around: uint32 + 1 wraps)
     ack: np.ndarray  # uint32: raw acknowledgement number
     window: np.ndarray  # uint16: raw window field (not scaled)
-    payload_offset: np.ndarray  # int64: offset of the TCP payload in the file buffer
+    payload_start: np.ndarray  # uint16: where the TCP payload starts, counted from the frame's first byte
     payload_len: np.ndarray  # int32: TCP payload length from the IP header (Wireshark's tcp.len)
     payload_caplen: np.ndarray  # int32: how much of it was captured
     header_len: np.ndarray  # uint8: TCP header length (data offset * 4)
@@ -84,9 +84,13 @@ class Packets:
     def buffer(self):
         return self.index.buffer
 
+    def payload_offsets(self, rows: np.ndarray) -> np.ndarray:
+        """Where the TCP payload of each of ``rows`` starts in the file buffer (int64)."""
+        return self.index.data_offset[rows] + self.payload_start[rows]
+
     def payload(self, i: int) -> bytes:
         """The captured TCP payload of row ``i``."""
-        start = int(self.payload_offset[i])
+        start = int(self.index.data_offset[i]) + int(self.payload_start[i])
         return bytes(self.buffer[start : start + int(self.payload_caplen[i])])
 
     def tcp_options(self, i: int) -> dict[str, object]:
@@ -94,7 +98,7 @@ class Packets:
 
         Done on demand, per packet: only SYNs carry the interesting ones.
         """
-        start = int(self.payload_offset[i]) - int(self.header_len[i]) + 20
+        start = int(self.index.data_offset[i]) + int(self.payload_start[i]) - int(self.header_len[i]) + 20
         return parse_tcp_options(bytes(self.buffer[start : start + int(self.options_len[i])]))
 
 
@@ -184,7 +188,7 @@ def decode(index: RecordIndex) -> Packets:
 COLUMN_TYPES = {
     "is_tcp": bool, "ip_version": np.int8, "src": np.int32, "dst": np.int32,
     "sport": np.uint16, "dport": np.uint16, "flags": np.int16, "seq": np.uint32,
-    "ack": np.uint32, "window": np.uint16, "payload_offset": np.int64,
+    "ack": np.uint32, "window": np.uint16, "payload_start": np.uint16,
     "payload_len": np.int32, "payload_caplen": np.int32, "header_len": np.uint8,
     "options_len": np.uint8,
 }
@@ -261,7 +265,8 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     out["seq"][t_rows] = tcp["seq"]
     out["ack"][t_rows] = tcp["ack"]
     out["window"][t_rows] = tcp["window"]
-    out["payload_offset"][t_rows] = payload_offset
+    # Link, IP (with at most four 2 KiB IPv6 extension headers) and TCP headers: < 64 KiB.
+    out["payload_start"][t_rows] = payload_offset - start[t]
     out["payload_len"][t_rows] = payload_len
     out["payload_caplen"][t_rows] = np.clip(end[t] - payload_offset, 0, payload_len)
     out["header_len"][t_rows] = doff
