@@ -21,6 +21,7 @@ from .labels import (
     ZEEK_CONN_STATES,
     flag_string,
 )
+from .memory import release_freed_memory
 from .states import STEPS, Kind, State
 
 FORMAT_VERSION = 1
@@ -137,15 +138,17 @@ def write_json(a, fp: TextIO, notes: bool = True) -> None:
     _write_list(fp, ["".join(ROW + json.dumps(c, separators=(",", ":")) for c in data["connections"])])
     fp.write('],\n "packets": [')
     _write_list(fp, _packet_chunks(a, notes))
+    release_freed_memory()  # each list's chunks have their own sizes (see .memory)
     fp.write('],\n "lines": [')
     _write_list(fp, _line_chunks(a))
+    release_freed_memory()
     fp.write('],\n "messages": [')
     _write_list(fp, _message_chunks(a))
     fp.write("]\n}\n")
 
 
 ROW = ",\n  "  # what comes before each row of a list (the list's first comma is dropped)
-CHUNK = 1 << 14  # rows formatted at a time: a few MB of text
+CHUNK = 1 << 13  # rows formatted at a time: a few MB of text
 
 
 def _write_list(fp: TextIO, chunks: Iterable[str]) -> None:
