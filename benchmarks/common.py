@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
+import sys
 from dataclasses import dataclass
 
 
@@ -30,18 +30,42 @@ class Result:
 @dataclass
 class Timing:
     seconds: float
-    peak_rss_mb: float
+    peak_rss_mib: float  # ru_maxrss, which Linux counts in KiB
     returncode: int
 
 
+# A tiny launcher between us and the measured command.  Linux gives a child the
+# peak RSS of the process it was forked from: started straight from this process
+# (which may hold a big analysis by then), a command would inherit our peak.
+# The launcher is a bare interpreter (~10 MB); it runs the command, waits for it
+# and writes its wall time, exit code and peak RSS to the pipe it was given.
+_LAUNCHER = """
+import os, sys, time
+report_fd, cmd = int(sys.argv[1]), sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.close(report_fd)
+    os.execvp(cmd[0], cmd)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+os.write(report_fd, f"{seconds} {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}".encode())
+"""
+
+
 def time_command(cmd: list[str], stdout=subprocess.DEVNULL) -> Timing:
-    """Wall time and peak resident memory of one command (``wait4`` reports it)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Timing(seconds, usage.ru_maxrss / 1024, proc.returncode)  # ru_maxrss is in KiB on Linux
+    """Wall time and peak resident memory (MiB) of one command, as its launcher saw them."""
+    read, write = os.pipe()
+    launcher = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(write), *cmd],
+                                stdout=stdout, stderr=subprocess.DEVNULL, pass_fds=(write,))
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        report = pipe.read().split()
+    launcher.wait()
+    if len(report) != 3:
+        raise RuntimeError(f"could not run {cmd[0]} (launcher exit code {launcher.returncode})")
+    seconds, returncode, max_rss_kib = report
+    return Timing(float(seconds), int(max_rss_kib) / 1024, int(returncode))  # ru_maxrss: KiB on Linux
 
 
 def best_of(repeat: int, measure) -> Timing:
