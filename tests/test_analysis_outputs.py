@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,23 @@ def written_json(a, notes: bool = True) -> str:
     return out.getvalue()
 
 
+NUMBER = re.compile(r'("(?:[^"\\]|\\.)*")|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+
+
+def assert_writes_what_json_dumps_writes(a, notes: bool = True) -> None:
+    """Microsecond captures: the very bytes of ``json_text``.  Finer clocks: the same
+    floats (exactly: ``json.loads`` equality) and otherwise the same text; only the
+    digits of some floats differ (export._seconds writes a nanosecond time as its
+    exact decimal)."""
+    written, plain = written_json(a, notes), json_text(a, notes)
+    if set(np.unique(a.packets.ts_tps).tolist()) <= {10**k for k in range(7)}:
+        assert written == plain
+        return
+    assert json.loads(written) == json.loads(plain) == to_json(a, notes)
+    numbers_as_zero = lambda text: NUMBER.sub(lambda m: m.group(1) or "0", text)  # noqa: E731
+    assert numbers_as_zero(written) == numbers_as_zero(plain)
+
+
 CAPTURES = sorted(REFERENCES.glob("*.pcapng"))
 
 
@@ -164,7 +183,7 @@ CAPTURES = sorted(REFERENCES.glob("*.pcapng"))
 def test_write_json_writes_what_json_dumps_writes(path):
     a = analyze(path)
     for notes in (True, False):
-        assert written_json(a, notes) == json_text(a, notes)
+        assert_writes_what_json_dumps_writes(a, notes)
 
 
 def mixed_capture(path, fmt: str, nano: bool) -> Path:
@@ -216,7 +235,7 @@ def test_write_json_of_a_mixed_capture(tmp_path, monkeypatch, fmt, nano):
     for chunk in (1, 4, export.CHUNK):  # rows and lists cut anywhere
         monkeypatch.setattr(export, "CHUNK", chunk)
         for notes in (True, False):
-            assert written_json(a, notes) == json_text(a, notes)
+            assert_writes_what_json_dumps_writes(a, notes)
 
 
 def test_write_json_of_a_tcp_frame_no_connection_claims(tmp_path):
@@ -228,25 +247,32 @@ def test_write_json_of_a_tcp_frame_no_connection_claims(tmp_path):
     row = to_json(a)["packets"][4]
     assert (row["phase"], row["step"], row["direction"], row["lines"]) == ("other", None, None, [1])
     assert row["note"] == "Not a TCP segment of a tracked connection."
-    assert written_json(a) == json_text(a)
+    assert_writes_what_json_dumps_writes(a)
 
 
 def test_seconds_are_written_as_repr_writes_them():
-    """The shortcut for floats that are a number of ticks (see export._seconds)."""
+    """The shortcut for floats that are a number of ticks (see export._seconds): repr's
+    text up to microseconds; for finer clocks the exact decimal, the same float."""
     rng = np.random.default_rng(7)
-    for per_second in (1, 10, 1000, 10**6, 10**9, 1 << 20):
+    for per_second in (1, 10, 1000, 10**6, 10**7, 10**9, 1 << 20):
         top = 2**33 * per_second
         ticks = np.r_[rng.integers(0, min(2 * top, 1 << 62), 3000),
                       rng.integers(0, 10**5, 300) * per_second // 1000,  # trailing zeros
                       0, 1, 99, 100, 1000, top - 1, top, top + 1, -1, -per_second]
-        exact = ticks / per_second
+        exact = np.array([t / per_second for t in ticks.tolist()])  # Python: rounded once
         split = ticks // per_second + ticks % per_second / per_second  # as packets.time does it
         nudged = np.nextafter(exact, np.inf)
         for values in (exact, split, nudged, -exact):
             part, digits, fast = export._seconds(values, ticks, np.full(len(ticks), per_second))
             got = [p % d if f else p for p, d, f in zip(part, digits.tolist(), fast, strict=True)]
-            assert got == [repr(x) for x in values.tolist()]
-        if per_second <= 10**6:
+            if per_second <= 10**6:
+                assert got == [repr(x) for x in values.tolist()]
+                continue
+            assert [float(text) for text in got] == values.tolist()
+            for text, t, f in zip(got, ticks.tolist(), fast, strict=True):
+                if f:  # the exact decimal of t / per_second, trailing zeros dropped
+                    assert Decimal(text) == Decimal(t) / per_second and not text.endswith("00")
+        if per_second in export.DECIMAL_PLACES:  # the shortcut is really taken
             assert export._seconds(exact, ticks, np.full(len(ticks), per_second))[2].mean() > 0.4
 
 

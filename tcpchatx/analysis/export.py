@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
@@ -226,20 +227,29 @@ def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- floats
 
 
-DECIMAL_PLACES = {10**k: k for k in range(7)}  # ticks per second -> digits after the point
+DECIMAL_PLACES = {10**k: k for k in range(10)}  # ticks per second -> digits after the point
+SHORTEST = 6  # up to 10**6 ticks per second, the exact decimal is also what repr writes
 
 
 def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
-    """Each float as ``repr`` writes it: ``(part, digits, fast)`` (see below).
+    """Each float as JSON text that reads back as the same float: ``(part, digits, fast)``.
 
     ``repr`` writes the shortest decimal that reads back as the same float, and it is
-    slow (about 0.4 µs).  When a float is ``ticks / per_second`` rounded once (numpy's
-    division, checked here), with ``per_second = 10**k`` (k <= 6) and the float below
-    2**33, that decimal is the ticks with a point k digits from the right: every other
-    decimal with at most k digits after the point is at least 10**-k away, more than
-    the gap between two floats there (at most 2**-20), so it reads back as another
-    float.  From 1e-4 to 1e16 ``repr`` writes no exponent, and drops trailing zeros
-    but keeps one digit after the point.
+    slow (about 0.4 µs).  When a float is ``ticks / per_second`` rounded once, with
+    ``per_second = 10**k``, the exact decimal of that fraction (the ticks with a point
+    k digits from the right) reads back as the same float, since reading rounds it
+    the same way.  We check "rounded once" for each value: numpy's division for
+    k <= 6 (ticks below 2**53 convert to float exactly), Python's int division (exact,
+    then rounded once) for finer clocks.
+
+    For k <= 6 (microsecond captures) and floats below 2**33, that decimal is also
+    repr's: every other decimal with at most k digits after the point is at least
+    10**-k away, more than the gap between two floats there (at most 2**-20), so it
+    reads back as another float.  From 1e-4 to 1e16 ``repr`` writes no exponent, and
+    drops trailing zeros but keeps one digit after the point.  So microsecond
+    captures are written exactly as ``json.dumps`` would.  For nanosecond clocks the
+    exact decimal may have more digits than repr (``1795529633.229972811`` where repr
+    writes ``1795529633.2299728``): the same float, and the capture's own timestamp.
 
     Such a *fast* float is written as the part ``"1700000000.%03d"`` (the whole seconds
     repeat from row to row: each distinct part is made once) and the number
@@ -249,19 +259,23 @@ def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
     places = np.full(len(values), -1, dtype=np.int64)
     for tps, k in DECIMAL_PLACES.items():
         places[per_second == tps] = k
-    decimal = places >= 0
-    exact = ticks / np.where(decimal, per_second, 1)  # int64 / int64: one rounding
-    fast = (decimal & (values == exact) & ~np.signbit(values)
-            & (((values >= 1e-4) & (values < 2.0**33)) | (values == 0)))
+    coarse = (places >= 0) & (places <= SHORTEST)
+    fine = places > SHORTEST
+    exact = ticks / np.where(coarse, per_second, 1)  # int64 / int64: one rounding below 2**53
+    rows = np.flatnonzero(fine)
+    if len(rows):
+        exact[rows] = list(map(operator.truediv, ticks[rows].tolist(), per_second[rows].tolist()))
+    in_repr_range = ((values >= 1e-4) & (values < 2.0**33)) | (values == 0)
+    fast = (coarse & in_repr_range | fine) & (values == exact) & ~np.signbit(values)
     whole, digits = np.divmod(np.where(fast, ticks, 0), np.where(fast, per_second, 1))
     places = np.maximum(places, 1)
-    for _ in range(6):  # drop trailing zeros (all but one when the fraction is 0)
+    for _ in range(max(DECIMAL_PLACES.values())):  # drop trailing zeros (keep one digit)
         zero = (places > 1) & (digits % 10 == 0)
         digits = np.where(zero, digits // 10, digits)
         places -= zero
     part = np.empty(len(values), dtype=object)
-    keys, inverse = _distinct((whole * 8 + places)[fast])  # places <= 6
-    part[fast] = np.array([f"{key >> 3}.%0{key & 7}d" for key in keys.tolist()], dtype=object)[inverse]
+    keys, inverse = _distinct((whole * 16 + places)[fast])  # places <= 9
+    part[fast] = np.array([f"{key >> 4}.%0{key & 15}d" for key in keys.tolist()], dtype=object)[inverse]
     slow = np.flatnonzero(~fast)
     part[slow] = [repr(x) for x in values[slow].tolist()]
     return part, digits, fast
