@@ -7,6 +7,7 @@ the work, so this file reads as the lab's table of contents.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -387,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (``tcpchatx annotate big.pcap --json | head``): that is fine.
+        # Point stdout at /dev/null so Python's exit-time flush does not complain too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -132,3 +132,21 @@ def test_server_keeps_serving_when_nobody_reads_its_output():
     finally:
         process.kill()
         process.wait()
+
+
+def test_annotate_json_into_a_reader_that_leaves_early(tmp_path):
+    """``tcpchatx annotate big.pcap --json | head``: no traceback, exit status 0."""
+    from analysis_helpers import C, Talk
+
+    talk = Talk()
+    talk.handshake()
+    for i in range(400):  # ~250 KB of JSON: more than a pipe holds
+        talk.send(C, b"line %d\n" % i)
+    path = talk.write(tmp_path / "long.pcap")
+    proc = subprocess.Popen([sys.executable, "-m", "tcpchatx", "annotate", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10) == b'{\n "format'
+    proc.stdout.close()  # the reader is gone before the rest is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
