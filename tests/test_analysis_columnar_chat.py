@@ -264,3 +264,31 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
     renamed = texts.index("*** carol is now known as dave")
     assert nicks.names[kinds.rename_to[renamed]] == "dave"
     assert kinds.rename_to[texts.index("--- carol is now known as dave")] == chat.NONE
+
+
+def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
+    from tcpchatx import protocol as proto
+
+    texts = ["hello", "/msg bob hi there", "//x", "", "/", "/ x", "a\rb", "\u2028x", "x\x0by",
+             "/NICK  Bob ", "/msg  bob  x ", "/msg bob", "/msg bob \x1b[2J", "   ", "/quit",
+             "hi \x07bell", "//", "/Msg Carol yo", "/msg\tbob hi"]
+    kinds = chat._kinds_of_texts(texts, np.arange(len(texts)), np.zeros(len(texts), np.int8),
+                                 chat._Ids(), commands := chat._Ids())
+    for k, text in enumerate(texts):
+        want = proto.parse_client_line(text)
+        assert chat.KIND_NAMES[kinds.client_kind[k]] == want.kind.value, text
+        command = kinds.client_command[k]
+        assert (commands.names[command] if command >= 0 else None) == want.command, text
+        assert kinds.slash[k] == text.startswith("/"), text
+        relayed = (chat.NONE, None, None)  # what the original loop said each text means
+        if want.kind is proto.Kind.MESSAGE and want.text.strip():
+            relayed = (0, proto.sanitize(want.text)[0], None)
+        elif want.command == "msg":
+            to, _, body = want.text.partition(" ")
+            body = proto.sanitize(body.strip())[0]
+            if to and body:
+                relayed = (1, body, to)
+        payload = kinds.message_payload[k]
+        got = (kinds.message_private[k], kinds.payloads.names[payload] if payload >= 0 else None,
+               kinds.message_to[k])
+        assert got == relayed, text

@@ -49,6 +49,7 @@ checks that both give the same lines, messages and deliveries.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 from collections import Counter
@@ -435,9 +436,12 @@ def _decode_all(blobs: list[bytes]) -> list[str | None]:
         pieces = b"\n".join(blobs).decode(proto.ENCODING).split("\n")
     except UnicodeDecodeError:
         return [decode_line(blob) for blob in blobs]
-    limit = proto.MAX_LINE_BYTES
-    return [decode_line(blob) if len(blob) > limit or blob.endswith(b"\r") else text
-            for blob, text in zip(blobs, pieces, strict=True)]
+    # Over-long lines and a trailing "\r" need decode_line's rules; found with C loops.
+    too_long = np.fromiter(map(len, blobs), np.int64, len(blobs)) > proto.MAX_LINE_BYTES
+    with_cr = np.fromiter(map(bytes.endswith, blobs, itertools.repeat(b"\r")), bool, len(blobs))
+    for i in np.flatnonzero(too_long | with_cr).tolist():
+        pieces[i] = decode_line(blobs[i])
+    return pieces
 
 
 # --------------------------------------------------------------------------- the chat
@@ -602,31 +606,10 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
                    message_private=np.full(m + 1, NONE, dtype=np.int8),
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=_Ids())
-    payloads = f.payloads
     server_ids = np.flatnonzero(seen_as[:, 1])
     _server_facts(f, [texts[k] for k in server_ids.tolist()], server_ids, nicks)
-    ids = np.flatnonzero(seen_as[:, 0]).tolist()
-    slash, kind_of, command_of, private_of, payload_of = [], [], [], [], []
-    for k in ids:
-        text = texts[k]
-        parsed = proto.parse_client_line(text)
-        slash.append(text.startswith("/"))
-        kind_of.append(KIND_CODE[parsed.kind.value])
-        command_of.append(commands.get_id(parsed.command))
-        private, payload = NONE, NONE
-        if parsed.kind is Kind.MESSAGE:
-            if parsed.text.strip():
-                private, payload = 0, payloads[proto.sanitize(parsed.text)[0]]
-        elif parsed.command == "msg":
-            to, _, body = parsed.text.partition(" ")
-            body = proto.sanitize(body.strip())[0]
-            if to and body:
-                private, payload = 1, payloads[body]
-                f.message_to[k] = to
-        private_of.append(private)
-        payload_of.append(payload)
-    f.slash[ids], f.client_kind[ids], f.client_command[ids] = slash, kind_of, command_of
-    f.message_private[ids], f.message_payload[ids] = private_of, payload_of
+    client_ids = np.flatnonzero(seen_as[:, 0])
+    _client_facts(f, [texts[k] for k in client_ids.tolist()], client_ids, commands)
     return f
 
 
@@ -652,7 +635,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
         return
     parts = _SERVER_LINES.findall("\n".join(texts))
     if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
-        parts = [_SERVER_LINES.match(text).groups() for text in texts]
+        parts = [_SERVER_LINES.match(text).groups("") for text in texts]
     sigil, chat_nick, private_nick, rest = np.array(parts, dtype=object).reshape(-1, 4).T
     is_chat, is_private = chat_nick != "", private_nick != ""
     kind = np.array([_SIGIL_KIND.get(s, NOTICE) for s in sigil], dtype=np.int32)
@@ -670,6 +653,44 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     for r, m in zip(rows, map(_RENAMED.match, rest[rows]), strict=True):
         if m:
             f.rename_from[ids[r]], f.rename_to[ids[r]] = nicks[m.group(1)], nicks[m.group(2)]
+
+
+# proto.parse_client_line as one regular expression: "//text" (chat "/text"),
+# "/name arg" (a command), or chat.
+_CLIENT_LINES = re.compile(r"^(?:/(/.*)|(/)([^ \n]*)(?: (.*))?|(.*))$", re.MULTILINE)
+_remove_unsafe = functools.partial(proto._UNSAFE.sub, "")  # proto.sanitize(text)[0]
+
+
+def _client_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, commands: _Ids) -> None:
+    """:func:`tcpchatx.protocol.parse_client_line` for many texts at once (see
+    :func:`_server_facts`), and what each means as a message: chat or private, the
+    sanitised text the server will relay, and the addressee."""
+    if not texts:
+        return
+    parts = _CLIENT_LINES.findall("\n".join(texts))
+    if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
+        parts = [_CLIENT_LINES.match(text).groups("") for text in texts]
+    slash_text, slash, name, arg, plain = np.array(parts, dtype=object).reshape(-1, 5).T
+    command = slash == "/"
+    f.slash[ids] = command | (slash_text != "")
+    f.client_kind[ids] = np.where(command, KIND_CODE["command"], KIND_CODE["message"])
+    names = [x.lower() for x in name[command]]
+    f.client_command[ids[command]] = commands.ids_of(names)
+    # Chat messages: relayed (sanitised) unless blank.
+    said = np.where(slash_text != "", slash_text, plain)  # "//x" says "/x"
+    chat_rows = np.flatnonzero(~command)
+    chat_rows = chat_rows[[bool(x.strip()) for x in said[chat_rows]]]
+    f.message_private[ids[chat_rows]] = 0
+    f.message_payload[ids[chat_rows]] = f.payloads.ids_of(list(map(_remove_unsafe, said[chat_rows])))
+    # "/msg bob text": private, to bob.
+    rows = np.flatnonzero(command)[[x == "msg" for x in names]]
+    for r in rows.tolist():
+        to, _, body = arg[r].strip().partition(" ")
+        body = _remove_unsafe(body.strip())
+        if to and body:
+            f.message_private[ids[r]] = 1
+            f.message_payload[ids[r]] = f.payloads[body]
+            f.message_to[int(ids[r])] = to
 
 
 def _follow_nicks(event_lines, line_text, conn, direction, kinds: _TextFacts, texts, nicks: _Ids):
