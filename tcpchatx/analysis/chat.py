@@ -492,8 +492,9 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     g = streams.group[stream]
     local = start - streams.begin[stream]  # offset inside its own stream
     order = np.lexsort((local, g >> 1, p.frame[done]))
-    start, end, local, g, first, last, done = (
-        x[order] for x in (start, end, local, g, first, last, done))
+    del stream
+    start, end, local, g = (x[order] for x in (start, end, local, g))
+    first, last, done = (x[order].astype(np.int32) for x in (first, last, done))
     conn = (g >> 1).astype(np.int32)
     direction = (g & 1).astype(np.int8)
     line_start, line_end = local + 1, local + (end - start) + 1  # relative seq numbers
@@ -560,7 +561,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
         line_conn=conn, line_direction=direction, line_text=line_text, line_kind=line_kind,
         line_nick=line_nick, line_command=line_command, line_recipient=line_recipient,
         line_start=line_start, line_end=line_end,
-        line_first_run=first.astype(np.int32), line_last_run=last.astype(np.int32),
+        line_first_run=first, line_last_run=last,
         line_frame=p.frame[done],
         line_time=p.time[done], line_ticks=p.ts_ticks[done],
         line_per_second=tps,

@@ -56,7 +56,7 @@ class Packets:
     """
 
     index: RecordIndex
-    frame: np.ndarray  # 1-based frame number, as Wireshark counts
+    frame: np.ndarray  # 1-based frame number, as Wireshark counts (int32 below 2**31 frames)
     ts_ticks: np.ndarray  # exact timestamp in ticks since 1970
     ts_tps: np.ndarray  # ticks per second (1e6 for µs, 1e9 for ns...)
     time: np.ndarray  # float seconds since 1970 (convenient, not exact)
@@ -175,7 +175,7 @@ def decode(index: RecordIndex) -> Packets:
     ts_ticks = index.ts_ticks.astype(np.int64, copy=False)
     return Packets(
         index=index,
-        frame=np.arange(1, n + 1, dtype=np.int64),
+        frame=np.arange(1, n + 1, dtype=np.int32 if n < 2**31 else np.int64),
         ts_ticks=ts_ticks,
         ts_tps=index.ts_tps,
         time=(ts_ticks // index.ts_tps) + (ts_ticks % index.ts_tps) / index.ts_tps,
