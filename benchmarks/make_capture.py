@@ -114,7 +114,7 @@ def _session_packets(path: Path):
         "ticks": p.ts_ticks[keep] * (10**9 // p.ts_tps[keep]),  # nanoseconds
         "conn": t.conn[keep].astype(np.int64),
         "direction": t.direction[keep].astype(np.int64),
-        "tcp": p.options_offset[keep] - 20 - start,  # TCP header offset inside the frame
+        "tcp": p.tcp_header_offsets(keep) - start,  # TCP header offset inside the frame
         "is_ack": (p.flags[keep] & 0x10) != 0,
         "server_port": a.chat.server[1],
         "n_conn": len(a.connections),

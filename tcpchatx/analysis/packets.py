@@ -88,9 +88,13 @@ class Packets:
         """Where the TCP payload of each of ``rows`` starts in the file buffer (int64)."""
         return self.index.data_offset[rows] + self.payload_start[rows]
 
+    def tcp_header_offsets(self, rows: np.ndarray) -> np.ndarray:
+        """Where the TCP header of each of ``rows`` starts in the file buffer (int64)."""
+        return self.payload_offsets(rows) - self.header_len[rows]
+
     def payload(self, i: int) -> bytes:
         """The captured TCP payload of row ``i``."""
-        start = int(self.index.data_offset[i]) + int(self.payload_start[i])
+        start = int(self.payload_offsets(i))
         return bytes(self.buffer[start : start + int(self.payload_caplen[i])])
 
     def tcp_options(self, i: int) -> dict[str, object]:
@@ -98,7 +102,7 @@ class Packets:
 
         Done on demand, per packet: only SYNs carry the interesting ones.
         """
-        start = int(self.index.data_offset[i]) + int(self.payload_start[i]) - int(self.header_len[i]) + 20
+        start = int(self.tcp_header_offsets(i)) + 20  # the options follow the fixed 20 bytes
         return parse_tcp_options(bytes(self.buffer[start : start + int(self.options_len[i])]))
 
 
