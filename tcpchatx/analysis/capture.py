@@ -5,7 +5,8 @@ Theory of operation
 A capture file is a header followed by records; each record says how long it is,
 so finding the N-th packet means hopping over the N-1 before it.  Hopping one
 record at a time in Python is the plain way (:func:`walk_pcap_slowly`,
-:func:`walk_pcapng_slowly`, kept as references); :func:`walk_pcap` and
+:func:`walk_pcapng_slowly`: the references the tests compare with, and the
+fallback where a guess cannot be verified); :func:`walk_pcap` and
 :func:`walk_pcapng` find the same records with numpy by guessing where records
 start and verifying the guesses in long runs.  Everything else (timestamps,
 lengths, link type) is then gathered for all packets at once with numpy, straight
@@ -301,7 +302,7 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
     nxt = cand + 16
     nxt += np.concatenate(lengths)
     consistent = np.r_[nxt[:-1] == cand[1:], False]
-    # run_end[i]: the first j >= i whose successor is not the next candidate
+    # breaks: candidates whose successor is not the next candidate (where runs end)
     breaks = np.flatnonzero(~consistent)
     pieces: list[np.ndarray] = []
     pos, size = 24, len(buf)

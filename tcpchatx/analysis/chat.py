@@ -400,16 +400,13 @@ def _distinct_blobs(data: bytes, start: np.ndarray, end: np.ndarray,
     the distinct byte strings are ever held all together (``map`` and the dict
     loop in C: a Python statement per line would dominate).
     """
-    ids: dict[bytes, int] = {}
+    ids = _Ids()
     text_of_line = np.empty(len(start), dtype=np.int32)
     for lo in range(0, len(start), chunk):
         blobs = list(map(data.__getitem__, map(slice, start[lo : lo + chunk].tolist(),
                                                  (end[lo : lo + chunk] - 1).tolist())))
-        fresh = list(itertools.filterfalse(ids.__contains__, dict.fromkeys(blobs)))
-        ids.update(zip(fresh, itertools.count(len(ids))))
-        text_of_line[lo : lo + len(blobs)] = np.fromiter(map(ids.__getitem__, blobs),
-                                                         dtype=np.int32, count=len(blobs))
-    return text_of_line, list(ids)
+        text_of_line[lo : lo + len(blobs)] = ids.ids_of(blobs)
+    return text_of_line, ids.names
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
@@ -454,7 +451,7 @@ def find_server(tracking: Tracking) -> tuple[str, int] | None:
 
 
 class _Ids(dict):
-    """Strings to small integers, in order of first appearance (``names[id]``)."""
+    """Strings (or byte strings) to small integers, in order of first appearance (``names[id]``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -569,7 +566,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
         delivery_start=np.zeros(1, np.int64), delivery_line=np.zeros(0, np.int64),
         delivery_latency=np.zeros(0, np.float64),
     )
-    del ids, first, last, done, st, ct, welcome, rename, sets_nick, before_welcome
+    del ids, done, st, ct, welcome, rename, sets_nick, before_welcome
     release_freed_memory()
     _fan_out(chat, kinds, after_welcome)
     return chat

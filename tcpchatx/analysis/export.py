@@ -313,7 +313,7 @@ class _PacketRows:
     def __init__(self, a, notes: bool):
         self.a = a
         p = a.packets
-        self.per_second = np.broadcast_to(np.asarray(p.ts_tps, dtype=np.int64), (len(p),))
+        self.per_second = p.ts_tps  # int64 per packet (a read-only view if all the same)
         self.flags = np.array([',"flags":' + _piece(s) for s in FLAG_STRINGS] + [""], dtype=object)
         self.port = np.array([c.server[1] for c in a.connections] + [0], dtype=np.int64)
         self._endpoint_table()

@@ -58,7 +58,7 @@ class Packets:
     index: RecordIndex
     frame: np.ndarray  # 1-based frame number, as Wireshark counts (int32 below 2**31 frames)
     ts_ticks: np.ndarray  # exact timestamp in ticks since 1970
-    ts_tps: np.ndarray  # ticks per second (1e6 for µs, 1e9 for ns...)
+    ts_tps: np.ndarray  # ticks per second (1e6 for µs, 1e9 for ns...); read-only view if all equal
     time: np.ndarray  # float seconds since 1970 (convenient, not exact)
     is_tcp: np.ndarray  # bool
     ip_version: np.ndarray  # 0 (not IP), 4 or 6
@@ -167,8 +167,6 @@ def decode(index: RecordIndex) -> Packets:
     """
     n = len(index)
     columns = {name: np.zeros(n, dtype) for name, dtype in COLUMN_TYPES.items()}
-    columns["src"][:] = -1
-    columns["dst"][:] = -1
     book = _AddressBook()
     linktype = index.linktype
     for lo in range(0, n, DECODE_CHUNK):
@@ -176,7 +174,7 @@ def decode(index: RecordIndex) -> Packets:
         _decode_rows(index, lo, hi, linktype[lo:hi], columns, book)
         release_pages(index.buffer, int(index.data_offset[lo]),
                       int(index.data_offset[hi - 1] + index.caplen[hi - 1]))
-    ts_ticks = index.ts_ticks.astype(np.int64, copy=False)
+    ts_ticks = index.ts_ticks  # int64, shared with the index
     return Packets(
         index=index,
         frame=np.arange(1, n + 1, dtype=np.int32 if n < 2**31 else np.int64),
@@ -260,7 +258,7 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     payload_len = np.maximum(l4_len[t] - doff, 0)
     rows = slice(lo, hi)
     out["ip_version"][rows] = ip_version
-    out["src"][rows], out["dst"][rows] = book.ids(ip_version > 0, src_hi, src_lo, dst_hi, dst_lo)
+    out["src"][rows], out["dst"][rows] = book.ids(is_ip, src_hi, src_lo, dst_hi, dst_lo)  # -1: not IP
     t_rows = t + lo  # the TCP packets' rows in the whole capture
     out["is_tcp"][t_rows] = True
     out["sport"][t_rows] = tcp["sport"]

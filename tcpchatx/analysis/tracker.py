@@ -148,7 +148,7 @@ def track(p: Packets) -> Tracking:
                                          newly_acks_fin, first_pkt, 2 * n_conn)
     del newly_acks_fin, first_pkt
     connections = _summaries(
-        p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner
+        p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner
     )
 
     def spread(values, fill, dtype):
@@ -487,7 +487,7 @@ def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str,
     return "open", None
 
 
-def _summaries(p, r, c, starts, direction, g, n_conn, base, has_syn, length, flags, runner):
+def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner):
     """One :class:`Connection` per connection: columns computed with numpy, then zipped."""
     ends = np.r_[starts[1:], len(r)] if n_conn else starts
     pkts = np.bincount(g, minlength=2 * n_conn).reshape(n_conn, 2)
