@@ -360,10 +360,12 @@ class _PacketRows:
         body = np.where(tracked, 2 + 2 * step + t.direction[r], tcp.astype(np.int64))
         time, time_digits, fast = _seconds(p.time[r], p.ts_ticks[r], self.per_second[r])
         seq, ack, length = t.rel_seq[r], t.rel_ack[r], p.payload_len[r]
-        port = self.port[np.where(tracked, conn, -1)]
-        note_values = np.stack([p.seq[r], length, seq, seq + np.maximum(length, 1) - 1, ack, port])
         which = self.note_numbers[body]  # (rows, width): the NOTE_NUMBERS the note shows
-        notes = [note_values[np.maximum(w, 0), np.arange(k)] for w in which.T]
+        notes = []
+        if which.shape[1]:  # width 0: written without notes
+            port = self.port[np.where(tracked, conn, -1)]
+            note_values = np.stack([p.seq[r], length, seq, seq + np.maximum(length, 1) - 1, ack, port])
+            notes = [note_values[np.maximum(w, 0), np.arange(k)] for w in which.T]
         first_line, line_end = self._lines(p.frame[r], tcp)
         flags = np.where(tcp, p.flags[r] & 0x1FF, len(FLAG_STRINGS))  # the last entry is ""
         parts = [ROW + '{"frame":%d,"time":', time,
