@@ -143,7 +143,8 @@ _INVISIBLE = (
     "\u200b\u200c\u200d\u2060\ufeff\u180e"  # zero-width space/joiners, word joiner, BOM
 )
 # C0 controls except TAB, DEL, C1 controls, and the invisible characters above.
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f" + _INVISIBLE + "]")
+# Public: the analysis removes them from many texts at once (UNSAFE_CHARACTERS.sub).
+UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f" + _INVISIBLE + "]")
 
 
 def sanitize(text: str) -> tuple[str, int]:
@@ -151,7 +152,7 @@ def sanitize(text: str) -> tuple[str, int]:
 
     Returns the clean text and how many characters were removed.
     """
-    clean, removed = _UNSAFE.subn("", text)
+    clean, removed = UNSAFE_CHARACTERS.subn("", text)
     return clean, removed
 
 
@@ -234,7 +235,9 @@ class ServerLine:
     nick: str | None = None
 
 
-_FROM_NICK = re.compile(r"^(<([^<>\s]+)> |\*([^*\s]+)\* )")
+# "<nick> " (chat) or "*nick* " (private): public, the analysis builds on it.
+FROM_NICK = r"<([^<>\s]+)> |\*([^*\s]+)\* "
+_FROM_NICK = re.compile("^(" + FROM_NICK + ")")
 
 
 def parse_server_line(line: str) -> ServerLine:

@@ -615,7 +615,7 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
 # sigil, or "<nick> " (chat), or "*nick* " (private), then the rest of the line.
 _SERVER_LINES = re.compile(
     "^(?:(" + "|".join(re.escape(s) for s in (proto.NOTICE_SIGIL, proto.REPLY_SIGIL, proto.ERROR_SIGIL))
-    + ")|" + proto._FROM_NICK.pattern.removeprefix("^(").removesuffix(")") + ")?(.*)$",
+    + ")|" + proto.FROM_NICK + ")?(.*)$",
     re.MULTILINE,
 )
 _SIGIL_KIND = {proto.NOTICE_SIGIL: NOTICE, proto.REPLY_SIGIL: REPLY, proto.ERROR_SIGIL: ERROR}
@@ -656,7 +656,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
 # proto.parse_client_line as one regular expression: "//text" (chat "/text"),
 # "/name arg" (a command), or chat.
 _CLIENT_LINES = re.compile(r"^(?:/(/.*)|(/)([^ \n]*)(?: (.*))?|(.*))$", re.MULTILINE)
-_remove_unsafe = functools.partial(proto._UNSAFE.sub, "")  # proto.sanitize(text)[0]
+_remove_unsafe = functools.partial(proto.UNSAFE_CHARACTERS.sub, "")  # proto.sanitize(text)[0]
 
 
 def _client_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, commands: _Ids) -> None:
