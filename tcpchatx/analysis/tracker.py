@@ -391,14 +391,13 @@ class _Walk:
     state_after: np.ndarray
     step: np.ndarray
     zeek_inactive_after: np.ndarray  # (candidates, 2)
-    path: list[tuple[int, int, int, int]]  # (state, kind, side, candidate index) of each change
     final: int
     conn_state: str
     history: str
-    close_kind: str = ""
-    active_closer: str | None = None
-    handshake: list[int] = field(default_factory=list)  # candidate indices
-    closing: list[int] = field(default_factory=list)
+    close_kind: str
+    active_closer: str | None
+    handshake: list[int]  # candidate indices
+    closing: list[int]
 
 
 def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
@@ -418,15 +417,16 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
         state_after.append(state)
         zeek.feed(side, flag, seq, length)
         inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
-    walk = _Walk(np.array(state_before, np.int8), np.array(state_after, np.int8),
+    # path: (state, kind, side, candidate index) of each change of state, and each RST
+    close_kind, active_closer = _close_kind(path, state)
+    handshake = [k for old, kind, _, k in path
+                 if kind in (Kind.SYN, Kind.SYN_ACK) or old == State.SYN_RECEIVED]
+    closing = [k for old, kind, _, k in path
+               if old >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
+    return _Walk(np.array(state_before, np.int8), np.array(state_after, np.int8),
                  np.array(steps, np.int16), np.array(inactive, bool).reshape(-1, 2),
-                 path, state, zeek.conn_state(), zeek.history)
-    walk.close_kind, walk.active_closer = _close_kind(path, state)
-    walk.handshake = [k for old, kind, _, k in path
-                      if kind in (Kind.SYN, Kind.SYN_ACK) or old == State.SYN_RECEIVED]
-    walk.closing = [k for old, kind, _, k in path
-                    if old >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
-    return walk
+                 state, zeek.conn_state(), zeek.history, close_kind, active_closer,
+                 handshake, closing)
 
 
 def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndarray:
