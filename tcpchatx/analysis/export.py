@@ -23,6 +23,7 @@ from .labels import (
     flag_string,
 )
 from .memory import release_freed_memory
+from .packets import unique_codes
 from .states import STEPS, Kind, State
 
 FORMAT_VERSION = 1
@@ -211,17 +212,12 @@ def _as_text(values: np.ndarray) -> np.ndarray:
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``numpy.unique(values, return_inverse=True)``, faster for values in a narrow range.
+    """Distinct values and each value's index among them (see :func:`.packets.unique_codes`).
 
-    Whole seconds, ticks per second, directions: a chunk's values are close together,
-    so a table indexed by value finds the distinct ones without sorting.
+    Whole seconds, ticks per second, directions: a chunk's values are close
+    together, so a table indexed by value finds the distinct ones without sorting.
     """
-    if len(values) == 0 or int(values.max()) - int(values.min()) > 4 * len(values):
-        return np.unique(values, return_inverse=True)
-    low = values.min()
-    seen = np.zeros(int(values.max() - low) + 1, dtype=bool)
-    seen[values - low] = True
-    return np.flatnonzero(seen) + low, (np.cumsum(seen) - 1)[values - low]
+    return unique_codes(values)
 
 
 # --------------------------------------------------------------------------- floats

@@ -318,6 +318,22 @@ def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
     return l3, version
 
 
+def unique_codes(values: np.ndarray, table_limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``numpy.unique(values, return_inverse=True)``, without sorting when it can.
+
+    Values in a narrow range (at most ``table_limit`` apart; default four times
+    their number) are found with a table indexed by value: mark, then count.
+    """
+    if len(values) == 0:
+        return np.unique(values, return_inverse=True)
+    low, high = int(values.min()), int(values.max())
+    if high - low > (4 * len(values) if table_limit is None else table_limit):
+        return np.unique(values, return_inverse=True)
+    seen = np.zeros(high - low + 1, dtype=bool)
+    seen[values - low] = True
+    return np.flatnonzero(seen) + low, (np.cumsum(seen) - 1)[values - low]
+
+
 def factorize(values: np.ndarray, sample: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, uniques)`` with uniques in order of first appearance (like ``pandas.factorize``).
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import ORIGINATOR, RESPONDER
-from .packets import ACK, FIN, RST, SYN, Packets
+from .packets import ACK, FIN, RST, SYN, Packets, unique_codes
 from .states import NEXT_STATE, STEP_ID, STEPS, Kind, State
 from .zeek import ZeekConnection
 
@@ -110,20 +110,12 @@ def _running_count(mask: np.ndarray, order_g: np.ndarray, sorted_groups: np.ndar
 def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Number the distinct endpoints (address id << 16 | port): ids for both columns, and how many.
 
-    With few addresses the endpoints fit a small table indexed by value (no sort);
-    otherwise :func:`numpy.unique` numbers them.
+    With few addresses the endpoints fit a small table indexed by value (no sort;
+    :func:`.packets.unique_codes`).
     """
     if not len(src_ep):
         return src_ep, dst_ep, 1
-    top = int(max(src_ep.max(), dst_ep.max())) + 1
-    if top <= 1 << 22:
-        table = np.zeros(top, dtype=np.int64)
-        table[src_ep] = 1
-        table[dst_ep] = 1
-        n_ep = int(table.sum())
-        table = np.cumsum(table) - 1
-        return table[src_ep], table[dst_ep], n_ep
-    values, codes = np.unique(np.concatenate([src_ep, dst_ep]), return_inverse=True)
+    values, codes = unique_codes(np.concatenate([src_ep, dst_ep]), table_limit=1 << 22)
     return codes[: len(src_ep)], codes[len(src_ep) :], len(values)
 
 
