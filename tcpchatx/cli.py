@@ -267,12 +267,11 @@ def _run_annotate(args: argparse.Namespace) -> int:
     from .analysis import (
         CaptureFormatError,
         analyze,
-        format_ladder,
         format_summary,
         write_annotated,
         write_json,
     )
-    from .analysis.text import SUMMARY_ITEMS
+    from .analysis.text import SUMMARY_ITEMS, ladder_rows
 
     try:
         analysis = analyze(args.capture)
@@ -288,7 +287,8 @@ def _run_annotate(args: argparse.Namespace) -> int:
     else:
         print(format_summary(analysis, max_items=None if args.all else SUMMARY_ITEMS))
         print()
-        print(format_ladder(analysis, max_packets=args.max_packets or None))
+        for row in ladder_rows(analysis, max_packets=args.max_packets or None):
+            print(row)  # --max-packets 0 on a big capture: rows go out as they are drawn
     if args.comments:
         written = write_annotated(analysis, args.comments)
         print(f"Annotated copy: {written} (Wireshark: View > Packet Comments, or filter frame.comment)",

@@ -65,6 +65,40 @@ def test_annotate_all_lists_every_message_of_a_reference_capture():
     assert result.stdout.count("\n  frame ") == 6 and "--all lists" not in result.stdout
 
 
+def test_annotate_max_packets_0_draws_the_whole_ladder_of_a_small_capture():
+    from tcpchatx.analysis import analyze, format_ladder
+
+    reference = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
+    result = tcpchatx("annotate", str(reference), "--max-packets", "0")
+    assert result.returncode == 0, result.stderr
+    ladder = format_ladder(analyze(reference))
+    assert result.stdout.endswith("\n\n" + ladder + "\n") and "more packets" not in ladder
+
+
+def test_annotate_max_packets_0_on_many_clients_says_why_there_is_no_ladder(tmp_path):
+    """All packets of 30 connections would be a ladder 31 lanes (1.8 kB) wide per row.
+
+    Drawing one for the benchmark's million packets (6,646 lanes) took all 24 GiB of
+    this machine; now it is one line saying why, and the summary is still printed.
+    """
+    from benchmarks.make_capture import build_copies, write_pcap
+    from tcpchatx.analysis.text import MAX_LANES
+
+    reference = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
+    blob, lengths, ticks = build_copies(reference, 10 * 96)  # ten copies of its 3 connections (96 packets)
+    path = tmp_path / "class.pcap"
+    write_pcap(path, blob, lengths, ticks)
+    result = tcpchatx("annotate", str(path), "--max-packets", "0")
+    assert result.returncode == 0, result.stderr
+    assert "30 TCP connection(s)" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        f"(no ladder: the 960 packets to draw go between 31 endpoints, and a ladder is "
+        f"readable up to {MAX_LANES}; draw fewer packets with --max-packets, or read every "
+        f"packet with --json)")
+    few = tcpchatx("annotate", str(path), "--max-packets", "20")
+    assert few.returncode == 0 and "(no ladder" not in few.stdout and "... 940 more packets" in few.stdout
+
+
 def test_annotate_json_and_comments(chat_capture, tmp_path):
     out = tmp_path / "annotated.pcapng"
     result = tcpchatx("annotate", str(chat_capture), "--json", "--comments", str(out))

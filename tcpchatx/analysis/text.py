@@ -12,12 +12,14 @@ seq/ack, length, step and the chat text it completed::
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 
 from .labels import CLOSE_KINDS, ZEEK_CONN_STATES, flag_string
 
 SUMMARY_ITEMS = 50  # connections and messages listed one by one; the rest are counted
+MAX_LANES = 24  # endpoints a ladder draws side by side (58 characters each)
 
 
 def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
@@ -81,10 +83,17 @@ def _tally(values) -> str:
 
 
 def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
-    """A ladder diagram of the tracked packets (at most ``max_packets`` arrows).
+    """A ladder diagram of the tracked packets (at most ``max_packets`` arrows), as one string."""
+    return "\n".join(ladder_rows(a, max_packets, width))
+
+
+def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[str]:
+    """The ladder's rows one by one, so a long ladder is printed without being held.
 
     Only the endpoints of the packets shown get a lane, so the first rows of a
-    capture with thousands of clients stay readable (and quick to draw).
+    capture with thousands of clients stay readable (and quick to draw).  More
+    than :data:`MAX_LANES` lanes is no longer a picture (a row 6,000 lanes wide is
+    350 kB): the ladder is then one line that says so, and how to draw fewer.
     """
     p, t = a.packets, a.tracking
     tracked = np.flatnonzero(t.conn >= 0)
@@ -101,7 +110,13 @@ def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
     if server:
         lanes.append(server)
     if not lanes:
-        return "(no TCP packets)"
+        yield "(no TCP packets)"
+        return
+    if len(lanes) > MAX_LANES:
+        yield (f"(no ladder: the {len(shown_rows)} packets to draw go between {len(lanes)} "
+               f"endpoints, and a ladder is readable up to {MAX_LANES}; draw fewer packets "
+               f"with --max-packets, or read every packet with --json)")
+        return
     names = [f"{addr}:{port}" for addr, port in lanes]
     lane_of = {end: k for k, end in enumerate(lanes)}
     for c in a.connections:
@@ -111,7 +126,7 @@ def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
     gap = width + 2
     column = [i * gap for i in range(len(lanes))]
     header = "frame  time        " + "".join(n.ljust(gap) for n in names)
-    rows = [header.rstrip()]
+    yield header.rstrip()
     t0 = float(p.time[0]) if len(p) else 0.0
     for i in shown_rows.tolist():
         src = (p.addresses[p.src[i]], int(p.sport[i]))
@@ -129,10 +144,9 @@ def format_ladder(a, max_packets: int | None = None, width: int = 56) -> str:
             line[col] = "|"
         line[left + 1 : right] = list(arrow[:span].ljust(span, "-"))
         prefix = f"{int(p.frame[i]):5d}  {float(p.time[i]) - t0:10.6f}  "
-        rows.append(prefix + "".join(line))
+        yield prefix + "".join(line)
         for chat_line in a.lines_of_frame(int(p.frame[i])):
             text = chat_line.text if chat_line.text is not None else "(invalid line)"
-            rows.append(" " * len(prefix) + " " * (left + 2) + f'"{text}"')
+            yield " " * len(prefix) + " " * (left + 2) + f'"{text}"'
     if len(shown_rows) < len(tracked):
-        rows.append(f"... {len(tracked) - len(shown_rows)} more packets")
-    return "\n".join(rows)
+        yield f"... {len(tracked) - len(shown_rows)} more packets"
