@@ -196,17 +196,54 @@ def test_gather_runs_is_a_join_of_slices():
     starts = np.r_[0, np.cumsum(size)[:-1]]
     want = b"".join(buf[a : a + n].tobytes() for a, n in zip(src.tolist(), size.tolist(), strict=True))
     for chunk in (1, 7, 1000, 1 << 22):  # runs in several index batches, or one
-        assert chat._gather_runs(buf, src, size, starts, chunk=chunk) == want
-    assert chat._gather_runs(buf, src[:0], size[:0], starts[:0]) == b""
+        # The streams, then zeros, so any offset's next 8 bytes can be read as one word.
+        assert chat._gather_runs(buf, src, size, starts, chunk=chunk).tobytes() == want + bytes(chat.WORD)
+    assert chat._gather_runs(buf, src[:0], size[:0], starts[:0]).tobytes() == bytes(chat.WORD)
+
+
+def as_lines(blobs: list[bytes]):
+    """Lines as Streams.data holds them: end to end, each with its "\\n", then WORD zeros."""
+    data = np.frombuffer(b"".join(b + b"\n" for b in blobs) + bytes(chat.WORD), dtype=np.uint8)
+    end = np.cumsum([len(b) + 1 for b in blobs], dtype=np.int64)
+    return data, end - [len(b) + 1 for b in blobs], end
 
 
 def test_decode_all_is_decode_line_of_each():
     blobs = [b"hi", b"", b"caf\xc3\xa9", b"x\r", b"\r", b"a" * 1024, b"a" * 1025, b"a" * 1024 + b"\r",
              b"\xc3", b"\xff", b"\xed\xa0\x80", b"tab\there"]
-    assert chat._decode_all(blobs) == [chat.decode_line(b) for b in blobs]
+    assert chat._decode_all(*as_lines(blobs)) == [chat.decode_line(b) for b in blobs]
     valid = [b for b in blobs if chat.decode_line(b) is not None]
-    assert chat._decode_all(valid) == [chat.decode_line(b) for b in valid]  # the one-call path
-    assert chat._decode_all([]) == []
+    assert chat._decode_all(*as_lines(valid)) == [chat.decode_line(b) for b in valid]  # the one-call path
+    assert chat._decode_all(*as_lines([])) == []
+
+
+def ids_by_dict(blobs: list[bytes]):
+    """The plain way to number lines by content, in order of first appearance."""
+    ids: dict[bytes, int] = {}
+    line_ids = [ids.setdefault(b, len(ids)) for b in blobs]
+    return line_ids, [line_ids.index(k) for k in range(len(ids))]
+
+
+LINES = [b"<alice> hi", b"", b"<bob> hi", b"<alice> hi", b"x" * 7, b"x" * 8, b"x" * 9, b"", b"x" * 8,
+         b"12345678" * 3, b"12345678" * 2 + b"12345679", b"12345678" * 3, b"\r", b"a" * 2000, b"a" * 2000]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
+def test_line_ids_number_lines_by_content(chunk):
+    ids, firsts = chat._line_ids(*as_lines(LINES), chunk=chunk)
+    assert (ids.tolist(), firsts.tolist()) == ids_by_dict(LINES)
+    rng = np.random.default_rng(3)  # many lines from few texts, as a broadcast makes them
+    texts = [bytes(rng.integers(97, 100, rng.integers(0, 30))) for _ in range(300)]
+    blobs = [texts[k] for k in rng.integers(0, len(texts), 5000)]
+    ids, firsts = chat._line_ids(*as_lines(blobs), chunk=chunk)
+    assert (ids.tolist(), firsts.tolist()) == ids_by_dict(blobs)
+
+
+def test_line_ids_sort_out_hash_collisions(monkeypatch):
+    """With every multiplier 0 all lines hash alike: the word-by-word check must split them."""
+    monkeypatch.setattr(chat, "_MULTIPLIERS", np.zeros(4096, dtype=np.uint64))
+    ids, firsts = chat._line_ids(*as_lines(LINES))
+    assert (ids.tolist(), firsts.tolist()) == ids_by_dict(LINES)
 
 
 @pytest.mark.parametrize("values", [

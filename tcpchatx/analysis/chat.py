@@ -8,7 +8,7 @@ Theory of operation
    already placed (retransmissions, duplicates) are skipped; a hole (bytes never
    captured) ends the line in progress, which is dropped, since we cannot know it.
    Each placed run of bytes remembers the frame that carried it.  All directions
-   are reassembled at once with numpy (:func:`reassemble_all`), into one ``bytes``.
+   are reassembled at once with numpy (:func:`reassemble_all`), into one array of bytes.
 2. **Lines.**  The streams are cut at every ``\\n`` (found with numpy); each line is
    decoded with the server's rules (:func:`decode_line`: the same as
    :class:`tcpchatx.protocol.LineSplitter`, which a test checks).  A line knows its
@@ -33,7 +33,8 @@ Python still does the parts that need Python, but once per *distinct* thing:
 
 * each distinct line text is decoded and parsed once (a broadcast repeats the
   same ``<nick> text`` to every client), and its facts become numbers (a kind
-  code, a nick id, a text id);
+  code, a nick id, a text id); which lines are the same is found without a
+  Python object per line, by a hash of their bytes (:func:`_line_ids`);
 * nicknames change only on a few lines (the first line of a client, the server's
   ``Welcome, nick!`` and ``X is now known as Y``): a loop over those lines only
   records each change, and every line then looks up its connection's nick at its
@@ -293,14 +294,16 @@ class Chat:
 
 @dataclass
 class Streams:
-    """Every reassembled byte stream, laid end to end in one ``bytes``.
+    """Every reassembled byte stream, laid end to end in one array of bytes.
 
     Stream *k* (one direction of one connection) occupies ``data[begin[k]:begin[k+1]]``;
     run *i* of placed bytes starts at ``run_starts[i]`` (an offset in ``data``) and
     came from packet row ``run_rows[i]``; ``gaps`` are offsets where a hole was.
+    ``data`` ends with :data:`WORD` zero bytes after the last stream, so that the
+    8 bytes from any offset can be read as one number (see :func:`_line_ids`).
     """
 
-    data: bytes
+    data: np.ndarray  # uint8
     group: np.ndarray  # (conn * 2 + direction) of each stream
     begin: np.ndarray  # len(group) + 1 offsets
     run_starts: np.ndarray
@@ -344,22 +347,43 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     data = _gather_runs(p.buffer, src, size, starts)
     del src, size
     groups, first_run = np.unique(g, return_index=True)
-    begin = np.r_[starts[first_run], len(data)] if len(g) else np.zeros(1, np.int64)
+    begin = np.r_[starts[first_run], len(data) - WORD] if len(g) else np.zeros(1, np.int64)
     return Streams(data, groups, begin.astype(np.int64), starts, rows, starts[hole])
 
 
-def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
-                 chunk: int = 1 << 18) -> bytes:
-    """``b"".join(buffer[a:a + n] for a, n in zip(src, size))``, with numpy.
+WORD = 8  # bytes copied, and compared, as one number
 
-    Runs are copied in the order they sit in the file, ``chunk`` bytes' worth at a
-    time: each output byte's source is its run's offset plus its place in the run,
-    so the index arrays stay small, and each part of the mapped file can be
-    released (:func:`~.capture.release_pages`) as soon as it has been copied.
+
+def _ranges(start: np.ndarray, size: np.ndarray, step: int = 1) -> np.ndarray:
+    """``start[i], start[i] + step, ...`` (``size[i]`` of them) for every i, end to end."""
+    begin = np.cumsum(size) - size
+    return np.arange(int(size.sum()) if len(size) else 0) * step + np.repeat(start - begin * step, size)
+
+
+def _every_word(data: np.ndarray) -> np.ndarray:
+    """The 8 bytes at each offset of ``data`` as one little-endian number: a view, no copy.
+
+    (Its last 7 offsets have no whole word; ``Streams.data`` ends in zeros for that.)
+    """
+    return np.ndarray((max(len(data) - WORD + 1, 0),), dtype="<u8", buffer=data, strides=(1,))
+
+
+def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
+                 chunk: int = 1 << 18) -> np.ndarray:
+    """``b"".join(buffer[a:a + n] for a, n in zip(src, size))``, with numpy, then
+    :data:`WORD` zero bytes.
+
+    Each run is copied 8 bytes at a time (:func:`_every_word`), and its last
+    ``n % 8`` bytes one by one: numpy needs an index for every item it copies,
+    and an index is 8 bytes.  Runs are copied in the order they sit in the file,
+    ``chunk`` bytes' worth at a time, so the index arrays stay small and each
+    part of the mapped file can be released (:func:`~.capture.release_pages`)
+    as soon as it has been copied.
     """
     total = int(size.sum()) if len(size) else 0
-    out = np.empty(total, dtype=np.uint8)
+    out = np.zeros(total + WORD, dtype=np.uint8)
     buf = np.frombuffer(buffer, dtype=np.uint8)
+    words_in, words_out = _every_word(buf), _every_word(out)
     in_file_order = np.argsort(src, kind="stable")
     src, size, starts = src[in_file_order], size[in_file_order], starts[in_file_order]
     copied = np.cumsum(size)  # bytes copied once each run is done
@@ -367,12 +391,14 @@ def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
     while lo < len(size):
         before = int(copied[lo - 1]) if lo else 0
         hi = max(int(np.searchsorted(copied, before + chunk, "right")), lo + 1)
-        sizes = size[lo:hi]
-        within = np.arange(int(copied[hi - 1]) - before) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        out[np.repeat(starts[lo:hi], sizes) + within] = buf[np.repeat(src[lo:hi], sizes) + within]
+        a, n, to = src[lo:hi], size[lo:hi], starts[lo:hi]
+        whole = n // WORD
+        words_out[_ranges(to, whole, WORD)] = words_in[_ranges(a, whole, WORD)]
+        done, rest = whole * WORD, n % WORD
+        out[_ranges(to + done, rest)] = buf[_ranges(a + done, rest)]
         release_pages(buffer, int(src[lo]), int(src[hi - 1] + size[hi - 1]))
         lo = hi
-    return out.tobytes()
+    return out
 
 
 def find_lines(s: Streams):
@@ -392,21 +418,81 @@ def find_lines(s: Streams):
     return stream[keep], start[keep], end[keep]
 
 
-def _distinct_blobs(data: bytes, start: np.ndarray, end: np.ndarray,
-                    chunk: int = 1 << 16) -> tuple[np.ndarray, list[bytes]]:
-    """Each line's bytes (``data[a:b - 1]``) as an id, and the distinct ones by id.
+def _words(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's bytes as 8-byte numbers (the last one zero-padded), end to end,
+    and how many each line has.  A line of L bytes has ceil(L / 8) words."""
+    count = (length + WORD - 1) // WORD
+    words = _every_word(data)[_ranges(start, count, WORD)]  # data ends in WORD zeros
+    has = count > 0
+    last = np.cumsum(count)[has] - 1
+    words[last] &= _KEEP_LOW_BYTES[length[has] - (count[has] - 1) * WORD]
+    return words, count
 
-    Ids follow first appearance.  Lines are sliced ``chunk`` at a time, so only
-    the distinct byte strings are ever held all together (``map`` and the dict
-    loop in C: a Python statement per line would dominate).
+
+_KEEP_LOW_BYTES = np.array([(1 << 8 * r) - 1 for r in range(WORD + 1)], dtype=np.uint64)
+# A random odd multiplier for each word position in a line (a valid line has at most
+# 129 words; longer ones reuse them, and the word-by-word check keeps that exact).
+_MULTIPLIERS = np.random.default_rng(0x7C9C).integers(1, 2**63, 4096, dtype=np.uint64) * 2 + 1
+
+
+def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
+              chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """Number the lines by content (``data[a:b]``), in order of first appearance.
+
+    Returns each line's id and the first line of each id.  A busy chat repeats
+    one ``<nick> text`` to every client, so there are far fewer texts than lines:
+    each line gets a hash of its 8-byte words (numpy, no Python object per
+    line), lines with the same hash are compared word by word with the first of
+    them, and only lines that turn out to differ (a hash collision: in practice
+    never) are sorted out by a dict of their bytes.
     """
-    ids = _Ids()
-    text_of_line = np.empty(len(start), dtype=np.int32)
-    for lo in range(0, len(start), chunk):
-        blobs = list(map(data.__getitem__, map(slice, start[lo : lo + chunk].tolist(),
-                                                 (end[lo : lo + chunk] - 1).tolist())))
-        text_of_line[lo : lo + len(blobs)] = ids.ids_of(blobs)
-    return text_of_line, ids.names
+    n = len(start)
+    length = end - start
+    hashes = np.empty(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
+        for lo in range(0, n, chunk):
+            words, count = _words(data, start[lo : lo + chunk], length[lo : lo + chunk])
+            position = np.arange(len(words)) - np.repeat(np.cumsum(count) - count, count)
+            mixed = words * _MULTIPLIERS[position % len(_MULTIPLIERS)]
+            h = np.zeros(len(count), dtype=np.uint64)
+            h[count > 0] = np.add.reduceat(mixed, (np.cumsum(count) - count)[count > 0])
+            h ^= length[lo : lo + chunk].astype(np.uint64) * _MULTIPLIERS[-1]
+            hashes[lo : lo + chunk] = h
+    order = np.argsort(hashes, kind="stable")  # stable: the first line of each hash leads
+    sorted_hashes = hashes[order]
+    leads = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]] if n else np.zeros(0, bool)
+    first = np.empty(n, dtype=np.int64)
+    first[order] = order[np.flatnonzero(leads)][np.cumsum(leads) - 1]
+    del hashes, order, sorted_hashes, leads
+    # Check every line against the first line with its hash.
+    others = np.flatnonzero(first != np.arange(n))
+    differs = np.zeros(n, dtype=bool)
+    for lo in range(0, len(others), chunk):
+        mine, theirs = others[lo : lo + chunk], first[others[lo : lo + chunk]]
+        same_length = length[mine] == length[theirs]
+        mine, theirs = mine[same_length], theirs[same_length]
+        differs[others[lo : lo + chunk][~same_length]] = True
+        a, count = _words(data, start[mine], length[mine])
+        b, _ = _words(data, start[theirs], length[theirs])
+        has = count > 0
+        unequal = np.zeros(len(mine), dtype=bool)
+        unequal[has] = np.bitwise_or.reduceat(a ^ b, (np.cumsum(count) - count)[has]) != 0
+        differs[mine[unequal]] = True
+    firsts_seen: dict[bytes, int] = {}
+    for i in np.flatnonzero(differs).tolist():
+        first[i] = firsts_seen.setdefault(data[start[i] : end[i]].tobytes(), i)
+    leads = first == np.arange(n)
+    return (np.cumsum(leads) - 1)[first].astype(np.int32), np.flatnonzero(leads)
+
+
+def _distinct_texts(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, list]:
+    """Each line's id (lines ``data[a:b]``, each ending in its ``\\n``), and each id's text.
+
+    Ids follow first appearance; a text is None if the line is not valid
+    (see :func:`decode_line`).
+    """
+    text_of_line, firsts = _line_ids(data, start, end)
+    return text_of_line, _decode_all(data, start[firsts], end[firsts])
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
@@ -421,23 +507,29 @@ def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None
         return None
 
 
-def _decode_all(blobs: list[bytes]) -> list[str | None]:
-    """``[decode_line(b) for b in blobs]``, decoding them all in one call when we can.
+def _decode_all(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 14) -> list[str | None]:
+    """``[decode_line(data[a:b - 1]) for a, b in zip(start, end)]`` (lines end in ``\\n``),
+    decoding them all in one call when we can.
 
-    No blob holds a ``\\n``, and UTF-8 never uses byte 10 inside a character, so if
-    the blobs joined by ``\\n`` decode, each piece is its blob's text.
+    The lines are copied end to end, newlines included: UTF-8 never uses byte 10
+    inside a character, so if that decodes, the pieces between newlines are the texts.
     """
-    if not blobs:
+    if not len(start):
         return []
+    # Copied 16k lines at a time: index arrays for every byte at once would cost more
+    # (in fresh memory) than the copy itself.
+    joined = b"".join(data[_ranges(start[lo : lo + chunk], (end - start)[lo : lo + chunk])].tobytes()
+                      for lo in range(0, len(start), chunk))
     try:
-        pieces = b"\n".join(blobs).decode(proto.ENCODING).split("\n")
+        pieces = joined.decode(proto.ENCODING).split("\n")[:-1]
     except UnicodeDecodeError:
-        return [decode_line(blob) for blob in blobs]
-    # Over-long lines and a trailing "\r" need decode_line's rules; found with C loops.
-    too_long = np.fromiter(map(len, blobs), np.int64, len(blobs)) > proto.MAX_LINE_BYTES
-    with_cr = np.fromiter(map(bytes.endswith, blobs, itertools.repeat(b"\r")), bool, len(blobs))
-    for i in np.flatnonzero(too_long | with_cr).tolist():
-        pieces[i] = decode_line(blobs[i])
+        begin = np.cumsum(end - start) - (end - start)
+        return [decode_line(joined[a : a + n - 1]) for a, n in zip(begin.tolist(), (end - start).tolist())]
+    # Over-long lines and a trailing "\r" need decode_line's rules.
+    length = end - 1 - start
+    with_cr = (length > 0) & (data[np.maximum(end - 2, 0)] == 13)
+    for i in np.flatnonzero((length > proto.MAX_LINE_BYTES) | with_cr).tolist():
+        pieces[i] = decode_line(data[start[i] : end[i] - 1].tobytes())
     return pieces
 
 
@@ -488,7 +580,9 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     done = streams.run_rows[last]  # the row that carried each line's newline
     g = streams.group[stream]
     local = start - streams.begin[stream]  # offset inside its own stream
-    order = np.lexsort((local, g >> 1, p.frame[done]))
+    # By completing frame; a frame's lines are in stream order, as find_lines gave them
+    # (one frame carries bytes of one stream only).
+    order = np.argsort(p.frame[done], kind="stable")
     del stream
     start, end, local, g = (x[order] for x in (start, end, local, g))
     first, last, done = (x[order].astype(np.int32) for x in (first, last, done))
@@ -499,12 +593,10 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
 
     # ---- each distinct text, decoded once
     # (map and dict.fromkeys loop in C: one Python call per line would dominate.)
-    text_of_line, distinct = _distinct_blobs(streams.data, start, end)
+    text_of_line, texts = _distinct_texts(streams.data, start, end)
     del start, end
     run_frames, gaps = p.frame[streams.run_rows], len(streams.gaps)
-    del streams  # the bytes: only the distinct lines are needed from here on
-    texts = _decode_all(distinct)
-    del distinct
+    del streams  # the bytes: only the distinct texts are needed from here on
     valid = [text is not None for text in texts]
     text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
     text_id[valid] = np.arange(sum(valid))
