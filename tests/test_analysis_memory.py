@@ -1,0 +1,64 @@
+"""How the analysis treats the process it runs in: the C heap and Python's cycle collector."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tcpchatx.analysis import analyze
+from tcpchatx.analysis.memory import _glibc
+
+CHAT = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
+
+# Page faults of three 16 MB arrays made, filled and freed one after the other.
+FAULTS_OF_THREE_ARRAYS = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    from tcpchatx.analysis.memory import keep_freed_memory_for_reuse
+    if sys.argv[1] == "keep":
+        keep_freed_memory_for_reuse()
+    faults = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = np.ones(16 << 20, dtype=np.uint8)
+        del block
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(json.dumps(faults))
+""")
+
+
+def faults_of_three_arrays(mode: str) -> list[int]:
+    out = subprocess.run([sys.executable, "-c", FAULTS_OF_THREE_ARRAYS, mode], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux); elsewhere it does nothing")
+def test_freed_arrays_are_reused_from_the_first_one():
+    """A fresh process: glibc gives the second array fresh pages; after the call, it reuses the first's."""
+    default = faults_of_three_arrays("default")
+    kept = faults_of_three_arrays("keep")
+    assert default[1] > default[0] // 2, default  # the second array faulted its pages in again
+    assert kept[0] > 100 and kept[1] < kept[0] // 10 and kept[2] < kept[0] // 10, kept
+
+
+def test_the_analysis_runs_without_cycle_collections_and_leaves_the_collector_as_it_was():
+    collections = []
+    gc.callbacks.append(lambda phase, info: collections.append(info["generation"]) if phase == "start" else None)
+    try:
+        assert gc.isenabled()
+        analyze(CHAT)  # without the pause: 48 collections
+        # At most the one that the allocations made meanwhile trigger once it is back on.
+        assert len(collections) <= 1 and gc.isenabled()
+        gc.disable()
+        analyze(CHAT)
+        assert not gc.isenabled()
+    finally:
+        gc.callbacks.pop()
+        gc.enable()
