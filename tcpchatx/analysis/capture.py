@@ -293,7 +293,7 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
             words = part[parity : parity + (len(part) - parity) // 2 * 2].view(np.uint16)
             here.append(np.flatnonzero(words == pattern) * 2 + parity + lo)
         cand = np.concatenate(here)
-        cand.sort()  # in place: no copy
+        cand.sort(kind="stable")  # two sorted runs: the stable sort (timsort) merges them, in place
         cand = cand[cand + 16 <= len(buf)]
         found.append(cand)
         lengths.append(gather(data, cand + 8, np.dtype(order + "u4")))
