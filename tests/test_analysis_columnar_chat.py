@@ -247,7 +247,7 @@ def test_line_ids_sort_out_hash_collisions(monkeypatch):
 
 
 @pytest.mark.parametrize("values", [
-    [7, 7, 3, 9, 3, 1], [], [5], list(range(100, 0, -1)) * 3,
+    [7, 7, 3, 9, 3, 1], [], [5], [4] * 1000, [4] * 999 + [5], list(range(100, 0, -1)) * 3,
     np.random.default_rng(2).integers(0, 1 << 40, 5000).tolist(),
 ])
 def test_factorize_is_pandas_factorize(values):

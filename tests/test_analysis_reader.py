@@ -158,6 +158,23 @@ def test_non_tcp_frames_are_kept_as_other(tmp_path):
         assert_agrees_with_tshark(a, path)
 
 
+def test_a_tcp_header_with_a_bad_data_offset_is_not_tcp_and_the_rest_decode(tmp_path):
+    """A data offset under 5 words: that frame is "other"; the frames around it keep their fields."""
+    from scapy.all import TCP
+    t = conversation()
+    bad = t.packets[1].copy()
+    bad[TCP].dataofs = 4
+    frames = t.packets[:1] + [bad] + t.packets[1:]
+    path = tmp_path / "bad-offset.pcap"
+    write_capture(path, frames)
+    p = read_packets(path)
+    assert p.is_tcp.tolist() == [True, False] + [True] * (len(t.packets) - 1)
+    tcp = [f for f in frames if f is not bad]
+    assert p.sport[p.is_tcp].tolist() == [f[TCP].sport for f in tcp]
+    assert p.seq[p.is_tcp].tolist() == [f[TCP].seq for f in tcp]
+    assert p.payload_len[p.is_tcp].tolist() == [len(f[TCP].payload) for f in tcp]
+
+
 def test_truncated_packets_and_files(tmp_path):
     t = conversation()
     path = t.write(tmp_path / "snap.pcap")

@@ -184,12 +184,16 @@ def gather(data: np.ndarray, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Read one ``dtype`` record at each position, all packets in one numpy call.
 
     ``sliding_window_view`` makes a (no-copy) view in which row ``p`` is the bytes
-    starting at offset ``p``; indexing it with ``pos`` copies just those rows.
+    starting at offset ``p``; indexing it with ``pos`` copies just those rows.  For
+    a plain number the view can hold the numbers themselves (one at every offset).
     Positions too close to the end are clamped: callers check lengths themselves.
     """
     dtype = np.dtype(dtype)
     if len(data) < dtype.itemsize:
         data = np.zeros(dtype.itemsize, dtype=np.uint8)
+    if dtype.fields is None:  # a plain number: a view with one at every offset is faster
+        every = np.ndarray((len(data) - dtype.itemsize + 1,), dtype=dtype, buffer=data, strides=(1,))
+        return every[np.clip(pos, 0, len(every) - 1)]
     windows = np.lib.stride_tricks.sliding_window_view(data, dtype.itemsize)
     rows = windows[np.clip(pos, 0, len(windows) - 1)]
     return np.ascontiguousarray(rows).view(dtype).reshape(len(pos))

@@ -213,8 +213,8 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     src_hi, src_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
     dst_hi, dst_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
 
-    v4 = np.flatnonzero(ip_version == 4)
-    if len(v4):
+    v4 = _rows(ip_version == 4)
+    if _any(v4):
         ip = gather(data, l3[v4], IPV4_HEADER)
         ihl = (ip["version_ihl"] & 0x0F).astype(np.int64) * 4
         protocol[v4] = ip["protocol"]
@@ -250,16 +250,18 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     candidates = is_ip & unfragmented & (protocol == IPPROTO_TCP) & (l4 + 20 <= end)
     tcp = gather(data, l4[candidates], TCP_HEADER)
     doff = (tcp["data_offset"] >> 4).astype(np.int64) * 4
-    good = doff >= 20
-    t = np.flatnonzero(candidates)[good]
-    tcp, doff = tcp[good], doff[good]
+    good = doff >= 20  # a data offset under 5 words: not a TCP header we can read
+    if not good.all():
+        candidates[np.flatnonzero(candidates)[~good]] = False
+        tcp, doff = tcp[good], doff[good]
+    t = _rows(candidates)
     tcp_start = l4[t]
     payload_offset = tcp_start + doff
     payload_len = np.maximum(l4_len[t] - doff, 0)
     rows = slice(lo, hi)
     out["ip_version"][rows] = ip_version
     out["src"][rows], out["dst"][rows] = book.ids(is_ip, src_hi, src_lo, dst_hi, dst_lo)  # -1: not IP
-    t_rows = t + lo  # the TCP packets' rows in the whole capture
+    t_rows = slice(lo, hi) if isinstance(t, slice) else t + lo  # in the whole capture
     out["is_tcp"][t_rows] = True
     out["sport"][t_rows] = tcp["sport"]
     out["dport"][t_rows] = tcp["dport"]
@@ -273,6 +275,19 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     out["payload_caplen"][t_rows] = np.clip(end[t] - payload_offset, 0, payload_len)
     out["header_len"][t_rows] = doff
     out["options_len"][t_rows] = np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)
+
+
+def _rows(mask: np.ndarray) -> np.ndarray | slice:
+    """The rows where ``mask`` holds; ``slice(None)`` if that is all of them.
+
+    Usually every packet is IPv4 and TCP: then columns are copied whole, which
+    is much quicker than through an index array.
+    """
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def _any(rows: np.ndarray | slice) -> bool:
+    return isinstance(rows, slice) or len(rows) > 0
 
 
 def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
@@ -341,6 +356,8 @@ def factorize(values: np.ndarray, sample: int = 1 << 16) -> tuple[np.ndarray, np
     all: we number those, and look every value up among them (a binary search in a
     tiny array).  If some value is missing, we number them all with a sort.
     """
+    if len(values) and (values == values[0]).all():  # one address: all of loopback IPv4
+        return np.zeros(len(values), dtype=np.int64), values[:1]
     head = values[:sample]
     uniq, first = np.unique(head, return_index=True)
     order = np.argsort(first)  # first-appearance order
@@ -370,9 +387,10 @@ class _AddressBook:
 
     def ids(self, is_ip, src_hi, src_lo, dst_hi, dst_lo) -> tuple[np.ndarray, np.ndarray]:
         """(source ids, destination ids) of a chunk's packets; -1 where not IP."""
-        rows = np.flatnonzero(is_ip)
+        rows = _rows(is_ip)
         hi = np.concatenate([src_hi[rows], dst_hi[rows]])
         lo = np.concatenate([src_lo[rows], dst_lo[rows]])
+        half = len(lo) // 2  # sources, then destinations
         lo_codes, lo_values = factorize(lo)
         if (hi == 0).all():
             codes, uniq = lo_codes, [(0, int(v)) for v in lo_values]
@@ -386,9 +404,11 @@ class _AddressBook:
         ids = np.array([self._id(pair) for pair in uniq], dtype=np.int32)
         src = np.full(len(is_ip), -1, dtype=np.int32)
         dst = np.full(len(is_ip), -1, dtype=np.int32)
-        if len(ids):
-            src[rows] = ids[codes[: len(rows)]]
-            dst[rows] = ids[codes[len(rows) :]]
+        if len(ids) == 1:  # one address (loopback IPv4): no lookups
+            src[rows] = dst[rows] = ids[0]
+        elif len(ids):
+            src[rows] = ids[codes[:half]]
+            dst[rows] = ids[codes[half:]]
         return src, dst
 
     def _id(self, pair: tuple[int, int]) -> int:
