@@ -346,7 +346,8 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
     data = _gather_runs(p.buffer, src, size, starts)
     del src, size
-    groups, first_run = np.unique(g, return_index=True)
+    first_run = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
+    groups = g[first_run]  # g is sorted
     begin = np.r_[starts[first_run], len(data) - WORD] if len(g) else np.zeros(1, np.int64)
     return Streams(data, groups, begin.astype(np.int64), starts, rows, starts[hole])
 
