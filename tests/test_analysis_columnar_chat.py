@@ -211,10 +211,14 @@ def as_lines(blobs: list[bytes]):
 def test_decode_all_is_decode_line_of_each():
     blobs = [b"hi", b"", b"caf\xc3\xa9", b"x\r", b"\r", b"a" * 1024, b"a" * 1025, b"a" * 1024 + b"\r",
              b"\xc3", b"\xff", b"\xed\xa0\x80", b"tab\there"]
-    assert chat._decode_all(*as_lines(blobs)) == [chat.decode_line(b) for b in blobs]
+    def joined(blobs):
+        return chat._joined_lines(*as_lines(blobs), chunk=5)  # in several batches
+
+    assert joined(blobs) == b"".join(b + b"\n" for b in blobs)
+    assert chat._decode_all(joined(blobs)) == [chat.decode_line(b) for b in blobs]
     valid = [b for b in blobs if chat.decode_line(b) is not None]
-    assert chat._decode_all(*as_lines(valid)) == [chat.decode_line(b) for b in valid]  # the one-call path
-    assert chat._decode_all(*as_lines([])) == []
+    assert chat._decode_all(joined(valid)) == [chat.decode_line(b) for b in valid]  # the one-call path
+    assert chat._decode_all(joined([])) == []
 
 
 def ids_by_dict(blobs: list[bytes]):

@@ -486,14 +486,14 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     return (np.cumsum(leads) - 1)[first].astype(np.int32), np.flatnonzero(leads)
 
 
-def _distinct_texts(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, list]:
-    """Each line's id (lines ``data[a:b]``, each ending in its ``\\n``), and each id's text.
+def _joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 14) -> bytes:
+    """The lines ``data[a:b]`` end to end, as one ``bytes``.
 
-    Ids follow first appearance; a text is None if the line is not valid
-    (see :func:`decode_line`).
+    Copied 16k lines at a time: index arrays for every byte at once would cost
+    more (in fresh memory) than the copy itself.
     """
-    text_of_line, firsts = _line_ids(data, start, end)
-    return text_of_line, _decode_all(data, start[firsts], end[firsts])
+    return b"".join(data[_ranges(start[lo : lo + chunk], (end - start)[lo : lo + chunk])].tobytes()
+                    for lo in range(0, len(start), chunk))
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
@@ -508,29 +508,29 @@ def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None
         return None
 
 
-def _decode_all(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 14) -> list[str | None]:
-    """``[decode_line(data[a:b - 1]) for a, b in zip(start, end)]`` (lines end in ``\\n``),
-    decoding them all in one call when we can.
+def _decode_all(joined: bytes) -> list[str | None]:
+    """``[decode_line(raw) for raw in joined.split(b"\\n")[:-1]]`` (every line ends in
+    ``\\n``), decoding them all in one call when we can.
 
-    The lines are copied end to end, newlines included: UTF-8 never uses byte 10
-    inside a character, so if that decodes, the pieces between newlines are the texts.
+    UTF-8 never uses byte 10 inside a character, so if the whole decodes, the
+    pieces between newlines are the texts.
     """
-    if not len(start):
+    if not joined:
         return []
-    # Copied 16k lines at a time: index arrays for every byte at once would cost more
-    # (in fresh memory) than the copy itself.
-    joined = b"".join(data[_ranges(start[lo : lo + chunk], (end - start)[lo : lo + chunk])].tobytes()
-                      for lo in range(0, len(start), chunk))
     try:
         pieces = joined.decode(proto.ENCODING).split("\n")[:-1]
     except UnicodeDecodeError:
-        begin = np.cumsum(end - start) - (end - start)
-        return [decode_line(joined[a : a + n - 1]) for a, n in zip(begin.tolist(), (end - start).tolist())]
+        return [decode_line(raw) for raw in joined.split(b"\n")[:-1]]
     # Over-long lines and a trailing "\r" need decode_line's rules.
-    length = end - 1 - start
-    with_cr = (length > 0) & (data[np.maximum(end - 2, 0)] == 13)
-    for i in np.flatnonzero((length > proto.MAX_LINE_BYTES) | with_cr).tolist():
-        pieces[i] = decode_line(data[start[i] : end[i] - 1].tobytes())
+    raw = np.frombuffer(joined, dtype=np.uint8)
+    newline = np.flatnonzero(raw == 10)
+    length = np.diff(newline, prepend=-1) - 1
+    with_cr = (length > 0) & (raw[np.maximum(newline - 1, 0)] == 13)
+    special = np.flatnonzero((length > proto.MAX_LINE_BYTES) | with_cr).tolist()
+    if special:
+        lines = joined.split(b"\n")
+        for i in special:
+            pieces[i] = decode_line(lines[i])
     return pieces
 
 
@@ -594,10 +594,14 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
 
     # ---- each distinct text, decoded once
     # (map and dict.fromkeys loop in C: one Python call per line would dominate.)
-    text_of_line, texts = _distinct_texts(streams.data, start, end)
-    del start, end
+    text_of_line, firsts = _line_ids(streams.data, start, end)
+    distinct = _joined_lines(streams.data, start[firsts], end[firsts])
+    del start, end, firsts
     run_frames, gaps = p.frame[streams.run_rows], len(streams.gaps)
-    del streams  # the bytes: only the distinct texts are needed from here on
+    del streams  # the bytes: only the distinct lines are needed from here on
+    release_freed_memory()
+    texts = _decode_all(distinct)
+    del distinct
     valid = [text is not None for text in texts]
     text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
     text_id[valid] = np.arange(sum(valid))
