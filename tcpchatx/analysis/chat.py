@@ -431,9 +431,20 @@ def _words(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.
 
 
 _KEEP_LOW_BYTES = np.array([(1 << 8 * r) - 1 for r in range(WORD + 1)], dtype=np.uint64)
+
+
+def _splitmix64(n: int) -> np.ndarray:
+    """``n`` well-mixed pseudo-random 64-bit numbers (SplitMix64; no numpy.random import)."""
+    with np.errstate(over="ignore"):
+        z = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 # A random odd multiplier for each word position in a line (a valid line has at most
 # 129 words; longer ones reuse them, and the word-by-word check keeps that exact).
-_MULTIPLIERS = np.random.default_rng(0x7C9C).integers(1, 2**63, 4096, dtype=np.uint64) * 2 + 1
+_MULTIPLIERS = _splitmix64(4096) | np.uint64(1)
 
 
 def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
