@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--comments", metavar="OUT.pcapng",
                           help="also write a copy whose packet comments tell the story (Wireshark shows them)")
     annotate.add_argument("--max-packets", type=int, default=200,
-                          help="longest ladder to print (default: 200; 0 for all)")
+                          help="longest ladder to print (default: 200; 0 for all); a ladder "
+                               "is drawn when its packets go between at most 24 endpoints")
     annotate.add_argument("--all", action="store_true",
                           help="list every connection and message in the summary "
                                "(default: the first 50 of each; the rest are counted)")

@@ -22,7 +22,7 @@ import pytest
 from analysis_helpers import C, S, Talk, write_capture
 from tcpchatx.analysis import analyze, chat, to_json, write_json
 from tcpchatx.analysis.packets import factorize
-from tcpchatx.analysis.tracker import _endpoint_ids
+from tcpchatx.analysis.tracker import _by_flow, _endpoint_ids
 
 CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
 
@@ -188,6 +188,23 @@ def test_random_scripts(seed, tmp_path):
 # --------------------------------------------------------------------------- numpy helpers
 
 
+def test_reassembly_is_the_same_whatever_the_order_of_its_segments():
+    """Rows in capture order take the one-key sort; any other order, the lexsort."""
+    a = analyze(Path(__file__).parent.parent / "captures" / "chat.pcapng")
+    p, t = a.packets, a.tracking
+    rows = np.flatnonzero((t.conn >= 0) & (p.payload_len > 0))
+    shuffled = np.random.default_rng(4).permutation(rows)
+
+    def streams(rows):
+        return chat.reassemble_all(p, rows, t.conn[rows].astype(np.int64) * 2 + t.direction[rows],
+                                   t.rel_seq[rows])
+
+    one, other = streams(rows), streams(shuffled)
+    for name in ("data", "group", "begin", "run_starts", "run_rows", "gaps"):
+        assert np.array_equal(getattr(one, name), getattr(other, name)), name
+    assert one.data.tobytes().count(b"\n") == len(a.lines)
+
+
 def test_gather_runs_is_a_join_of_slices():
     rng = np.random.default_rng(1)
     buf = rng.integers(0, 256, 10_000, dtype=np.uint8)
@@ -261,6 +278,15 @@ def test_factorize_is_pandas_factorize(values):
         codes, uniques = factorize(values, sample=sample)
         assert codes.tolist() == want_codes.tolist()
         assert uniques.tolist() == want_uniques.tolist()
+
+
+def test_flows_are_sorted_the_same_by_radix_and_by_one_key():
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 3000, 20_000), rng.integers(0, 3000, 20_000)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    radix = _by_flow(low, high, 3000)  # 16-bit keys
+    assert np.array_equal(radix, _by_flow(low, high, 1 << 17))  # one int64 key
+    assert np.array_equal(radix, np.lexsort((np.arange(len(a)), high, low)))
 
 
 def test_endpoint_ids_number_equal_endpoints_equally():

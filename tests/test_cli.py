@@ -97,6 +97,8 @@ def test_annotate_max_packets_0_on_many_clients_says_why_there_is_no_ladder(tmp_
         f"packet with --json)")
     few = tcpchatx("annotate", str(path), "--max-packets", "20")
     assert few.returncode == 0 and "(no ladder" not in few.stdout and "... 940 more packets" in few.stdout
+    usage = " ".join(tcpchatx("annotate", "--help").stdout.split())  # argparse wraps lines
+    assert f"a ladder is drawn when its packets go between at most {MAX_LANES} endpoints" in usage
 
 
 def test_annotate_json_and_comments(chat_capture, tmp_path):

@@ -321,7 +321,11 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     gives that for every segment at once.  Segments before the ISN (wrapped around,
     relative seq >= 2**31) are outside the stream.
     """
-    order = np.lexsort((rows, rel_seq, group))
+    if len(rows) and group.max() < 1 << 31 and (np.diff(rows) > 0).all():  # the usual case
+        # One int64 key per segment, sorted stably (rows stay in order inside): quicker.
+        order = np.argsort(group.astype(np.int64) << 32 | rel_seq.astype(np.int64), kind="stable")
+    else:
+        order = np.lexsort((rows, rel_seq, group))
     g, seq, rows = group[order], rel_seq[order].astype(np.int64), rows[order]
     del order
     inside = seq < 1 << 31
