@@ -28,6 +28,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -363,9 +364,11 @@ class _Runner:
         self.step = np.zeros(m, dtype=np.int16)
         self.zeek_inactive_after = np.zeros((m, 2), dtype=bool)
         self.walks: dict[bytes, _Walk] = {}
-        self.facts: dict[int, tuple[_Walk, np.ndarray]] = {}  # conn -> (walk, its positions)
+        self.positions = np.zeros(0, dtype=np.int64)  # the last run's candidates
+        self.facts: dict[int, tuple[_Walk, int]] = {}  # conn -> (walk, index of its first candidate)
 
     def run(self, positions: np.ndarray) -> None:
+        self.positions = positions
         conn = self.conn[positions]
         codes = _walk_codes(positions, conn, self.flags, self.seq, self.length,
                             self.direction, self.kind)
@@ -379,7 +382,7 @@ class _Runner:
                 walk = self.walks[key] = _walk(*(c[positions[a:b]].tolist() for c in (
                     self.kind, self.direction, self.flags, self.seq, self.length)))
             walks.append(walk)
-            self.facts[this_conn] = (walk, positions[a:b])
+            self.facts[this_conn] = (walk, a)
         if not walks:
             return
         for name in ("state_before", "state_after", "step", "zeek_inactive_after"):
@@ -518,10 +521,16 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
         (times[last] - times[first]).tolist(), completeness.tolist(), strict=True,
     )
     addresses = p.addresses
+    # Every connection's handshake and close frames, looked up in one step.
+    facts = [runner.facts[i] for i in range(n_conn)]
+    wanted = [a + k for walk, a in facts for k in (*walk.handshake, *walk.closing)]
+    frames = iter(p.frame[r[runner.positions[wanted]]].tolist() if wanted else [])
     connections = []
     for (i, c_addr, c_port, s_addr, s_port, (isn_o, isn_r), (pk_o, pk_r), (by_o, by_r),
          first_frame, last_frame, start, duration, complete) in columns:
-        walk, positions = runner.facts[i]
+        walk, _ = facts[i]
+        handshake = list(itertools.islice(frames, len(walk.handshake)))
+        closing = list(itertools.islice(frames, len(walk.closing)))
         connections.append(Connection(
             id=i,
             client=(addresses[c_addr], c_port),
@@ -539,8 +548,8 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
             active_closer=walk.active_closer,
             final_state=State(walk.final).name,
             completeness=complete,
-            handshake_frames=p.frame[r[positions[walk.handshake]]].tolist() if walk.handshake else [],
-            close_frames=p.frame[r[positions[walk.closing]]].tolist() if walk.closing else [],
+            handshake_frames=handshake,
+            close_frames=closing,
         ))
     return connections
 
