@@ -225,6 +225,17 @@ def as_lines(blobs: list[bytes]):
     return data, end - [len(b) + 1 for b in blobs], end
 
 
+def test_welcomes_and_renames_found_by_one_findall_are_those_matched_one_by_one():
+    texts = ["Welcome, bob! There are 2 of us", "Welcome, ! x", "Welcome, a! b! c", "", "Welcome, x!",
+             "x is now known as y", "x is now known as y z", "a  is now known as b", "é is now known as ü",
+             " x is now known as y", "Welcome, élan! ", "welcome, bob! no"]
+    found = chat._each_line(chat._WELCOMES, chat._WELCOME, np.array(texts, dtype=object))
+    assert found == [m.group(1) if m else "" for m in map(chat._WELCOME.match, texts)]
+    found = chat._each_line(chat._RENAMES, chat._RENAMED, np.array(texts, dtype=object))
+    assert found == [m.groups() if m else ("", "") for m in map(chat._RENAMED.match, texts)]
+    assert chat._each_line(chat._WELCOMES, chat._WELCOME, np.array([], dtype=object)) == []
+
+
 def test_decode_all_is_decode_line_of_each():
     blobs = [b"hi", b"", b"caf\xc3\xa9", b"x\r", b"\r", b"a" * 1024, b"a" * 1025, b"a" * 1024 + b"\r",
              b"\xc3", b"\xff", b"\xed\xa0\x80", b"tab\there"]

@@ -728,6 +728,12 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
     return f
 
 
+def _columns(rows: list[tuple], width: int) -> np.ndarray:
+    """findall's tuples as ``width`` object arrays, one per group (for numpy comparisons)."""
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=object, count=width * len(rows))
+    return flat.reshape(-1, width).T
+
+
 # proto.parse_server_line as one regular expression over many lines at once: a
 # sigil, or "<nick> " (chat), or "*nick* " (private), then the rest of the line.
 _SERVER_LINES = re.compile(
@@ -751,23 +757,42 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     parts = _SERVER_LINES.findall("\n".join(texts))
     if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
         parts = [_SERVER_LINES.match(text).groups("") for text in texts]
-    sigil, chat_nick, private_nick, rest = np.array(parts, dtype=object).reshape(-1, 4).T
+    sigil, chat_nick, private_nick, rest = _columns(parts, 4)
     is_chat, is_private = chat_nick != "", private_nick != ""
-    kind = np.array([_SIGIL_KIND.get(s, NOTICE) for s in sigil], dtype=np.int32)
-    kind[is_chat], kind[is_private] = CHAT, PRIVATE  # no sigil, no nick: a plain notice
+    kind = np.full(len(texts), NOTICE, dtype=np.int32)  # no sigil, no nick: a plain notice
+    for mark, code in _SIGIL_KIND.items():
+        kind[sigil == mark] = code
+    kind[is_chat], kind[is_private] = CHAT, PRIVATE
     f.server_kind[ids] = kind
     said = np.flatnonzero(is_chat | is_private)
     f.server_nick[ids[said]] = nicks.ids_of(np.where(is_chat, chat_nick, private_nick)[said].tolist())
     f.server_payload[ids[said]] = f.payloads.ids_of(rest[said].tolist())
-    # Replies may welcome a nick, notices may rename one.
-    rows = np.flatnonzero(kind == REPLY).tolist()
-    for r, m in zip(rows, map(_WELCOME.match, rest[rows]), strict=True):
-        if m:
-            f.welcome[ids[r]] = nicks[m.group(1)]
-    rows = np.flatnonzero(kind == NOTICE).tolist()
-    for r, m in zip(rows, map(_RENAMED.match, rest[rows]), strict=True):
-        if m:
-            f.rename_from[ids[r]], f.rename_to[ids[r]] = nicks[m.group(1)], nicks[m.group(2)]
+    # Replies may welcome a nick, notices may rename one (one findall each, as above).
+    rows = np.flatnonzero(kind == REPLY)
+    for r, name in zip(rows.tolist(), _each_line(_WELCOMES, _WELCOME, rest[rows]), strict=True):
+        if name:
+            f.welcome[ids[r]] = nicks[name]
+    rows = np.flatnonzero(kind == NOTICE)
+    for r, (old, new) in zip(rows.tolist(), _each_line(_RENAMES, _RENAMED, rest[rows]), strict=True):
+        if old:
+            f.rename_from[ids[r]], f.rename_to[ids[r]] = nicks[old], nicks[new]
+
+
+# _WELCOME and _RENAMED as patterns that match every line, with empty groups if they do not.
+_WELCOMES = re.compile(r"^(?:Welcome, (.+?)! )?.*$", re.MULTILINE)
+_RENAMES = re.compile(r"^(?:(\S+) is now known as (\S+)|.*)$", re.MULTILINE)
+
+
+def _each_line(every_line: re.Pattern, pattern: re.Pattern, texts) -> list:
+    """``every_line``'s groups for each text (no newlines in them), found by one findall.
+
+    ``every_line`` matches any line, so there is one result per text; if not (it
+    cannot happen), each text is matched with ``pattern`` instead."""
+    found = every_line.findall("\n".join(texts)) if len(texts) else []
+    if len(found) == len(texts):
+        return found
+    groups = [m.groups("") if m else ("",) * pattern.groups for m in map(pattern.match, texts)]
+    return [g[0] for g in groups] if pattern.groups == 1 else groups
 
 
 # proto.parse_client_line as one regular expression: "//text" (chat "/text"),
@@ -785,7 +810,7 @@ def _client_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, commands: _I
     parts = _CLIENT_LINES.findall("\n".join(texts))
     if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
         parts = [_CLIENT_LINES.match(text).groups("") for text in texts]
-    slash_text, slash, name, arg, plain = np.array(parts, dtype=object).reshape(-1, 5).T
+    slash_text, slash, name, arg, plain = _columns(parts, 5)
     command = slash == "/"
     f.slash[ids] = command | (slash_text != "")
     f.client_kind[ids] = np.where(command, KIND_CODE["command"], KIND_CODE["message"])
