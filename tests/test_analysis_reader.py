@@ -158,6 +158,28 @@ def test_non_tcp_frames_are_kept_as_other(tmp_path):
         assert_agrees_with_tshark(a, path)
 
 
+@pytest.mark.parametrize("tagged_frames", ["all", "some"])
+def test_vlan_tagged_frames_decode_like_untagged_ones(tmp_path, tagged_frames):
+    """802.1Q (and QinQ) tags move the IP header 4 bytes on; untagged frames in the same file do not move."""
+    from scapy.all import Dot1AD, Dot1Q, Ether
+    t = conversation()
+    reference = read_packets(t.write(tmp_path / "plain.pcap"))
+    frames = []
+    for i, f in enumerate(t.packets):
+        inner = f[Ether].payload.copy()
+        if tagged_frames == "all" or i % 3 == 0:
+            tag = Dot1AD(vlan=7) / Dot1Q(vlan=42) if i % 2 else Dot1Q(vlan=42)
+            frames.append(Ether(src=f[Ether].src, dst=f[Ether].dst) / tag / inner)
+        else:
+            frames.append(f)
+    path = tmp_path / "tagged.pcap"
+    write_capture(path, frames)
+    p = read_packets(path)
+    same_columns(p, reference)  # QinQ frames (two tags) were "not TCP" before
+    if TSHARK:
+        assert_agrees_with_tshark(analyze(path), path)
+
+
 def test_a_tcp_header_with_a_bad_data_offset_is_not_tcp_and_the_rest_decode(tmp_path):
     """A data offset under 5 words: that frame is "other"; the frames around it keep their fields."""
     from scapy.all import TCP

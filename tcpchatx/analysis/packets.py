@@ -296,13 +296,19 @@ def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
     l3 = np.zeros(n, dtype=np.int64)
     ethertype = np.full(n, -1, dtype=np.int64)  # 0 = "trust the IP version nibble"
 
-    eth = np.flatnonzero(linktype == LINKTYPE_ETHERNET)
-    if len(eth):
+    eth = _rows(linktype == LINKTYPE_ETHERNET)
+    if _any(eth):
         s = start[eth]
         etype = gather_u16(data, s + 12)
-        tagged = (etype == ETHERTYPE_VLAN) | (etype == ETHERTYPE_QINQ)
-        ethertype[eth] = np.where(tagged, gather_u16(data, s + 16), etype)
-        l3[eth] = s + np.where(tagged, 18, 14)
+        header = np.full(len(s), 14, dtype=np.int64)
+        for _ in range(2):  # a VLAN tag, or two (QinQ): each puts the real type 4 bytes on
+            tagged = (etype == ETHERTYPE_VLAN) | (etype == ETHERTYPE_QINQ)
+            if not tagged.any():
+                break
+            etype = np.where(tagged, gather_u16(data, s + header + 2), etype)
+            header += 4 * tagged
+        ethertype[eth] = etype
+        l3[eth] = s + header
     sll = np.flatnonzero(linktype == LINKTYPE_SLL)
     if len(sll):
         ethertype[sll] = gather_u16(data, start[sll] + 14)
