@@ -908,9 +908,10 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
                   kinds.message_payload[line_text[msg_line]])
     lo = np.searchsorted(out_key, msg_key, "left")
     hi = np.searchsorted(out_key, msg_key, "right")
-    to = [kinds.message_to[k] for k in line_text[msg_line].tolist()]
+    to = list(map(kinds.message_to.__getitem__, line_text[msg_line].tolist()))
     chat.msg_line, chat.msg_private = msg_line, msg_private
-    chat.msg_text = [kinds.payloads.names[k] for k in kinds.message_payload[line_text[msg_line]].tolist()]
+    chat.msg_text = list(map(kinds.payloads.names.__getitem__,
+                             kinds.message_payload[line_text[msg_line]].tolist()))
     chat.msg_to = to
 
     # Candidate pairs (message, outbound line), message by message, in line order.
@@ -937,9 +938,8 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     shared = np.zeros(len(msg_line), dtype=bool)
     if len(msg_key):
         order = np.argsort(msg_key, kind="stable")
-        dup = np.r_[False, msg_key[order][1:] == msg_key[order][:-1]]
-        dup_key = np.unique(msg_key[order][dup])
-        shared = np.isin(msg_key, dup_key)
+        same_as_next = msg_key[order][1:] == msg_key[order][:-1]
+        shared[order] = np.r_[False, same_as_next] | np.r_[same_as_next, False]
     alone = ~shared[pair_msg]
     # Alone: the first acceptable line per (message, connection); private: only the first.
     cand = np.flatnonzero(ok & alone)
