@@ -192,11 +192,21 @@ def gather(data: np.ndarray, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if len(data) < dtype.itemsize:
         data = np.zeros(dtype.itemsize, dtype=np.uint8)
     if dtype.fields is None:  # a plain number: a view with one at every offset is faster
-        every = np.ndarray((len(data) - dtype.itemsize + 1,), dtype=dtype, buffer=data, strides=(1,))
+        every = at_every_offset(data, dtype)
         return every[np.clip(pos, 0, len(every) - 1)]
     windows = np.lib.stride_tricks.sliding_window_view(data, dtype.itemsize)
     rows = windows[np.clip(pos, 0, len(windows) - 1)]
     return np.ascontiguousarray(rows).view(dtype).reshape(len(pos))
+
+
+def at_every_offset(data: np.ndarray, dtype) -> np.ndarray:
+    """A view of ``data`` (bytes) with one plain ``dtype`` number starting at each offset.
+
+    No copy: indexing it reads the numbers at any positions in one numpy step.  The
+    last ``itemsize - 1`` offsets have no whole number, so the view is that much shorter.
+    """
+    dtype = np.dtype(dtype)
+    return np.ndarray((max(len(data) - dtype.itemsize + 1, 0),), dtype=dtype, buffer=data, strides=(1,))
 
 
 def gather_u8(data: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -63,7 +63,7 @@ import numpy as np
 from tcpchatx import protocol as proto
 from tcpchatx.protocol import Kind
 
-from .capture import release_pages
+from .capture import at_every_offset, release_pages
 from .memory import release_freed_memory
 from .packets import RST, Packets
 from .tracker import Tracking
@@ -370,7 +370,7 @@ def _every_word(data: np.ndarray) -> np.ndarray:
 
     (Its last 7 offsets have no whole word; ``Streams.data`` ends in zeros for that.)
     """
-    return np.ndarray((max(len(data) - WORD + 1, 0),), dtype="<u8", buffer=data, strides=(1,))
+    return at_every_offset(data, "<u8")
 
 
 def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
@@ -473,7 +473,7 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
         for lo in range(0, n, chunk):
             words, count = _words(data, start[lo : lo + chunk], length[lo : lo + chunk])
-            position = np.arange(len(words)) - np.repeat(np.cumsum(count) - count, count)
+            position = _ranges(np.zeros(len(count), dtype=np.int64), count)  # word k of its line
             mixed = words * _MULTIPLIERS[position % len(_MULTIPLIERS)]
             h = np.zeros(len(count), dtype=np.uint64)
             h[count > 0] = np.add.reduceat(mixed, (np.cumsum(count) - count)[count > 0])
@@ -917,7 +917,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     # Candidate pairs (message, outbound line), message by message, in line order.
     count = hi - lo
     pair_msg = np.repeat(np.arange(len(msg_line)), count)
-    pair_out = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
+    pair_out = _ranges(lo, count)
     out_line = outbound[pair_out]
     m_line = msg_line[pair_msg]
     t_out, t_msg = chat.line_time[out_line], chat.line_time[m_line]
