@@ -282,14 +282,20 @@ def _run_annotate(args: argparse.Namespace) -> int:
     except CaptureFormatError as error:
         print(f"tcpchatx annotate: {args.capture} is not a capture we can read: {error}", file=sys.stderr)
         return 1
-    if args.json:
-        write_json(analysis, sys.stdout)  # streams: a million packets need no giant dict
-        print()
-    else:
-        print(format_summary(analysis, max_items=None if args.all else SUMMARY_ITEMS))
-        print()
-        for row in ladder_rows(analysis, max_packets=args.max_packets or None):
-            print(row)  # --max-packets 0 on a big capture: rows go out as they are drawn
+    try:
+        if args.json:
+            write_json(analysis, sys.stdout)  # streams: a million packets need no giant dict
+            print()
+        else:
+            print(format_summary(analysis, max_items=None if args.all else SUMMARY_ITEMS))
+            print()
+            for row in ladder_rows(analysis, max_packets=args.max_packets or None):
+                print(row)  # --max-packets 0 on a big capture: rows go out as they are drawn
+        sys.stdout.flush()  # here, not at exit, so a reader that left is noticed below
+    except BrokenPipeError:
+        # The reader left (``tcpchatx annotate big.pcap --json | head``): that is fine.
+        # Point stdout at /dev/null so Python's exit-time flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if args.comments:
         written = write_annotated(analysis, args.comments)
         print(f"Annotated copy: {written} (Wireshark: View > Packet Comments, or filter frame.comment)",
@@ -395,11 +401,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader left (``tcpchatx annotate big.pcap --json | head``): that is fine.
-        # Point stdout at /dev/null so Python's exit-time flush does not complain too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

@@ -186,3 +186,23 @@ def test_annotate_json_into_a_reader_that_leaves_early(tmp_path):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_annotate_into_a_reader_already_gone_still_writes_the_comments(tmp_path):
+    """A short summary sits in stdout's buffer until the end; the reader is gone by then.
+
+    Before, the BrokenPipeError came from Python's exit-time flush (a complaint and
+    exit status 120), and one raised while printing skipped the --comments file."""
+    import os
+
+    reference = Path(__file__).resolve().parents[1] / "captures" / "refused.pcapng"
+    out = tmp_path / "annotated.pcapng"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
+    proc = subprocess.Popen([sys.executable, "-m", "tcpchatx", "annotate", str(reference),
+                             "--comments", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # gone before anything is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "BrokenPipe" not in stderr and "Exception ignored" not in stderr
+    assert out.stat().st_size > 0 and "Annotated copy:" in stderr
