@@ -31,11 +31,19 @@ def tshark(path) -> Timing:
     cmd = ["tshark", "-r", str(path), "-T", "fields"]
     for field in TSHARK_FIELDS:
         cmd += ["-e", field]
-    return time_command(cmd)
+    return _succeeded(cmd)
 
 
 def cli(path, *options: str) -> Timing:
-    return time_command([sys.executable, "-m", "tcpchatx", "annotate", str(path), *options])
+    return _succeeded([sys.executable, "-m", "tcpchatx", "annotate", str(path), *options])
+
+
+def _succeeded(cmd: list[str]) -> Timing:
+    """The command's timing; a failed run has no figure worth printing."""
+    timing = time_command(cmd)
+    if timing.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit status {timing.returncode}")
+    return timing
 
 
 def raw_pcap_reader_seconds(path) -> float:

@@ -9,6 +9,7 @@ the table means the same on a laptop and on a loaded CI runner.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -46,7 +47,10 @@ start = time.perf_counter()
 pid = os.fork()
 if pid == 0:
     os.close(report_fd)
-    os.execvp(cmd[0], cmd)
+    try:
+        os.execvp(cmd[0], cmd)
+    except OSError:
+        os._exit(127)  # as a shell reports a command it cannot run
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
 os.write(report_fd, f"{seconds} {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}".encode())
@@ -54,7 +58,13 @@ os.write(report_fd, f"{seconds} {os.waitstatus_to_exitcode(status)} {usage.ru_ma
 
 
 def time_command(cmd: list[str], stdout=subprocess.DEVNULL) -> Timing:
-    """Wall time and peak resident memory (MiB) of one command, as its launcher saw them."""
+    """Wall time and peak resident memory (MiB) of one command, as its launcher saw them.
+
+    A command that cannot be started raises, as ``subprocess`` would: a time for it
+    would be a bogus figure.
+    """
+    if shutil.which(cmd[0]) is None:
+        raise FileNotFoundError(f"no such command: {cmd[0]}")
     read, write = os.pipe()
     launcher = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(write), *cmd],
                                 stdout=stdout, stderr=subprocess.DEVNULL, pass_fds=(write,))
@@ -65,6 +75,8 @@ def time_command(cmd: list[str], stdout=subprocess.DEVNULL) -> Timing:
     if len(report) != 3:
         raise RuntimeError(f"could not run {cmd[0]} (launcher exit code {launcher.returncode})")
     seconds, returncode, max_rss_kib = report
+    if int(returncode) == 127:
+        raise RuntimeError(f"could not start {cmd[0]}")
     return Timing(float(seconds), int(max_rss_kib) / 1024, int(returncode))  # ru_maxrss: KiB on Linux
 
 

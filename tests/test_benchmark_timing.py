@@ -22,3 +22,16 @@ def test_a_command_that_grows_is_measured_and_its_exit_code_kept():
     assert grown.returncode == 0 and 200 <= grown.peak_rss_mib < 300
     assert time_command(["sh", "-c", "exit 3"]).returncode == 3
     assert grown.seconds > 0
+
+
+def test_a_command_that_cannot_be_started_raises(tmp_path):
+    """It used to come back as a 6 ms run with exit status 1: a bogus figure."""
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="no-such-command"):
+        time_command(["no-such-command-xyz"])
+    not_a_program = tmp_path / "garbage"
+    not_a_program.write_bytes(b"\x00\x01\x02")
+    not_a_program.chmod(0o755)  # executable, but exec() cannot run it
+    with pytest.raises(RuntimeError, match="could not start"):
+        time_command([str(not_a_program)])
