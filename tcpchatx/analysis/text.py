@@ -99,14 +99,10 @@ def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[
     tracked = np.flatnonzero(t.conn >= 0)
     shown_rows = tracked if max_packets is None else tracked[:max_packets]
     shown_conns = set(t.conn[shown_rows].tolist())
-    lanes: list[tuple[str, int]] = []
     server = a.chat.server
-    for c in a.connections:
-        if c.id not in shown_conns:
-            continue
-        for end in (c.client, c.server):
-            if end != server and end not in lanes:
-                lanes.append(end)
+    lanes = list(dict.fromkeys(  # each endpoint once, in order; the server last
+        end for c in a.connections if c.id in shown_conns for end in (c.client, c.server)
+        if end != server))
     if server:
         lanes.append(server)
     if not lanes:
@@ -122,7 +118,7 @@ def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[
     for c in a.connections:
         nick = a.chat.nick_of_conn.get(c.id)
         if nick and c.client in lane_of:
-            names[lanes.index(c.client)] += f" ({nick})"
+            names[lane_of[c.client]] += f" ({nick})"
     gap = width + 2
     column = [i * gap for i in range(len(lanes))]
     header = "frame  time        " + "".join(n.ljust(gap) for n in names)
