@@ -229,11 +229,11 @@ def test_welcomes_and_renames_found_by_one_findall_are_those_matched_one_by_one(
     texts = ["Welcome, bob! There are 2 of us", "Welcome, ! x", "Welcome, a! b! c", "", "Welcome, x!",
              "x is now known as y", "x is now known as y z", "a  is now known as b", "é is now known as ü",
              " x is now known as y", "Welcome, élan! ", "welcome, bob! no"]
-    found = chat._each_line(chat._WELCOMES, chat._WELCOME, np.array(texts, dtype=object))
+    found = chat._each_line(chat._WELCOMES, np.array(texts, dtype=object))
     assert found == [m.group(1) if m else "" for m in map(chat._WELCOME.match, texts)]
-    found = chat._each_line(chat._RENAMES, chat._RENAMED, np.array(texts, dtype=object))
+    found = chat._each_line(chat._RENAMES, np.array(texts, dtype=object))
     assert found == [m.groups() if m else ("", "") for m in map(chat._RENAMED.match, texts)]
-    assert chat._each_line(chat._WELCOMES, chat._WELCOME, np.array([], dtype=object)) == []
+    assert chat._each_line(chat._WELCOMES, np.array([], dtype=object)) == []
 
 
 def test_decode_all_is_decode_line_of_each():

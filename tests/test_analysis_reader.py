@@ -26,6 +26,7 @@ from tcpchatx.analysis.capture import (
     open_buffer,
     read_index,
     release_pages,
+    take,
     walk_pcapng,
     walk_pcapng_slowly,
 )
@@ -443,6 +444,15 @@ def test_pcapng_walk_on_truncated_and_broken_files():
 
 
 # --------------------------------------------------------------------------- memory
+
+
+def test_take_keeps_a_constant_column_constant():
+    rows = np.array([3, 0, 2])
+    index = read_index(CAPTURES[0])
+    picked = take(index.ts_tps, rows)
+    assert picked.strides == (0,) and picked.tolist() == [int(index.ts_tps[0])] * 3
+    assert take(index.caplen, rows).tolist() == index.caplen[rows].tolist()  # others: column[rows]
+    assert len(take(index.ts_tps[:0], rows[:0])) == 0
 
 
 def test_constant_columns_cost_no_memory(tmp_path):

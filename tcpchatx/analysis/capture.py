@@ -162,6 +162,13 @@ def constant_column(value, n: int, dtype) -> np.ndarray:
     return np.broadcast_to(np.array(value, dtype=dtype), (n,))
 
 
+def take(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``column[rows]``; a :func:`constant_column` stays one (no memory per row)."""
+    if len(column) and column.strides[0] == 0:
+        return constant_column(column[0], len(rows), column.dtype)
+    return column[rows]
+
+
 def read_index(path: str | os.PathLike) -> RecordIndex:
     """Index a pcap or pcapng file (the format is recognised by its magic number)."""
     buf = open_buffer(path)

@@ -63,7 +63,7 @@ import numpy as np
 from tcpchatx import protocol as proto
 from tcpchatx.protocol import Kind
 
-from .capture import at_every_offset, release_pages
+from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
 from .packets import RST, Packets
 from .tracker import Tracking
@@ -506,14 +506,10 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     return (np.cumsum(leads) - 1)[first].astype(np.int32), np.flatnonzero(leads)
 
 
-def _joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 14) -> bytes:
-    """The lines ``data[a:b]`` end to end, as one ``bytes``.
-
-    Copied 16k lines at a time: index arrays for every byte at once would cost
-    more (in fresh memory) than the copy itself.
-    """
-    return b"".join(data[_ranges(start[lo : lo + chunk], (end - start)[lo : lo + chunk])].tobytes()
-                    for lo in range(0, len(start), chunk))
+def _joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 18) -> bytes:
+    """The lines ``data[a:b]`` end to end, as one ``bytes`` (runs copied as in reassembly)."""
+    size = end - start
+    return _gather_runs(data, start, size, np.cumsum(size) - size, chunk)[:-WORD].tobytes()
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
@@ -564,7 +560,7 @@ def find_server(tracking: Tracking) -> tuple[str, int] | None:
 
 
 class _Ids(dict):
-    """Strings (or byte strings) to small integers, in order of first appearance (``names[id]``)."""
+    """Strings to small integers, in order of first appearance (``names[id]``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -612,8 +608,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     line_start, line_end = local + 1, local + (end - start) + 1  # relative seq numbers
     del order, g, local
 
-    # ---- each distinct text, decoded once
-    # (map and dict.fromkeys loop in C: one Python call per line would dominate.)
+    # ---- each distinct text, decoded once (same lines found by a hash: _line_ids)
     text_of_line, firsts = _line_ids(streams.data, start, end)
     distinct = _joined_lines(streams.data, start[firsts], end[firsts])
     del start, end, firsts
@@ -666,8 +661,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     line_kind[after_welcome] = kinds.client_kind[ct]
     line_command[after_welcome] = kinds.client_command[ct]
 
-    # One resolution for all packets (a broadcast view): the same for every line, no memory.
-    tps = p.ts_tps[done] if p.ts_tps.strides[0] else np.broadcast_to(p.ts_tps[:1], done.shape)
+    tps = take(p.ts_tps, done)  # one resolution for all packets: no memory per line
     chat = Chat(
         server=server, nick_of_conn=nick_of_conn, gaps=gaps,
         texts=texts, nicks=nicks.names, commands=commands.names,
@@ -755,8 +749,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     if not texts:
         return
     parts = _SERVER_LINES.findall("\n".join(texts))
-    if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
-        parts = [_SERVER_LINES.match(text).groups("") for text in texts]
+    assert len(parts) == len(texts)  # one match per line; no text holds a newline
     sigil, chat_nick, private_nick, rest = _columns(parts, 4)
     is_chat, is_private = chat_nick != "", private_nick != ""
     kind = np.full(len(texts), NOTICE, dtype=np.int32)  # no sigil, no nick: a plain notice
@@ -769,30 +762,27 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     f.server_payload[ids[said]] = f.payloads.ids_of(rest[said].tolist())
     # Replies may welcome a nick, notices may rename one (one findall each, as above).
     rows = np.flatnonzero(kind == REPLY)
-    for r, name in zip(rows.tolist(), _each_line(_WELCOMES, _WELCOME, rest[rows]), strict=True):
+    for r, name in zip(rows.tolist(), _each_line(_WELCOMES, rest[rows]), strict=True):
         if name:
             f.welcome[ids[r]] = nicks[name]
     rows = np.flatnonzero(kind == NOTICE)
-    for r, (old, new) in zip(rows.tolist(), _each_line(_RENAMES, _RENAMED, rest[rows]), strict=True):
+    for r, (old, new) in zip(rows.tolist(), _each_line(_RENAMES, rest[rows]), strict=True):
         if old:
             f.rename_from[ids[r]], f.rename_to[ids[r]] = nicks[old], nicks[new]
 
 
 # _WELCOME and _RENAMED as patterns that match every line, with empty groups if they do not.
-_WELCOMES = re.compile(r"^(?:Welcome, (.+?)! )?.*$", re.MULTILINE)
-_RENAMES = re.compile(r"^(?:(\S+) is now known as (\S+)|.*)$", re.MULTILINE)
+_WELCOMES = re.compile("^(?:" + _WELCOME.pattern.removeprefix("^") + ")?.*$", re.MULTILINE)
+_RENAMES = re.compile("^(?:" + _RENAMED.pattern.removeprefix("^").removesuffix("$") + "|.*)$",
+                      re.MULTILINE)
 
 
-def _each_line(every_line: re.Pattern, pattern: re.Pattern, texts) -> list:
-    """``every_line``'s groups for each text (no newlines in them), found by one findall.
-
-    ``every_line`` matches any line, so there is one result per text; if not (it
-    cannot happen), each text is matched with ``pattern`` instead."""
+def _each_line(every_line: re.Pattern, texts) -> list:
+    """``every_line``'s groups for each text (no newlines in them), found by one findall:
+    it matches any line, so there is one result per text."""
     found = every_line.findall("\n".join(texts)) if len(texts) else []
-    if len(found) == len(texts):
-        return found
-    groups = [m.groups("") if m else ("",) * pattern.groups for m in map(pattern.match, texts)]
-    return [g[0] for g in groups] if pattern.groups == 1 else groups
+    assert len(found) == len(texts)
+    return found
 
 
 # proto.parse_client_line as one regular expression: "//text" (chat "/text"),
@@ -808,8 +798,7 @@ def _client_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, commands: _I
     if not texts:
         return
     parts = _CLIENT_LINES.findall("\n".join(texts))
-    if len(parts) != len(texts):  # cannot happen (no text holds a newline); be safe
-        parts = [_CLIENT_LINES.match(text).groups("") for text in texts]
+    assert len(parts) == len(texts)  # one match per line; no text holds a newline
     slash_text, slash, name, arg, plain = _columns(parts, 5)
     command = slash == "/"
     f.slash[ids] = command | (slash_text != "")
