@@ -27,6 +27,7 @@ from tcpchatx.analysis import (
     write_annotated,
     write_json,
 )
+from tcpchatx.analysis.packets import unique_codes
 
 REFERENCES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -277,8 +278,8 @@ def test_seconds_are_written_as_repr_writes_them():
 
 
 @pytest.mark.parametrize("values", [[5, 3, 5, 4], [7] * 10, [0, 1 << 40, 3], []])
-def test_distinct_is_numpy_unique(values):
+def test_unique_codes_is_numpy_unique(values):
     values = np.array(values, dtype=np.int64)
-    distinct, inverse = export._distinct(values)
+    distinct, inverse = unique_codes(values)
     want_distinct, want_inverse = np.unique(values, return_inverse=True)
     assert distinct.tolist() == want_distinct.tolist() and inverse.tolist() == want_inverse.tolist()

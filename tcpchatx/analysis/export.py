@@ -19,6 +19,7 @@ from .labels import (
     FLAG_STRINGS,
     PHASES,
     ROLE_NAMES,
+    UNTRACKED_NOTE,
     ZEEK_CONN_STATES,
     flag_string,
 )
@@ -207,17 +208,8 @@ def _as_text(values: np.ndarray) -> np.ndarray:
     For columns of few distinct values (ticks per second, a direction): each distinct
     one is written once, which is cheaper than a ``%d`` in every row.
     """
-    distinct, inverse = _distinct(values)
+    distinct, inverse = unique_codes(values)
     return np.array([str(x) for x in distinct.tolist()], dtype=object)[inverse]
-
-
-def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values and each value's index among them (see :func:`.packets.unique_codes`).
-
-    Whole seconds, ticks per second, directions: a chunk's values are close
-    together, so a table indexed by value finds the distinct ones without sorting.
-    """
-    return unique_codes(values)
 
 
 # --------------------------------------------------------------------------- floats
@@ -270,7 +262,7 @@ def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
         digits = np.where(zero, digits // 10, digits)
         places -= zero
     part = np.empty(len(values), dtype=object)
-    keys, inverse = _distinct((whole * 16 + places)[fast])  # places <= 9
+    keys, inverse = unique_codes((whole * 16 + places)[fast])  # places <= 9: close together
     part[fast] = np.array([f"{key >> 4}.%0{key & 15}d" for key in keys.tolist()], dtype=object)[inverse]
     slow = np.flatnonzero(~fast)
     part[slow] = [repr(x) for x in values[slow].tolist()]
@@ -308,8 +300,6 @@ class _PacketRows:
 
     def __init__(self, a, notes: bool):
         self.a = a
-        p = a.packets
-        self.per_second = p.ts_tps  # int64 per packet (a read-only view if all the same)
         self.flags = np.array([',"flags":' + _piece(s) for s in FLAG_STRINGS] + [""], dtype=object)
         self.port = np.array([c.server[1] for c in a.connections] + [0], dtype=np.int64)
         self._endpoint_table()
@@ -317,7 +307,7 @@ class _PacketRows:
         for body in range(2 + 2 * len(STEPS)):
             if body < 2:
                 phase, direction, step = "other", "null", "null"
-                note, numbers = _piece("Not a TCP segment of a tracked connection."), []
+                note, numbers = _piece(UNTRACKED_NOTE), []
             else:
                 step_id, d = divmod(body - 2, 2)
                 phase, step = STEPS[step_id].phase, _piece(STEPS[step_id].name)
@@ -354,7 +344,7 @@ class _PacketRows:
         tcp, step, conn = p.is_tcp[r], t.step[r].astype(np.int64), t.conn[r]
         tracked = tcp & (step >= 0)
         body = np.where(tracked, 2 + 2 * step + t.direction[r], tcp.astype(np.int64))
-        time, time_digits, fast = _seconds(p.time[r], p.ts_ticks[r], self.per_second[r])
+        time, time_digits, fast = _seconds(p.time[r], p.ts_ticks[r], p.ts_tps[r])
         seq, ack, length = t.rel_seq[r], t.rel_ack[r], p.payload_len[r]
         which = self.note_numbers[body]  # (rows, width): the NOTE_NUMBERS the note shows
         notes = []
@@ -365,7 +355,7 @@ class _PacketRows:
         first_line, line_end = self._lines(p.frame[r], tcp)
         flags = np.where(tcp, p.flags[r] & 0x1FF, len(FLAG_STRINGS))  # the last entry is ""
         parts = [ROW + '{"frame":%d,"time":', time,
-                 ',"ts_ticks":%d,"ts_per_second":', _as_text(self.per_second[r]), self.heads[body],
+                 ',"ts_ticks":%d,"ts_per_second":', _as_text(p.ts_tps[r]), self.heads[body],
                  self._endpoints(r, tcp, tracked), self.flags[flags], self.middles[body], line_end]
         numbers = [p.frame[r], time_digits, p.ts_ticks[r], seq, ack, length, conn, *notes, first_line]
         always = np.ones(k, bool)
@@ -447,7 +437,7 @@ def _line_chunks(a) -> Iterator[str]:
                  ',"recipient":', nicks[chat.line_recipient[r]],
                  ',"ticks":%d,"per_second":', _as_text(chat.line_per_second[r]), "}"]
         numbers = [np.arange(r.start, r.stop), chat.line_conn[r], chat.line_start[r], chat.line_end[r],
-                   np.where(first == last, chat.line_frame[r], chat.run_frames[first]), chat.line_frame[r],
+                   chat.run_frames[first], chat.line_frame[r],
                    time_digits, chat.line_ticks[r]]
         used = np.ones((len(first), len(numbers)), bool)
         used[:, 6] = fast

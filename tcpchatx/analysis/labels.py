@@ -21,6 +21,8 @@ PHASES: dict[str, str] = {
     "reset": "A RST aborted (or refused) the connection.",
     "other": "Not a TCP segment we track (ARP, UDP, ICMP, a fragment...).",
 }
+#: The note of a packet in no tracked connection (the step notes are in states.STEPS).
+UNTRACKED_NOTE = "Not a TCP segment of a tracked connection."
 
 # --------------------------------------------------------------------------- Zeek conn_state
 

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from .chat import Chat, ChatLine, Message, analyze_chat
-from .labels import DIRECTIONS, ROLE_NAMES
+from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
 from .memory import keep_freed_memory_for_reuse, release_freed_memory
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
@@ -68,7 +68,7 @@ class Analysis:
         """The plain-English sentence for row ``i``."""
         step = self.step(i)
         if step is None:
-            return "Not a TCP segment of a tracked connection."
+            return UNTRACKED_NOTE
         p, t = self.packets, self.tracking
         d = int(t.direction[i])
         conn = self.connections[int(t.conn[i])]
