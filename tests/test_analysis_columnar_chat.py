@@ -295,8 +295,8 @@ def test_flows_are_sorted_the_same_by_radix_and_by_one_key():
     rng = np.random.default_rng(5)
     a, b = rng.integers(0, 3000, 20_000), rng.integers(0, 3000, 20_000)
     low, high = np.minimum(a, b), np.maximum(a, b)
-    radix = _by_flow(low, high, 3000)  # 16-bit keys
-    assert np.array_equal(radix, _by_flow(low, high, 1 << 17))  # one int64 key
+    radix = _by_flow(low, high, low * 3000 + high, 3000)  # 16-bit keys
+    assert np.array_equal(radix, _by_flow(low, high, low * 3000 + high, 1 << 17))  # one int64 key
     assert np.array_equal(radix, np.lexsort((np.arange(len(a)), high, low)))
 
 

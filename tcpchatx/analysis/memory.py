@@ -21,7 +21,6 @@ phases still hand memory back with :func:`release_freed_memory`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from functools import cache
 
@@ -34,10 +33,7 @@ def _glibc():
     """The C library if it is glibc (it has ``malloc_trim``), else None."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
+    libc = ctypes.CDLL(None)  # the C library this process already runs on
     return libc if hasattr(libc, "malloc_trim") else None  # musl has no malloc_trim
 
 

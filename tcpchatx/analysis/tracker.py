@@ -90,7 +90,7 @@ def _signed32(x: np.ndarray) -> np.ndarray:
 
 
 def _group_first(group: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarray:
-    """Position of the first True in each group (-1 if none); positions are sorted."""
+    """Position of the first True in each group (-1 if none)."""
     none = np.iinfo(np.int64).max
     first = np.full(n_groups, none, dtype=np.int64)
     pos = np.flatnonzero(mask)
@@ -175,8 +175,8 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
     del src_ep, dst_ep
     low, high = np.minimum(s_id, d_id), np.maximum(s_id, d_id)  # the same both ways
     del s_id, d_id
-    by_flow = _by_flow(low, high, n_ep)  # grouped by flow, capture order inside
     flow_key = low * n_ep + high
+    by_flow = _by_flow(low, high, flow_key, n_ep)  # grouped by flow, capture order inside
     del low, high
     r = rows[by_flow]
     flow_key = flow_key[by_flow]
@@ -210,12 +210,13 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
     return r[by_conn], conn_sorted[by_conn]
 
 
-def _by_flow(low: np.ndarray, high: np.ndarray, n_ep: int) -> np.ndarray:
-    """Positions sorted by flow (endpoint ids ``low``, ``high``), in their order inside one."""
+def _by_flow(low: np.ndarray, high: np.ndarray, flow_key: np.ndarray, n_ep: int) -> np.ndarray:
+    """Positions sorted by flow (endpoint ids ``low``, ``high``; ``flow_key`` is
+    ``low * n_ep + high``), in their order inside one."""
     if n_ep <= 1 << 16:  # two stable sorts of 16-bit keys, which numpy radix-sorts: quicker
         by_high = np.argsort(high.astype(np.uint16), kind="stable")
         return by_high[np.argsort(low[by_high].astype(np.uint16), kind="stable")]
-    return np.argsort(low * n_ep + high, kind="stable")
+    return np.argsort(flow_key, kind="stable")
 
 
 def _directions(p: Packets, r, c, starts, flags) -> np.ndarray:
@@ -513,12 +514,11 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
     server_addr = np.where(by_originator, p.dst[first], p.src[first])
     server_port = np.where(by_originator, p.dport[first], p.sport[first])
     isn = np.where(has_syn, base, -1).reshape(n_conn, 2)
-    times = p.time
     columns = zip(
         range(n_conn), client_addr.tolist(), client_port.tolist(), server_addr.tolist(),
         server_port.tolist(), isn.tolist(), pkts.tolist(), byts.tolist(),
-        p.frame[first].tolist(), p.frame[last].tolist(), times[first].tolist(),
-        (times[last] - times[first]).tolist(), completeness.tolist(), strict=True,
+        p.frame[first].tolist(), p.frame[last].tolist(), p.time[first].tolist(),
+        (p.time[last] - p.time[first]).tolist(), completeness.tolist(), strict=True,
     )
     addresses = p.addresses
     # Every connection's handshake and close frames, looked up in one step.
