@@ -285,6 +285,25 @@ def walk_pcap_slowly(buf, order: str, pos: int = 24, stop: int | None = None) ->
     return offsets
 
 
+class _Chain:
+    """Candidate record starts (``cand``, sorted) and where each one's record would end
+    (``nxt``): a run of candidates each ending where the next begins is followed at once."""
+
+    def __init__(self, cand: np.ndarray, nxt: np.ndarray) -> None:
+        self.cand, self.nxt = cand, nxt
+        # Where runs end: candidates whose record does not end at the next candidate.
+        self.breaks = np.flatnonzero(~np.r_[nxt[:-1] == cand[1:], False])
+
+    def follow(self, pos: int) -> tuple[np.ndarray | None, int | None]:
+        """From ``pos``: the run of candidates starting there and where it ends; or, if
+        ``pos`` is no candidate, None and the next candidate (None if there is none)."""
+        i = int(np.searchsorted(self.cand, pos))
+        if i < len(self.cand) and self.cand[i] == pos:
+            j = int(self.breaks[np.searchsorted(self.breaks, i)])  # cand[i..j] follow each other
+            return self.cand[i : j + 1], int(self.nxt[j])
+        return None, int(self.cand[i]) if i < len(self.cand) else None
+
+
 def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
     """Every record's offset, as :func:`walk_pcap_slowly` finds them, but with numpy.
 
@@ -320,22 +339,16 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
         lengths.append(gather(data, cand + 8, np.dtype(order + "u4")))
         release_pages(buf, lo, lo + chunk)  # done with this part of the file
     cand = np.concatenate(found)
-    nxt = cand + 16
-    nxt += np.concatenate(lengths)
-    consistent = np.r_[nxt[:-1] == cand[1:], False]
-    # breaks: candidates whose successor is not the next candidate (where runs end)
-    breaks = np.flatnonzero(~consistent)
+    chain = _Chain(cand, cand + 16 + np.concatenate(lengths))
     pieces: list[np.ndarray] = []
     pos, size = 24, len(buf)
     while pos + 16 <= size:
-        i = int(np.searchsorted(cand, pos))
-        if i < len(cand) and cand[i] == pos:
-            j = int(breaks[np.searchsorted(breaks, i)])  # consistent[i:j] all True
-            pieces.append(cand[i : j + 1])
-            pos = int(nxt[j])
+        run, pos_or_stop = chain.follow(pos)
+        if run is not None:
+            pieces.append(run)
+            pos = pos_or_stop
         else:  # not a candidate: hop plainly until we land on one
-            stop = int(cand[i]) if i < len(cand) else None
-            hops = walk_pcap_slowly(buf, order, pos, stop)
+            hops = walk_pcap_slowly(buf, order, pos, pos_or_stop)
             pieces.append(np.array(hops, dtype=np.int64))
             if not hops:
                 break
@@ -449,25 +462,21 @@ def walk_pcapng(buf, sections: list[Section], interfaces: list[Interface],
     we are back on a candidate.  The result - offsets, sections, interfaces and the
     errors raised - is exactly the plain walk's.
     """
-    runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # order -> cand, nxt, breaks
+    chains: dict[str, _Chain] = {}  # one per byte order
     pieces: list[np.ndarray] = []
     pos = 0
     while pos + 12 <= len(buf):
         stop = None  # before the first section: take the first block (it must be an SHB)
         if sections:
             order = sections[-1].order
-            if order not in runs:
-                cand, nxt = find_packet_blocks(buf, order, chunk)
-                consistent = np.r_[nxt[:-1] == cand[1:], False]
-                runs[order] = cand, nxt, np.flatnonzero(~consistent)
-            cand, nxt, breaks = runs[order]
-            i = int(np.searchsorted(cand, pos))
-            if i < len(cand) and cand[i] == pos:
-                j = int(breaks[np.searchsorted(breaks, i)])  # cand[i..j] follow each other
-                pieces.append(cand[i : j + 1])
-                pos = int(nxt[j])
+            if order not in chains:
+                chains[order] = _Chain(*find_packet_blocks(buf, order, chunk))
+            run, pos_or_stop = chains[order].follow(pos)
+            if run is not None:
+                pieces.append(run)
+                pos = pos_or_stop
                 continue
-            stop = int(cand[i]) if i < len(cand) else None
+            stop = pos_or_stop
         hops, pos = walk_pcapng_slowly(buf, sections, interfaces, pos, stop, stop_after_shb=True)
         pieces.append(np.array(hops, dtype=np.int64))
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
