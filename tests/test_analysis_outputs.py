@@ -27,7 +27,7 @@ from tcpchatx.analysis import (
     write_annotated,
     write_json,
 )
-from tcpchatx.analysis.packets import unique_codes
+from tcpchatx.analysis.packets import exact_ratio, unique_codes
 
 REFERENCES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -283,3 +283,13 @@ def test_unique_codes_is_numpy_unique(values):
     distinct, inverse = unique_codes(values)
     want_distinct, want_inverse = np.unique(values, return_inverse=True)
     assert distinct.tolist() == want_distinct.tolist() and inverse.tolist() == want_inverse.tolist()
+
+
+def test_exact_ratio_divides_as_python_divides_ints():
+    """numpy's float division below 2**53, Python's above: both correctly rounded."""
+    rng = np.random.default_rng(6)
+    ticks = np.r_[rng.integers(-(2**62), 2**62, 2000), rng.integers(-(2**53), 2**53, 2000),
+                  2**53 - 1, 2**53, 2**53 + 1, 0]
+    per_second = np.r_[rng.choice([10**6, 10**9, 2**30, 3], len(ticks) - 1), 2**53 + 1]
+    want = [int(t) / int(s) for t, s in zip(ticks.tolist(), per_second.tolist(), strict=True)]
+    assert exact_ratio(ticks, per_second).tolist() == want

@@ -65,7 +65,7 @@ from tcpchatx.protocol import Kind
 
 from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
-from .packets import RST, Packets
+from .packets import RST, Packets, exact_ratio
 from .tracker import Tracking
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
@@ -969,17 +969,13 @@ def _latencies(chat: Chat, earlier: np.ndarray, later: np.ndarray) -> np.ndarray
     """Seconds from each line in ``earlier`` to its line in ``later``.
 
     Exact when both timestamps have the same resolution: the tick difference
-    divided by the ticks per second, as Python divides two ints (correctly
-    rounded).  numpy divides floats, which is the same as long as the difference
-    is an exact float (below 2**53 ticks); the rare larger ones are divided in Python.
+    divided by the ticks per second, correctly rounded (:func:`.packets.exact_ratio`).
     """
     per_second = chat.line_per_second[later]
     same_res = chat.line_per_second[earlier] == per_second
     ticks = chat.line_ticks[later] - chat.line_ticks[earlier]
-    latency = np.where(same_res, ticks / per_second, chat.line_time[later] - chat.line_time[earlier])
-    for x in np.flatnonzero(same_res & (np.abs(ticks) > 1 << 53)).tolist():
-        latency[x] = int(ticks[x]) / int(per_second[x])
-    return latency
+    return np.where(same_res, exact_ratio(ticks, per_second),
+                    chat.line_time[later] - chat.line_time[earlier])
 
 
 def _nick_keys(nicks: list[str]) -> dict[str, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
@@ -24,7 +23,7 @@ from .labels import (
     flag_string,
 )
 from .memory import release_freed_memory
-from .packets import unique_codes
+from .packets import exact_ratio, unique_codes
 from .states import STEPS, Kind, State
 
 FORMAT_VERSION = 1
@@ -122,7 +121,8 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
 #   template's arguments.
 #
 # Python does per-row work only for rare rows (a frame completing several lines, a
-# float whose repr has no shortcut), and ``%`` writes the digits in C.
+# float whose repr has no shortcut) and for timestamps of clocks finer than a
+# microsecond (their ticks are beyond exact floats); ``%`` writes the digits in C.
 
 
 def write_json(a, fp: TextIO, notes: bool = True) -> None:
@@ -226,9 +226,8 @@ def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
     slow (about 0.4 µs).  When a float is ``ticks / per_second`` rounded once, with
     ``per_second = 10**k``, the exact decimal of that fraction (the ticks with a point
     k digits from the right) reads back as the same float, since reading rounds it
-    the same way.  We check "rounded once" for each value: numpy's division for
-    k <= 6 (ticks below 2**53 convert to float exactly), Python's int division (exact,
-    then rounded once) for finer clocks.
+    the same way.  We check "rounded once" for each value against
+    :func:`.packets.exact_ratio`.
 
     For k <= 6 (microsecond captures) and floats below 2**33, that decimal is also
     repr's: every other decimal with at most k digits after the point is at least
@@ -249,10 +248,7 @@ def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
         places[per_second == tps] = k
     coarse = (places >= 0) & (places <= SHORTEST)
     fine = places > SHORTEST
-    exact = ticks / np.where(coarse, per_second, 1)  # int64 / int64: one rounding below 2**53
-    rows = np.flatnonzero(fine)
-    if len(rows):
-        exact[rows] = list(map(operator.truediv, ticks[rows].tolist(), per_second[rows].tolist()))
+    exact = exact_ratio(ticks, np.where(coarse | fine, per_second, 1))
     in_repr_range = ((values >= 1e-4) & (values < 2.0**33)) | (values == 0)
     fast = (coarse & in_repr_range | fine) & (values == exact) & ~np.signbit(values)
     whole, digits = np.divmod(np.where(fast, ticks, 0), np.where(fast, per_second, 1))

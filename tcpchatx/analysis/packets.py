@@ -20,6 +20,7 @@ A packet that is not an unfragmented TCP segment over IPv4/IPv6 keeps its row
 from __future__ import annotations
 
 import ipaddress
+import operator
 import os
 import struct
 from dataclasses import dataclass
@@ -337,6 +338,19 @@ def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
     )
     version = np.where((nibble == claimed) & ((claimed == 4) | (claimed == 6)), claimed, 0)
     return l3, version
+
+
+def exact_ratio(ticks: np.ndarray, per_second: np.ndarray) -> np.ndarray:
+    """``ticks / per_second`` as Python divides two ints: correctly rounded.
+
+    numpy divides floats, which gives the same while both are exact floats (below
+    2**53); larger tick counts (a nanosecond clock's timestamps) are divided in Python.
+    """
+    ratio = ticks / per_second
+    big = np.flatnonzero((np.abs(ticks) >= 1 << 53) | (np.abs(per_second) >= 1 << 53))
+    if len(big):
+        ratio[big] = list(map(operator.truediv, ticks[big].tolist(), per_second[big].tolist()))
+    return ratio
 
 
 def unique_codes(values: np.ndarray, table_limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
