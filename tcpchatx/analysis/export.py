@@ -165,7 +165,7 @@ def _write_list(fp: TextIO, chunks: Iterable[str]) -> None:
         fp.write("\n ")
 
 
-def _format_rows(parts: list, numbers: list[np.ndarray], used: np.ndarray | None = None) -> str:
+def _format_rows(parts: list, numbers: list[np.ndarray], used: np.ndarray) -> str:
     """Rows of text and numbers, formatted with one ``%``.
 
     ``parts`` are the pieces of text of every row, in order: a str (the same in every
@@ -173,7 +173,7 @@ def _format_rows(parts: list, numbers: list[np.ndarray], used: np.ndarray | None
     %-template, with a ``%d`` (or ``%03d``...) for each number a row shows; so a
     literal "%" in a part must be written "%%" (see :func:`_piece`).  ``numbers`` are
     integer columns, in the order of the placeholders; ``used[i, j]`` says whether
-    row ``i`` shows number ``j`` (default: every row shows every number).
+    row ``i`` shows number ``j``.
     """
     merged: list = []  # neighbouring constant parts as one
     for part in parts:
@@ -186,7 +186,7 @@ def _format_rows(parts: list, numbers: list[np.ndarray], used: np.ndarray | None
         cells[:, j] = part
     template = "".join(cells.ravel().tolist()).encode("ascii")  # JSON text here is ASCII
     values = np.column_stack([np.asarray(x, dtype=np.int64) for x in numbers])  # never floats
-    values = values.ravel() if used is None else values[used]  # row by row
+    values = values[used]  # row by row
     # bytes % copies the text between placeholders with memcpy; str % reads it
     # character by character: twice as slow in all.
     return (template % tuple(values.tolist())).decode("ascii")
