@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .workers import in_order
+
 PCAP_MAGIC = {  # magic as read little-endian -> (byte order, ticks per second)
     0xA1B2C3D4: ("<", 1_000_000),
     0xD4C3B2A1: (">", 1_000_000),
@@ -325,8 +327,9 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
     hi = slice(26, 28) if order == "<" else slice(24, 26)  # seconds' high half, first record
     pattern = np.frombuffer(bytes(buf[hi]), dtype=np.uint16)[0]
     first_byte = hi.start - 24
-    found, lengths = [], []
-    for lo in range(0, len(buf) - 16 + 1, chunk):  # chunks keep the temporaries small
+
+    def candidates(lo: int) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates in ``[lo, lo + chunk)`` and their records' lengths."""
         part = data[lo + first_byte : min(lo + chunk, len(buf) - 16 + 1) + first_byte + 1]
         here = []
         for parity in (0, 1):
@@ -335,8 +338,14 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
         cand = np.concatenate(here)
         cand.sort(kind="stable")  # two sorted runs: the stable sort (timsort) merges them, in place
         cand = cand[cand + 16 <= len(buf)]
+        return cand, gather(data, cand + 8, np.dtype(order + "u4"))
+
+    found, lengths = [], []
+    for lo, (cand, length) in zip(  # chunks keep the temporaries small
+            range(0, len(buf) - 16 + 1, chunk),
+            in_order(candidates, range(0, len(buf) - 16 + 1, chunk))):
         found.append(cand)
-        lengths.append(gather(data, cand + 8, np.dtype(order + "u4")))
+        lengths.append(length)
         release_pages(buf, lo, lo + chunk)  # done with this part of the file
     cand = np.concatenate(found)
     chain = _Chain(cand, cand + 16 + np.concatenate(lengths))
@@ -430,8 +439,9 @@ def find_packet_blocks(buf, order: str, chunk: int = 1 << 24) -> tuple[np.ndarra
     """
     words = np.frombuffer(buf, dtype=order + "u4", count=len(buf) // 4)
     step = max(chunk // 4, 1)
-    starts, ends = [], []
-    for lo in range(0, len(words), step):  # chunks keep the temporaries small
+
+    def candidates(lo: int) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates among words ``[lo, lo + step)``, and their ends."""
         part = words[lo : lo + step]
         k = np.flatnonzero(part - BLOCK_PB <= BLOCK_EPB - BLOCK_PB) + lo  # 2 to 6, unsigned
         k = k[np.isin(words[k], PACKET_BLOCKS) & (k + 1 < len(words))]
@@ -440,8 +450,13 @@ def find_packet_blocks(buf, order: str, chunk: int = 1 << 24) -> tuple[np.ndarra
         sane = (blen >= 12) & (blen % 4 == 0) & (end <= len(buf))
         k, blen, end = k[sane], blen[sane], end[sane]
         repeated = words[end // 4 - 1] == blen
-        starts.append(4 * k[repeated])
-        ends.append(end[repeated])
+        return 4 * k[repeated], end[repeated]
+
+    starts, ends = [], []
+    for lo, (start, end) in zip(range(0, len(words), step),  # chunks keep the temporaries small
+                                in_order(candidates, range(0, len(words), step))):
+        starts.append(start)
+        ends.append(end)
         release_pages(buf, 4 * lo, 4 * (lo + step))  # done with this part of the file
     if not starts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)

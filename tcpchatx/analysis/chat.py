@@ -67,6 +67,7 @@ from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
 from .packets import RST, Packets, exact_ratio
 from .tracker import Tracking
+from .workers import in_order
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
@@ -392,17 +393,24 @@ def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
     in_file_order = np.argsort(src, kind="stable")
     src, size, starts = src[in_file_order], size[in_file_order], starts[in_file_order]
     copied = np.cumsum(size)  # bytes copied once each run is done
-    lo = 0
+    spans, lo = [], 0
     while lo < len(size):
         before = int(copied[lo - 1]) if lo else 0
         hi = max(int(np.searchsorted(copied, before + chunk, "right")), lo + 1)
+        spans.append((lo, hi))
+        lo = hi
+
+    def copy(span: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = span
         a, n, to = src[lo:hi], size[lo:hi], starts[lo:hi]
         whole = n // WORD
         words_out[_ranges(to, whole, WORD)] = words_in[_ranges(a, whole, WORD)]
         done, rest = whole * WORD, n % WORD
         out[_ranges(to + done, rest)] = buf[_ranges(a + done, rest)]
+        return span
+
+    for lo, hi in in_order(copy, spans):  # runs go to separate places: two threads at once
         release_pages(buffer, int(src[lo]), int(src[hi - 1] + size[hi - 1]))
-        lo = hi
     return out
 
 
@@ -470,15 +478,19 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     n = len(start)
     length = end - start
     hashes = np.empty(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
-        for lo in range(0, n, chunk):
-            words, count = _words(data, start[lo : lo + chunk], length[lo : lo + chunk])
-            position = _ranges(np.zeros(len(count), dtype=np.int64), count)  # word k of its line
+
+    def hash_lines(lo: int) -> None:
+        words, count = _words(data, start[lo : lo + chunk], length[lo : lo + chunk])
+        position = _ranges(np.zeros(len(count), dtype=np.int64), count)  # word k of its line
+        with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
             mixed = words * _MULTIPLIERS[position % len(_MULTIPLIERS)]
             h = np.zeros(len(count), dtype=np.uint64)
             h[count > 0] = np.add.reduceat(mixed, (np.cumsum(count) - count)[count > 0])
             h ^= length[lo : lo + chunk].astype(np.uint64) * _MULTIPLIERS[-1]
-            hashes[lo : lo + chunk] = h
+        hashes[lo : lo + chunk] = h
+
+    for _ in in_order(hash_lines, range(0, n, chunk)):
+        pass
     order = np.argsort(hashes, kind="stable")  # stable: the first line of each hash leads
     sorted_hashes = hashes[order]
     leads = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]] if n else np.zeros(0, bool)
@@ -488,7 +500,8 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     # Check every line against the first line with its hash.
     others = np.flatnonzero(first != np.arange(n))
     differs = np.zeros(n, dtype=bool)
-    for lo in range(0, len(others), chunk):
+
+    def check(lo: int) -> None:
         mine, theirs = others[lo : lo + chunk], first[others[lo : lo + chunk]]
         same_length = length[mine] == length[theirs]
         mine, theirs = mine[same_length], theirs[same_length]
@@ -499,6 +512,9 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
         unequal = np.zeros(len(mine), dtype=bool)
         unequal[has] = np.bitwise_or.reduceat(a ^ b, (np.cumsum(count) - count)[has]) != 0
         differs[mine[unequal]] = True
+
+    for _ in in_order(check, range(0, len(others), chunk)):
+        pass
     firsts_seen: dict[bytes, int] = {}
     for i in np.flatnonzero(differs).tolist():
         first[i] = firsts_seen.setdefault(data[start[i] : end[i]].tobytes(), i)

@@ -37,6 +37,7 @@ from .capture import (
     read_index,
     release_pages,
 )
+from .workers import in_order
 
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
 LINKTYPE_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_SLL2 = 113, 228, 229, 276
@@ -170,9 +171,14 @@ def decode(index: RecordIndex) -> Packets:
     columns = {name: np.zeros(n, dtype) for name, dtype in COLUMN_TYPES.items()}
     book = _AddressBook()
     linktype = index.linktype
-    for lo in range(0, n, DECODE_CHUNK):
+
+    def decode_chunk(lo: int):
         hi = min(n, lo + DECODE_CHUNK)
-        _decode_rows(index, lo, hi, linktype[lo:hi], columns, book)
+        return lo, hi, _decode_rows(index, lo, hi, linktype[lo:hi], columns)
+
+    for lo, hi, addresses in in_order(decode_chunk, range(0, n, DECODE_CHUNK)):
+        # Addresses are numbered in order of first appearance: chunk by chunk, in order.
+        columns["src"][lo:hi], columns["dst"][lo:hi] = book.ids(*addresses)  # -1: not IP
         release_pages(index.buffer, int(index.data_offset[lo]),
                       int(index.data_offset[hi - 1] + index.caplen[hi - 1]))
     ts_ticks = index.ts_ticks  # int64, shared with the index
@@ -197,9 +203,9 @@ COLUMN_TYPES = {
 }
 
 
-def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out: dict,
-                 book: _AddressBook) -> None:
-    """Decode packets ``lo`` to ``hi - 1`` into ``out[name][lo:hi]``."""
+def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out: dict):
+    """Decode packets ``lo`` to ``hi - 1`` into ``out[name][lo:hi]``, all but ``src``
+    and ``dst``: for those, return the arguments of :meth:`_AddressBook.ids`."""
     data = as_array(index.buffer)
     n = hi - lo
     start = index.data_offset[lo:hi]
@@ -259,9 +265,7 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     tcp_start = l4[t]
     payload_offset = tcp_start + doff
     payload_len = np.maximum(l4_len[t] - doff, 0)
-    rows = slice(lo, hi)
-    out["ip_version"][rows] = ip_version
-    out["src"][rows], out["dst"][rows] = book.ids(is_ip, src_hi, src_lo, dst_hi, dst_lo)  # -1: not IP
+    out["ip_version"][lo:hi] = ip_version
     t_rows = slice(lo, hi) if isinstance(t, slice) else t + lo  # in the whole capture
     out["is_tcp"][t_rows] = True
     out["sport"][t_rows] = tcp["sport"]
@@ -276,6 +280,7 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     out["payload_caplen"][t_rows] = np.clip(end[t] - payload_offset, 0, payload_len)
     out["header_len"][t_rows] = doff
     out["options_len"][t_rows] = np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)
+    return is_ip, src_hi, src_lo, dst_hi, dst_lo
 
 
 def _rows(mask: np.ndarray) -> np.ndarray | slice:

@@ -1,0 +1,125 @@
+"""The analysis's chunk loops run on two threads, and give what one thread gives."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis_helpers import C, S, T0, Talk, merge, write_capture
+from tcpchatx.analysis import analyze, chat, packets, to_json, workers
+
+CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
+
+
+def test_results_come_back_in_the_order_of_the_items(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    assert list(workers.in_order(lambda x: x * x, range(50))) == [x * x for x in range(50)]
+
+
+def test_two_chunks_are_worked_on_at_the_same_time(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    both = threading.Barrier(2, timeout=30)  # broken (an error) unless two wait at once
+
+    def work(x):
+        if x < 2:
+            both.wait()
+        return threading.current_thread().name
+
+    names = list(workers.in_order(work, range(4)))
+    assert all(name.startswith("tcpchatx-analysis") for name in names)
+    assert len(set(names[:2])) == 2
+
+
+def test_one_thread_works_in_the_callers_own_thread(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "1")
+    names = list(workers.in_order(lambda _: threading.current_thread().name, range(3)))
+    assert names == [threading.current_thread().name] * 3
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_an_error_in_a_chunk_reaches_the_caller_after_the_chunks_before_it(monkeypatch, threads):
+    monkeypatch.setenv("TCPCHATX_THREADS", threads)
+
+    def work(x):
+        if x == 3:
+            raise ValueError("chunk 3 is broken")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="chunk 3 is broken"):
+        for result in workers.in_order(work, range(10)):
+            got.append(result)
+    assert got == [0, 1, 2]
+
+
+@pytest.mark.parametrize("setting, count", [("1", 1), ("3", 3), (" 2 ", 2), ("0", 1)])
+def test_the_thread_count_can_be_set(monkeypatch, setting, count):
+    monkeypatch.setenv("TCPCHATX_THREADS", setting)
+    assert workers.thread_count() == count
+
+
+def test_a_thread_count_that_is_not_a_number_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "two")
+    with pytest.raises(ValueError, match="TCPCHATX_THREADS must be a whole number, not 'two'"):
+        workers.thread_count()
+
+
+def test_by_default_at_most_two_threads(monkeypatch):
+    monkeypatch.delenv("TCPCHATX_THREADS", raising=False)
+    assert 1 <= workers.thread_count() <= 2
+
+
+def with_chunk(function, size: int):
+    """``function`` called with ``chunk=size``, whatever chunk its caller passes."""
+    signature = inspect.signature(function)
+
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["chunk"] = size
+        return function(*bound.args, **bound.kwargs)
+
+    return call
+
+
+def small_chunks(monkeypatch) -> None:
+    """Chunks of a few packets, bytes and lines: many chunks even in a small capture."""
+    monkeypatch.setattr(packets, "DECODE_CHUNK", 3)
+    monkeypatch.setattr(chat, "_gather_runs", with_chunk(chat._gather_runs, 40))
+    monkeypatch.setattr(chat, "_line_ids", with_chunk(chat._line_ids, 2))
+
+
+def analysed_in(threads: str, path, monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", threads)
+    return analyze(path)
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_the_analysis_is_the_same_in_one_thread_and_in_two(monkeypatch, path):
+    small_chunks(monkeypatch)
+    one, two = (analysed_in(threads, path, monkeypatch) for threads in ("1", "2"))
+    assert to_json(one) == to_json(two)
+    assert one.packets.addresses == two.packets.addresses
+    for name in ("src", "dst", "flags", "seq", "payload_len"):
+        assert np.array_equal(getattr(one.packets, name), getattr(two.packets, name)), name
+
+
+def test_addresses_are_numbered_in_order_of_first_appearance_across_chunks(tmp_path, monkeypatch):
+    small_chunks(monkeypatch)
+    talks = []
+    for k in range(12):  # a new client address every few packets
+        talk = Talk(client=(f"10.0.1.{k + 1}", 40000 + k), start=T0 + k)
+        talk.handshake()
+        talk.send(C, b"hi\n")
+        talk.send(S, b"<x> hi\n")
+        talks.append(talk)
+    path = tmp_path / "many.pcap"
+    write_capture(path, merge(*talks))
+    a = analysed_in("2", path, monkeypatch)
+    first_seen = list(dict.fromkeys(
+        x for i in range(len(a)) for x in (a.packets.src[i], a.packets.dst[i])))
+    assert first_seen == list(range(len(a.packets.addresses)))
+    assert len(a.packets.addresses) == 13
