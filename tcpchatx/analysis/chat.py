@@ -607,7 +607,6 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     streams = reassemble_all(p, data, group, t.rel_seq[data])
     del data, group
     stream, start, end = find_lines(streams)
-    release_freed_memory()  # reassembly's temporaries (see .memory)
     first = np.searchsorted(streams.run_starts, start, "right") - 1
     last = np.searchsorted(streams.run_starts, end - 1, "right") - 1
     done = streams.run_rows[last]  # the row that carried each line's newline
@@ -694,7 +693,6 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
         delivery_latency=np.zeros(0, np.float64),
     )
     del ids, done, st, ct, welcome, rename, sets_nick, before_welcome
-    release_freed_memory()
     _fan_out(chat, kinds, after_welcome)
     return chat
 

@@ -7,9 +7,10 @@ memory stays for reuse.  The analysis makes many temporaries of many sizes, so
 without help the heap only grows: after analysing a million packets the process
 held 336 MB, of which 80 MB were free heap.  glibc's ``malloc_trim(0)`` returns
 the free pages (Dask does the same for its workers); we call it where that lowers
-the peak: inside the chat phase, whose temporaries are the largest, and after
-the analysis.  Not between reading and tracking, or tracking and chat: the next
-phase would only take the same pages back (8,000 page faults for nothing).
+the peak: in the chat phase once the streams' bytes are freed, and after the
+analysis.  Not between the phases before: the next step would only take the
+same pages back as fresh ones (those four releases cost 16,000 page faults and
+lowered no peak).
 Elsewhere (macOS, Windows, musl) there is no such function and nothing to do.
 
 The opposite cost is page faults: memory the OS gets back and hands out again
@@ -17,8 +18,8 @@ comes as fresh pages, zeroed one fault at a time (1-2 us each here).  Until glib
 has raised its thresholds, it returns every big array's pages when it is freed;
 analysing a million packets took 140,000 faults.  :func:`keep_freed_memory_for_reuse`
 sets the thresholds to where glibc would raise them by itself (blocks up to 32 MB
-from the heap, which keeps up to 64 MB free at its top): 75,000 faults (67,000
-without the two releases above), and the chat phase still hands memory back with
+from the heap, which keeps up to 64 MB free at its top): 75,000 faults (60,000-67,000
+without the four releases above), and the chat phase still hands memory back with
 :func:`release_freed_memory`.
 """
 
