@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import select
+import signal
 import threading
 from pathlib import Path
 
@@ -32,6 +35,28 @@ def test_two_chunks_are_worked_on_at_the_same_time(monkeypatch):
     names = list(workers.in_order(work, range(4)))
     assert all(name.startswith("tcpchatx-analysis") for name in names)
     assert len(set(names[:2])) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_gets_threads_of_its_own(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    assert list(workers.in_order(abs, [-1, -2, -3])) == [1, 2, 3]  # the parent's pool exists
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: the parent's pool threads are not here
+        try:
+            ok = list(workers.in_order(abs, [-4, -5, -6])) == [4, 5, 6]
+            os.write(write, b"ok" if ok else b"wrong")
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 30)  # a hung child writes nothing
+    answer = os.read(read, 16) if ready else b"hung"
+    if not ready:
+        os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    os.close(read)
+    assert answer == b"ok"
 
 
 def test_one_thread_works_in_the_callers_own_thread(monkeypatch):

@@ -41,6 +41,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="tcpchatx-analysis")
 
 
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads:
+    os.register_at_fork(after_in_child=_pool.cache_clear)  # it starts a pool of its own
+
+
 def in_order(work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     """``map(work, items)``, worked on by :func:`thread_count` threads.
 
