@@ -23,6 +23,13 @@ def test_results_come_back_in_the_order_of_the_items(monkeypatch):
     assert list(workers.in_order(lambda x: x * x, range(50))) == [x * x for x in range(50)]
 
 
+def test_for_each_has_done_every_item_when_it_returns(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    done = []
+    workers.for_each(done.append, range(20))
+    assert sorted(done) == list(range(20))
+
+
 def test_two_chunks_are_worked_on_at_the_same_time(monkeypatch):
     monkeypatch.setenv("TCPCHATX_THREADS", "2")
     both = threading.Barrier(2, timeout=30)  # broken (an error) unless two wait at once

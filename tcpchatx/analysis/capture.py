@@ -341,9 +341,8 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
         return cand, gather(data, cand + 8, np.dtype(order + "u4"))
 
     found, lengths = [], []
-    for lo, (cand, length) in zip(  # chunks keep the temporaries small
-            range(0, len(buf) - 16 + 1, chunk),
-            in_order(candidates, range(0, len(buf) - 16 + 1, chunk))):
+    chunks = range(0, len(buf) - 16 + 1, chunk)  # chunks keep the temporaries small
+    for lo, (cand, length) in zip(chunks, in_order(candidates, chunks)):
         found.append(cand)
         lengths.append(length)
         release_pages(buf, lo, lo + chunk)  # done with this part of the file
@@ -453,8 +452,8 @@ def find_packet_blocks(buf, order: str, chunk: int = 1 << 24) -> tuple[np.ndarra
         return 4 * k[repeated], end[repeated]
 
     starts, ends = [], []
-    for lo, (start, end) in zip(range(0, len(words), step),  # chunks keep the temporaries small
-                                in_order(candidates, range(0, len(words), step))):
+    chunks = range(0, len(words), step)  # chunks keep the temporaries small
+    for lo, (start, end) in zip(chunks, in_order(candidates, chunks)):
         starts.append(start)
         ends.append(end)
         release_pages(buf, 4 * lo, 4 * (lo + step))  # done with this part of the file

@@ -67,7 +67,7 @@ from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
 from .packets import RST, Packets, exact_ratio
 from .tracker import Tracking
-from .workers import in_order
+from .workers import for_each, in_order
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
@@ -489,8 +489,7 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
             h ^= length[lo : lo + chunk].astype(np.uint64) * _MULTIPLIERS[-1]
         hashes[lo : lo + chunk] = h
 
-    for _ in in_order(hash_lines, range(0, n, chunk)):
-        pass
+    for_each(hash_lines, range(0, n, chunk))
     order = np.argsort(hashes, kind="stable")  # stable: the first line of each hash leads
     sorted_hashes = hashes[order]
     leads = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]] if n else np.zeros(0, bool)
@@ -513,8 +512,7 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
         unequal[has] = np.bitwise_or.reduceat(a ^ b, (np.cumsum(count) - count)[has]) != 0
         differs[mine[unequal]] = True
 
-    for _ in in_order(check, range(0, len(others), chunk)):
-        pass
+    for_each(check, range(0, len(others), chunk))
     firsts_seen: dict[bytes, int] = {}
     for i in np.flatnonzero(differs).tolist():
         first[i] = firsts_seen.setdefault(data[start[i] : end[i]].tobytes(), i)

@@ -66,3 +66,9 @@ def in_order(work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def for_each(work: Callable[[T], None], items: Iterable[T]) -> None:
+    """``work(item)`` for every item, as :func:`in_order` runs it; returns when all are done."""
+    for _ in in_order(work, items):
+        pass
