@@ -20,7 +20,16 @@ CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
 
 def test_results_come_back_in_the_order_of_the_items(monkeypatch):
     monkeypatch.setenv("TCPCHATX_THREADS", "2")
-    assert list(workers.in_order(lambda x: x * x, range(50))) == [x * x for x in range(50)]
+    first_done = threading.Event()
+
+    def work(x):
+        if x == 0:  # item 0 finishes after item 1: order by completion would fail
+            assert first_done.wait(30)
+        elif x == 1:
+            first_done.set()
+        return x * x
+
+    assert list(workers.in_order(work, range(50))) == [x * x for x in range(50)]
 
 
 def test_for_each_has_done_every_item_when_it_returns(monkeypatch):

@@ -382,9 +382,9 @@ def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
     Each run is copied 8 bytes at a time (:func:`_every_word`), and its last
     ``n % 8`` bytes one by one: numpy needs an index for every item it copies,
     and an index is 8 bytes.  Runs are copied in the order they sit in the file,
-    ``chunk`` bytes' worth at a time, so the index arrays stay small and each
-    part of the mapped file can be released (:func:`~.capture.release_pages`)
-    as soon as it has been copied.
+    ``chunk`` bytes' worth at a time (two at once, :mod:`.workers`), so the index
+    arrays stay small and each part of the mapped file can be released
+    (:func:`~.capture.release_pages`, in file order) once it has been copied.
     """
     total = int(size.sum()) if len(size) else 0
     out = np.zeros(total + WORD, dtype=np.uint8)

@@ -7,10 +7,11 @@ memory stays for reuse.  The analysis makes many temporaries of many sizes, so
 without help the heap only grows: after analysing a million packets the process
 held 336 MB, of which 80 MB were free heap.  glibc's ``malloc_trim(0)`` returns
 the free pages (Dask does the same for its workers); we call it where that lowers
-the peak: in the chat phase once the streams' bytes are freed, and after the
-analysis.  Not between the phases before: the next step would only take the
-same pages back as fresh ones (those four releases cost 16,000 page faults and
-lowered no peak).
+the peak: in the chat phase once the streams' bytes and the raw line ids are
+freed, after the analysis, and between the JSON writer's lists.  Not between
+reading and tracking, tracking and chat, after finding the lines or before the
+fan-out: the next step would only take the same pages back as fresh ones (those
+four releases cost 16,000 page faults and lowered no peak).
 Elsewhere (macOS, Windows, musl) there is no such function and nothing to do.
 
 The opposite cost is page faults: memory the OS gets back and hands out again
@@ -19,8 +20,8 @@ has raised its thresholds, it returns every big array's pages when it is freed;
 analysing a million packets took 140,000 faults.  :func:`keep_freed_memory_for_reuse`
 sets the thresholds to where glibc would raise them by itself (blocks up to 32 MB
 from the heap, which keeps up to 64 MB free at its top): 75,000 faults (60,000-67,000
-without the four releases above), and the chat phase still hands memory back with
-:func:`release_freed_memory`.
+without the four releases above), and the releases above still hand memory back
+with :func:`release_freed_memory`.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ def keep_freed_memory_for_reuse() -> None:
     """Serve arrays up to 32 MB from the heap, and keep up to 64 MB free there (glibc only).
 
     These are the values glibc's own dynamic thresholds reach once a 32 MB block
-    has been freed, set from the start; the setting stays for the process.  All
-    threads share that one heap (one "arena"): by default glibc gives each
-    thread that allocates its own, whose free memory is kept apart from the
-    main one (+30 MB peak for a million packets with :mod:`.workers`' threads).
+    has been freed, set from the start; the setting stays for the process.  At
+    most one heap ("arena"): by default glibc gives each thread that allocates
+    its own, whose free memory is kept apart from the main one (+30 MB peak for
+    a million packets with :mod:`.workers`' threads).  Arenas that threads made
+    before this call (a notebook's in-process server, say) stay, and the
+    workers may share one of them instead.
     """
     libc = _glibc()
     if libc is not None:

@@ -114,12 +114,14 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     ``server`` (address, port) names the chat server; by default it is the endpoint
     that answered the most connections.
     """
-    keep_freed_memory_for_reuse()  # see .memory
+    keep_freed_memory_for_reuse()
+    # Each phase reuses the memory the one before freed; releasing it between them
+    # would only cost page faults (see .memory).  Chat releases where that lowers the peak.
     with _cyclic_gc_paused():
         packets = read_packets(path)
-        tracking = track(packets)  # reuses what reading freed, as chat reuses what it frees:
-        chat = analyze_chat(packets, tracking, server)  # releasing it between them only
-        release_freed_memory()  # costs page faults (chat releases where it lowers the peak)
+        tracking = track(packets)
+        chat = analyze_chat(packets, tracking, server)
+        release_freed_memory()
     return Analysis(os.fspath(path), packets, tracking, chat)
 
 

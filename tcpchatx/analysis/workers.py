@@ -52,7 +52,8 @@ def in_order(work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     that must go in order (numbering addresses, releasing the file's pages) as
     each one arrives.  At most one chunk per thread waits beyond the one being
     handed back, which bounds the memory held.  An exception in ``work`` is
-    raised here, from the chunk that raised it.
+    raised here, from the chunk that raised it; chunks not yet started are then
+    cancelled (as when the caller stops early), as one thread would never start them.
     """
     threads = thread_count()
     if threads == 1:
@@ -60,12 +61,16 @@ def in_order(work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         return
     pool = _pool(threads)
     pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(work, item))
-        if len(pending) > threads:
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) > threads:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def for_each(work: Callable[[T], None], items: Iterable[T]) -> None:
