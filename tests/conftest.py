@@ -7,9 +7,13 @@ import threading
 
 import pytest
 
-from tcpchatx.client import ChatClient
-from tcpchatx.room import RoomConfig
-from tcpchatx.server import ChatServer
+# The analysis's chunk loops on two threads even where CI has one CPU, so every
+# small-chunk test of the record walks and decoders covers the threaded path.
+os.environ.setdefault("TCPCHATX_THREADS", "2")
+
+from tcpchatx.client import ChatClient  # noqa: E402
+from tcpchatx.room import RoomConfig  # noqa: E402
+from tcpchatx.server import ChatServer  # noqa: E402
 
 HOST = "127.0.0.1"
 
