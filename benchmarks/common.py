@@ -8,11 +8,13 @@ the table means the same on a laptop and on a loaded CI runner.
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -83,3 +85,17 @@ def time_command(cmd: list[str], stdout=subprocess.DEVNULL) -> Timing:
 def best_of(repeat: int, measure) -> Timing:
     """The fastest of ``repeat`` runs (the others were slowed by something else)."""
     return min((measure() for _ in range(repeat)), key=lambda t: t.seconds)
+
+
+def compile_bytecode() -> bool:
+    """Write tcpchatx's bytecode (``__pycache__``) before anything is timed.
+
+    ``pip install`` compiles an installed package's modules, and an editable install
+    writes them on its first import - unless ``PYTHONDONTWRITEBYTECODE`` is set, as
+    on many CI images and on this lab's VM.  Then every ``tcpchatx`` command compiles
+    its modules from source again (~0.1 s of a million-packet annotate), a cost no
+    student's copy pays.  Returns False if the folder is read-only (nothing written).
+    """
+    import tcpchatx
+
+    return bool(compileall.compile_dir(Path(tcpchatx.__file__).parent, quiet=1))

@@ -35,3 +35,20 @@ def test_a_command_that_cannot_be_started_raises(tmp_path):
     not_a_program.chmod(0o755)  # executable, but exec() cannot run it
     with pytest.raises(RuntimeError, match="could not start"):
         time_command([str(not_a_program)])
+
+
+def test_the_package_bytecode_is_written_before_timing():
+    """The CLI is timed as an installed copy runs: from bytecode, not recompiled from
+    source (which PYTHONDONTWRITEBYTECODE, set on many CI images, would otherwise cause)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    import tcpchatx.cli
+    from benchmarks.common import compile_bytecode
+
+    cached = Path(importlib.util.cache_from_source(tcpchatx.cli.__file__))
+    cached.unlink(missing_ok=True)
+    assert compile_bytecode()
+    assert cached.is_file() and cached.stat().st_size > 0
+    assert os.path.getmtime(cached) >= os.path.getmtime(tcpchatx.cli.__file__)
