@@ -28,6 +28,7 @@ from tcpchatx.analysis import (
     write_json,
 )
 from tcpchatx.analysis.packets import exact_ratio, unique_codes
+from tcpchatx.analysis.text import percentile
 
 REFERENCES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -108,6 +109,15 @@ def test_summary_of_a_big_capture_lists_the_first_items_and_counts_the_rest():
     assert f"... and 5 more. All 6: {deliveries} deliveries; fan-out latency p50 " in short
     assert short.rstrip().endswith("--json gives everything as JSON)")
     assert short.splitlines()[0] == full.splitlines()[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 1000, 12345])
+def test_the_summary_percentile_is_numpys_bit_for_bit(n):
+    rng = np.random.default_rng(n)
+    for scale in (1e-3, 1.0, 1e3):
+        values = rng.exponential(3.0, n) * scale
+        for q in (0, 1, 25, 50, 75, 99, 99.9, 100):
+            assert percentile(values, q) == float(np.percentile(values, q)), (n, scale, q)
 
 
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")

@@ -68,13 +68,25 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
             out.append(f"  frame {m.frame} {m.sender}{target}: {m.text!r} -> {lat}")
         if shown < chat.n_messages:
             latency_ms = chat.delivery_latency * 1000
-            spread = (f"; fan-out latency p50 {np.percentile(latency_ms, 50):.3f} ms, "
-                      f"p99 {np.percentile(latency_ms, 99):.3f} ms" if len(latency_ms) else "")
+            spread = (f"; fan-out latency p50 {percentile(latency_ms, 50):.3f} ms, "
+                      f"p99 {percentile(latency_ms, 99):.3f} ms" if len(latency_ms) else "")
             out.append(f"  ... and {chat.n_messages - shown} more. All {chat.n_messages}: "
                        f"{len(chat.delivery_line)} deliveries{spread}")
     if max_items is not None and (len(connections) < len(a.connections) or shown < chat.n_messages):
         out += ["", "(tcpchatx annotate --all lists every one; --json gives everything as JSON)"]
     return "\n".join(out)
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` with its default (linear) method, bit for bit, but
+    without the ``numpy.ma`` import that ``np.percentile`` triggers (~0.02 s of a summary).
+    The arithmetic is numpy's own, in its order."""
+    position = (len(values) - 1) * (q / 100)
+    below = int(position)
+    above = min(below + 1, len(values) - 1)
+    low, high = np.partition(values, [below, above])[[below, above]]
+    t = position - below
+    return float(high - (high - low) * (1 - t) if t >= 0.5 else low + (high - low) * t)
 
 
 def _tally(values) -> str:
