@@ -25,18 +25,28 @@ Modules: ``staging`` (kernel states, gates, the filter) -> ``stories`` (the scen
 -> ``catalog`` (names, descriptions, expected shapes) -> ``run`` (play, capture).
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .catalog import SCENARIOS, Expect, Scenario, get_scenario
-from .run import (
-    DEFAULT_HOST,
-    ROOTLESS_PORT,
-    CaptureUnavailableError,
-    ScenarioRun,
-    play,
-    play_for_rootless,
-    reference_capture,
-    run_scenario,
-)
-from .staging import StagingError
+
+# Every ``tcpchatx`` command lists the catalogue (``scenario --help``); playing a
+# story needs the server and the capture code.  So those names are imported on
+# first use (a module-level __getattr__, PEP 562): ``from tcpchatx.scenarios
+# import run_scenario`` works as usual.
+_PLAYERS = {
+    "DEFAULT_HOST": "run", "ROOTLESS_PORT": "run", "CaptureUnavailableError": "run",
+    "ScenarioRun": "run", "play": "run", "play_for_rootless": "run",
+    "reference_capture": "run", "run_scenario": "run", "StagingError": "staging",
+}
+
+
+def __getattr__(name: str):
+    if name not in _PLAYERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PLAYERS[name]}", __name__), name)
+
 
 __all__ = [
     "DEFAULT_HOST", "ROOTLESS_PORT", "SCENARIOS", "CaptureUnavailableError", "Expect", "Scenario",

@@ -9,12 +9,11 @@ history - upper case for the client, lower case for the server.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from . import stories
 
 
 @dataclass(frozen=True)
@@ -31,8 +30,14 @@ class Scenario:
     summary: str  # one line
     look_at: str  # what to look at in the capture
     expect: Expect
-    story: Callable[..., dict]
+    story_name: str  # the function in .stories that plays it
     needs_server: bool = True
+
+    @property
+    def story(self) -> Callable[..., dict]:
+        """The function that plays the story.  Imported here, not at the top: the
+        stories need the server, and every ``tcpchatx`` command lists this catalogue."""
+        return getattr(importlib.import_module(".stories", __package__), self.story_name)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -61,40 +66,40 @@ _ALL = [
     Scenario("chat", "N clients join and chat; every message fans out to the N-1 others.",
              "Each client line <alice> ... arrives once and leaves the server N-1 times "
              "(analysis.messages: deliveries and their fan-out latency).",
-             SERVER_FIRST, stories.chat),
+             SERVER_FIRST, "chat"),
     Scenario("private", "A private /msg beside a broadcast.",
              "The /msg line goes out once, to bob; the broadcast twice, to bob and carol.",
-             SERVER_FIRST, stories.private),
+             SERVER_FIRST, "private"),
     Scenario("quit", "The client sends /quit; the server closes first (the active closer).",
              "The server's FIN comes first; the client's ACK and FIN are separate segments: "
              "FIN, ACK, FIN, ACK. The server holds TIME_WAIT.",
-             SERVER_FIRST, stories.quit_),
+             SERVER_FIRST, "quit_"),
     Scenario("client-close", "The client closes first with close(): a four-way close.",
              "Client FIN, server ACK (alone), server FIN, client ACK. The client holds TIME_WAIT.",
-             CLIENT_FIRST, stories.client_close),
+             CLIENT_FIRST, "client_close"),
     Scenario("three-way", "The client closes; the server's FIN carries the ACK of the client's FIN.",
              "Only three segments: FIN, FIN+ACK (step 'FIN+ACK (piggybacked ACK ...)'), ACK.",
-             Expect("three-way", "originator", "SF", "Ff"), stories.three_way),
+             Expect("three-way", "originator", "SF", "Ff"), "three_way"),
     Scenario("simultaneous", "Both sides send a FIN before seeing the other's: the FINs cross.",
              "The client's FIN does not acknowledge the server's (step 'FIN (simultaneous close)', "
              "state CLOSING); the server's FIN is retransmitted; both sides end in TIME_WAIT.",
-             Expect("simultaneous", "both", "SF", "fF"), stories.simultaneous),
+             Expect("simultaneous", "both", "SF", "fF"), "simultaneous"),
     Scenario("abort", "The client aborts: SO_LINGER 0, close() sends RST instead of FIN.",
              "One RST from the client ends the connection: no FINs, no TIME_WAIT.",
-             CLIENT_RESET, stories.abort),
+             CLIENT_RESET, "abort"),
     Scenario("unread-data", "The client closes with server data unread: the kernel sends RST.",
              "The server's data segment, then the client's RST: close() with unread data aborts.",
-             CLIENT_RESET, stories.unread_data),
+             CLIENT_RESET, "unread_data"),
     Scenario("half-close", "The client shuts down its sending side and keeps reading.",
              "After the client's FIN the server still sends data (state FIN_WAIT_2), then its own FIN.",
-             CLIENT_FIRST, stories.half_close),
+             CLIENT_FIRST, "half_close"),
     Scenario("refused", "Connect to a port with no listener: SYN, then RST+ACK.",
              "Two segments: the SYN and the kernel's RST+ACK (Zeek: REJ).",
-             Expect("refused", "responder", "REJ", "r"), stories.refused, needs_server=False),
+             Expect("refused", "responder", "REJ", "r"), "refused", needs_server=False),
     Scenario("nagle", "Back-to-back small lines with Nagle on (alice) and off (bob).",
              "bob's burst: one segment per line. alice's: the first line alone, the rest "
              "gathered into one segment sent when the first is acknowledged.",
-             SERVER_FIRST, stories.nagle),
+             SERVER_FIRST, "nagle"),
 ]
 
 #: name -> Scenario, in the order a lab would play them.
