@@ -340,7 +340,10 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
         if want.nick is not None:
             assert kinds.payloads.names[payload] == want.text, text
     renamed = texts.index("*** carol is now known as dave")
+    assert nicks.names[kinds.rename_from[renamed]] == "carol"
     assert nicks.names[kinds.rename_to[renamed]] == "dave"
+    assert nicks.names[kinds.welcome[texts.index("--- Welcome, al! Online")]] == "al"
+    assert (kinds.welcome >= 0).sum() == 1 and (kinds.rename_from >= 0).sum() == 1
     assert kinds.rename_to[texts.index("--- carol is now known as dave")] == chat.NONE
 
 

@@ -728,10 +728,15 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=_Ids())
     server_ids = np.flatnonzero(seen_as[:, 1])
-    _server_facts(f, [texts[k] for k in server_ids.tolist()], server_ids, nicks)
+    _server_facts(f, _pick(texts, server_ids), server_ids, nicks)
     client_ids = np.flatnonzero(seen_as[:, 0])
-    _client_facts(f, [texts[k] for k in client_ids.tolist()], client_ids, commands)
+    _client_facts(f, _pick(texts, client_ids), client_ids, commands)
     return f
+
+
+def _pick(texts: list[str], ids: np.ndarray) -> list[str]:
+    """``[texts[k] for k in ids]``, the loop in C."""
+    return list(map(texts.__getitem__, ids.tolist()))
 
 
 def _columns(rows: list[tuple], width: int) -> np.ndarray:
@@ -772,15 +777,18 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     said = np.flatnonzero(is_chat | is_private)
     f.server_nick[ids[said]] = nicks.ids_of(np.where(is_chat, chat_nick, private_nick)[said].tolist())
     f.server_payload[ids[said]] = f.payloads.ids_of(rest[said].tolist())
-    # Replies may welcome a nick, notices may rename one (one findall each, as above).
+    # Replies may welcome a nick, notices may rename one (one findall each, as above;
+    # "" where a line is neither).  Nick ids in line order, old name before new.
     rows = np.flatnonzero(kind == REPLY)
-    for r, name in zip(rows.tolist(), _each_line(_WELCOMES, rest[rows]), strict=True):
-        if name:
-            f.welcome[ids[r]] = nicks[name]
+    name = np.array(_each_line(_WELCOMES, rest[rows]), dtype=object)
+    rows, name = rows[name != ""], name[name != ""]
+    f.welcome[ids[rows]] = nicks.ids_of(name.tolist())
     rows = np.flatnonzero(kind == NOTICE)
-    for r, (old, new) in zip(rows.tolist(), _each_line(_RENAMES, rest[rows]), strict=True):
-        if old:
-            f.rename_from[ids[r]], f.rename_to[ids[r]] = nicks[old], nicks[new]
+    old_new = _columns(_each_line(_RENAMES, rest[rows]), 2).T
+    renamed = old_new[:, 0] != ""
+    rows, old_new = rows[renamed], old_new[renamed]
+    old_then_new = np.array(nicks.ids_of(old_new.ravel().tolist()), dtype=np.int32).reshape(-1, 2)
+    f.rename_from[ids[rows]], f.rename_to[ids[rows]] = old_then_new.T
 
 
 # _WELCOME and _RENAMED as patterns that match every line, with empty groups if they do not.
