@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,22 @@ def test_annotate_json_and_comments(chat_capture, tmp_path):
     ).stdout
     assert "SYN" in comments and "hello bob" in comments
     assert len(comments.strip().splitlines()) == len(data["packets"])
+
+
+def test_annotate_output_is_whole_though_the_process_ends_without_teardown(capsys):
+    """From the shell, annotate ends with os._exit once its output is flushed: every
+    byte must still come out, through a pipe (block-buffered) as in process."""
+    from tcpchatx.cli import main
+
+    reference = str(Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng")
+    for options in (["--all", "--max-packets", "0"], ["--json"]):
+        assert main(["annotate", reference, *options]) == 0  # in process: returns
+        in_process = capsys.readouterr().out
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        result = subprocess.run([sys.executable, "-m", "tcpchatx", "annotate", reference, *options],
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        assert len(in_process) > 2000 and result.stdout == in_process
 
 
 @pytest.mark.parametrize("content", [b"", b"not a capture at all\n" * 10])
