@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +51,6 @@ from tcpchatx.analysis.chat import (  # the same records and unchanged helpers; 
     Streams,
     decode_line,
     find_lines,
-    find_server,
 )
 from tcpchatx.analysis.packets import RST, Packets
 from tcpchatx.analysis.tracker import Tracking
@@ -119,6 +118,12 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
 # --------------------------------------------------------------------------- the chat
 
 
+
+
+def find_server(t: Tracking) -> tuple[str, int] | None:
+    """The endpoint that answered most connections, from the connections' summaries."""
+    counts = Counter(c.server for c in t.connections)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None) -> Chat:

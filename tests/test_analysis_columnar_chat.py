@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_helpers import C, S, Talk, write_capture
+from analysis_helpers import C, S, T0, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, chat, to_json, write_json
 from tcpchatx.analysis.packets import factorize
-from tcpchatx.analysis.tracker import _by_flow, _endpoint_ids
+from tcpchatx.analysis.tracker import _by_flow, _endpoint_ids, connect
 
 CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
 
@@ -373,3 +373,22 @@ def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
         got = (kinds.message_private[k], kinds.payloads.names[payload] if payload >= 0 else None,
                kinds.message_to[k])
         assert got == relayed, text
+
+
+@pytest.mark.parametrize("counts, winner", [((2, 3), "10.0.0.3"), ((3, 3), "10.0.0.2"), ((3, 2), "10.0.0.2")])
+def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_path, counts, winner):
+    """As the connections' summaries counted it, from the columns the chat layer starts on."""
+    talks = []
+    for server, count in zip(("10.0.0.2", "10.0.0.3"), counts, strict=True):
+        for k in range(count):
+            talk = Talk(client=("10.0.0.1", 40000 + len(talks)), server=(server, 25000), start=T0 + len(talks))
+            talk.handshake()
+            talk.send(C, b"hi\n")
+            talks.append(talk)
+    path = write_capture(tmp_path / "two-servers.pcap", merge(*talks))
+    a = analyze(path)
+    assert a.chat.server == (winner, 25000)
+    assert chat.find_server(a.packets, connect(a.packets)) == reference.find_server(a.tracking)
+    lines = chat.find_chat_lines(a.packets, a.tracking, ("10.0.0.3", 25000))
+    assert len(lines.conn) == counts[1] and set(lines.conn.tolist()) == {
+        c.id for c in a.connections if c.server == ("10.0.0.3", 25000)}

@@ -25,7 +25,9 @@ from tcpchatx.analysis import analyze, to_json
 from tcpchatx.analysis.capture import PCAP_MAGIC, open_buffer, walk_pcap, walk_pcap_slowly
 from tcpchatx.analysis.export import write_json
 from tcpchatx.analysis.packets import ACK, FIN, RST, SYN
+from tcpchatx.analysis.packets import read_packets
 from tcpchatx.analysis.states import Kind, State, lookup
+from tcpchatx.analysis.tracker import _connection_ranges, connect, label
 
 REFERENCE_CAPTURES = sorted(
     p for p in (Path(__file__).parent.parent / "captures").glob("*") if p.suffix in (".pcap", ".pcapng")
@@ -139,6 +141,20 @@ def test_busy_capture_labels_like_the_plain_loop(tmp_path, fmt):
     assert len(a.connections) > 10
     assert_same_labels(a)
     assert_same_json(a)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 40])
+def test_labels_range_by_range_are_the_labels_of_the_whole_capture(tmp_path, chunk):
+    """label() works a range of connections at a time; ranges of one or a few
+    connections must give what one range of all of them gives."""
+    p = read_packets(busy_capture(tmp_path / "busy.pcap", "pcap"))
+    flows = connect(p)
+    assert len(_connection_ranges(flows.starts, len(flows.rows), chunk)) >= 3
+    whole, ranged = (label(p, flows, chunk=size) for size in (10**9, chunk))
+    for name in ("conn", "direction", "rel_seq", "rel_ack", "kind", "state_before", "step", "isn"):
+        assert np.array_equal(getattr(whole, name), getattr(ranged, name)), name
+    assert whole.connections == ranged.connections
+    assert [c.id for c in ranged.connections] == list(range(len(ranged.connections)))
 
 
 @pytest.mark.parametrize("path", REFERENCE_CAPTURES, ids=[p.name for p in REFERENCE_CAPTURES])

@@ -6,6 +6,7 @@ import inspect
 import os
 import select
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from analysis_helpers import C, S, T0, Talk, merge, write_capture
-from tcpchatx.analysis import analyze, chat, packets, to_json, workers
+from tcpchatx.analysis import analyze, chat, packets, run, to_json, tracker, workers
 
 CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
 
@@ -97,6 +98,53 @@ def test_an_error_in_a_chunk_reaches_the_caller_after_the_chunks_before_it(monke
     assert got == [0, 1, 2]
 
 
+def test_a_job_beside_runs_while_the_block_runs(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    both = threading.Barrier(2, timeout=30)  # broken (an error) unless both wait at once
+    default = sys.getswitchinterval()
+
+    def job(x):
+        both.wait()
+        return x + 1, threading.current_thread().name
+
+    with workers.beside(job, 41) as future:
+        both.wait()
+        assert sys.getswitchinterval() == workers.SWITCH_INTERVAL_BESIDE
+    assert future.result() == (42, future.result()[1]) and future.result()[1] != threading.current_thread().name
+    assert sys.getswitchinterval() == default
+
+
+def test_a_job_beside_runs_first_in_one_thread(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "1")
+    ran = []
+    with workers.beside(lambda: ran.append(threading.current_thread().name) or "done") as future:
+        assert ran == [threading.current_thread().name]  # before the block
+    assert future.result() == "done"
+
+
+def test_an_error_beside_reaches_the_caller_and_a_failed_block_still_waits(monkeypatch):
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    default = sys.getswitchinterval()
+
+    def broken():
+        raise ValueError("the job is broken")
+
+    with pytest.raises(ValueError, match="the job is broken"), workers.beside(broken):
+        pass
+    finished = threading.Event()
+    go = threading.Event()
+
+    def slow():
+        assert go.wait(30)
+        finished.set()
+
+    with pytest.raises(KeyError), workers.beside(slow):
+        go.set()
+        raise KeyError("the block failed")
+    assert finished.is_set()  # waited for: no job left running after the block
+    assert sys.getswitchinterval() == default
+
+
 @pytest.mark.parametrize("setting, count", [("1", 1), ("3", 3), (" 2 ", 2), ("0", 1)])
 def test_the_thread_count_can_be_set(monkeypatch, setting, count):
     monkeypatch.setenv("TCPCHATX_THREADS", setting)
@@ -131,6 +179,7 @@ def small_chunks(monkeypatch) -> None:
     monkeypatch.setattr(packets, "DECODE_CHUNK", 3)
     monkeypatch.setattr(chat, "_gather_runs", with_chunk(chat._gather_runs, 40))
     monkeypatch.setattr(chat, "_line_ids", with_chunk(chat._line_ids, 2))
+    monkeypatch.setattr(run, "label", with_chunk(tracker.label, 3))  # a few connections a range
 
 
 def analysed_in(threads: str, path, monkeypatch):

@@ -43,6 +43,11 @@ Python still does the parts that need Python, but once per *distinct* thing:
   a pure filter over its candidate lines (numpy); messages sharing one, which
   compete for the same deliveries, are matched in a loop, in order.
 
+Steps 1 and 2 are :func:`find_chat_lines` (numpy: bytes and offsets); the rest is
+:func:`read_chat_lines` (Python: texts).  Only the first needs the TCP tracker's
+connections and relative numbers, so :func:`.run.analyze` labels the packets
+(numpy, GIL released) beside the second (Python, GIL held).
+
 ``tests/analysis_chat_reference.py`` keeps the object-per-line version; a test
 checks that both give the same lines, messages and deliveries.
 """
@@ -66,7 +71,7 @@ from tcpchatx.protocol import Kind
 from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
 from .packets import RST, Packets, exact_ratio
-from .tracker import Tracking
+from .tracker import Flows, Tracking
 from .workers import for_each, in_order
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
@@ -567,10 +572,16 @@ def _decode_all(joined: bytes) -> list[str | None]:
 # --------------------------------------------------------------------------- the chat
 
 
-def find_server(tracking: Tracking) -> tuple[str, int] | None:
-    """The endpoint that answered most connections."""
-    counts = Counter(c.server for c in tracking.connections)
+def find_server(p: Packets, t: Flows | Tracking) -> tuple[str, int] | None:
+    """The endpoint that answered most connections (the first of them on a tie)."""
+    counts = Counter(zip(map(p.addresses.__getitem__, t.server_address.tolist()), t.server_port.tolist()))
     return counts.most_common(1)[0][0] if counts else None
+
+
+def _connections_to(p: Packets, t: Flows | Tracking, server: tuple[str, int]) -> np.ndarray:
+    """The ids of the connections whose responder is ``server``."""
+    address_ids = [k for k, address in enumerate(p.addresses) if address == server[0]]
+    return np.flatnonzero(np.isin(t.server_address, address_ids) & (t.server_port == server[1]))
 
 
 class _Ids(dict):
@@ -596,9 +607,36 @@ class _Ids(dict):
         return list(map(self.__getitem__, names))
 
 
-def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None) -> Chat:
-    server = server or find_server(t)
-    server_conns = np.array([c.id for c in t.connections if c.server == server], dtype=np.int64)
+def analyze_chat(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None) -> Chat:
+    """The chat on ``server`` (by default, :func:`find_server`): its lines and messages."""
+    return read_chat_lines(p, find_chat_lines(p, t, server))
+
+
+@dataclass
+class FoundLines:
+    """The chat's lines as :func:`find_chat_lines` finds them: where they are, and the
+    bytes of each distinct line (by ``text_of_line``), not yet read."""
+
+    server: tuple[str, int] | None
+    n_conn: int
+    conn: np.ndarray
+    direction: np.ndarray
+    first: np.ndarray  # first and last run of each line's bytes
+    last: np.ndarray
+    done: np.ndarray  # the row that carried each line's newline
+    line_start: np.ndarray  # relative sequence numbers
+    line_end: np.ndarray
+    text_of_line: np.ndarray  # raw text id (index into distinct)
+    distinct: bytes  # each distinct line, newline included, end to end
+    run_frames: np.ndarray
+    gaps: int
+
+
+def find_chat_lines(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None) -> FoundLines:
+    """The streams of the server's connections, reassembled, cut into lines; the
+    distinct lines found by their bytes (numpy, and two threads: :mod:`.workers`)."""
+    server = server or find_server(p, t)
+    server_conns = _connections_to(p, t, server) if server else np.zeros(0, np.int64)
     data = np.flatnonzero((t.conn >= 0) & (p.payload_len > 0) & ((p.flags & RST) == 0))
     data = data[np.isin(t.conn[data], server_conns)]
     group = t.conn[data].astype(np.int64) * 2 + t.direction[data]
@@ -621,21 +659,30 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     line_start, line_end = local + 1, local + (end - start) + 1  # relative seq numbers
     del order, g, local
 
-    # ---- each distinct text, decoded once (same lines found by a hash: _line_ids)
+    # ---- each distinct text, once (same lines found by a hash: _line_ids)
     text_of_line, firsts = _line_ids(streams.data, start, end)
     distinct = _joined_lines(streams.data, start[firsts], end[firsts])
     del start, end, firsts
-    run_frames, gaps = p.frame[streams.run_rows], len(streams.gaps)
+    found = FoundLines(server, len(t.isn), conn, direction, first, last, done, line_start, line_end,
+                       text_of_line, distinct, p.frame[streams.run_rows], len(streams.gaps))
     del streams  # the bytes: only the distinct lines are needed from here on
     release_freed_memory()
-    texts = _decode_all(distinct)
-    del distinct
+    return found
+
+
+def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
+    """What each line says (decoded, parsed: Python's work, one text at a time), who
+    sent it to whom, and each message's deliveries."""
+    f = found
+    server, conn, direction, first, last, done = f.server, f.conn, f.direction, f.first, f.last, f.done
+    texts = _decode_all(f.distinct)
+    f.distinct = b""  # decoded: the bytes can go (this was their only reference)
     valid = [text is not None for text in texts]
     text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
     text_id[valid] = np.arange(sum(valid))
     texts = [text for text in texts if text is not None]
-    line_text = text_id[text_of_line]
-    del text_of_line, text_id
+    line_text = text_id[f.text_of_line]
+    del text_id
     release_freed_memory()
     valid = line_text >= 0
 
@@ -652,7 +699,7 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
     line_command = np.full(n, NONE, dtype=np.int16)
 
     # ---- nicknames over time
-    n_conn = len(t.connections)
+    n_conn = f.n_conn
     ids = np.arange(n)
     welcome = server_line & (kinds.welcome[line_text] >= 0)
     first_welcome = np.full(n_conn + 1, n, dtype=np.int64)
@@ -676,12 +723,12 @@ def analyze_chat(p: Packets, t: Tracking, server: tuple[str, int] | None = None)
 
     tps = take(p.ts_tps, done)  # one resolution for all packets: no memory per line
     chat = Chat(
-        server=server, nick_of_conn=nick_of_conn, gaps=gaps,
+        server=server, nick_of_conn=nick_of_conn, gaps=f.gaps,
         texts=texts, nicks=nicks.names, commands=commands.names,
-        run_frames=run_frames,
+        run_frames=f.run_frames,
         line_conn=conn, line_direction=direction, line_text=line_text, line_kind=line_kind,
         line_nick=line_nick, line_command=line_command, line_recipient=line_recipient,
-        line_start=line_start, line_end=line_end,
+        line_start=f.line_start, line_end=f.line_end,
         line_first_run=first, line_last_run=last,
         line_frame=p.frame[done],
         line_time=p.time[done], line_ticks=p.ts_ticks[done],

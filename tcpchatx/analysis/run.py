@@ -15,12 +15,13 @@ from functools import cached_property
 
 import numpy as np
 
-from .chat import Chat, ChatLine, Message, analyze_chat
+from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines
 from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
 from .memory import keep_freed_memory_for_reuse, release_freed_memory
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
-from .tracker import Connection, Tracking, track
+from .tracker import Connection, Tracking, connect, label
+from .workers import beside
 
 PHASE_OF_STEP = np.array([s.phase for s in STEPS] + ["other"], dtype=object)
 
@@ -119,8 +120,13 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     # would only cost page faults (see .memory).  Chat releases where that lowers the peak.
     with _cyclic_gc_paused():
         packets = read_packets(path)
-        tracking = track(packets)
-        chat = analyze_chat(packets, tracking, server)
+        flows = connect(packets)
+        lines = find_chat_lines(packets, flows, server)
+        # Labelling every packet (numpy) and reading the texts (Python, which holds
+        # the GIL) need different things: they run side by side, on two cores.
+        with beside(label, packets, flows) as labelled:
+            chat = read_chat_lines(packets, lines)
+        tracking = labelled.result()
         release_freed_memory()
     return Analysis(os.fspath(path), packets, tracking, chat)
 

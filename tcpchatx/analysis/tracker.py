@@ -24,6 +24,9 @@ Theory of operation
    claim: any packet whose (state, kind) would change the state is made a candidate
    and the loop runs again, until nothing changes (usually twice).  The result is
    exactly what a packet-by-packet loop would give, at a fraction of the cost.
+
+:func:`connect` does parts 1 and 2, which the chat layer needs; :func:`label` does
+3 and 4, a range of connections at a time, and can run beside the chat layer.
 """
 
 from __future__ import annotations
@@ -67,6 +70,29 @@ class Connection:
 
 
 @dataclass
+class Flows:
+    """Parts 1 and 2 for every frame: its connection, its side, its relative numbers.
+
+    That is all the chat layer needs, so it can start on them while :func:`label`
+    (parts 3 and 4) runs beside it (:func:`.run.analyze`).
+    """
+
+    conn: np.ndarray  # int32 connection id, -1 for frames we do not track
+    direction: np.ndarray  # int8: 0 originator, 1 responder, -1 untracked
+    rel_seq: np.ndarray  # uint32 (mind: uint32 + 1 wraps; use int() or astype(np.int64))
+    rel_ack: np.ndarray  # uint32 (0 when the ACK bit is clear)
+    isn: np.ndarray  # int64 [conn, direction] base used for relative numbers
+    server_address: np.ndarray  # per connection: the responder's address id (Packets.addresses)
+    server_port: np.ndarray
+    # for label(): TCP frame rows grouped by connection, where each connection's
+    # rows start, and each (connection, direction)'s first position in them (-1: none)
+    rows: np.ndarray  # int32: held while label() runs beside the chat layer
+    starts: np.ndarray
+    first_position: np.ndarray
+    has_syn: np.ndarray
+
+
+@dataclass
 class Tracking:
     """Per-packet results (arrays over all frames) and the connections."""
 
@@ -79,6 +105,8 @@ class Tracking:
     step: np.ndarray  # int16 index into states.STEPS, -1 untracked
     connections: list[Connection]
     isn: np.ndarray  # int64 [conn, direction] base used for relative numbers
+    server_address: np.ndarray  # per connection, as in Flows
+    server_port: np.ndarray
 
     def step_of(self, i: int):
         return STEPS[self.step[i]] if self.step[i] >= 0 else None
@@ -122,45 +150,111 @@ def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, n
 
 
 def track(p: Packets) -> Tracking:
-    """Connections, relative numbers, kinds and steps of every TCP packet of ``p``.
+    """Connections, relative numbers, kinds and steps of every TCP packet of ``p``."""
+    return label(p, connect(p))
 
-    Each numbered part of the module docstring is one function below; the large
-    temporary arrays of each part are freed when it returns.
+
+def connect(p: Packets) -> Flows:
+    """Parts 1 and 2 of the module docstring: connections, sides, relative numbers.
+
+    Each numbered part is one function below; the large temporary arrays of each
+    part are freed when it returns.
     """
     n = len(p)
     r, c = _connections(p)  # TCP frame rows grouped by connection, capture order inside
-    m = len(r)
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if m else np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if len(r) else np.zeros(0, np.int64)
     n_conn = len(starts)
     flags = p.flags[r].astype(np.int64)
-    seq, ack, length = p.seq[r], p.ack[r], p.payload_len[r]
     direction = _directions(p, r, c, starts, flags)
     g = c * 2 + direction  # (connection, direction) group
-    base, has_syn, first_pkt, rel_seq, rel_ack = _relative_numbers(g, flags, seq, ack, 2 * n_conn)
-    kind, newly_acks_fin = _segment_kinds(g, flags, seq, ack, length, rel_seq, 2 * n_conn)
-    runner, state_before, step = _states(g, c, direction, flags, seq, length, kind,
-                                         newly_acks_fin, first_pkt, 2 * n_conn)
-    del newly_acks_fin, first_pkt
-    connections = _summaries(
-        p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner
-    )
-
-    def spread(values, fill, dtype):
-        out = np.full(n, fill, dtype=dtype)
-        out[r] = values
-        return out
-
-    return Tracking(
-        conn=spread(c, -1, np.int32),
-        direction=spread(direction, -1, np.int8),
-        rel_seq=spread(rel_seq, 0, np.uint32),
-        rel_ack=spread(rel_ack, 0, np.uint32),
-        kind=spread(kind, -1, np.int8),
-        state_before=spread(state_before, -1, np.int8),
-        step=spread(step, -1, np.int16),
-        connections=connections,
+    base, has_syn, first_pkt, rel_seq, rel_ack = _relative_numbers(g, flags, p.seq[r], p.ack[r], 2 * n_conn)
+    del flags, g
+    _, (server_address, server_port) = _ends(p, r, starts, direction)
+    return Flows(
+        conn=_spread(n, r, c, -1, np.int32),
+        direction=_spread(n, r, direction, -1, np.int8),
+        rel_seq=_spread(n, r, rel_seq, 0, np.uint32),
+        rel_ack=_spread(n, r, rel_ack, 0, np.uint32),
         isn=base.reshape(n_conn, 2),
+        server_address=server_address,
+        server_port=server_port,
+        rows=r.astype(np.int32), starts=starts, first_position=first_pkt, has_syn=has_syn,
     )
+
+
+def label(p: Packets, f: Flows, chunk: int = 1 << 15) -> Tracking:
+    """Parts 3 and 4: every packet's kind and step, and each connection summed up.
+
+    Each connection is labelled on its own, so this goes a range of connections
+    (about ``chunk`` packets) at a time: the temporaries are those of one range,
+    which lets it run beside the chat layer within the memory budget.
+    """
+    r, starts = f.rows, f.starts
+    n, m, n_conn = len(p), len(r), len(starts)
+    kind = np.full(n, -1, dtype=np.int8)  # -1: not a TCP packet we track
+    state_before = np.full(n, -1, dtype=np.int8)
+    step = np.full(n, -1, dtype=np.int16)
+    connections: list[Connection] = []
+    walks: dict[bytes, _Walk] = {}  # shapes already walked, shared by the ranges
+    for c0, c1 in _connection_ranges(starts, m, chunk):
+        a = int(starts[c0])
+        b = int(starts[c1]) if c1 < n_conn else m
+        rows = r[a:b].astype(np.int64)
+        c = f.conn[rows].astype(np.int64) - c0  # connection ids inside the range
+        flags = p.flags[rows].astype(np.int64)
+        seq, ack, length = p.seq[rows], p.ack[rows], p.payload_len[rows]
+        direction = f.direction[rows].astype(np.int64)
+        g = c * 2 + direction
+        n_groups = 2 * (c1 - c0)
+        first = f.first_position[2 * c0 : 2 * c1]
+        first = np.where(first >= 0, first - a, -1)
+        kinds, newly_acks_fin = _segment_kinds(g, flags, seq, ack, length,
+                                               f.rel_seq[rows].astype(np.int64), n_groups)
+        runner, state_before[rows], step[rows] = _states(
+            g, c, direction, flags, seq, length, kinds, newly_acks_fin, first, n_groups, walks)
+        kind[rows] = kinds
+        del newly_acks_fin
+        connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
+                                  f.isn[c0:c1].ravel(), f.has_syn[2 * c0 : 2 * c1], length, flags,
+                                  runner, first_id=c0)
+    return Tracking(
+        conn=f.conn, direction=f.direction, rel_seq=f.rel_seq, rel_ack=f.rel_ack,
+        kind=kind, state_before=state_before, step=step,
+        connections=connections, isn=f.isn,
+        server_address=f.server_address, server_port=f.server_port,
+    )
+
+
+def _connection_ranges(starts: np.ndarray, m: int, chunk: int) -> list[tuple[int, int]]:
+    """Connections [c0, c1) holding about ``chunk`` of the ``m`` rows each (a bigger
+    connection is one range by itself)."""
+    cuts = [0]
+    for target in range(chunk, m, chunk):
+        c = int(np.searchsorted(starts, target))  # the first connection starting there or later
+        if cuts[-1] < c < len(starts):
+            cuts.append(c)
+    if len(starts):
+        cuts.append(len(starts))
+    return list(zip(cuts[:-1], cuts[1:], strict=False))
+
+
+def _spread(n: int, rows: np.ndarray, values: np.ndarray, fill, dtype) -> np.ndarray:
+    """A column over all ``n`` frames: ``values`` at ``rows``, ``fill`` elsewhere."""
+    out = np.full(n, fill, dtype=dtype)
+    out[rows] = values
+    return out
+
+
+def _ends(p: Packets, r, starts, direction) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Each connection's originator and responder, as (address ids, ports): the sender
+    and the receiver of its first packet, unless the responder sent it (a SYN-ACK)."""
+    first = r[starts]
+    by_originator = direction[starts] == 0
+    client = (np.where(by_originator, p.src[first], p.dst[first]),
+              np.where(by_originator, p.sport[first], p.dport[first]))
+    server = (np.where(by_originator, p.dst[first], p.src[first]),
+              np.where(by_originator, p.dport[first], p.sport[first]))
+    return client, server
 
 
 def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
@@ -313,7 +407,7 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
     return kind, newly_acks_fin
 
 
-def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups):
+def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups, walks):
     """4. The state table, run over candidates only (see the module docstring)."""
     is_ack = (flags & ACK) != 0
     control = (flags & (SYN | FIN | RST)) != 0
@@ -324,7 +418,7 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
     for firsts in (first_pkt, first_ack_only, first_data_only):
         candidate[firsts[firsts >= 0]] = True
 
-    runner = _Runner(flags, seq, length, direction, c, kind)
+    runner = _Runner(flags, seq, length, direction, c, kind, walks)
     position = np.arange(len(g))
     while True:
         runner.run(np.flatnonzero(candidate))
@@ -356,7 +450,7 @@ class _Runner:
     the result for every connection that has the same one.
     """
 
-    def __init__(self, flags, seq, length, direction, conn, kind) -> None:
+    def __init__(self, flags, seq, length, direction, conn, kind, walks: dict[bytes, _Walk]) -> None:
         m = len(flags)
         self.flags, self.seq, self.length = flags, seq, length
         self.direction, self.conn, self.kind = direction, conn, kind
@@ -364,7 +458,7 @@ class _Runner:
         self.state_after = np.zeros(m, dtype=np.int8)
         self.step = np.zeros(m, dtype=np.int16)
         self.zeek_inactive_after = np.zeros((m, 2), dtype=bool)
-        self.walks: dict[bytes, _Walk] = {}
+        self.walks = walks  # key: _walk_codes of a connection's candidates
         self.positions = np.zeros(0, dtype=np.int64)  # the last run's candidates
         self.facts: dict[int, tuple[_Walk, int]] = {}  # conn -> (walk, index of its first candidate)
 
@@ -494,8 +588,9 @@ def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str,
     return "open", None
 
 
-def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner):
-    """One :class:`Connection` per connection: columns computed with numpy, then zipped."""
+def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):
+    """One :class:`Connection` per connection (ids from ``first_id``): columns computed
+    with numpy, then zipped."""
     ends = np.r_[starts[1:], len(r)] if n_conn else starts
     pkts = np.bincount(g, minlength=2 * n_conn).reshape(n_conn, 2)
     byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2).astype(np.int64)
@@ -507,15 +602,10 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
     )
     completeness = np.bitwise_or.reduceat(bits, starts) if len(starts) else np.zeros(0, np.int64)
     first, last = r[starts], r[ends - 1]
-    # The originator sent the first packet, unless that was a SYN-ACK (direction 1).
-    by_originator = direction[starts] == 0
-    client_addr = np.where(by_originator, p.src[first], p.dst[first])
-    client_port = np.where(by_originator, p.sport[first], p.dport[first])
-    server_addr = np.where(by_originator, p.dst[first], p.src[first])
-    server_port = np.where(by_originator, p.dport[first], p.sport[first])
+    (client_addr, client_port), (server_addr, server_port) = _ends(p, r, starts, direction)
     isn = np.where(has_syn, base, -1).reshape(n_conn, 2)
     columns = zip(
-        range(n_conn), client_addr.tolist(), client_port.tolist(), server_addr.tolist(),
+        range(first_id, first_id + n_conn), client_addr.tolist(), client_port.tolist(), server_addr.tolist(),
         server_port.tolist(), isn.tolist(), pkts.tolist(), byts.tolist(),
         p.frame[first].tolist(), p.frame[last].tolist(), p.time[first].tolist(),
         (p.time[last] - p.time[first]).tolist(), completeness.tolist(), strict=True,
@@ -528,7 +618,7 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
     connections = []
     for (i, c_addr, c_port, s_addr, s_port, (isn_o, isn_r), (pk_o, pk_r), (by_o, by_r),
          first_frame, last_frame, start, duration, complete) in columns:
-        walk, _ = facts[i]
+        walk, _ = facts[i - first_id]
         handshake = list(itertools.islice(frames, len(walk.handshake)))
         closing = list(itertools.islice(frames, len(walk.closing)))
         connections.append(Connection(

@@ -3,7 +3,8 @@
 numpy lets go of Python's GIL while it compares, gathers, sorts and sums big
 arrays, so two threads that each take a chunk of the same loop really do run at
 the same time, on two cores.  The analysis's long loops over chunks (finding the
-records, decoding headers, copying streams, hashing lines) use :func:`in_order`.
+records, decoding headers, copying streams, hashing lines) use :func:`in_order`;
+:func:`beside` runs one job (numpy's) while this thread does Python's work.
 
 Two threads, not one per core: each chunk in flight holds its own temporaries,
 and the analysis must stay under 300 MB for a million packets.  Set
@@ -13,9 +14,11 @@ and the analysis must stay under 300 MB for a million packets.  Set
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 from typing import TypeVar
 
@@ -77,3 +80,35 @@ def for_each(work: Callable[[T], None], items: Iterable[T]) -> None:
     """``work(item)`` for every item, as :func:`in_order` runs it; returns when all are done."""
     for _ in in_order(work, items):
         pass
+
+
+# While a job runs beside Python code, this thread must hand the GIL over often:
+# the job needs it between numpy calls, and waits up to the switch interval (5 ms
+# by default) each time.
+SWITCH_INTERVAL_BESIDE = 0.0005
+
+
+@contextmanager
+def beside(job: Callable[..., T], *args) -> Iterator[Future]:
+    """Run ``job(*args)`` on a second thread while the ``with`` block runs here.
+
+    For numpy work (which lets go of the GIL) beside Python work (which holds it).
+    Yields the job's future; on leaving the block, waits for it (its exception, if
+    any, is raised).  With one thread (:func:`thread_count`) the job runs first, here.
+    """
+    if thread_count() == 1:
+        done: Future = Future()
+        done.set_result(job(*args))
+        yield done
+        return
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_BESIDE)
+    try:
+        future = _pool(thread_count()).submit(job, *args)
+        try:
+            yield future
+        finally:
+            future.exception()  # wait, even if the block failed: no job left running
+    finally:
+        sys.setswitchinterval(before)
+    future.result()
