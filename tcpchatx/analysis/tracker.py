@@ -492,7 +492,7 @@ class _Walk:
     state_after: np.ndarray
     step: np.ndarray
     zeek_inactive_after: np.ndarray  # (candidates, 2)
-    final: int
+    final: str  # the state after the last candidate, by name
     conn_state: str
     history: str
     close_kind: str
@@ -526,7 +526,7 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
                if old >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
     return _Walk(np.array(state_before, np.int8), np.array(state_after, np.int8),
                  np.array(steps, np.int16), np.array(inactive, bool).reshape(-1, 2),
-                 state, zeek.conn_state(), zeek.history, close_kind, active_closer,
+                 State(state).name, zeek.conn_state(), zeek.history, close_kind, active_closer,
                  handshake, closing)
 
 
@@ -636,7 +636,7 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
             history=walk.history,
             close_kind=walk.close_kind,
             active_closer=walk.active_closer,
-            final_state=State(walk.final).name,
+            final_state=walk.final,
             completeness=complete,
             handshake_frames=handshake,
             close_frames=closing,
