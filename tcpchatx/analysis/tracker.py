@@ -145,8 +145,17 @@ def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, n
     """
     if not len(src_ep):
         return src_ep, dst_ep, 1
-    values, codes = unique_codes(np.concatenate([src_ep, dst_ep]), table_limit=1 << 22)
-    return codes[: len(src_ep)], codes[len(src_ep) :], len(values)
+    low = min(int(src_ep.min()), int(dst_ep.min()))
+    high = max(int(src_ep.max()), int(dst_ep.max()))
+    if high - low >= 1 << 22:
+        values, codes = unique_codes(np.concatenate([src_ep, dst_ep]))
+        return codes[: len(src_ep)], codes[len(src_ep) :], len(values)
+    # unique_codes' table, for both columns without joining them (16 MB fewer per million)
+    src_ep, dst_ep = src_ep - low, dst_ep - low
+    seen = np.zeros(high - low + 1, dtype=bool)
+    seen[src_ep] = seen[dst_ep] = True
+    code = np.cumsum(seen) - 1
+    return code[src_ep], code[dst_ep], int(code[-1]) + 1
 
 
 def track(p: Packets) -> Tracking:
