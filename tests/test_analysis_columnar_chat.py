@@ -22,7 +22,8 @@ import pytest
 from analysis_helpers import C, S, T0, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, chat, to_json, write_json
 from tcpchatx.analysis.packets import factorize
-from tcpchatx.analysis.tracker import _by_flow, _endpoint_ids, connect
+from tcpchatx.analysis.sorting import stable_argsort
+from tcpchatx.analysis.tracker import _endpoint_ids, connect
 
 CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
 
@@ -291,13 +292,15 @@ def test_factorize_is_pandas_factorize(values):
         assert uniques.tolist() == want_uniques.tolist()
 
 
-def test_flows_are_sorted_the_same_by_radix_and_by_one_key():
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32, np.uint32, np.uint16, np.int8])
+def test_the_radix_argsort_is_numpys_stable_argsort(dtype):
     rng = np.random.default_rng(5)
-    a, b = rng.integers(0, 3000, 20_000), rng.integers(0, 3000, 20_000)
-    low, high = np.minimum(a, b), np.maximum(a, b)
-    radix = _by_flow(low, high, low * 3000 + high, 3000)  # 16-bit keys
-    assert np.array_equal(radix, _by_flow(low, high, low * 3000 + high, 1 << 17))  # one int64 key
-    assert np.array_equal(radix, np.lexsort((np.arange(len(a)), high, low)))
+    for top in (0, 1, 300, 70_000, 2**31, 2**40, 2**62):  # one pass, two, three, four
+        keys = rng.integers(0, min(top, np.iinfo(dtype).max), 20_000, endpoint=True).astype(dtype)
+        assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable")), top
+    negative = rng.integers(-3, 3, 1000).astype(np.int64)  # not for the radix: numpy's own
+    assert np.array_equal(stable_argsort(negative), np.argsort(negative, kind="stable"))
+    assert len(stable_argsort(np.zeros(0, dtype))) == 0
 
 
 def test_endpoint_ids_number_equal_endpoints_equally():

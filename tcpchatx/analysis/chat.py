@@ -71,6 +71,7 @@ from tcpchatx.protocol import Kind
 from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
 from .packets import RST, Packets, exact_ratio
+from .sorting import stable_argsort
 from .tracker import Flows, Tracking
 from .workers import for_each, in_order
 
@@ -329,7 +330,7 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     """
     if len(rows) and group.max() < 1 << 31 and (np.diff(rows) > 0).all():  # the usual case
         # One int64 key per segment, sorted stably (rows stay in order inside): quicker.
-        order = np.argsort(group.astype(np.int64) << 32 | rel_seq.astype(np.int64), kind="stable")
+        order = stable_argsort(group.astype(np.int64) << 32 | rel_seq.astype(np.int64))
     else:
         order = np.lexsort((rows, rel_seq, group))
     g, seq, rows = group[order], rel_seq[order].astype(np.int64), rows[order]
@@ -395,7 +396,7 @@ def _gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
     out = np.zeros(total + WORD, dtype=np.uint8)
     buf = np.frombuffer(buffer, dtype=np.uint8)
     words_in, words_out = _every_word(buf), _every_word(out)
-    in_file_order = np.argsort(src, kind="stable")
+    in_file_order = stable_argsort(src)
     src, size, starts = src[in_file_order], size[in_file_order], starts[in_file_order]
     copied = np.cumsum(size)  # bytes copied once each run is done
     spans, lo = [], 0
@@ -476,9 +477,9 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     Returns each line's id and the first line of each id.  A busy chat repeats
     one ``<nick> text`` to every client, so there are far fewer texts than lines:
     each line gets a hash of its 8-byte words (numpy, no Python object per
-    line), lines with the same hash are compared word by word with the first of
-    them, and only lines that turn out to differ (a hash collision: in practice
-    never) are sorted out by a dict of their bytes.
+    line), lines with the same hash (its top 32 bits) are compared word by word
+    with the first of them, and only lines that turn out to differ (a collision:
+    a few pairs of texts in a million) are sorted out by a dict of their bytes.
     """
     n = len(start)
     length = end - start
@@ -495,12 +496,14 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
         hashes[lo : lo + chunk] = h
 
     for_each(hash_lines, range(0, n, chunk))
-    order = np.argsort(hashes, kind="stable")  # stable: the first line of each hash leads
-    sorted_hashes = hashes[order]
-    leads = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]] if n else np.zeros(0, bool)
+    key = hashes >> np.uint64(32)  # 32 bits sort in two radix passes; the check finds collisions
+    del hashes
+    order = stable_argsort(key)  # stable: the first line of each key leads
+    sorted_keys = key[order]
+    leads = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]] if n else np.zeros(0, bool)
     first = np.empty(n, dtype=np.int64)
     first[order] = order[np.flatnonzero(leads)][np.cumsum(leads) - 1]
-    del hashes, order, sorted_hashes, leads
+    del key, order, sorted_keys, leads
     # Check every line against the first line with its hash.
     others = np.flatnonzero(first != np.arange(n))
     differs = np.zeros(n, dtype=bool)
@@ -650,7 +653,7 @@ def find_chat_lines(p: Packets, t: Flows | Tracking, server: tuple[str, int] | N
     local = start - streams.begin[stream]  # offset inside its own stream
     # By completing frame; a frame's lines are in stream order, as find_lines gave them
     # (one frame carries bytes of one stream only).
-    order = np.argsort(p.frame[done], kind="stable")
+    order = stable_argsort(p.frame[done])
     del stream
     start, end, local, g = (x[order] for x in (start, end, local, g))
     first, last, done = (x[order].astype(np.int32) for x in (first, last, done))
@@ -954,7 +957,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     outbound = np.flatnonzero((chat.line_direction == 1) & ((kind == CHAT) | (kind == PRIVATE)))
     out_key = key((kind[outbound] == PRIVATE).astype(np.int64), chat.line_nick[outbound],
                   kinds.server_payload[line_text[outbound]])
-    by_key = np.argsort(out_key, kind="stable")  # line order within a key
+    by_key = stable_argsort(out_key)  # line order within a key
     outbound, out_key = outbound[by_key], out_key[by_key]
 
     sent = after_welcome & (kinds.message_private[line_text] >= 0)
@@ -993,7 +996,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     # Messages that share a key compete for its lines: those go through a loop.
     shared = np.zeros(len(msg_line), dtype=bool)
     if len(msg_key):
-        order = np.argsort(msg_key, kind="stable")
+        order = stable_argsort(msg_key)
         same_as_next = msg_key[order][1:] == msg_key[order][:-1]
         shared[order] = np.r_[False, same_as_next] | np.r_[same_as_next, False]
     alone = ~shared[pair_msg]

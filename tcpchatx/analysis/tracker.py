@@ -38,6 +38,7 @@ import numpy as np
 
 from .labels import ORIGINATOR, RESPONDER
 from .packets import ACK, FIN, RST, SYN, Packets, unique_codes
+from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, Kind, State
 from .zeek import ZeekConnection
 
@@ -276,11 +277,9 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
     dst_ep = p.dst[rows].astype(np.int64) << 16 | p.dport[rows]
     s_id, d_id, n_ep = _endpoint_ids(src_ep, dst_ep)
     del src_ep, dst_ep
-    low, high = np.minimum(s_id, d_id), np.maximum(s_id, d_id)  # the same both ways
+    flow_key = np.minimum(s_id, d_id) * n_ep + np.maximum(s_id, d_id)  # the same both ways
     del s_id, d_id
-    flow_key = low * n_ep + high
-    by_flow = _by_flow(low, high, flow_key, n_ep)  # grouped by flow, capture order inside
-    del low, high
+    by_flow = stable_argsort(flow_key)  # grouped by flow, capture order inside
     r = rows[by_flow]
     flow_key = flow_key[by_flow]
     del rows, by_flow
@@ -309,17 +308,8 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
     rank[np.argsort(first_row, kind="stable")] = np.arange(n_conn)
     conn_sorted = rank[conn_in_flow]
     del conn_in_flow
-    by_conn = np.argsort(conn_sorted, kind="stable")
+    by_conn = stable_argsort(conn_sorted)
     return r[by_conn], conn_sorted[by_conn]
-
-
-def _by_flow(low: np.ndarray, high: np.ndarray, flow_key: np.ndarray, n_ep: int) -> np.ndarray:
-    """Positions sorted by flow (endpoint ids ``low``, ``high``; ``flow_key`` is
-    ``low * n_ep + high``), in their order inside one."""
-    if n_ep <= 1 << 16:  # two stable sorts of 16-bit keys, which numpy radix-sorts: quicker
-        by_high = np.argsort(high.astype(np.uint16), kind="stable")
-        return by_high[np.argsort(low[by_high].astype(np.uint16), kind="stable")]
-    return np.argsort(flow_key, kind="stable")
 
 
 def _directions(p: Packets, r, c, starts, flags) -> np.ndarray:
@@ -367,7 +357,7 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
     rst_flag = (flags & RST) != 0
     # Retransmitted data: ends at or before the furthest byte this side already sent.
     data_end = np.where(length > 0, rel_seq + length, 0)
-    order_g = np.argsort(g, kind="stable")
+    order_g = stable_argsort(g)
     ge = g[order_g]
     offset = ge.astype(np.int64) << 34  # keep each group's running max separate
     running = np.maximum.accumulate(offset + data_end[order_g]) - offset
