@@ -392,6 +392,7 @@ def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_pa
     a = analyze(path)
     assert a.chat.server == (winner, 25000)
     assert chat.find_server(a.packets, connect(a.packets)) == reference.find_server(a.tracking)
-    lines = chat.find_chat_lines(a.packets, a.tracking, ("10.0.0.3", 25000))
+    server, streams = chat.reassemble_chat(a.packets, a.tracking, ("10.0.0.3", 25000))
+    lines = chat.find_chat_lines(a.packets, streams, server)
     assert len(lines.conn) == counts[1] and set(lines.conn.tolist()) == {
         c.id for c in a.connections if c.server == ("10.0.0.3", 25000)}

@@ -43,10 +43,10 @@ Python still does the parts that need Python, but once per *distinct* thing:
   a pure filter over its candidate lines (numpy); messages sharing one, which
   compete for the same deliveries, are matched in a loop, in order.
 
-Steps 1 and 2 are :func:`find_chat_lines` (numpy: bytes and offsets); the rest is
-:func:`read_chat_lines` (Python: texts).  Only the first needs the TCP tracker's
-connections and relative numbers, so :func:`.run.analyze` labels the packets
-(numpy, GIL released) beside the second (Python, GIL held).
+Step 1 is :func:`reassemble_chat`, step 2 :func:`find_chat_lines` (numpy: bytes
+and offsets), the rest :func:`read_chat_lines` (Python: texts).  Only reassembly
+needs the TCP tracker's connections and relative numbers, so :func:`.run.analyze`
+labels the packets (numpy, GIL released) beside steps 2-4.
 
 ``tests/analysis_chat_reference.py`` keeps the object-per-line version; a test
 checks that both give the same lines, messages and deliveries.
@@ -612,7 +612,21 @@ class _Ids(dict):
 
 def analyze_chat(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None) -> Chat:
     """The chat on ``server`` (by default, :func:`find_server`): its lines and messages."""
-    return read_chat_lines(p, find_chat_lines(p, t, server))
+    server, streams = reassemble_chat(p, t, server)
+    lines = find_chat_lines(p, streams, server)
+    del streams  # only the distinct lines' bytes are needed from here on
+    return read_chat_lines(p, lines)
+
+
+def reassemble_chat(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None
+                    ) -> tuple[tuple[str, int] | None, Streams]:
+    """The server (``server``, or :func:`find_server`'s), and its connections' streams."""
+    server = server or find_server(p, t)
+    server_conns = _connections_to(p, t, server) if server else np.zeros(0, np.int64)
+    data = np.flatnonzero((t.conn >= 0) & (p.payload_len > 0) & ((p.flags & RST) == 0))
+    data = data[np.isin(t.conn[data], server_conns)]
+    group = t.conn[data].astype(np.int64) * 2 + t.direction[data]
+    return server, reassemble_all(p, data, group, t.rel_seq[data])
 
 
 @dataclass
@@ -621,7 +635,6 @@ class FoundLines:
     bytes of each distinct line (by ``text_of_line``), not yet read."""
 
     server: tuple[str, int] | None
-    n_conn: int
     conn: np.ndarray
     direction: np.ndarray
     first: np.ndarray  # first and last run of each line's bytes
@@ -635,16 +648,9 @@ class FoundLines:
     gaps: int
 
 
-def find_chat_lines(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None) -> FoundLines:
-    """The streams of the server's connections, reassembled, cut into lines; the
-    distinct lines found by their bytes (numpy, and two threads: :mod:`.workers`)."""
-    server = server or find_server(p, t)
-    server_conns = _connections_to(p, t, server) if server else np.zeros(0, np.int64)
-    data = np.flatnonzero((t.conn >= 0) & (p.payload_len > 0) & ((p.flags & RST) == 0))
-    data = data[np.isin(t.conn[data], server_conns)]
-    group = t.conn[data].astype(np.int64) * 2 + t.direction[data]
-    streams = reassemble_all(p, data, group, t.rel_seq[data])
-    del data, group
+def find_chat_lines(p: Packets, streams: Streams, server: tuple[str, int] | None) -> FoundLines:
+    """The streams cut into lines, and the distinct lines found by their bytes (numpy,
+    and two threads: :mod:`.workers`)."""
     stream, start, end = find_lines(streams)
     first = np.searchsorted(streams.run_starts, start, "right") - 1
     last = np.searchsorted(streams.run_starts, end - 1, "right") - 1
@@ -666,11 +672,8 @@ def find_chat_lines(p: Packets, t: Flows | Tracking, server: tuple[str, int] | N
     text_of_line, firsts = _line_ids(streams.data, start, end)
     distinct = _joined_lines(streams.data, start[firsts], end[firsts])
     del start, end, firsts
-    found = FoundLines(server, len(t.isn), conn, direction, first, last, done, line_start, line_end,
-                       text_of_line, distinct, p.frame[streams.run_rows], len(streams.gaps))
-    del streams  # the bytes: only the distinct lines are needed from here on
-    release_freed_memory()
-    return found
+    return FoundLines(server, conn, direction, first, last, done, line_start, line_end,
+                      text_of_line, distinct, p.frame[streams.run_rows], len(streams.gaps))
 
 
 def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
@@ -702,7 +705,7 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
     line_command = np.full(n, NONE, dtype=np.int16)
 
     # ---- nicknames over time
-    n_conn = f.n_conn
+    n_conn = int(conn.max()) + 1 if len(conn) else 0
     ids = np.arange(n)
     welcome = server_line & (kinds.welcome[line_text] >= 0)
     first_welcome = np.full(n_conn + 1, n, dtype=np.int64)
@@ -974,15 +977,15 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     chat.msg_to = to
 
     # Candidate pairs (message, outbound line), message by message, in line order.
+    # (int32 where it fits: these arrays are the fan-out's peak of memory)
     count = hi - lo
-    pair_msg = np.repeat(np.arange(len(msg_line)), count)
-    pair_out = _ranges(lo, count)
-    out_line = outbound[pair_out]
+    pair_msg = np.repeat(np.arange(len(msg_line), dtype=np.int32), count)
+    out_line = outbound.astype(np.int32)[_ranges(lo, count)]
     m_line = msg_line[pair_msg]
+    ok = chat.line_conn[out_line] != chat.line_conn[m_line]
     t_out, t_msg = chat.line_time[out_line], chat.line_time[m_line]
-    ok = (chat.line_conn[out_line] != chat.line_conn[m_line]) & ~(
-        (t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[out_line] < chat.line_frame[m_line])))
-    del t_out, t_msg, m_line, pair_out
+    ok &= ~((t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[out_line] < chat.line_frame[m_line])))
+    del t_out, t_msg, m_line
     private_pair = msg_private[pair_msg]
     if private_pair.any():
         keys_of = _nick_keys(chat.nicks)
@@ -1028,7 +1031,7 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
             if msg_private[j]:
                 break
     picked = np.flatnonzero(chosen)
-    d_msg, d_line = pair_msg[picked], out_line[picked]
+    d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
     del picked, chosen, ok, pair_msg, out_line, private_pair  # a million-packet chat: 30 MB
     chat.delivery_line = d_line
     chat.delivery_start = np.searchsorted(d_msg, np.arange(len(msg_line) + 1))

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines
+from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines, reassemble_chat
 from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
 from .memory import keep_freed_memory_for_reuse, release_freed_memory
 from .packets import Packets, read_packets
@@ -121,10 +121,12 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     with _cyclic_gc_paused():
         packets = read_packets(path)
         flows = connect(packets)
-        lines = find_chat_lines(packets, flows, server)
-        # Labelling every packet (numpy) and reading the texts (Python, which holds
-        # the GIL) need different things: they run side by side, on two cores.
+        server, streams = reassemble_chat(packets, flows, server)
+        # The rest of the chat layer needs only the streams: labelling every packet
+        # (numpy, which lets go of the GIL) runs beside it, on the second core.
         with beside(label, packets, flows) as labelled:
+            lines = find_chat_lines(packets, streams, server)
+            del streams  # only the distinct lines' bytes are needed from here on
             chat = read_chat_lines(packets, lines)
         tracking = labelled.result()
         release_freed_memory()
