@@ -988,14 +988,18 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     del t_out, t_msg, m_line
     private_pair = msg_private[pair_msg]
     if private_pair.any():
-        keys_of = _nick_keys(chat.nicks)
-        to_key = np.array([NONE if x is None else keys_of.setdefault(proto.nick_key(x), len(keys_of))
-                           for x in to], dtype=np.int64)
-        nick_key_id = np.array([keys_of[proto.nick_key(x)] for x in chat.nicks] + [NONE], dtype=np.int64)
-        recipient = nick_key_id[chat.line_recipient[out_line]]  # NONE -> last entry (NONE)
-        same = (recipient == NONE) | (to_key[pair_msg] == NONE) | (recipient == to_key[pair_msg])
-        ok &= ~private_pair | same
-        del recipient, same
+        # Nicks compare as the server compares them (proto.nick_key): ids of those keys.
+        keys_of: dict[str, int] = {}
+        nick_key_id = np.array([keys_of.setdefault(key, len(keys_of)) for key in map(proto.nick_key, chat.nicks)]
+                               + [NONE], dtype=np.int64)
+        key_of_to = {x: keys_of.setdefault(proto.nick_key(x), len(keys_of))
+                     for x in dict.fromkeys(to) if x is not None}  # each addressee once
+        to_key = np.fromiter(map(key_of_to.get, to, itertools.repeat(NONE)), dtype=np.int64, count=len(to))
+        rows = np.flatnonzero(private_pair)  # a private message's line must go to its addressee
+        recipient = nick_key_id[chat.line_recipient[out_line[rows]]]  # NONE -> last entry (NONE)
+        addressee = to_key[pair_msg[rows]]
+        ok[rows] &= (recipient == NONE) | (addressee == NONE) | (recipient == addressee)
+        del rows, recipient, addressee
     # Messages that share a key compete for its lines: those go through a loop.
     shared = np.zeros(len(msg_line), dtype=bool)
     if len(msg_key):
@@ -1049,10 +1053,3 @@ def _latencies(chat: Chat, earlier: np.ndarray, later: np.ndarray) -> np.ndarray
     ticks = chat.line_ticks[later] - chat.line_ticks[earlier]
     return np.where(same_res, exact_ratio(ticks, per_second),
                     chat.line_time[later] - chat.line_time[earlier])
-
-
-def _nick_keys(nicks: list[str]) -> dict[str, int]:
-    keys: dict[str, int] = {}
-    for name in nicks:
-        keys.setdefault(proto.nick_key(name), len(keys))
-    return keys
