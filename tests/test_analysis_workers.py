@@ -6,7 +6,6 @@ import inspect
 import os
 import select
 import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -101,7 +100,6 @@ def test_an_error_in_a_chunk_reaches_the_caller_after_the_chunks_before_it(monke
 def test_a_job_beside_runs_while_the_block_runs(monkeypatch):
     monkeypatch.setenv("TCPCHATX_THREADS", "2")
     both = threading.Barrier(2, timeout=30)  # broken (an error) unless both wait at once
-    default = sys.getswitchinterval()
 
     def job(x):
         both.wait()
@@ -109,9 +107,7 @@ def test_a_job_beside_runs_while_the_block_runs(monkeypatch):
 
     with workers.beside(job, 41) as future:
         both.wait()
-        assert sys.getswitchinterval() == workers.SWITCH_INTERVAL_BESIDE
     assert future.result() == (42, future.result()[1]) and future.result()[1] != threading.current_thread().name
-    assert sys.getswitchinterval() == default
 
 
 def test_a_job_beside_runs_first_in_one_thread(monkeypatch):
@@ -124,7 +120,6 @@ def test_a_job_beside_runs_first_in_one_thread(monkeypatch):
 
 def test_an_error_beside_reaches_the_caller_and_a_failed_block_still_waits(monkeypatch):
     monkeypatch.setenv("TCPCHATX_THREADS", "2")
-    default = sys.getswitchinterval()
 
     def broken():
         raise ValueError("the job is broken")
@@ -142,7 +137,6 @@ def test_an_error_beside_reaches_the_caller_and_a_failed_block_still_waits(monke
         go.set()
         raise KeyError("the block failed")
     assert finished.is_set()  # waited for: no job left running after the block
-    assert sys.getswitchinterval() == default
 
 
 @pytest.mark.parametrize("setting, count", [("1", 1), ("3", 3), (" 2 ", 2), ("0", 1)])

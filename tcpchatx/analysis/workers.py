@@ -4,7 +4,7 @@ numpy lets go of Python's GIL while it compares, gathers, sorts and sums big
 arrays, so two threads that each take a chunk of the same loop really do run at
 the same time, on two cores.  The analysis's long loops over chunks (finding the
 records, decoding headers, copying streams, hashing lines) use :func:`in_order`;
-:func:`beside` runs one job (numpy's) while this thread does Python's work.
+:func:`beside` runs one job (numpy's) while this thread does other work.
 
 Two threads, not one per core: each chunk in flight holds its own temporaries,
 and the analysis must stay under 300 MB for a million packets.  Set
@@ -14,7 +14,6 @@ and the analysis must stay under 300 MB for a million packets.  Set
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -82,33 +81,22 @@ def for_each(work: Callable[[T], None], items: Iterable[T]) -> None:
         pass
 
 
-# While a job runs beside Python code, this thread must hand the GIL over often:
-# the job needs it between numpy calls, and waits up to the switch interval (5 ms
-# by default) each time.
-SWITCH_INTERVAL_BESIDE = 0.0005
-
-
 @contextmanager
 def beside(job: Callable[..., T], *args) -> Iterator[Future]:
     """Run ``job(*args)`` on a second thread while the ``with`` block runs here.
 
-    For numpy work (which lets go of the GIL) beside Python work (which holds it).
-    Yields the job's future; on leaving the block, waits for it (its exception, if
-    any, is raised).  With one thread (:func:`thread_count`) the job runs first, here.
+    For numpy work (which lets go of the GIL) beside other work.  Yields the job's
+    future; on leaving the block, waits for it (its exception, if any, is raised).
+    With one thread (:func:`thread_count`) the job runs first, here.
     """
     if thread_count() == 1:
         done: Future = Future()
         done.set_result(job(*args))
         yield done
         return
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_BESIDE)
+    future = _pool(thread_count()).submit(job, *args)
     try:
-        future = _pool(thread_count()).submit(job, *args)
-        try:
-            yield future
-        finally:
-            future.exception()  # wait, even if the block failed: no job left running
+        yield future
     finally:
-        sys.setswitchinterval(before)
+        future.exception()  # wait, even if the block failed: no job left running
     future.result()
