@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_helpers import C, S, T0, Talk, merge, write_capture
+from analysis_helpers import T0, C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, chat, to_json, write_json
 from tcpchatx.analysis.packets import factorize
 from tcpchatx.analysis.sorting import stable_argsort
@@ -298,6 +298,11 @@ def test_the_radix_argsort_is_numpys_stable_argsort(dtype):
     for top in (0, 1, 300, 70_000, 2**31, 2**40, 2**62):  # one pass, two, three, four
         keys = rng.integers(0, min(top, np.iinfo(dtype).max), 20_000, endpoint=True).astype(dtype)
         assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable")), top
+    if np.iinfo(dtype).bits == 64:  # few distinct high digits, many ties: stability across passes
+        tied = (rng.integers(0, 3, 20_000) << 40 | rng.integers(0, 3, 20_000)).astype(dtype)
+        assert np.array_equal(stable_argsort(tied), np.argsort(tied, kind="stable"))
+    top_bit = np.array([2**63 + 5, 1, 2**63, 2**63 + 5, 7], dtype=np.uint64)
+    assert np.array_equal(stable_argsort(top_bit), np.argsort(top_bit, kind="stable"))
     negative = rng.integers(-3, 3, 1000).astype(np.int64)  # not for the radix: numpy's own
     assert np.array_equal(stable_argsort(negative), np.argsort(negative, kind="stable"))
     assert len(stable_argsort(np.zeros(0, dtype))) == 0
@@ -383,7 +388,7 @@ def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_pa
     """As the connections' summaries counted it, from the columns the chat layer starts on."""
     talks = []
     for server, count in zip(("10.0.0.2", "10.0.0.3"), counts, strict=True):
-        for k in range(count):
+        for _ in range(count):
             talk = Talk(client=("10.0.0.1", 40000 + len(talks)), server=(server, 25000), start=T0 + len(talks))
             talk.handshake()
             talk.send(C, b"hi\n")
@@ -392,6 +397,9 @@ def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_pa
     a = analyze(path)
     assert a.chat.server == (winner, 25000)
     assert chat.find_server(a.packets, connect(a.packets)) == reference.find_server(a.tracking)
+    whole = chat.analyze_chat(a.packets, a.tracking)  # the chat layer in one call
+    assert [asdict(x) for x in whole.lines] == [asdict(x) for x in a.lines]
+    assert [asdict(x) for x in whole.messages] == [asdict(x) for x in a.messages]
     server, streams = chat.reassemble_chat(a.packets, a.tracking, ("10.0.0.3", 25000))
     lines = chat.find_chat_lines(a.packets, streams, server)
     assert len(lines.conn) == counts[1] and set(lines.conn.tolist()) == {

@@ -24,10 +24,9 @@ from analysis_helpers import C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, to_json
 from tcpchatx.analysis.capture import PCAP_MAGIC, open_buffer, walk_pcap, walk_pcap_slowly
 from tcpchatx.analysis.export import write_json
-from tcpchatx.analysis.packets import ACK, FIN, RST, SYN
-from tcpchatx.analysis.packets import read_packets
+from tcpchatx.analysis.packets import ACK, FIN, RST, SYN, read_packets
 from tcpchatx.analysis.states import Kind, State, lookup
-from tcpchatx.analysis.tracker import _connection_ranges, connect, label
+from tcpchatx.analysis.tracker import _connection_ranges, connect, label, track
 
 REFERENCE_CAPTURES = sorted(
     p for p in (Path(__file__).parent.parent / "captures").glob("*") if p.suffix in (".pcap", ".pcapng")
@@ -155,6 +154,7 @@ def test_labels_range_by_range_are_the_labels_of_the_whole_capture(tmp_path, chu
         assert np.array_equal(getattr(whole, name), getattr(ranged, name)), name
     assert whole.connections == ranged.connections
     assert [c.id for c in ranged.connections] == list(range(len(ranged.connections)))
+    assert np.array_equal(track(p).step, ranged.step)  # both parts in one call
 
 
 @pytest.mark.parametrize("path", REFERENCE_CAPTURES, ids=[p.name for p in REFERENCE_CAPTURES])

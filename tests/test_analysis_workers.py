@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis_helpers import C, S, T0, Talk, merge, write_capture
+from analysis_helpers import T0, C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, chat, packets, run, to_json, tracker, workers
 
 CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
@@ -116,6 +116,28 @@ def test_a_job_beside_runs_first_in_one_thread(monkeypatch):
     with workers.beside(lambda: ran.append(threading.current_thread().name) or "done") as future:
         assert ran == [threading.current_thread().name]  # before the block
     assert future.result() == "done"
+
+
+def test_a_connection_too_long_to_label_beside_the_chat_is_labelled_first(tmp_path, monkeypatch):
+    """label() works a connection in one piece: a very long one goes first, alone."""
+    monkeypatch.setenv("TCPCHATX_THREADS", "2")
+    talk = Talk()
+    talk.handshake()
+    for k in range(12):
+        talk.send(C, b"line %d\n" % k)
+        talk.send(S, b"<x> line %d\n" % k)
+    path = write_capture(tmp_path / "long.pcap", talk.packets)
+    calls = []
+
+    def spy(job, *args, first=False):
+        calls.append(first)
+        return workers.beside(job, *args, first=first)
+
+    monkeypatch.setattr(run, "beside", spy)
+    beside_it = to_json(analyze(path))
+    monkeypatch.setattr(tracker, "LABEL_RANGE", 4)  # 4 x 4 packets: the connection is longer
+    first = to_json(analyze(path))
+    assert calls == [False, True] and first == beside_it
 
 
 def test_an_error_beside_reaches_the_caller_and_a_failed_block_still_waits(monkeypatch):

@@ -20,7 +20,7 @@ from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
 from .memory import keep_freed_memory_for_reuse, release_freed_memory
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
-from .tracker import Connection, Tracking, connect, label
+from .tracker import Connection, Tracking, connect, fits_beside, label
 from .workers import beside
 
 PHASE_OF_STEP = np.array([s.phase for s in STEPS] + ["other"], dtype=object)
@@ -123,11 +123,14 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
         flows = connect(packets)
         server, streams = reassemble_chat(packets, flows, server)
         # The rest of the chat layer needs only the streams: labelling every packet
-        # (numpy, which lets go of the GIL) runs beside it, on the second core.
-        with beside(label, packets, flows) as labelled:
+        # (mostly numpy, which lets go of the GIL) runs beside it, on the second
+        # core - unless a very long connection would need too much memory for that.
+        with beside(label, packets, flows, first=not fits_beside(flows)) as labelled:
+            del flows  # label() holds them until it is done
             lines = find_chat_lines(packets, streams, server)
             del streams  # only the distinct lines' bytes are needed from here on
             chat = read_chat_lines(packets, lines)
+            del lines
         tracking = labelled.result()
         release_freed_memory()
     return Analysis(os.fspath(path), packets, tracking, chat)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import ORIGINATOR, RESPONDER
-from .packets import ACK, FIN, RST, SYN, Packets, unique_codes
+from .packets import ACK, FIN, RST, SYN, Packets
 from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, Kind, State
 from .zeek import ZeekConnection
@@ -141,17 +141,16 @@ def _running_count(mask: np.ndarray, order_g: np.ndarray, sorted_groups: np.ndar
 def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Number the distinct endpoints (address id << 16 | port): ids for both columns, and how many.
 
-    With few addresses the endpoints fit a small table indexed by value (no sort;
-    :func:`.packets.unique_codes`).
+    With few addresses the endpoints fit a small table indexed by value: mark, then
+    count (no sort), for both columns without joining them; else ``numpy.unique``.
     """
     if not len(src_ep):
         return src_ep, dst_ep, 1
     low = min(int(src_ep.min()), int(dst_ep.min()))
     high = max(int(src_ep.max()), int(dst_ep.max()))
-    if high - low >= 1 << 22:
-        values, codes = unique_codes(np.concatenate([src_ep, dst_ep]))
+    if high - low >= 1 << 22:  # a table of more than 4M entries: sort instead
+        values, codes = np.unique(np.concatenate([src_ep, dst_ep]), return_inverse=True)
         return codes[: len(src_ep)], codes[len(src_ep) :], len(values)
-    # unique_codes' table, for both columns without joining them (16 MB fewer per million)
     src_ep, dst_ep = src_ep - low, dst_ep - low
     seen = np.zeros(high - low + 1, dtype=bool)
     seen[src_ep] = seen[dst_ep] = True
@@ -192,13 +191,18 @@ def connect(p: Packets) -> Flows:
     )
 
 
-def label(p: Packets, f: Flows, chunk: int = 1 << 15) -> Tracking:
+LABEL_RANGE = 1 << 15  # packets per range of connections in label()
+
+
+def label(p: Packets, f: Flows, chunk: int | None = None) -> Tracking:
     """Parts 3 and 4: every packet's kind and step, and each connection summed up.
 
     Each connection is labelled on its own, so this goes a range of connections
-    (about ``chunk`` packets) at a time: the temporaries are those of one range,
-    which lets it run beside the chat layer within the memory budget.
+    (about ``chunk`` packets, :data:`LABEL_RANGE`) at a time: the temporaries are
+    those of one range, which lets it run beside the chat layer within the memory
+    budget (see :func:`fits_beside`).
     """
+    chunk = chunk or LABEL_RANGE
     r, starts = f.rows, f.starts
     n, m, n_conn = len(p), len(r), len(starts)
     kind = np.full(n, -1, dtype=np.int8)  # -1: not a TCP packet we track
@@ -233,6 +237,17 @@ def label(p: Packets, f: Flows, chunk: int = 1 << 15) -> Tracking:
         connections=connections, isn=f.isn,
         server_address=f.server_address, server_port=f.server_port,
     )
+
+
+def fits_beside(f: Flows) -> bool:
+    """Whether :func:`label`'s ranges are small enough to run beside the chat layer.
+
+    A connection is labelled in one piece, so the temporaries grow with the longest
+    one (~130 bytes a packet): a chat of two clients and a million packets would
+    need ~130 MB more at the chat layer's peak.  Then labelling goes first, alone.
+    """
+    longest = int(np.diff(np.r_[f.starts, len(f.rows)]).max()) if len(f.starts) else 0
+    return longest <= 4 * LABEL_RANGE
 
 
 def _connection_ranges(starts: np.ndarray, m: int, chunk: int) -> list[tuple[int, int]]:

@@ -82,14 +82,15 @@ def for_each(work: Callable[[T], None], items: Iterable[T]) -> None:
 
 
 @contextmanager
-def beside(job: Callable[..., T], *args) -> Iterator[Future]:
+def beside(job: Callable[..., T], *args, first: bool = False) -> Iterator[Future]:
     """Run ``job(*args)`` on a second thread while the ``with`` block runs here.
 
-    For numpy work (which lets go of the GIL) beside other work.  Yields the job's
-    future; on leaving the block, waits for it (its exception, if any, is raised).
-    With one thread (:func:`thread_count`) the job runs first, here.
+    For numpy work (which lets go of the GIL for its big steps) beside other work.
+    Yields the job's future; on leaving the block, waits for it (its exception, if
+    any, is raised; Ctrl-C waits for it too).  With ``first``, or with one thread
+    (:func:`thread_count`), the job runs first, here.
     """
-    if thread_count() == 1:
+    if first or thread_count() == 1:
         done: Future = Future()
         done.set_result(job(*args))
         yield done
