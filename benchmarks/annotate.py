@@ -17,8 +17,10 @@ Every file is read once before timing, so all contenders find it in the page cac
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from .common import Result, Timing, best_of, time_command
 from .make_capture import DEFAULT_PACKETS, inputs
@@ -35,7 +37,15 @@ def tshark(path) -> Timing:
 
 
 def cli(path, *options: str) -> Timing:
-    return _succeeded([sys.executable, "-m", "tcpchatx", "annotate", str(path), *options])
+    return _succeeded([tcpchatx_command(), "annotate", str(path), *options])
+
+
+def tcpchatx_command() -> str:
+    """The ``tcpchatx`` command installed beside this Python (as a student runs it)."""
+    found = shutil.which("tcpchatx", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise FileNotFoundError(f"no tcpchatx command beside {sys.executable}: run `pip install -e .`")
+    return found
 
 
 def _succeeded(cmd: list[str]) -> Timing:

@@ -1,4 +1,5 @@
-"""``python -m tcpchatx`` is the same as the ``tcpchatx`` command."""
+"""``python -m tcpchatx`` is the ``tcpchatx`` command, torn down as usual at the end
+(it may run inside another program: ``%run -m tcpchatx`` in a notebook)."""
 
 import sys
 

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--all", action="store_true",
                           help="list every connection and message in the summary "
                                "(default: the first 50 of each; the rest are counted)")
-    annotate.set_defaults(run=_run_annotate, exit_at_once=True)
+    annotate.set_defaults(run=_run_annotate, needs_no_teardown=True)
 
     verify = commands.add_parser(
         "verify", help="check a capture with Wireshark's tshark: handshake, broadcast, teardown",
@@ -390,7 +390,18 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def command() -> int:
+    """The ``tcpchatx`` command (pyproject's ``[project.scripts]``).
+
+    It is a process of its own, so a command that needs no clean-up may end it
+    without tearing it down (:func:`_exit_at_once`).  ``python -m tcpchatx`` and
+    ``main()`` never do: they may run inside another program (``%run -m tcpchatx``
+    in a notebook, a test), which must live on.
+    """
+    return main(exit_at_once=True)
+
+
+def main(argv: list[str] | None = None, exit_at_once: bool = False) -> int:
     # No command multiplies matrices: numpy's BLAS needs no worker threads.  Started
     # with numpy, one spins on the second core while a short command runs (a
     # million-packet annotate: 0.1 s more CPU, and ~0.05 s more wall time on 2 cores).
@@ -402,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         code = args.run(args)
     except KeyboardInterrupt:
         return 130
-    if argv is None and getattr(args, "exit_at_once", False):
+    if exit_at_once and getattr(args, "needs_no_teardown", False):
         _exit_at_once(code)
     return code
 
@@ -412,8 +423,8 @@ def _exit_at_once(code: int) -> NoReturn:
 
     After a million-packet ``annotate``, freeing its objects one by one and
     finalising the interpreter took ~0.04 s that no one waits for.  Only for
-    commands run from the shell (``main()`` with no ``argv``) that need no clean-up:
-    no atexit handler, no thread left to join, every file they wrote closed.
+    commands that need no clean-up (``needs_no_teardown``): no atexit handler, no
+    thread left to join, every file they wrote closed.
     """
     try:
         sys.stdout.flush()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HOST
+from tcpchatx.analysis import analyze
 from tcpchatx.capture import LiveCapture
 from tcpchatx.client import ChatClient
 from tcpchatx.server import ChatServer
@@ -118,20 +119,47 @@ def test_annotate_json_and_comments(chat_capture, tmp_path):
     assert len(comments.strip().splitlines()) == len(data["packets"])
 
 
-def test_annotate_output_is_whole_though_the_process_ends_without_teardown(capsys):
-    """From the shell, annotate ends with os._exit once its output is flushed: every
-    byte must still come out, through a pipe (block-buffered) as in process."""
+def test_the_tcpchatx_command_ends_annotate_without_teardown_and_loses_nothing(capsys, tmp_path):
+    """The installed command ends annotate with os._exit once its output is flushed:
+    every byte must still come out, through a pipe (block-buffered), and the
+    annotated copy must be whole."""
     from tcpchatx.cli import main
 
+    command = Path(sys.executable).with_name("tcpchatx")  # pyproject's [project.scripts]
+    assert command.is_file(), "pip install -e . makes the tcpchatx command"
     reference = str(Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     for options in (["--all", "--max-packets", "0"], ["--json"]):
         assert main(["annotate", reference, *options]) == 0  # in process: returns
         in_process = capsys.readouterr().out
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-        result = subprocess.run([sys.executable, "-m", "tcpchatx", "annotate", reference, *options],
+        result = subprocess.run([str(command), "annotate", reference, *options],
                                 capture_output=True, text=True, timeout=60, env=env)
         assert result.returncode == 0, result.stderr
         assert len(in_process) > 2000 and result.stdout == in_process
+    copy = tmp_path / "annotated.pcapng"
+    result = subprocess.run([str(command), "annotate", reference, "--comments", str(copy)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0 and f"Annotated copy: {copy}" in result.stderr
+    assert len(analyze(copy).packets) == len(analyze(reference).packets)
+
+
+def test_python_m_tcpchatx_inside_another_program_returns_to_it():
+    """``%run -m tcpchatx annotate ...`` in a notebook runs __main__ in its kernel: it
+    must end with SystemExit, as usual, not end the kernel's process.  (In a process
+    of its own: were it ended, this test's own process would be.)"""
+    reference = str(Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng")
+    program = (
+        "import runpy, sys\n"
+        f"sys.argv = ['tcpchatx', 'annotate', {reference!r}]\n"
+        "try:\n"
+        "    runpy.run_module('tcpchatx', run_name='__main__')\n"
+        "except SystemExit as ended:\n"
+        "    print('the program goes on after exit status', ended.code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "connection 0:" in result.stdout
+    assert result.stdout.rstrip().endswith("the program goes on after exit status 0")
 
 
 @pytest.mark.parametrize("content", [b"", b"not a capture at all\n" * 10])
