@@ -72,7 +72,7 @@ from .capture import at_every_offset, release_pages, take
 from .memory import release_freed_memory
 from .packets import RST, Packets, exact_ratio
 from .sorting import stable_argsort
-from .tracker import Flows, Tracking
+from .tracker import Flows
 from .workers import for_each, in_order
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
@@ -575,13 +575,13 @@ def _decode_all(joined: bytes) -> list[str | None]:
 # --------------------------------------------------------------------------- the chat
 
 
-def find_server(p: Packets, t: Flows | Tracking) -> tuple[str, int] | None:
+def find_server(p: Packets, t: Flows) -> tuple[str, int] | None:
     """The endpoint that answered most connections (the first of them on a tie)."""
     counts = Counter(zip(map(p.addresses.__getitem__, t.server_address.tolist()), t.server_port.tolist()))
     return counts.most_common(1)[0][0] if counts else None
 
 
-def _connections_to(p: Packets, t: Flows | Tracking, server: tuple[str, int]) -> np.ndarray:
+def _connections_to(p: Packets, t: Flows, server: tuple[str, int]) -> np.ndarray:
     """The ids of the connections whose responder is ``server``."""
     address_ids = [k for k, address in enumerate(p.addresses) if address == server[0]]
     return np.flatnonzero(np.isin(t.server_address, address_ids) & (t.server_port == server[1]))
@@ -610,7 +610,7 @@ class _Ids(dict):
         return list(map(self.__getitem__, names))
 
 
-def analyze_chat(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None) -> Chat:
+def analyze_chat(p: Packets, t: Flows, server: tuple[str, int] | None = None) -> Chat:
     """The chat on ``server`` (by default, :func:`find_server`): its lines and messages."""
     server, streams = reassemble_chat(p, t, server)
     lines = find_chat_lines(p, streams, server)
@@ -618,7 +618,7 @@ def analyze_chat(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None
     return read_chat_lines(p, lines)
 
 
-def reassemble_chat(p: Packets, t: Flows | Tracking, server: tuple[str, int] | None = None
+def reassemble_chat(p: Packets, t: Flows, server: tuple[str, int] | None = None
                     ) -> tuple[tuple[str, int] | None, Streams]:
     """The server (``server``, or :func:`find_server`'s), and its connections' streams."""
     server = server or find_server(p, t)

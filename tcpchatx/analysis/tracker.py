@@ -32,7 +32,7 @@ Theory of operation
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -85,29 +85,26 @@ class Flows:
     isn: np.ndarray  # int64 [conn, direction] base used for relative numbers
     server_address: np.ndarray  # per connection: the responder's address id (Packets.addresses)
     server_port: np.ndarray
-    # for label(): TCP frame rows grouped by connection, where each connection's
-    # rows start, and each (connection, direction)'s first position in them (-1: none)
-    rows: np.ndarray  # int32: held while label() runs beside the chat layer
-    starts: np.ndarray
-    first_position: np.ndarray
+
+
+@dataclass
+class Connected(Flows):
+    """:func:`connect`'s result: the flows, and what :func:`label` needs besides."""
+
+    rows: np.ndarray  # int32 TCP frame rows grouped by connection (held while label() runs)
+    starts: np.ndarray  # where each connection's rows start
+    first_position: np.ndarray  # each (connection, direction)'s first position in rows, -1: none
     has_syn: np.ndarray
 
 
 @dataclass
-class Tracking:
+class Tracking(Flows):
     """Per-packet results (arrays over all frames) and the connections."""
 
-    conn: np.ndarray  # int32 connection id, -1 for frames we do not track
-    direction: np.ndarray  # int8: 0 originator, 1 responder, -1 untracked
-    rel_seq: np.ndarray  # uint32 (mind: uint32 + 1 wraps; use int() or astype(np.int64))
-    rel_ack: np.ndarray  # uint32 (0 when the ACK bit is clear)
     kind: np.ndarray  # int8 states.Kind, -1 untracked
     state_before: np.ndarray  # int8 states.State
     step: np.ndarray  # int16 index into states.STEPS, -1 untracked
     connections: list[Connection]
-    isn: np.ndarray  # int64 [conn, direction] base used for relative numbers
-    server_address: np.ndarray  # per connection, as in Flows
-    server_port: np.ndarray
 
     def step_of(self, i: int):
         return STEPS[self.step[i]] if self.step[i] >= 0 else None
@@ -163,7 +160,7 @@ def track(p: Packets) -> Tracking:
     return label(p, connect(p))
 
 
-def connect(p: Packets) -> Flows:
+def connect(p: Packets) -> Connected:
     """Parts 1 and 2 of the module docstring: connections, sides, relative numbers.
 
     Each numbered part is one function below; the large temporary arrays of each
@@ -179,7 +176,7 @@ def connect(p: Packets) -> Flows:
     base, has_syn, first_pkt, rel_seq, rel_ack = _relative_numbers(g, flags, p.seq[r], p.ack[r], 2 * n_conn)
     del flags, g
     _, (server_address, server_port) = _ends(p, r, starts, direction)
-    return Flows(
+    return Connected(
         conn=_spread(n, r, c, -1, np.int32),
         direction=_spread(n, r, direction, -1, np.int8),
         rel_seq=_spread(n, r, rel_seq, 0, np.uint32),
@@ -194,7 +191,7 @@ def connect(p: Packets) -> Flows:
 LABEL_RANGE = 1 << 15  # packets per range of connections in label()
 
 
-def label(p: Packets, f: Flows, chunk: int | None = None) -> Tracking:
+def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
     """Parts 3 and 4: every packet's kind and step, and each connection summed up.
 
     Each connection is labelled on its own, so this goes a range of connections
@@ -231,15 +228,11 @@ def label(p: Packets, f: Flows, chunk: int | None = None) -> Tracking:
         connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
                                   f.isn[c0:c1].ravel(), f.has_syn[2 * c0 : 2 * c1], length, flags,
                                   runner, first_id=c0)
-    return Tracking(
-        conn=f.conn, direction=f.direction, rel_seq=f.rel_seq, rel_ack=f.rel_ack,
-        kind=kind, state_before=state_before, step=step,
-        connections=connections, isn=f.isn,
-        server_address=f.server_address, server_port=f.server_port,
-    )
+    flows = {column.name: getattr(f, column.name) for column in fields(Flows)}
+    return Tracking(**flows, kind=kind, state_before=state_before, step=step, connections=connections)
 
 
-def fits_beside(f: Flows) -> bool:
+def fits_beside(f: Connected) -> bool:
     """Whether :func:`label`'s ranges are small enough to run beside the chat layer.
 
     A connection is labelled in one piece, so the temporaries grow with the longest
