@@ -48,8 +48,4 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f".{_PLAYERS[name]}", __name__), name)
 
 
-__all__ = [
-    "DEFAULT_HOST", "ROOTLESS_PORT", "SCENARIOS", "CaptureUnavailableError", "Expect", "Scenario",
-    "ScenarioRun", "StagingError", "get_scenario", "play", "play_for_rootless", "reference_capture",
-    "run_scenario",
-]
+__all__ = ["SCENARIOS", "Expect", "Scenario", "get_scenario", *_PLAYERS]
