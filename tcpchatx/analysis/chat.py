@@ -46,7 +46,7 @@ Python still does the parts that need Python, but once per *distinct* thing:
 Step 1 is :func:`reassemble_chat`, step 2 :func:`find_chat_lines` (numpy: bytes
 and offsets), the rest :func:`read_chat_lines` (Python: texts).  Only reassembly
 needs the TCP tracker's connections and relative numbers, so :func:`.run.analyze`
-labels the packets (numpy, GIL released) beside steps 2-4.
+labels the packets (mostly numpy, which lets go of the GIL) beside steps 2-4.
 
 ``tests/analysis_chat_reference.py`` keeps the object-per-line version; a test
 checks that both give the same lines, messages and deliveries.
