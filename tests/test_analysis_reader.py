@@ -20,7 +20,7 @@ from analysis_helpers import (
     write_capture,
     write_raw_pcap,
 )
-from tcpchatx.analysis import CaptureFormatError, analyze, read_packets
+from tcpchatx.analysis import CaptureFormatError, analyze, capture, read_packets
 from tcpchatx.analysis.capture import (
     index_pcapng,
     open_buffer,
@@ -404,8 +404,6 @@ def test_pcapng_walk_sees_through_fake_blocks_in_packet_data():
 
 def test_pcapng_walk_takes_runs_of_packets_in_one_step(monkeypatch):
     """Only the blocks that are not packets are hopped the plain way, in either byte order."""
-    from tcpchatx.analysis import capture
-
     hopped = []
 
     def counting(buf, sections, interfaces, pos=0, stop=None, stop_after_shb=False):
@@ -510,3 +508,31 @@ def test_release_pages_lowers_rss_and_keeps_the_data(tmp_path):
     release_pages(buf, len(buf) + 4096)
     release_pages(buf, 5000, 10)
     assert np.array_equal(mapped, values)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or not hasattr(mmap, "MADV_DONTNEED"),
+                    reason="needs Linux /proc and madvise(MADV_DONTNEED)")
+def test_indexers_release_only_what_lies_a_window_behind(tmp_path, monkeypatch):
+    """The decoder reads the pages the indexers just read: they keep the last
+    KEEP_MAPPED bytes mapped for it, and release what lies further behind."""
+    monkeypatch.setattr(capture, "KEEP_MAPPED", 16 << 20)
+    path = tmp_path / "big.bin"
+    values = np.arange(16 << 20, dtype=np.uint32)  # 64 MB
+    values.tofile(path)
+    buf = open_buffer(path)
+    mapped = np.frombuffer(buf, dtype=np.uint32)
+    assert mapped[:: mmap.PAGESIZE // 4].sum() == values[:: mmap.PAGESIZE // 4].sum()  # all mapped
+    before = vm_rss_kb()
+    capture.release_behind(buf, 0, 16 << 20)  # nothing is 16 MB behind the first 16 MB yet
+    assert abs(before - vm_rss_kb()) < 4 * 1024
+    capture.release_behind(buf, 16 << 20, 64 << 20)  # up to 48 MB is now behind
+    assert 44 * 1024 < before - vm_rss_kb() < 52 * 1024
+    assert np.array_equal(mapped, values)
+
+
+def test_record_chunks_cover_every_record_once():
+    rec = np.array([24, 100, 5000, 5001, 9000, 30000, 30010], dtype=np.int64)
+    parts = capture.record_chunks(rec, 40000, chunk=4096)
+    assert [r for part in parts for r in rec[part].tolist()] == rec.tolist()
+    assert all(part.stop > part.start for part in parts)  # chunks with no record start are left out
+    assert [capture._file_span(rec, part, 40000) for part in parts][-1] == (30000, 40000)

@@ -14,8 +14,9 @@ from the file's bytes (see :func:`gather_u32`).
 
 Memory: the file is mapped, not read, and its pages count in the process's RSS
 once touched.  The indexers go over the file front to back and hand each part
-back to the OS when done with it (:func:`release_pages`); it is re-read from the
-page cache if needed later.  Columns that are the same for every packet (the
+back to the OS once they are :data:`KEEP_MAPPED` bytes past it (:func:`release_behind`);
+the decoder, which reads the same pages next, releases the rest as it goes.  A
+released page is re-read from the page cache if needed later.  Columns that are the same for every packet (the
 interface and tick rate of a single-interface file) are broadcast views that take
 no memory.
 
@@ -137,19 +138,31 @@ def release_pages(buffer, start: int = 0, stop: int | None = None) -> None:
         pass
 
 
-def record_chunks(buf, rec: np.ndarray, chunk: int = 1 << 24):
-    """Slices of ``rec`` (sorted record offsets) covering about ``chunk`` bytes of file each.
+KEEP_MAPPED = 128 << 20
+"""Bytes of the file the indexers leave mapped behind them.  The decoder reads the
+same pages right after; had they been released, it would fault each one in again
+(~0.02 s of a million packets' 110 MB).  A 1M-packet chat capture fits whole, and
+holding it costs less than the analysis holds later; a bigger file is released
+as the indexers go, this much behind them, as one of big packets should be."""
 
-    Each time the caller comes back for the next slice, the part of the file the
-    previous one covered is released (:func:`release_pages`), so gathering the
-    headers of a big file keeps only about a chunk of it in memory.
-    """
-    first = 0
-    for lo in range(0, len(buf), chunk):
-        last = int(np.searchsorted(rec, lo + chunk))
-        yield slice(first, last)
-        release_pages(buf, lo, lo + chunk)
-        first = last
+
+def release_behind(buffer, lo: int, hi: int) -> None:
+    """The indexers are done with bytes ``lo:hi``: release the part that is now
+    :data:`KEEP_MAPPED` bytes behind (:func:`release_pages`)."""
+    release_pages(buffer, lo - KEEP_MAPPED, hi - KEEP_MAPPED)
+
+
+def record_chunks(rec: np.ndarray, size: int, chunk: int = 1 << 24) -> list[slice]:
+    """Slices of ``rec`` (sorted record offsets in a file of ``size`` bytes), each
+    covering about ``chunk`` bytes of the file: work for :func:`.workers.in_order`."""
+    bounds = np.searchsorted(rec, np.arange(chunk, size + chunk, chunk)).tolist()
+    return [slice(a, b) for a, b in zip([0, *bounds[:-1]], bounds, strict=True) if b > a]
+
+
+def _file_span(rec: np.ndarray, part: slice, size: int) -> tuple[int, int]:
+    """The bytes of the file a slice of records covers (up to the next record)."""
+    return (int(rec[part.start]) if part.start < len(rec) else size,
+            int(rec[part.stop]) if part.stop < len(rec) else size)
 
 
 def compact(values: np.ndarray) -> np.ndarray:
@@ -251,11 +264,16 @@ def index_pcap(buf: memoryview | bytes) -> RecordIndex:
     caplen = np.empty(n, dtype=np.int64)
     origlen = np.empty(n, dtype=np.int64)
     record_header = np.dtype(f"{order}u4, {order}u4, {order}u4, {order}u4")
-    for part in record_chunks(buf, rec):
+
+    def read_headers(part: slice) -> slice:  # parts write to their own rows: two at once
         header = gather(data, rec[part], record_header)
         sec, frac, incl, orig = (header[f] for f in record_header.names)
         ts[part] = sec.astype(np.int64) * tps + frac
         caplen[part], origlen[part] = incl, orig
+        return part
+
+    for part in in_order(read_headers, record_chunks(rec, len(buf))):
+        release_behind(buf, *_file_span(rec, part, len(buf)))
     data_offset = rec
     data_offset += 16  # rec is not needed any more: reuse its memory
     np.clip(caplen, 0, len(buf) - data_offset, out=caplen)  # a truncated final record
@@ -345,7 +363,7 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
     for lo, (cand, length) in zip(chunks, in_order(candidates, chunks)):
         found.append(cand)
         lengths.append(length)
-        release_pages(buf, lo, lo + chunk)  # done with this part of the file
+        release_behind(buf, lo, lo + chunk)  # done with this part of the file
     cand = np.concatenate(found)
     chain = _Chain(cand, cand + 16 + np.concatenate(lengths))
     pieces: list[np.ndarray] = []
@@ -456,7 +474,7 @@ def find_packet_blocks(buf, order: str, chunk: int = 1 << 24) -> tuple[np.ndarra
     for lo, (start, end) in zip(chunks, in_order(candidates, chunks)):
         starts.append(start)
         ends.append(end)
-        release_pages(buf, 4 * lo, 4 * (lo + step))  # done with this part of the file
+        release_behind(buf, 4 * lo, 4 * (lo + step))  # done with this part of the file
     if not starts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(starts), np.concatenate(ends)
@@ -496,13 +514,8 @@ def walk_pcapng(buf, sections: list[Section], interfaces: list[Interface],
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
 
 
-def index_pcapng(buf: memoryview | bytes) -> RecordIndex:
-    sections: list[Section] = []
-    interfaces: list[Interface] = []
-    rec = walk_pcapng(buf, sections, interfaces)
-    if not interfaces:
-        interfaces.append(Interface(1, 0, 1_000_000))
-
+def _pcapng_headers(buf, rec: np.ndarray, sections: list[Section]) -> tuple[np.ndarray, ...]:
+    """Each packet block's interface, timestamp, lengths and data offset (int64 columns)."""
     # Per section: where it starts, its byte order, its first interface.
     section_start = np.array([s.offset for s in sections], dtype=np.int64)
     section_big = np.array([s.order == ">" for s in sections], dtype=bool)
@@ -513,7 +526,8 @@ def index_pcapng(buf: memoryview | bytes) -> RecordIndex:
     caplen = np.zeros(n, dtype=np.int64)
     origlen = np.zeros(n, dtype=np.int64)
     data_off = np.zeros(n, dtype=np.int64)
-    for part in record_chunks(buf, rec):
+
+    def read_headers(part: slice) -> slice:  # parts write to their own rows: two at once
         r = rec[part]
         section = np.searchsorted(section_start, r, side="right") - 1
         big_arr = section_big[section]
@@ -539,6 +553,22 @@ def index_pcapng(buf: memoryview | bytes) -> RecordIndex:
                 caplen[at] = gather_u32(data, rs + 20, big)
                 origlen[at] = gather_u32(data, rs + 24, big)
                 data_off[at] = rs + 28
+        return part
+
+    for part in in_order(read_headers, record_chunks(rec, len(buf))):
+        release_behind(buf, *_file_span(rec, part, len(buf)))
+    return iface, ts, caplen, origlen, data_off
+
+
+def index_pcapng(buf: memoryview | bytes) -> RecordIndex:
+    sections: list[Section] = []
+    interfaces: list[Interface] = []
+    rec = walk_pcapng(buf, sections, interfaces)
+    if not interfaces:
+        interfaces.append(Interface(1, 0, 1_000_000))
+
+    iface, ts, caplen, origlen, data_off = _pcapng_headers(buf, rec, sections)
+    n = len(rec)
     del rec  # free it before the per-interface columns are made
 
     np.clip(iface, 0, len(interfaces) - 1, out=iface)
