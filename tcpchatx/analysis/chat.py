@@ -724,9 +724,11 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
         kinds, texts, nicks)
     # A server line goes to the nick its connection had *before* it; a client line
     # is from the nick its connection had *after* it (its own first line sets it).
+    # (Two binary searches over hundreds of thousands of lines: both at once.)
     line_recipient = np.full(n, NONE, dtype=np.int32)
-    line_recipient[server_line] = _nick_at(changes, conn[server_line], ids[server_line], n, after=False)
-    line_nick[client_line] = _nick_at(changes, conn[client_line], ids[client_line], n, after=True)
+    asked = ((conn[server_line], ids[server_line], n, False), (conn[client_line], ids[client_line], n, True))
+    line_recipient[server_line], line_nick[client_line] = in_order(lambda ask: _nick_at(changes, *ask), asked)
+    del asked
     line_kind[before_welcome] = NICKNAME
     after_welcome = client_line & ~before_welcome
     ct = line_text[after_welcome]
