@@ -308,6 +308,23 @@ def test_the_radix_argsort_is_numpys_stable_argsort(dtype):
     assert len(stable_argsort(np.zeros(0, dtype))) == 0
 
 
+def test_segments_sorted_by_stream_then_sequence_as_lexsort_does():
+    """The quick path (streams already in sequence order) and the full sort agree with lexsort."""
+    rng = np.random.default_rng(5)
+    rows = np.arange(5000)
+    group = rng.integers(0, 40, 5000)
+    in_order = np.zeros(5000, dtype=np.uint32)
+    for g in range(40):  # each stream's sequence numbers rise in capture order, ties included
+        mine = group == g
+        in_order[mine] = np.cumsum(rng.integers(0, 3, mine.sum()))
+    wrapped = in_order.copy()
+    wrapped[7] = 2**32 - 5  # before the ISN: sorts last in its stream
+    resent = in_order.copy()
+    resent[np.flatnonzero(group == group[4000])[-1]] = 0  # a retransmission of the first bytes
+    for rel_seq in (in_order, wrapped, resent):
+        assert np.array_equal(chat._by_group_then_seq(group, rel_seq), np.lexsort((rows, rel_seq, group)))
+
+
 def test_endpoint_ids_number_equal_endpoints_equally():
     rng = np.random.default_rng(3)
     for top in (1 << 10, 1 << 40):  # the table, and numpy.unique
