@@ -92,6 +92,17 @@ def test_nanosecond_timestamps_are_exact(tmp_path):
         assert abs(p.time[0] - 1_700_000_000.124456789) < 1e-6
 
 
+def test_seconds_of_some_rows_and_the_time_column_made_only_when_asked(tmp_path):
+    t = conversation()
+    for fmt, nano in (("pcap", False), ("pcapng", True)):
+        a = analyze(t.write(tmp_path / f"t.{fmt}", fmt=fmt, nano=nano))
+        p = a.packets
+        assert "time" not in vars(p)  # the analysis asked for rows only: no 8 bytes a frame
+        want = [ticks // tps + ticks % tps / tps for ticks, tps in zip(p.ts_ticks.tolist(), p.ts_tps.tolist())]
+        assert p.time.tolist() == want and p.time.dtype == np.float64
+        assert p.seconds(np.array([2, 0])).tolist() == [want[2], want[0]] and p.seconds(1) == want[1]
+
+
 def test_big_endian_pcap(tmp_path):
     t = conversation()
     little = t.write(tmp_path / "le.pcap")

@@ -759,7 +759,7 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
         line_start=f.line_start, line_end=f.line_end,
         line_first_run=first, line_last_run=last,
         line_frame=p.frame[done],
-        line_time=p.time[done], line_ticks=p.ts_ticks[done],
+        line_time=p.seconds(done), line_ticks=p.ts_ticks[done],
         line_per_second=tps,
         msg_line=np.zeros(0, np.int64), msg_private=np.zeros(0, bool), msg_text=[], msg_to=[],
         delivery_start=np.zeros(1, np.int64), delivery_line=np.zeros(0, np.int64),

@@ -81,7 +81,7 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
         step = a.step(i)
         row = {
             "frame": int(p.frame[i]),
-            "time": float(p.time[i]),
+            "time": float(p.seconds(i)),
             "ts_ticks": int(p.ts_ticks[i]),
             "ts_per_second": int(p.ts_tps[i]),
             "tcp": bool(p.is_tcp[i]),
@@ -340,7 +340,7 @@ class _PacketRows:
         tcp, step, conn = p.is_tcp[r], t.step[r].astype(np.int64), t.conn[r]
         tracked = tcp & (step >= 0)
         body = np.where(tracked, 2 + 2 * step + t.direction[r], tcp.astype(np.int64))
-        time, time_digits, fast = _seconds(p.time[r], p.ts_ticks[r], p.ts_tps[r])
+        time, time_digits, fast = _seconds(p.seconds(r), p.ts_ticks[r], p.ts_tps[r])
         seq, ack, length = t.rel_seq[r], t.rel_ack[r], p.payload_len[r]
         which = self.note_numbers[body]  # (rows, width): the NOTE_NUMBERS the note shows
         notes = []

@@ -24,6 +24,7 @@ import operator
 import os
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -61,7 +62,6 @@ class Packets:
     frame: np.ndarray  # 1-based frame number, as Wireshark counts (int32 below 2**31 frames)
     ts_ticks: np.ndarray  # exact timestamp in ticks since 1970
     ts_tps: np.ndarray  # ticks per second (1e6 for µs, 1e9 for ns...); read-only view if all equal
-    time: np.ndarray  # float seconds since 1970 (convenient, not exact)
     is_tcp: np.ndarray  # bool
     ip_version: np.ndarray  # 0 (not IP), 4 or 6
     src: np.ndarray  # address id, -1 if not IP
@@ -85,6 +85,18 @@ class Packets:
     @property
     def buffer(self):
         return self.index.buffer
+
+    def seconds(self, rows) -> np.ndarray:
+        """Float seconds since 1970 of ``rows`` (convenient, not exact: see ``ts_ticks``)."""
+        ticks, tps = self.ts_ticks[rows], self.ts_tps
+        per_second = tps[0] if len(tps) and tps.strides[0] == 0 else tps[rows]  # one for all, usually
+        return (ticks // per_second) + (ticks % per_second) / per_second
+
+    @cached_property
+    def time(self) -> np.ndarray:
+        """Every frame's :meth:`seconds`, made on first use: the analysis itself asks
+        only for the rows it needs (8 MB less for a million packets)."""
+        return self.seconds(slice(None))
 
     def payload_offsets(self, rows: np.ndarray) -> np.ndarray:
         """Where the TCP payload of each of ``rows`` starts in the file buffer (int64)."""
@@ -187,7 +199,6 @@ def decode(index: RecordIndex) -> Packets:
         frame=np.arange(1, n + 1, dtype=np.int32 if n < 2**31 else np.int64),
         ts_ticks=ts_ticks,
         ts_tps=index.ts_tps,
-        time=(ts_ticks // index.ts_tps) + (ts_ticks % index.ts_tps) / index.ts_tps,
         addresses=book.addresses,
         **columns,
     )

@@ -135,7 +135,7 @@ def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[
     column = [i * gap for i in range(len(lanes))]
     header = "frame  time        " + "".join(n.ljust(gap) for n in names)
     yield header.rstrip()
-    t0 = float(p.time[0]) if len(p) else 0.0
+    t0 = float(p.seconds(0)) if len(p) else 0.0
     for i in shown_rows.tolist():
         src = (p.addresses[p.src[i]], int(p.sport[i]))
         dst = (p.addresses[p.dst[i]], int(p.dport[i]))
@@ -151,7 +151,7 @@ def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[
         for col in column:
             line[col] = "|"
         line[left + 1 : right] = list(arrow[:span].ljust(span, "-"))
-        prefix = f"{int(p.frame[i]):5d}  {float(p.time[i]) - t0:10.6f}  "
+        prefix = f"{int(p.frame[i]):5d}  {float(p.seconds(i)) - t0:10.6f}  "
         yield prefix + "".join(line)
         for chat_line in a.lines_of_frame(int(p.frame[i])):
             text = chat_line.text if chat_line.text is not None else "(invalid line)"

@@ -615,8 +615,8 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
     columns = zip(
         range(first_id, first_id + n_conn), client_addr.tolist(), client_port.tolist(), server_addr.tolist(),
         server_port.tolist(), isn.tolist(), pkts.tolist(), byts.tolist(),
-        p.frame[first].tolist(), p.frame[last].tolist(), p.time[first].tolist(),
-        (p.time[last] - p.time[first]).tolist(), completeness.tolist(), strict=True,
+        p.frame[first].tolist(), p.frame[last].tolist(), p.seconds(first).tolist(),
+        (p.seconds(last) - p.seconds(first)).tolist(), completeness.tolist(), strict=True,
     )
     addresses = p.addresses
     # Every connection's handshake and close frames, looked up in one step.
