@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scapy.all import raw
+from scapy.all import IP, raw
 
 from analysis_helpers import (
+    T0,
     TSHARK,
     C,
     S,
@@ -101,6 +102,31 @@ def test_seconds_of_some_rows_and_the_time_column_made_only_when_asked(tmp_path)
         want = [ticks // tps + ticks % tps / tps for ticks, tps in zip(p.ts_ticks.tolist(), p.ts_tps.tolist())]
         assert p.time.tolist() == want and p.time.dtype == np.float64
         assert p.seconds(np.array([2, 0])).tolist() == [want[2], want[0]] and p.seconds(1) == want[1]
+
+
+def test_one_address_columns_cost_no_memory_and_mixed_chunks_are_filled(tmp_path, monkeypatch):
+    from tcpchatx.analysis import packets as packets_module
+
+    def talk(address, start):
+        t = Talk(client=(address, 40000), server=(address, 25000), start=start)
+        t.handshake()
+        t.send(C, b"hi\n")
+        return t
+
+    loopback = read_packets(write_capture(tmp_path / "lo.pcap", talk("127.0.0.1", T0).packets))
+    assert loopback.src.strides == loopback.dst.strides == (0,)  # one broadcast view
+    assert loopback.src.tolist() == loopback.dst.tolist() == [0] * len(loopback)
+    # Chunks of 4 packets: 10.0.0.1 and .2 (ids 0 and 1), then a chunk all 127.0.0.1
+    # (id 2), written into the columns once the others showed they are needed.
+    monkeypatch.setattr(packets_module, "DECODE_CHUNK", 4)
+    t = Talk(start=T0)
+    t.handshake()
+    t.seg(C, "A")  # four packets between 10.0.0.1 and 10.0.0.2
+    mixed = [*t.packets, *talk("127.0.0.1", T0 + 1).packets]
+    p = read_packets(write_capture(tmp_path / "mixed.pcap", mixed))
+    want = [(pkt[IP].src, pkt[IP].dst) for pkt in mixed]
+    assert [(p.addresses[s], p.addresses[d]) for s, d in zip(p.src, p.dst, strict=True)] == want
+    assert p.src.strides != (0,) and want[4] == ("127.0.0.1", "127.0.0.1")
 
 
 def test_big_endian_pcap(tmp_path):

@@ -31,6 +31,7 @@ import numpy as np
 from .capture import (
     RecordIndex,
     as_array,
+    constant_column,
     gather,
     gather_u8,
     gather_u16,
@@ -55,7 +56,9 @@ class Packets:
     """One row per frame; every field is a numpy array of the same length.
 
     Fields that do not apply (TCP fields of a non-TCP frame) hold 0, addresses -1.
-    Addresses are integer ids into :attr:`addresses` (strings like ``"10.0.0.1"``).
+    Addresses are integer ids into :attr:`addresses` (strings like ``"10.0.0.1"``);
+    in a capture between one address and itself (IPv4 loopback), ``src`` and
+    ``dst`` are one read-only broadcast view, as ``ts_tps`` is: read, do not write.
     """
 
     index: RecordIndex
@@ -188,11 +191,23 @@ def decode(index: RecordIndex) -> Packets:
         hi = min(n, lo + DECODE_CHUNK)
         return lo, hi, _decode_rows(index, lo, hi, linktype[lo:hi], columns)
 
-    for lo, hi, addresses in in_order(decode_chunk, range(0, n, DECODE_CHUNK)):
+    chunks = range(0, n, DECODE_CHUNK)
+    one_address: dict[tuple[int, int], int] = {}  # chunks between one address and itself: its id
+    for lo, hi, addresses in in_order(decode_chunk, chunks):
         # Addresses are numbered in order of first appearance: chunk by chunk, in order.
-        columns["src"][lo:hi], columns["dst"][lo:hi] = book.ids(*addresses)  # -1: not IP
+        src, dst = book.ids(*addresses)  # -1: not IP
+        if src.strides[0] == 0:  # loopback: written below only if other chunks differ
+            one_address[lo, hi] = int(src[0])
+        else:
+            columns["src"][lo:hi], columns["dst"][lo:hi] = src, dst
         release_pages(index.buffer, int(index.data_offset[lo]),
                       int(index.data_offset[hi - 1] + index.caplen[hi - 1]))
+    if len(one_address) == len(chunks) and len(set(one_address.values())) == 1:
+        # A loopback capture: the same address everywhere costs no memory (8 MB a million).
+        columns["src"] = columns["dst"] = constant_column(one_address[0, min(n, DECODE_CHUNK)], n, np.int32)
+    else:
+        for (lo, hi), address in one_address.items():
+            columns["src"][lo:hi] = columns["dst"][lo:hi] = address
     ts_ticks = index.ts_ticks  # int64, shared with the index
     return Packets(
         index=index,
@@ -438,6 +453,9 @@ class _AddressBook:
                 for p in pairs
             ]
         ids = np.array([self._id(pair) for pair in uniq], dtype=np.int32)
+        if len(ids) == 1 and isinstance(rows, slice):  # all IP, one address (loopback IPv4)
+            same = constant_column(ids[0], len(is_ip), np.int32)  # read-only, no memory
+            return same, same
         src = np.full(len(is_ip), -1, dtype=np.int32)
         dst = np.full(len(is_ip), -1, dtype=np.int32)
         if len(ids) == 1:  # one address (loopback IPv4): no lookups
