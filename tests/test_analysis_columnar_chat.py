@@ -258,7 +258,8 @@ def ids_by_dict(blobs: list[bytes]):
 
 
 LINES = [b"<alice> hi", b"", b"<bob> hi", b"<alice> hi", b"x" * 7, b"x" * 8, b"x" * 9, b"", b"x" * 8,
-         b"12345678" * 3, b"12345678" * 2 + b"12345679", b"12345678" * 3, b"\r", b"a" * 2000, b"a" * 2000]
+         b"12345678" * 3, b"12345678" * 2 + b"12345679", b"12345678" * 3, b"\r", b"a" * 2000, b"a" * 2000,
+         b"b" * 40000, b"b" * 39999 + b"c", b"b" * 40000]  # more words than multipliers: reused
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 16])

@@ -503,10 +503,12 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     def hash_lines(lo: int) -> None:
         words, count = _words(data, start[lo : lo + chunk], length[lo : lo + chunk])
         position = _ranges(np.zeros(len(count), dtype=np.int64), count)  # word k of its line
+        if len(count) and count.max() > len(_MULTIPLIERS):  # only past the longest valid line
+            position %= len(_MULTIPLIERS)
         with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
-            mixed = words * _MULTIPLIERS[position % len(_MULTIPLIERS)]
+            words *= _MULTIPLIERS[position]
             h = np.zeros(len(count), dtype=np.uint64)
-            h[count > 0] = np.add.reduceat(mixed, (np.cumsum(count) - count)[count > 0])
+            h[count > 0] = np.add.reduceat(words, (np.cumsum(count) - count)[count > 0])
             h ^= length[lo : lo + chunk].astype(np.uint64) * _MULTIPLIERS[-1]
         hashes[lo : lo + chunk] = h
 
