@@ -53,6 +53,7 @@ def test_lines_of_frame_before_and_after_lines_are_built(tmp_path):
     frames = sorted({int(f) for f in a.chat.line_frame.tolist()})
     fresh = [asdict(x) for f in frames for x in a.lines_of_frame(f)]
     assert fresh == [asdict(x) for x in a.lines]
+    assert a.lines_of_frame(0) == a.lines_of_frame(-3) == a.lines_of_frame(2**40) == []  # no such frames
     assert a.lines_of_frame(frames[0])[0] is a.lines[0]  # same objects once built
 
 

@@ -54,7 +54,6 @@ checks that both give the same lines, messages and deliveries.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import itertools
 import re
@@ -177,7 +176,6 @@ class Chat:
     delivery_latency: np.ndarray
     _lines: list[ChatLine] | None = field(default=None, repr=False)
     _messages: list[Message] | None = field(default=None, repr=False)
-    _frames: list[int] | None = field(default=None, repr=False)  # line_frame as a list
 
     # ------------------------------------------------------------------ objects
 
@@ -212,10 +210,14 @@ class Chat:
         same objects as in ``chat.lines``.  A caller asking about every frame
         should build ``chat.lines`` first.
         """
-        if self._frames is None:
-            self._frames = self.line_frame.tolist()  # bisect on a list: no numpy call per frame
-        lo = bisect.bisect_left(self._frames, frame)
-        hi = bisect.bisect_right(self._frames, frame, lo)
+        # numpy bisects the column with a key of the column's own type (~1 us): a key
+        # of another type would have it convert the whole column on every call.
+        frames = self.line_frame
+        try:
+            key = frames.dtype.type(frame)
+        except OverflowError:  # beyond the column's type: no such frame
+            return []
+        lo, hi = int(frames.searchsorted(key, "left")), int(frames.searchsorted(key, "right"))
         if lo == hi:
             return []
         if self._lines is not None:
