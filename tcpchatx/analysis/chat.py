@@ -910,15 +910,21 @@ def _client_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, commands: _I
     chat_rows = chat_rows[[bool(x.strip()) for x in said[chat_rows]]]
     f.message_private[ids[chat_rows]] = 0
     f.message_payload[ids[chat_rows]] = f.payloads.ids_of(list(map(_remove_unsafe, said[chat_rows])))
-    # "/msg bob text": private, to bob.
+    # "/msg bob text": private, to bob (the texts in Python; the columns set in bulk).
     rows = np.flatnonzero(command)[[x == "msg" for x in names]]
-    for r in rows.tolist():
-        to, _, body = arg[r].strip().partition(" ")
+    private, bodies, addressees = [], [], []
+    for r, text in zip(rows.tolist(), arg[rows].tolist(), strict=True):
+        to, _, body = text.strip().partition(" ")
         body = _remove_unsafe(body.strip())
         if to and body:
-            f.message_private[ids[r]] = 1
-            f.message_payload[ids[r]] = f.payloads[body]
-            f.message_to[int(ids[r])] = to
+            private.append(r)
+            bodies.append(body)
+            addressees.append(to)
+    private = ids[private]
+    f.message_private[private] = 1
+    f.message_payload[private] = f.payloads.ids_of(bodies)
+    for k, to in zip(private.tolist(), addressees, strict=True):
+        f.message_to[k] = to
 
 
 def _follow_nicks(event_lines, line_text, conn, direction, kinds: _TextFacts, texts, nicks: _Ids):
