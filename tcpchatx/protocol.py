@@ -178,7 +178,7 @@ def check_nick(raw: str) -> tuple[str | None, str | None]:
         return None, f"A nickname has at most {NICK_MAX_CHARS} characters."
     if not nick[0].isalpha():
         return None, "A nickname starts with a letter."
-    if not all(ch.isalnum() or ch in "_-" for ch in nick):
+    if not nick.replace("_", "").replace("-", "").isalnum():  # each character, at C speed
         return None, "A nickname may use letters, digits, '_' and '-' only."
     if nick.casefold() in RESERVED_NICKS:
         return None, f'The nickname "{nick}" is reserved.'

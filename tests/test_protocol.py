@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tcpchatx.protocol import (
     MAX_LINE_BYTES,
+    NICK_MAX_CHARS,
     InvalidUtf8,
     Kind,
     Line,
@@ -102,6 +105,15 @@ def test_nickname_rules():
         assert nick is None and reason, bad
     assert nick_key("Ａｌｉｃｅ") == nick_key("ALICE") == "alice"
     assert nick_key("Straße") == nick_key("STRASSE")
+
+
+@given(st.text(alphabet="ab_-1 .\u00e9\u0663\u00b2\u200b\u2160\u0301\U0001d7d8", max_size=15))
+def test_a_nickname_is_letters_digits_underscores_and_dashes(tail):
+    """Character by character, as the rule says (checked in bulk by the code)."""
+    raw = "a" + tail
+    nick = unicodedata.normalize("NFKC", raw.strip())
+    allowed = all(ch.isalnum() or ch in "_-" for ch in nick) and len(nick) <= NICK_MAX_CHARS
+    assert (check_nick(raw)[0] is not None) == allowed, raw
 
 
 def test_server_line_kinds_round_trip():

@@ -948,17 +948,20 @@ def _follow_nicks(event_lines, line_text, conn, direction, kinds: _TextFacts, te
         change_line.append(line)
         change_nick.append(name)
 
-    for i, c, d, k in zip(event_lines, conn[event_lines].tolist(), direction[event_lines].tolist(),
-                          line_text[event_lines].tolist(), strict=True):
+    text = line_text[event_lines]
+    for i, c, d, k, welcome, old, new in zip(
+            event_lines, conn[event_lines].tolist(), direction[event_lines].tolist(), text.tolist(),
+            kinds.welcome[text].tolist(), kinds.rename_from[text].tolist(), kinds.rename_to[text].tolist(),
+            strict=True):
         if d == 0:  # a client's line before its welcome: a nickname
             if k not in checked:
                 checked[k] = nicks.get_id(proto.check_nick(texts[k])[0])
             set_nick(c, checked[k], i)
-        elif kinds.welcome[k] >= 0:
-            set_nick(c, int(kinds.welcome[k]), i)
+        elif welcome >= 0:
+            set_nick(c, welcome, i)
         else:
-            for other in sorted(holders.get(int(kinds.rename_from[k]), ())):
-                set_nick(other, int(kinds.rename_to[k]), i)
+            for other in sorted(holders.get(old, ())):
+                set_nick(other, new, i)
     n = len(line_text)
     keys = np.array(change_conn, dtype=np.int64) * (n + 1) + np.array(change_line, dtype=np.int64)
     order = np.argsort(keys, kind="stable")
