@@ -514,6 +514,15 @@ def walk_pcapng(buf, sections: list[Section], interfaces: list[Interface],
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
 
 
+# An Enhanced (or old-style) Packet Block from its 9th byte: interface, timestamp
+# (high and low 32 bits), captured and original length; little- or big-endian.
+_PACKET_BLOCK_FIELDS = {
+    big: np.dtype([(name, (">" if big else "<") + "u4")
+                   for name in ("interface", "ts_high", "ts_low", "caplen", "origlen")])
+    for big in (False, True)
+}
+
+
 def _pcapng_headers(buf, rec: np.ndarray, sections: list[Section]) -> tuple[np.ndarray, ...]:
     """Each packet block's interface, timestamp, lengths and data offset (int64 columns)."""
     # Per section: where it starts, its byte order, its first interface.
@@ -539,19 +548,22 @@ def _pcapng_headers(buf, rec: np.ndarray, sections: list[Section]) -> tuple[np.n
                 sel = np.flatnonzero((btype_arr == btype) & (big_arr == big))
                 if not len(sel):
                     continue
-                rs, at = r[sel], sel + part.start  # offsets; rows of the whole columns
+                if len(sel) == len(r):  # the usual case: every block alike, whole slices
+                    rs, at = r, part
+                else:
+                    rs, at = r[sel], sel + part.start  # offsets; rows of the whole columns
                 if btype == BLOCK_SPB:  # no timestamp, always the section's first interface
                     origlen[at] = gather_u32(data, rs + 8, big)
                     caplen[at] = np.minimum(origlen[at], gather_u32(data, rs + 4, big) - 16)
                     data_off[at] = rs + 12
                     continue
+                header = gather(data, rs + 8, _PACKET_BLOCK_FIELDS[big])  # the 20 bytes at once
                 if btype == BLOCK_EPB:
-                    iface[at] += gather_u32(data, rs + 8, big)
+                    iface[at] += header["interface"]
                 else:  # the obsolete Packet Block has a 16-bit interface id
                     iface[at] += gather_u16(data, rs + 8, big)
-                ts[at] = gather_u32(data, rs + 12, big) << 32 | gather_u32(data, rs + 16, big)
-                caplen[at] = gather_u32(data, rs + 20, big)
-                origlen[at] = gather_u32(data, rs + 24, big)
+                ts[at] = header["ts_high"].astype(np.int64) << 32 | header["ts_low"]
+                caplen[at], origlen[at] = header["caplen"], header["origlen"]
                 data_off[at] = rs + 28
         return part
 
