@@ -546,10 +546,11 @@ def _line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     return (np.cumsum(leads) - 1)[first].astype(np.int32), np.flatnonzero(leads)
 
 
-def _joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 18) -> bytes:
-    """The lines ``data[a:b]`` end to end, as one ``bytes`` (runs copied as in reassembly)."""
+def _joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 18) -> memoryview:
+    """The lines ``data[a:b]`` end to end (runs copied as in reassembly), as bytes:
+    a view of the copy, not a second copy (8 MB for the million-packet benchmark)."""
     size = end - start
-    return _gather_runs(data, start, size, np.cumsum(size) - size, chunk)[:-WORD].tobytes()
+    return memoryview(_gather_runs(data, start, size, np.cumsum(size) - size, chunk)[:-WORD])
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:
@@ -564,7 +565,7 @@ def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None
         return None
 
 
-def _decode_all(joined: bytes) -> list[str | None]:
+def _decode_all(joined: bytes | memoryview) -> list[str | None]:
     """``[decode_line(raw) for raw in joined.split(b"\\n")[:-1]]`` (every line ends in
     ``\\n``), decoding them all in one call when we can.
 
@@ -574,9 +575,9 @@ def _decode_all(joined: bytes) -> list[str | None]:
     if not joined:
         return []
     try:
-        pieces = joined.decode(proto.ENCODING).split("\n")[:-1]
+        pieces = str(joined, proto.ENCODING).split("\n")[:-1]
     except UnicodeDecodeError:
-        return [decode_line(raw) for raw in joined.split(b"\n")[:-1]]
+        return [decode_line(raw) for raw in bytes(joined).split(b"\n")[:-1]]
     # Over-long lines and a trailing "\r" need decode_line's rules.
     raw = np.frombuffer(joined, dtype=np.uint8)
     newline = np.flatnonzero(raw == 10)
@@ -584,7 +585,7 @@ def _decode_all(joined: bytes) -> list[str | None]:
     with_cr = (length > 0) & (raw[np.maximum(newline - 1, 0)] == 13)
     special = np.flatnonzero((length > proto.MAX_LINE_BYTES) | with_cr).tolist()
     if special:
-        lines = joined.split(b"\n")
+        lines = bytes(joined).split(b"\n")
         for i in special:
             pieces[i] = decode_line(lines[i])
     return pieces
@@ -661,7 +662,7 @@ class FoundLines:
     line_start: np.ndarray  # relative sequence numbers
     line_end: np.ndarray
     text_of_line: np.ndarray  # raw text id (index into distinct)
-    distinct: bytes  # each distinct line, newline included, end to end
+    distinct: memoryview  # each distinct line, newline included, end to end
     run_frames: np.ndarray
     gaps: int
 
