@@ -57,6 +57,15 @@ def test_lines_of_frame_before_and_after_lines_are_built(tmp_path):
     assert a.lines_of_frame(frames[0])[0] is a.lines[0]  # same objects once built
 
 
+def test_message_texts_and_addressees_made_on_first_use():
+    a = analyze(CAPTURES[[p.stem for p in CAPTURES].index("private")])
+    chat = a.chat
+    assert "msg_text" not in vars(chat) and "msg_to" not in vars(chat)  # the analysis made none
+    old = reference.analyze_chat(a.packets, a.tracking, chat.server).messages  # one object at a time
+    assert chat.msg_text == [m.text for m in old] and chat.msg_to == [m.to for m in old]
+    assert any(chat.msg_to) and None in chat.msg_to  # both kinds of message are there
+
+
 def three_clients(tmp_path, lines_by_side):
     """Three clients on one server; ``lines_by_side`` is [(client index, side, bytes)]."""
     talks = [Talk(client=(f"10.0.0.{k + 1}", 40000 + k), isn=(1000 * (k + 1), 5000 * (k + 1)),

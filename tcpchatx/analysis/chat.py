@@ -169,8 +169,10 @@ class Chat:
     line_per_second: np.ndarray
     msg_line: np.ndarray  # the client line of each message
     msg_private: np.ndarray  # bool
-    msg_text: list[str]
-    msg_to: list[str | None]
+    msg_payload: np.ndarray  # the text it relays: an id into payloads (see msg_text)
+    msg_text_id: np.ndarray  # its client line's text (line_text), which names the addressee
+    payloads: list[str]  # the relayed texts, once each
+    addressee_of_text: list[str | None]  # by text id: who a "/msg" text is for
     delivery_start: np.ndarray  # len(messages) + 1 offsets
     delivery_line: np.ndarray
     delivery_latency: np.ndarray
@@ -178,6 +180,16 @@ class Chat:
     _messages: list[Message] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ objects
+
+    @cached_property
+    def msg_text(self) -> list[str]:
+        """Each message's relayed text (made on first use: the summary needs none)."""
+        return list(map(self.payloads.__getitem__, self.msg_payload.tolist()))
+
+    @cached_property
+    def msg_to(self) -> list[str | None]:
+        """Each message's addressee, None for chat to everyone (made on first use)."""
+        return list(map(self.addressee_of_text.__getitem__, self.msg_text_id.tolist()))
 
     @property
     def n_lines(self) -> int:
@@ -766,7 +778,8 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
         line_frame=p.frame[done],
         line_time=p.seconds(done), line_ticks=p.ts_ticks[done],
         line_per_second=tps,
-        msg_line=np.zeros(0, np.int64), msg_private=np.zeros(0, bool), msg_text=[], msg_to=[],
+        msg_line=np.zeros(0, np.int64), msg_private=np.zeros(0, bool), msg_payload=np.zeros(0, np.int32),
+        msg_text_id=np.zeros(0, np.int32), payloads=[], addressee_of_text=[],
         delivery_start=np.zeros(1, np.int64), delivery_line=np.zeros(0, np.int64),
         delivery_latency=np.zeros(0, np.float64),
     )
@@ -1006,11 +1019,9 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
                   kinds.message_payload[line_text[msg_line]])
     lo = np.searchsorted(out_key, msg_key, "left")
     hi = np.searchsorted(out_key, msg_key, "right")
-    to = list(map(kinds.message_to.__getitem__, line_text[msg_line].tolist()))
-    chat.msg_line, chat.msg_private = msg_line, msg_private
-    chat.msg_text = list(map(kinds.payloads.names.__getitem__,
-                             kinds.message_payload[line_text[msg_line]].tolist()))
-    chat.msg_to = to
+    chat.msg_line, chat.msg_private, chat.msg_text_id = msg_line, msg_private, line_text[msg_line]
+    chat.msg_payload = kinds.message_payload[chat.msg_text_id]
+    chat.payloads, chat.addressee_of_text = kinds.payloads.names, kinds.message_to
 
     # Candidate pairs (message, outbound line), message by message, in line order.
     # (int32 where it fits: these arrays are the fan-out's peak of memory)
@@ -1028,12 +1039,15 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
         keys_of: dict[str, int] = {}
         nick_key_id = np.array([keys_of.setdefault(k, len(keys_of)) for k in map(proto.nick_key, chat.nicks)]
                                + [NONE], dtype=np.int64)
-        key_of_to = {x: keys_of.setdefault(proto.nick_key(x), len(keys_of))
-                     for x in dict.fromkeys(to) if x is not None}  # each addressee once
-        to_key = np.fromiter(map(key_of_to.get, to, itertools.repeat(NONE)), dtype=np.int64, count=len(to))
+        sent_privately = np.zeros(len(kinds.message_to), dtype=bool)  # the private messages' texts
+        sent_privately[chat.msg_text_id[msg_private]] = True
+        texts_to = np.flatnonzero(sent_privately)
+        key_of_text = np.full(len(kinds.message_to), NONE, dtype=np.int64)  # each addressee's key id
+        key_of_text[texts_to] = [keys_of.setdefault(proto.nick_key(kinds.message_to[k]), len(keys_of))
+                                 for k in texts_to.tolist()]
         rows = np.flatnonzero(private_pair)  # a private message's line must go to its addressee
         recipient = nick_key_id[chat.line_recipient[out_line[rows]]]  # NONE -> last entry (NONE)
-        addressee = to_key[pair_msg[rows]]
+        addressee = key_of_text[chat.msg_text_id[pair_msg[rows]]]
         ok[rows] &= (recipient == NONE) | (addressee == NONE) | (recipient == addressee)
         del rows, recipient, addressee
     # Messages that share a key compete for its lines: those go through a loop.
