@@ -1023,18 +1023,13 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     chat.msg_payload = kinds.message_payload[chat.msg_text_id]
     chat.payloads, chat.addressee_of_text = kinds.payloads.names, kinds.message_to
 
-    # Candidate pairs (message, outbound line), message by message, in line order.
-    # (int32 where it fits: these arrays are the fan-out's peak of memory)
-    count = hi - lo
-    pair_msg = np.repeat(np.arange(len(msg_line), dtype=np.int32), count)
-    out_line = outbound.astype(np.int32)[_ranges(lo, count)]
-    m_line = msg_line[pair_msg]
-    ok = chat.line_conn[out_line] != chat.line_conn[m_line]
-    t_out, t_msg = chat.line_time[out_line], chat.line_time[m_line]
-    ok &= ~((t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[out_line] < chat.line_frame[m_line])))
-    del t_out, t_msg, m_line
-    private_pair = msg_private[pair_msg]
-    if private_pair.any():
+    # Messages that share a key compete for its lines: those go through a loop below.
+    shared = np.zeros(len(msg_line), dtype=bool)
+    if len(msg_key):
+        order = stable_argsort(msg_key)
+        same_as_next = msg_key[order][1:] == msg_key[order][:-1]
+        shared[order] = np.r_[False, same_as_next] | np.r_[same_as_next, False]
+    if msg_private.any():
         # Nicks compare as the server compares them (proto.nick_key): ids of those keys.
         keys_of: dict[str, int] = {}
         nick_key_id = np.array([keys_of.setdefault(k, len(keys_of)) for k in map(proto.nick_key, chat.nicks)]
@@ -1045,27 +1040,43 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
         key_of_text = np.full(len(kinds.message_to), NONE, dtype=np.int64)  # each addressee's key id
         key_of_text[texts_to] = [keys_of.setdefault(proto.nick_key(kinds.message_to[k]), len(keys_of))
                                  for k in texts_to.tolist()]
-        rows = np.flatnonzero(private_pair)  # a private message's line must go to its addressee
-        recipient = nick_key_id[chat.line_recipient[out_line[rows]]]  # NONE -> last entry (NONE)
-        addressee = key_of_text[chat.msg_text_id[pair_msg[rows]]]
-        ok[rows] &= (recipient == NONE) | (addressee == NONE) | (recipient == addressee)
-        del rows, recipient, addressee
-    # Messages that share a key compete for its lines: those go through a loop.
-    shared = np.zeros(len(msg_line), dtype=bool)
-    if len(msg_key):
-        order = stable_argsort(msg_key)
-        same_as_next = msg_key[order][1:] == msg_key[order][:-1]
-        shared[order] = np.r_[False, same_as_next] | np.r_[same_as_next, False]
-    alone = ~shared[pair_msg]
-    # Alone: the first acceptable line per (message, connection); private: only the first.
-    cand = np.flatnonzero(ok & alone)
-    width = int(chat.line_conn.max()) + 2 if n else 2  # connections, and one for "any"
-    group = pair_msg[cand].astype(np.int64) * width + np.where(
-        private_pair[cand], width - 1, chat.line_conn[out_line[cand]])
-    _, first = np.unique(group, return_index=True)
+
+    # Candidate pairs (message, outbound line), message by message, in line order.
+    # (int32 where it fits: these arrays are the fan-out's peak of memory)
+    count = hi - lo
+    pair_start = np.r_[0, np.cumsum(count)]
+    pair_msg = np.repeat(np.arange(len(msg_line), dtype=np.int32), count)
+    out_line = np.empty(len(pair_msg), dtype=np.int32)
+    ok = np.empty(len(pair_msg), dtype=bool)  # the line may be a delivery of the message
     chosen = np.zeros(len(pair_msg), dtype=bool)
-    chosen[cand[first]] = True
-    del alone, cand, group, first
+    outbound = outbound.astype(np.int32)
+    width = int(chat.line_conn.max()) + 2 if n else 2  # connections, and one for "any"
+
+    def check_pairs(messages: slice) -> None:
+        """The pairs of some messages: ``ok``, and ``chosen`` for messages that stand alone."""
+        pairs = slice(int(pair_start[messages.start]), int(pair_start[messages.stop]))
+        msg, line = pair_msg[pairs], outbound[_ranges(lo[messages], count[messages])]
+        out_line[pairs] = line
+        m_line = msg_line[msg]
+        good = chat.line_conn[line] != chat.line_conn[m_line]
+        t_out, t_msg = chat.line_time[line], chat.line_time[m_line]
+        good &= ~((t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[line] < chat.line_frame[m_line])))
+        del t_out, t_msg, m_line
+        private = msg_private[msg]
+        rows = np.flatnonzero(private)  # a private message's line must go to its addressee
+        if len(rows):
+            recipient = nick_key_id[chat.line_recipient[line[rows]]]  # NONE -> last entry (NONE)
+            addressee = key_of_text[chat.msg_text_id[msg[rows]]]
+            good[rows] &= (recipient == NONE) | (addressee == NONE) | (recipient == addressee)
+        ok[pairs] = good
+        # Alone: the first acceptable line per (message, connection); private: only the first.
+        cand = np.flatnonzero(good & ~shared[msg])
+        group = msg[cand].astype(np.int64) * width + np.where(private[cand], width - 1, chat.line_conn[line[cand]])
+        _, first = np.unique(group, return_index=True)
+        chosen[pairs.start + cand[first]] = True
+
+    half = len(msg_line) // 2  # two halves of the messages at once (.workers): their pairs apart
+    for_each(check_pairs, (slice(0, half), slice(half, len(msg_line))))
     # Shared keys: in message order, each takes lines the earlier ones left.
     used: set[int] = set()
     conn_of = chat.line_conn
@@ -1086,7 +1097,8 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
                 break
     picked = np.flatnonzero(chosen)
     d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
-    del picked, chosen, ok, pair_msg, out_line, private_pair  # a million-packet chat: 30 MB
+    del picked
+    pair_msg = out_line = ok = chosen = None  # a million-packet chat: 30 MB, freed here
     chat.delivery_line = d_line
     chat.delivery_start = np.searchsorted(d_msg, np.arange(len(msg_line) + 1))
     chat.delivery_latency = _latencies(chat, msg_line[d_msg], d_line)
