@@ -352,8 +352,10 @@ def _relative_numbers(g, flags, seq, ack, n_groups):
     base[use_seq] = seq[first_pkt[use_seq]] - 1
     base[use_ack] = ack[first_ack_from_peer[use_ack]] - 1
     base &= 0xFFFFFFFF
-    rel_seq = (seq - base[g]) & 0xFFFFFFFF
-    rel_ack = np.where(is_ack, (ack - base[peer_g]) & 0xFFFFFFFF, 0)
+    # uint32 arithmetic wraps as sequence numbers do: no int64 temporaries, no masks.
+    base32 = base.astype(np.uint32)
+    rel_seq = seq.astype(np.uint32, copy=False) - base32[g]
+    rel_ack = np.where(is_ack, ack.astype(np.uint32, copy=False) - base32[peer_g], np.uint32(0))
     return base, has_syn, first_pkt, rel_seq, rel_ack
 
 
