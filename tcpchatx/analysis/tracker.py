@@ -171,7 +171,7 @@ def connect(p: Packets) -> Connected:
     r, c = _connections(p)  # TCP frame rows grouped by connection, capture order inside
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if len(r) else np.zeros(0, np.int64)
     n_conn = len(starts)
-    flags = p.flags[r].astype(np.int64)
+    flags = p.flags[r]  # int16: its bits are tested, never summed
     direction = _directions(p, r, c, starts, flags)
     g = c * 2 + direction  # (connection, direction) group
     base, has_syn, first_pkt, rel_seq, rel_ack = _relative_numbers(g, flags, p.seq[r], p.ack[r], 2 * n_conn)
