@@ -720,12 +720,16 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
     f.done = f.text_of_line = f.distinct = None
     texts = _decode_all(distinct)
     del distinct
-    valid = [text is not None for text in texts]
-    text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
-    text_id[valid] = np.arange(sum(valid))
-    texts = [text for text in texts if text is not None]
-    line_text = text_id[text_of_line]
-    del text_id, text_of_line
+    if None in texts:  # some lines are invalid (not UTF-8, too long): renumber the valid ones
+        valid = [text is not None for text in texts]
+        text_id = np.full(len(texts), NONE, dtype=np.int32)  # raw id -> valid text id
+        text_id[valid] = np.arange(sum(valid))
+        texts = [text for text in texts if text is not None]
+        line_text = text_id[text_of_line]
+        del text_id
+    else:  # the usual case: the raw ids are the valid ids
+        line_text = text_of_line
+    del text_of_line
     release_freed_memory()
     valid = line_text >= 0
 
