@@ -14,11 +14,11 @@ from the file's bytes (see :func:`gather_u32`).
 
 Memory: the file is mapped, not read, and its pages count in the process's RSS
 once touched.  The indexers go over the file front to back and hand each part
-back to the OS once they are :data:`KEEP_MAPPED` bytes past it (:func:`release_behind`);
-the decoder, which reads the same pages next, releases the rest as it goes.  A
-released page is re-read from the page cache if needed later.  Columns that are the same for every packet (the
-interface and tick rate of a single-interface file) are broadcast views that take
-no memory.
+back to the OS once they are :data:`KEEP_MAPPED` bytes past it
+(:func:`release_behind`); the decoder, which reads the same pages next, releases
+the rest as it goes.  A released page is re-read from the page cache if needed
+later.  Columns that are the same for every packet (the interface and tick rate
+of a single-interface file) are broadcast views that take no memory.
 
 Supported:
 

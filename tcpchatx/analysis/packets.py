@@ -202,9 +202,10 @@ def decode(index: RecordIndex) -> Packets:
             columns["src"][lo:hi], columns["dst"][lo:hi] = src, dst
         release_pages(index.buffer, int(index.data_offset[lo]),
                       int(index.data_offset[hi - 1] + index.caplen[hi - 1]))
-    if len(one_address) == len(chunks) and len(set(one_address.values())) == 1:
+    ids = set(one_address.values())
+    if len(one_address) == len(chunks) and len(ids) == 1:
         # A loopback capture: the same address everywhere costs no memory (8 MB a million).
-        columns["src"] = columns["dst"] = constant_column(one_address[0, min(n, DECODE_CHUNK)], n, np.int32)
+        columns["src"] = columns["dst"] = constant_column(ids.pop(), n, np.int32)
     else:
         for (lo, hi), address in one_address.items():
             columns["src"][lo:hi] = columns["dst"][lo:hi] = address
