@@ -177,9 +177,14 @@ def constant_column(value, n: int, dtype) -> np.ndarray:
     return np.broadcast_to(np.array(value, dtype=dtype), (n,))
 
 
+def is_constant(column: np.ndarray) -> bool:
+    """Whether ``column`` is a :func:`constant_column` (a view of one value)."""
+    return len(column) > 0 and column.strides[0] == 0
+
+
 def take(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``column[rows]``; a :func:`constant_column` stays one (no memory per row)."""
-    if len(column) and column.strides[0] == 0:
+    if is_constant(column):
         return constant_column(column[0], len(rows), column.dtype)
     return column[rows]
 

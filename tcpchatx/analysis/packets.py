@@ -36,6 +36,7 @@ from .capture import (
     gather_u8,
     gather_u16,
     gather_u32,
+    is_constant,
     read_index,
     release_pages,
 )
@@ -92,7 +93,7 @@ class Packets:
     def seconds(self, rows) -> np.ndarray:
         """Float seconds since 1970 of ``rows`` (convenient, not exact: see ``ts_ticks``)."""
         ticks, tps = self.ts_ticks[rows], self.ts_tps
-        per_second = tps[0] if len(tps) and tps.strides[0] == 0 else tps[rows]  # one for all, usually
+        per_second = tps[0] if is_constant(tps) else tps[rows]  # one for all, usually
         return (ticks // per_second) + (ticks % per_second) / per_second
 
     @cached_property
@@ -196,7 +197,7 @@ def decode(index: RecordIndex) -> Packets:
     for lo, hi, addresses in in_order(decode_chunk, chunks):
         # Addresses are numbered in order of first appearance: chunk by chunk, in order.
         src, dst = book.ids(*addresses)  # -1: not IP
-        if src.strides[0] == 0:  # loopback: written below only if other chunks differ
+        if is_constant(src):  # loopback: written below only if other chunks differ
             one_address[lo, hi] = int(src[0])
         else:
             columns["src"][lo:hi], columns["dst"][lo:hi] = src, dst
