@@ -392,14 +392,28 @@ def unique_codes(values: np.ndarray, table_limit: int | None = None) -> tuple[np
     Values in a narrow range (at most ``table_limit`` apart; default four times
     their number) are found with a table indexed by value: mark, then count.
     """
-    if len(values) == 0:
-        return np.unique(values, return_inverse=True)
-    low, high = int(values.min()), int(values.max())
-    if high - low > (4 * len(values) if table_limit is None else table_limit):
-        return np.unique(values, return_inverse=True)
+    distinct, (codes,) = shared_codes([values], table_limit)
+    return distinct, codes
+
+
+def shared_codes(columns: list[np.ndarray], table_limit: int | None = None
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`unique_codes` of several columns numbered together (the distinct
+    values of all, and each column's codes), without joining them when a table does."""
+    n = sum(len(c) for c in columns)
+    if n == 0:
+        return np.unique(np.concatenate(columns)), [np.zeros(len(c), np.int64) for c in columns]
+    low = min(int(c.min()) for c in columns if len(c))
+    high = max(int(c.max()) for c in columns if len(c))
+    if high - low > (4 * n if table_limit is None else table_limit):
+        distinct, codes = np.unique(np.concatenate(columns), return_inverse=True)
+        return distinct, np.split(codes.reshape(-1), np.cumsum([len(c) for c in columns])[:-1])
+    shifted = [c - low for c in columns]
     seen = np.zeros(high - low + 1, dtype=bool)
-    seen[values - low] = True
-    return np.flatnonzero(seen) + low, (np.cumsum(seen) - 1)[values - low]
+    for c in shifted:
+        seen[c] = True
+    code = np.cumsum(seen) - 1
+    return np.flatnonzero(seen) + low, [code[c] for c in shifted]
 
 
 def factorize(values: np.ndarray, sample: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from .labels import ORIGINATOR, RESPONDER
-from .packets import ACK, FIN, RST, SYN, Packets
+from .packets import ACK, FIN, RST, SYN, Packets, shared_codes
 from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, Kind, State
 from .workers import in_order
@@ -140,20 +140,12 @@ def _endpoint_ids(src_ep: np.ndarray, dst_ep: np.ndarray) -> tuple[np.ndarray, n
     """Number the distinct endpoints (address id << 16 | port): ids for both columns, and how many.
 
     With few addresses the endpoints fit a small table indexed by value: mark, then
-    count (no sort), for both columns without joining them; else ``numpy.unique``.
+    count (no sort), for both columns without joining them (:func:`.packets.shared_codes`).
     """
     if not len(src_ep):
         return src_ep, dst_ep, 1
-    low = min(int(src_ep.min()), int(dst_ep.min()))
-    high = max(int(src_ep.max()), int(dst_ep.max()))
-    if high - low >= 1 << 22:  # a table of more than 4M entries: sort instead
-        values, codes = np.unique(np.concatenate([src_ep, dst_ep]), return_inverse=True)
-        return codes[: len(src_ep)], codes[len(src_ep) :], len(values)
-    src_ep, dst_ep = src_ep - low, dst_ep - low
-    seen = np.zeros(high - low + 1, dtype=bool)
-    seen[src_ep] = seen[dst_ep] = True
-    code = np.cumsum(seen) - 1
-    return code[src_ep], code[dst_ep], int(code[-1]) + 1
+    distinct, (src_id, dst_id) = shared_codes([src_ep, dst_ep], table_limit=1 << 22)
+    return src_id, dst_id, len(distinct)
 
 
 def track(p: Packets) -> Tracking:
