@@ -38,6 +38,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,6 +160,14 @@ def record_chunks(rec: np.ndarray, size: int, chunk: int = 1 << 24) -> list[slic
     return [slice(a, b) for a, b in zip([0, *bounds[:-1]], bounds, strict=True) if b > a]
 
 
+def _by_parts(buf, rec: np.ndarray, read_headers: Callable[[slice], slice]) -> None:
+    """``read_headers(part)`` (which returns its part) for each :func:`record_chunks`
+    part of the records, two at once (each writes its own rows), releasing the
+    file behind them."""
+    for part in in_order(read_headers, record_chunks(rec, len(buf))):
+        release_behind(buf, *_file_span(rec, part, len(buf)))
+
+
 def _file_span(rec: np.ndarray, part: slice, size: int) -> tuple[int, int]:
     """The bytes of the file a slice of records covers (up to the next record)."""
     return (int(rec[part.start]) if part.start < len(rec) else size,
@@ -277,8 +286,7 @@ def index_pcap(buf: memoryview | bytes) -> RecordIndex:
         caplen[part], origlen[part] = incl, orig
         return part
 
-    for part in in_order(read_headers, record_chunks(rec, len(buf))):
-        release_behind(buf, *_file_span(rec, part, len(buf)))
+    _by_parts(buf, rec, read_headers)
     data_offset = rec
     data_offset += 16  # rec is not needed any more: reuse its memory
     np.clip(caplen, 0, len(buf) - data_offset, out=caplen)  # a truncated final record
@@ -572,8 +580,7 @@ def _pcapng_headers(buf, rec: np.ndarray, sections: list[Section]) -> tuple[np.n
                 data_off[at] = rs + 28
         return part
 
-    for part in in_order(read_headers, record_chunks(rec, len(buf))):
-        release_behind(buf, *_file_span(rec, part, len(buf)))
+    _by_parts(buf, rec, read_headers)
     return iface, ts, caplen, origlen, data_off
 
 
