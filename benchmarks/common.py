@@ -82,9 +82,19 @@ def time_command(cmd: list[str], stdout=subprocess.DEVNULL) -> Timing:
     return Timing(float(seconds), int(max_rss_kib) / 1024, int(returncode))  # ru_maxrss: KiB on Linux
 
 
-def best_of(repeat: int, measure) -> Timing:
-    """The fastest of ``repeat`` runs (the others were slowed by something else)."""
-    return min((measure() for _ in range(repeat)), key=lambda t: t.seconds)
+def taking_turns(rounds: int, *measures) -> list[list[Timing]]:
+    """Each of ``measures`` run ``rounds`` times, taking turns (a, b, a, b, ...), so a
+    slow minute on a shared machine falls on all of them; their timings, in run order."""
+    runs: list[list[Timing]] = [[] for _ in measures]
+    for _ in range(rounds):
+        for timings, measure in zip(runs, measures, strict=True):
+            timings.append(measure())
+    return runs
+
+
+def fastest(timings: list[Timing]) -> Timing:
+    """The fastest run (the others were slowed by something else)."""
+    return min(timings, key=lambda t: t.seconds)
 
 
 def compile_bytecode() -> bool:

@@ -52,3 +52,22 @@ def test_the_package_bytecode_is_written_before_timing():
     assert compile_bytecode()
     assert cached.is_file() and cached.stat().st_size > 0
     assert os.path.getmtime(cached) >= os.path.getmtime(tcpchatx.cli.__file__)
+
+
+def test_contenders_take_turns_and_the_fastest_run_counts():
+    """Both sides of a ratio are timed in the same minutes (a, b, a, b, ...), so a slow
+    spell on a shared machine cannot fall on one side only."""
+    from benchmarks.common import Timing, fastest, taking_turns
+
+    order, seconds = [], iter([3.0, 9.0, 1.0, 8.0, 2.0, 7.0])
+
+    def measure(name):
+        def run():
+            order.append(name)
+            return Timing(next(seconds), 0.0, 0)
+        return run
+
+    a_runs, b_runs = taking_turns(3, measure("a"), measure("b"))
+    assert order == ["a", "b"] * 3
+    assert [t.seconds for t in a_runs] == [3.0, 1.0, 2.0] and [t.seconds for t in b_runs] == [9.0, 8.0, 7.0]
+    assert fastest(a_runs).seconds == 1.0 and fastest(b_runs).seconds == 7.0
