@@ -134,12 +134,9 @@ def run(quick: bool = False) -> list[Result]:
                               shark.seconds / summary.seconds, 20.0))
         results.append(Result(f"{name}: CLI --json", f"tshark {shark.seconds:.2f} s, "
                               f"CLI --json {as_json.seconds:.2f} s", shark.seconds / as_json.seconds, 5.0))
-        # Best of 3 each, alternating: on this VM single runs of either vary by 10-15%.
-        scapy, ours = [], []
-        for _ in range(3):
-            scapy.append(raw_pcap_reader_seconds(path))
-            ours.append(analysis_seconds(path))
-        scapy, ours = min(scapy), min(ours)
+        # Best of 3 each, taking turns: on this VM single runs of either vary by 10-15%.
+        scapy, ours = (min(seconds) for seconds in taking_turns(
+            3, lambda path=path: raw_pcap_reader_seconds(path), lambda path=path: analysis_seconds(path)))
         results.append(Result(f"{name}: analyze+summary in-process", f"RawPcapReader loop {scapy:.2f} s, "
                               f"ours {ours:.2f} s", scapy / ours, 1.0))
         for label, timing in (("summary", summary), ("--json", as_json)):

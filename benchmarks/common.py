@@ -82,10 +82,10 @@ def time_command(cmd: list[str], stdout=subprocess.DEVNULL) -> Timing:
     return Timing(float(seconds), int(max_rss_kib) / 1024, int(returncode))  # ru_maxrss: KiB on Linux
 
 
-def taking_turns(rounds: int, *measures) -> list[list[Timing]]:
+def taking_turns(rounds: int, *measures) -> list[list]:
     """Each of ``measures`` run ``rounds`` times, taking turns (a, b, a, b, ...), so a
-    slow minute on a shared machine falls on all of them; their timings, in run order."""
-    runs: list[list[Timing]] = [[] for _ in measures]
+    slow minute on a shared machine falls on all of them; what each returned, in run order."""
+    runs: list[list] = [[] for _ in measures]
     for _ in range(rounds):
         for timings, measure in zip(runs, measures, strict=True):
             timings.append(measure())
