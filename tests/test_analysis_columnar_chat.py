@@ -18,6 +18,8 @@ import analysis_chat_reference as reference
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis_helpers import T0, C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, chat, to_json, write_json
@@ -381,6 +383,37 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
     assert nicks.names[kinds.welcome[texts.index("--- Welcome, al! Online")]] == "al"
     assert (kinds.welcome >= 0).sum() == 1 and (kinds.rename_from >= 0).sum() == 1
     assert kinds.rename_to[texts.index("--- carol is now known as dave")] == chat.NONE
+
+
+_ODD = "<>* -ab\t\x1c\x00\u00a0\u00e9\u3000!"  # delimiters, spaces ASCII and not, non-ASCII
+_SERVER_TEXT = st.builds(
+    lambda around, nick, space, rest: around[0] + nick + around[1] + space + rest,
+    st.sampled_from([("<", ">"), ("*", "*"), ("<", "*"), ("*", ">"), ("<", ""), ("**", "*"),
+                     ("", ""), ("*** ", ""), ("--- ", ""), ("!!! ", ""), ("-- ", "")]),
+    st.text(alphabet="ab-\x00\u00e9" + _ODD, max_size=20),  # where a nick would be
+    st.sampled_from([" ", "", "  "]),
+    st.text(alphabet=_ODD, max_size=6),
+)
+
+
+@given(st.lists(_SERVER_TEXT, min_size=1, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
+    """The byte scan settles most texts and leaves the rest to the regex; either way
+    each text means what parse_server_line says (and a nick or payload seen twice
+    gets one id)."""
+    from tcpchatx import protocol as proto
+
+    texts = [*texts, "<" + "n" * 20 + "> longer than any nick", "*" + "m" * 17 + "* too"]
+    kinds = chat._kinds_of_texts(texts, np.arange(len(texts)), np.ones(len(texts), np.int8),
+                                 nicks := chat._Ids(), chat._Ids())
+    for k, text in enumerate(texts):
+        want = proto.parse_server_line(text)
+        assert chat.KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
+        nick, payload = kinds.server_nick[k], kinds.server_payload[k]
+        assert (nicks.names[nick] if nick >= 0 else None) == want.nick, text
+        assert (kinds.payloads.names[payload] if payload >= 0 else None) == (want.text if want.nick else None)
+    assert len(set(nicks.names)) == len(nicks.names) and len(set(kinds.payloads.names)) == len(kinds.payloads.names)
 
 
 def test_client_lines_parsed_in_bulk_as_parse_client_line_does():

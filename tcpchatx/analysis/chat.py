@@ -852,40 +852,112 @@ _SERVER_LINES = re.compile(
 _SIGIL_KIND = {proto.NOTICE_SIGIL: NOTICE, proto.REPLY_SIGIL: REPLY, proto.ERROR_SIGIL: ERROR}
 
 
+def _nick_stops(opener: str, closer: str) -> np.ndarray:
+    """For each byte value: does it end the nick after ``opener``?  Asked of
+    :data:`_SERVER_LINES` itself, one ASCII character at a time.  Bytes from 128 up
+    stop too: they may be part of a Unicode space, which the regex then settles."""
+    stops = np.ones(256, dtype=bool)
+    for b in range(128):
+        found = _SERVER_LINES.match(f"{opener}{chr(b)}{closer} text")
+        stops[b] = not (found and chr(b) in (found[2], found[3]))
+    assert stops[ord(closer)]  # the scan below relies on it: the nick cannot hold its closer
+    return stops
+
+
+# The two prefixes with a nick ("<nick> ", "*nick* "): row 0 and 1 of the stop table.
+_NICK_OPENERS, _NICK_CLOSERS = np.array([ord("<"), ord("*")]), np.array([ord(">"), ord("*")])
+_NICK_STOPS = np.array([_nick_stops("<", ">"), _nick_stops("*", "*")])
+_NICK_SCAN = proto.NICK_MAX_CHARS + 1  # bytes looked at; a longer run goes to the regex
+
+
 def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids) -> None:
     """:func:`tcpchatx.protocol.parse_server_line` for many texts at once.
 
     A busy chat has a distinct ``<nick> text`` per message: hundreds of thousands
-    of texts.  Joined by newlines, they are parsed by one ``re.findall`` (one tuple
-    per line, built in C), and nick and text ids are handed out in bulk
-    (:meth:`_Ids.ids_of`).  A test checks this against ``parse_server_line``.
+    of texts, made of a few thousand nicks and payloads.  So the texts are read
+    as bytes, all at once (numpy): each one's sigil, or where its ``<nick> `` or
+    ``*nick* `` ends.  Nicks and payloads are numbered by their bytes
+    (:func:`_line_ids`), and only the distinct ones become Python strings.  The
+    few texts the byte scan cannot settle (a non-ASCII byte, or a run longer than
+    any nick, where a nick would be) go to the regular expression.  A test checks
+    all this against ``parse_server_line``.
     """
     if not texts:
         return
-    parts = _SERVER_LINES.findall("\n".join(texts))
-    assert len(parts) == len(texts)  # one match per line; no text holds a newline
-    sigil, chat_nick, private_nick, rest = _columns(parts, 4)
-    is_chat, is_private = chat_nick != "", private_nick != ""
-    kind = np.full(len(texts), NOTICE, dtype=np.int32)  # no sigil, no nick: a plain notice
+    n = len(texts)
+    encoded = "\n".join(texts).encode("utf-8", "surrogatepass")
+    data = np.empty(len(encoded) + 1 + _NICK_SCAN + WORD, dtype=np.uint8)
+    data[: len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+    data[len(encoded)] = 10
+    data[len(encoded) + 1 :] = 0  # what the scans may read past the end (see _words)
+    del encoded
+    end = np.flatnonzero(data == 10)  # one newline after each text
+    assert len(end) == n  # no text holds a newline
+    start = np.r_[0, end[:-1] + 1]
+    kind = np.full(n, NOTICE, dtype=np.int32)  # no sigil, no nick: a plain notice
+    skip = np.zeros(n, dtype=np.int64)  # bytes (= characters) before the rest: a sigil's
+    head = _every_word(data)[start]
     for mark, code in _SIGIL_KIND.items():
-        kind[sigil == mark] = code
-    kind[is_chat], kind[is_private] = CHAT, PRIVATE
+        raw = mark.encode()
+        hit = (head & np.uint64((1 << 8 * len(raw)) - 1)) == np.uint64(int.from_bytes(raw, "little"))
+        kind[hit], skip[hit] = code, len(raw)
+    # "<nick> " or "*nick* ": the nick runs up to the first byte that cannot be in it.
+    first = data[start]
+    maybe = np.flatnonzero((skip == 0) & np.isin(first, _NICK_OPENERS))
+    which = (first[maybe] == _NICK_OPENERS[1]).astype(np.intp)
+    at = start[maybe] + 1  # the byte looked at, for each text
+    running = np.arange(len(maybe))
+    for _ in range(_NICK_SCAN):
+        running = running[~_NICK_STOPS[which[running], data[at[running]]]]
+        at[running] += 1
+    stop = data[at]
+    unsure = stop >= 128
+    unsure[running] = True
+    closed = ~unsure & (stop == _NICK_CLOSERS[which]) & (at > start[maybe] + 1) & (data[at + 1] == ord(" "))
+    by_bytes, at, which = maybe[closed], at[closed], which[closed]
+    kind[by_bytes] = np.where(which == 1, PRIVATE, CHAT)
+    nick_of = np.empty(n, dtype=object)
+    payload_of = np.empty(n, dtype=object)
+    nick_of[by_bytes] = _distinct_strings(data, start[by_bytes] + 1, at)
+    payload_of[by_bytes] = _distinct_strings(data, at + 2, end[by_bytes])
+    by_regex = maybe[unsure]
+    if len(by_regex):
+        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(_pick(texts, by_regex))), 4)
+        is_chat, is_private = chat_nick != "", private_nick != ""
+        kind[by_regex[is_chat]], kind[by_regex[is_private]] = CHAT, PRIVATE
+        nick_of[by_regex] = np.where(is_chat, chat_nick, private_nick)
+        payload_of[by_regex] = rest
     f.server_kind[ids] = kind
-    said = np.flatnonzero(is_chat | is_private)
-    f.server_nick[ids[said]] = nicks.ids_of(np.where(is_chat, chat_nick, private_nick)[said].tolist())
-    f.server_payload[ids[said]] = f.payloads.ids_of(rest[said].tolist())
-    # Replies may welcome a nick, notices may rename one (one findall each, as above;
-    # "" where a line is neither).  Nick ids in line order, old name before new.
+    said = np.flatnonzero((kind == CHAT) | (kind == PRIVATE))
+    f.server_nick[ids[said]] = nicks.ids_of(nick_of[said].tolist())
+    f.server_payload[ids[said]] = f.payloads.ids_of(payload_of[said].tolist())
+    del nick_of, payload_of
+    # Replies may welcome a nick, notices may rename one (one findall each; ""
+    # where a line is neither).  Nick ids in line order, old name before new.
     rows = np.flatnonzero(kind == REPLY)
-    name = np.array(_each_line(_WELCOMES, rest[rows]), dtype=object)
+    name = np.array(_each_line(_WELCOMES, _rests(texts, rows, skip)), dtype=object)
     rows, name = rows[name != ""], name[name != ""]
     f.welcome[ids[rows]] = nicks.ids_of(name.tolist())
     rows = np.flatnonzero(kind == NOTICE)
-    old_new = _columns(_each_line(_RENAMES, rest[rows]), 2).T
+    old_new = _columns(_each_line(_RENAMES, _rests(texts, rows, skip)), 2).T
     renamed = old_new[:, 0] != ""
     rows, old_new = rows[renamed], old_new[renamed]
     old_then_new = np.array(nicks.ids_of(old_new.ravel().tolist()), dtype=np.int32).reshape(-1, 2)
     f.rename_from[ids[rows]], f.rename_to[ids[rows]] = old_then_new.T
+
+
+def _distinct_strings(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """``data[a:b]`` decoded, for each range, as an object array: one string for each
+    distinct content (:func:`_line_ids`), shared by the ranges that hold it."""
+    ids, firsts = _line_ids(data, start, end)
+    strings = [data[a:b].tobytes().decode("utf-8", "surrogatepass")
+               for a, b in zip(start[firsts].tolist(), end[firsts].tolist(), strict=True)]
+    return np.array(strings, dtype=object)[ids]
+
+
+def _rests(texts: list[str], rows: np.ndarray, skip: np.ndarray) -> list[str]:
+    """What follows each row's sigil (the whole text if it has none)."""
+    return [texts[k][s:] for k, s in zip(rows.tolist(), skip[rows].tolist(), strict=True)]
 
 
 # _WELCOME and _RENAMED as patterns that match every line, with empty groups if they do not.
