@@ -74,7 +74,8 @@ from .sorting import stable_argsort
 from .tracker import Flows
 from .workers import for_each, in_order
 
-_WELCOME = re.compile(r"^Welcome, (.+?)! ")
+_WELCOME_START = "Welcome, "
+_WELCOME = re.compile("^" + re.escape(_WELCOME_START) + r"(.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
 
 # Line kinds as small integers (column ``Chat.kind``); KIND_NAMES[code] is the label.
@@ -824,16 +825,12 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
                    message_private=np.full(m + 1, NONE, dtype=np.int8),
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=_Ids())
+    every = np.array(texts, dtype=object)  # to pick texts by id in C, with no Python int per id
     server_ids = np.flatnonzero(seen_as[:, 1])
-    _server_facts(f, _pick(texts, server_ids), server_ids, nicks)
+    _server_facts(f, every[server_ids].tolist(), server_ids, nicks)
     client_ids = np.flatnonzero(seen_as[:, 0])
-    _client_facts(f, _pick(texts, client_ids), client_ids, commands)
+    _client_facts(f, every[client_ids].tolist(), client_ids, commands)
     return f
-
-
-def _pick(texts: list[str], ids: np.ndarray) -> list[str]:
-    """``[texts[k] for k in ids]``, the loop in C."""
-    return list(map(texts.__getitem__, ids.tolist()))
 
 
 def _columns(rows: list[tuple], width: int) -> np.ndarray:
@@ -896,11 +893,9 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     start = np.r_[0, end[:-1] + 1]
     kind = np.full(n, NOTICE, dtype=np.int32)  # no sigil, no nick: a plain notice
     skip = np.zeros(n, dtype=np.int64)  # bytes (= characters) before the rest: a sigil's
-    head = _every_word(data)[start]
     for mark, code in _SIGIL_KIND.items():
-        raw = mark.encode()
-        hit = (head & np.uint64((1 << 8 * len(raw)) - 1)) == np.uint64(int.from_bytes(raw, "little"))
-        kind[hit], skip[hit] = code, len(raw)
+        hit = _starts_with(data, start, mark.encode())
+        kind[hit], skip[hit] = code, len(mark)
     # "<nick> " or "*nick* ": the nick runs up to the first byte that cannot be in it.
     first = data[start]
     maybe = np.flatnonzero((skip == 0) & np.isin(first, _NICK_OPENERS))
@@ -922,7 +917,8 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     payload_of[by_bytes] = _distinct_strings(data, at + 2, end[by_bytes])
     by_regex = maybe[unsure]
     if len(by_regex):
-        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(_pick(texts, by_regex))), 4)
+        regex_texts = [texts[k] for k in by_regex.tolist()]
+        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(regex_texts)), 4)
         is_chat, is_private = chat_nick != "", private_nick != ""
         kind[by_regex[is_chat]], kind[by_regex[is_private]] = CHAT, PRIVATE
         nick_of[by_regex] = np.where(is_chat, chat_nick, private_nick)
@@ -935,6 +931,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     # Replies may welcome a nick, notices may rename one (one findall each; ""
     # where a line is neither).  Nick ids in line order, old name before new.
     rows = np.flatnonzero(kind == REPLY)
+    rows = rows[_starts_with(data, start[rows] + skip[rows], _WELCOME_START.encode())]
     name = np.array(_each_line(_WELCOMES, _rests(texts, rows, skip)), dtype=object)
     rows, name = rows[name != ""], name[name != ""]
     f.welcome[ids[rows]] = nicks.ids_of(name.tolist())
@@ -944,6 +941,17 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     rows, old_new = rows[renamed], old_new[renamed]
     old_then_new = np.array(nicks.ids_of(old_new.ravel().tolist()), dtype=np.int32).reshape(-1, 2)
     f.rename_from[ids[rows]], f.rename_to[ids[rows]] = old_then_new.T
+
+
+def _starts_with(data: np.ndarray, offsets: np.ndarray, prefix: bytes) -> np.ndarray:
+    """Whether the bytes at each offset begin with ``prefix``, compared 8 at a time
+    (``data`` must go on for 8 bytes past where the prefix could end)."""
+    found = np.ones(len(offsets), dtype=bool)
+    for k in range(0, len(prefix), WORD):
+        part = prefix[k : k + WORD]
+        low = np.uint64((1 << 8 * len(part)) - 1)
+        found &= (_every_word(data)[offsets + k] & low) == np.uint64(int.from_bytes(part, "little"))
+    return found
 
 
 def _distinct_strings(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
