@@ -634,12 +634,13 @@ class _Ids(dict):
     def get_id(self, name: str | None) -> int:
         return NONE if name is None else self[name]
 
-    def ids_of(self, names: list[str]) -> list[int]:
-        """``[self[x] for x in names]``, with the loops in C (new names numbered in order)."""
+    def ids_of(self, names: list[str]) -> np.ndarray:
+        """``[self[x] for x in names]`` as an array, with the loops in C (new names
+        numbered in order)."""
         fresh = list(itertools.filterfalse(self.__contains__, dict.fromkeys(names)))
         self.update(zip(fresh, itertools.count(len(self.names))))
         self.names += fresh
-        return list(map(self.__getitem__, names))
+        return np.fromiter(map(self.__getitem__, names), dtype=np.int64, count=len(names))
 
 
 def analyze_chat(p: Packets, t: Flows, server: tuple[str, int] | None = None) -> Chat:
@@ -939,7 +940,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     old_new = _columns(_each_line(_RENAMES, _rests(texts, rows, skip)), 2).T
     renamed = old_new[:, 0] != ""
     rows, old_new = rows[renamed], old_new[renamed]
-    old_then_new = np.array(nicks.ids_of(old_new.ravel().tolist()), dtype=np.int32).reshape(-1, 2)
+    old_then_new = nicks.ids_of(old_new.ravel().tolist()).reshape(-1, 2)
     f.rename_from[ids[rows]], f.rename_to[ids[rows]] = old_then_new.T
 
 
