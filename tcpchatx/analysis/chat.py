@@ -34,7 +34,9 @@ Python still does the parts that need Python, but once per *distinct* thing:
 * each distinct line text is decoded and parsed once (a broadcast repeats the
   same ``<nick> text`` to every client), and its facts become numbers (a kind
   code, a nick id, a text id); which lines are the same is found without a
-  Python object per line, by a hash of their bytes (:func:`_line_ids`);
+  Python object per line, by a hash of their bytes (:func:`_line_ids`).  Server
+  texts, most of them ``<nick> text``, are even parsed as bytes, so that only
+  their distinct nicks and payloads become strings (:func:`_server_facts`);
 * nicknames change only on a few lines (the first line of a client, the server's
   ``Welcome, nick!`` and ``X is now known as Y``): a loop over those lines only
   records each change, and every line then looks up its connection's nick at its
