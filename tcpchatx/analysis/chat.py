@@ -952,7 +952,7 @@ def _starts_with(data: np.ndarray, offsets: np.ndarray, prefix: bytes) -> np.nda
     found = np.ones(len(offsets), dtype=bool)
     for k in range(0, len(prefix), WORD):
         part = prefix[k : k + WORD]
-        low = np.uint64((1 << 8 * len(part)) - 1)
+        low = _KEEP_LOW_BYTES[len(part)]
         found &= (_every_word(data)[offsets + k] & low) == np.uint64(int.from_bytes(part, "little"))
     return found
 
