@@ -187,12 +187,12 @@ class Chat:
     @cached_property
     def msg_text(self) -> list[str]:
         """Each message's relayed text (made on first use: the summary needs none)."""
-        return list(map(self.payloads.__getitem__, self.msg_payload.tolist()))
+        return _pick(self.payloads, self.msg_payload)
 
     @cached_property
     def msg_to(self) -> list[str | None]:
         """Each message's addressee, None for chat to everyone (made on first use)."""
-        return list(map(self.addressee_of_text.__getitem__, self.msg_text_id.tolist()))
+        return _pick(self.addressee_of_text, self.msg_text_id)
 
     @property
     def n_lines(self) -> int:
@@ -828,12 +828,17 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
                    message_private=np.full(m + 1, NONE, dtype=np.int8),
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=_Ids())
-    every = np.array(texts, dtype=object)  # to pick texts by id in C, with no Python int per id
     server_ids = np.flatnonzero(seen_as[:, 1])
-    _server_facts(f, every[server_ids].tolist(), server_ids, nicks)
+    _server_facts(f, _pick(texts, server_ids), server_ids, nicks)
     client_ids = np.flatnonzero(seen_as[:, 0])
-    _client_facts(f, every[client_ids].tolist(), client_ids, commands)
+    _client_facts(f, _pick(texts, client_ids), client_ids, commands)
     return f
+
+
+def _pick(values: list, ids: np.ndarray) -> list:
+    """``[values[k] for k in ids]``, indexed by numpy in C: no Python int per id
+    (``ids.tolist()`` for 137,000 ids: ~10 ms and ~1,800 fresh pages)."""
+    return np.array(values, dtype=object)[ids].tolist()
 
 
 def _columns(rows: list[tuple], width: int) -> np.ndarray:
@@ -920,8 +925,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     payload_of[by_bytes] = _distinct_strings(data, at + 2, end[by_bytes])
     by_regex = maybe[unsure]
     if len(by_regex):
-        regex_texts = [texts[k] for k in by_regex.tolist()]
-        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(regex_texts)), 4)
+        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(_pick(texts, by_regex))), 4)
         is_chat, is_private = chat_nick != "", private_nick != ""
         kind[by_regex[is_chat]], kind[by_regex[is_private]] = CHAT, PRIVATE
         nick_of[by_regex] = np.where(is_chat, chat_nick, private_nick)
