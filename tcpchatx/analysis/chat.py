@@ -70,7 +70,6 @@ from tcpchatx import protocol as proto
 from tcpchatx.protocol import Kind
 
 from .capture import at_every_offset, release_pages, take
-from .memory import release_freed_memory
 from .packets import RST, Packets, exact_ratio
 from .sorting import stable_argsort
 from .tracker import Flows
@@ -734,7 +733,6 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
     else:  # the usual case: the raw ids are the valid ids
         line_text = text_of_line
     del text_of_line
-    release_freed_memory()
     valid = line_text >= 0
 
     nicks, commands = _Ids(), _Ids()

@@ -6,12 +6,12 @@ free it raises its threshold and serves later arrays from its heap, where freed
 memory stays for reuse.  The analysis makes many temporaries of many sizes, so
 without help the heap only grows: after analysing a million packets the process
 held 336 MB, of which 80 MB were free heap.  glibc's ``malloc_trim(0)`` returns
-the free pages (Dask does the same for its workers); we call it where that lowers
-the peak: in the chat phase once the streams' bytes and the raw line ids are
-freed, after the analysis, and between the JSON writer's lists.  Not between
-reading and tracking, tracking and chat, after finding the lines or before the
-fan-out: the next step would only take the same pages back as fresh ones (those
-four releases cost 16,000 page faults and lowered no peak).
+the free pages (Dask does the same for its workers); we call it after the
+analysis and between the JSON writer's lists.  Not between the analysis's
+phases: the next step would only take the same pages back as fresh ones.  Five
+such releases cost 22,000 page faults; four lowered no peak, and the one in the
+chat phase (once the streams' bytes are freed) lowered it by 3-11 MB, for 6,000
+faults and 30-70 ms of a million packets' 1 s.
 Elsewhere (macOS, Windows, musl) there is no such function and nothing to do.
 
 The opposite cost is page faults: memory the OS gets back and hands out again
@@ -19,8 +19,8 @@ comes as fresh pages, zeroed one fault at a time (1-2 us each here).  Until glib
 has raised its thresholds, it returns every big array's pages when it is freed;
 analysing a million packets took 140,000 faults.  :func:`keep_freed_memory_for_reuse`
 sets the thresholds to where glibc would raise them by itself (blocks up to 32 MB
-from the heap, which keeps up to 64 MB free at its top): 75,000 faults (60,000-67,000
-without the four releases above), and the releases above still hand memory back
+from the heap, which keeps up to 64 MB free at its top): 75,000 faults (52,000-58,000
+without the five releases above), and the releases above still hand memory back
 with :func:`release_freed_memory`.
 """
 
