@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tempfile
 
 from .run import Analysis, analyze
 
@@ -64,6 +63,8 @@ def write_annotated(analysis_or_path: Analysis | str | os.PathLike, out_path: st
     index = p.index
     out_path = os.fspath(out_path)
     directory = os.path.dirname(os.path.abspath(out_path))
+    import tempfile  # here: the commands that write no file skip its imports (~4 ms)
+
     fd, tmp = tempfile.mkstemp(prefix=".annotated-", suffix=".pcapng.tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
