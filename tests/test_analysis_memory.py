@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tcpchatx.analysis import analyze
-from tcpchatx.analysis.memory import _glibc
+from tcpchatx.memory import _glibc
 
 CHAT = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
 
@@ -20,7 +20,7 @@ CHAT = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
 FAULTS_OF_THREE_ARRAYS = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
-    from tcpchatx.analysis.memory import keep_freed_memory_for_reuse
+    from tcpchatx.memory import keep_freed_memory_for_reuse
     if sys.argv[1] == "keep":
         keep_freed_memory_for_reuse()
     faults = []

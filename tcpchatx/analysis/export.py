@@ -11,6 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
+from ..memory import release_freed_memory
 from .chat import KIND_NAMES
 from .labels import (
     CLOSE_KINDS,
@@ -22,7 +23,6 @@ from .labels import (
     ZEEK_CONN_STATES,
     flag_string,
 )
-from .memory import release_freed_memory
 from .packets import exact_ratio, unique_codes
 from .states import STEPS, Kind, State
 
@@ -141,7 +141,7 @@ def write_json(a, fp: TextIO, notes: bool = True) -> None:
     _write_list(fp, ["".join(ROW + json.dumps(c, separators=(",", ":")) for c in data["connections"])])
     fp.write('],\n "packets": [')
     _write_list(fp, _packet_chunks(a, notes))
-    release_freed_memory()  # each list's chunks have their own sizes (see .memory)
+    release_freed_memory()  # each list's chunks have their own sizes (see tcpchatx.memory)
     fp.write('],\n "lines": [')
     _write_list(fp, _line_chunks(a))
     release_freed_memory()

@@ -15,9 +15,9 @@ from functools import cached_property
 
 import numpy as np
 
+from ..memory import keep_freed_memory_for_reuse, release_freed_memory
 from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines, reassemble_chat
 from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
-from .memory import keep_freed_memory_for_reuse, release_freed_memory
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
 from .tracker import Connection, Tracking, connect, fits_beside, label
@@ -117,7 +117,7 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     """
     keep_freed_memory_for_reuse()
     # Each phase reuses the memory the one before freed; releasing it between them
-    # would only cost page faults (see .memory).  Chat releases where that lowers the peak.
+    # would only cost page faults (see tcpchatx.memory).
     with _cyclic_gc_paused():
         packets = read_packets(path)
         flows = connect(packets)
