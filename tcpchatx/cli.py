@@ -266,6 +266,9 @@ def _run_capture(args: argparse.Namespace) -> int:
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
+    from .memory import warm_up_heap_beside
+
+    warm_up_heap_beside(_file_size(args.capture))  # before numpy is imported, below
     from .analysis import (
         CaptureFormatError,
         analyze,
@@ -302,6 +305,14 @@ def _run_annotate(args: argparse.Namespace) -> int:
         print(f"Annotated copy: {written} (Wireshark: View > Packet Comments, or filter frame.comment)",
               file=sys.stderr)
     return 0
+
+
+def _file_size(path: str) -> int:
+    """The file's size in bytes; 0 if it cannot be read (the command then says why)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _run_verify(args: argparse.Namespace) -> int:

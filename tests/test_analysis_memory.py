@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tcpchatx.analysis import analyze
-from tcpchatx.memory import _glibc
+from tcpchatx.memory import WARM_UP_BLOCK, _glibc, warm_up_heap_beside
 
 CHAT = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
 
@@ -46,6 +46,38 @@ def test_freed_arrays_are_reused_from_the_first_one():
     kept = faults_of_three_arrays("keep")
     assert default[1] > default[0] // 2, default  # the second array faulted its pages in again
     assert kept[0] > 100 and kept[1] < kept[0] // 10 and kept[2] < kept[0] // 10, kept
+
+
+# Page faults of 16 MB of bytes made in a fresh process (from the heap, and not
+# numpy's, which asks for huge pages), with the heap's first pages warmed up first
+# (and waited for) or not.
+FAULTS_AFTER_WARM_UP = textwrap.dedent("""
+    import json, resource, sys
+    from tcpchatx.memory import keep_freed_memory_for_reuse, warm_up_heap_beside
+    keep_freed_memory_for_reuse()
+    if sys.argv[1] == "warm":
+        warm_up_heap_beside(64 << 20).join()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = b"x" * (16 << 20)
+    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before))
+""")
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux); elsewhere it does nothing")
+def test_a_warmed_up_heap_gives_the_next_arrays_pages_already_faulted_in():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", FAULTS_AFTER_WARM_UP, mode], capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
+        return json.loads(out.stdout)
+
+    pages = (16 << 20) // 4096
+    cold, warm = faults("cold"), faults("warm")
+    assert cold > pages // 2, cold  # fresh pages: a fault each
+    assert warm < pages // 20, warm
+
+
+def test_warming_up_needs_at_least_one_block():
+    assert warm_up_heap_beside(WARM_UP_BLOCK - 1) is None  # a small capture: nothing to gain
 
 
 def test_the_analysis_runs_without_cycle_collections_and_leaves_the_collector_as_it_was():
