@@ -268,7 +268,8 @@ def _run_capture(args: argparse.Namespace) -> int:
 def _run_annotate(args: argparse.Namespace) -> int:
     from .memory import warm_up_heap_beside
 
-    warm_up_heap_beside(_file_size(args.capture))  # before numpy is imported, below
+    analysing = threading.Event()
+    warm_up_heap_beside(_file_size(args.capture), until=analysing)  # while numpy is imported
     from .analysis import (
         CaptureFormatError,
         analyze,
@@ -278,6 +279,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
     )
     from .analysis.text import SUMMARY_ITEMS, ladder_rows
 
+    analysing.set()  # the warm-up stops here: the analysis needs both cores
     try:
         analysis = analyze(args.capture)
     except FileNotFoundError:

@@ -83,8 +83,9 @@ WARM_UP_BLOCK = 16 << 20  # under MMAP_THRESHOLD_MAX: the blocks come from the h
 WARM_UP_MAX = 96 << 20  # under TOP_KEPT, so freed they stay; a million packets reuse ~70 of them
 
 
-def warm_up_heap_beside(nbytes: int) -> threading.Thread | None:
-    """Fault in about ``nbytes`` of the heap on another thread; return that thread.
+def warm_up_heap_beside(nbytes: int, until: threading.Event) -> threading.Thread | None:
+    """Fault in about ``nbytes`` of the heap on another thread, until ``until`` is set;
+    return that thread.
 
     A fresh page costs a page fault at its first touch (2-7 us on the lab's VM), and
     a fresh process's arrays all land on fresh pages: a million packets' analysis
@@ -93,8 +94,10 @@ def warm_up_heap_beside(nbytes: int) -> threading.Thread | None:
     before that, this thread takes the heap's first faults on the other core.  It
     allocates blocks from the heap, touches each and frees it, and the analysis
     then reuses those pages: ~17,000 fewer faults on its path, ~0.03 s (median of
-    21 alternating runs; more when faults are slow).  At most :data:`WARM_UP_MAX`,
-    one block at a time beyond what is free (the peak stays); only with glibc.
+    21 alternating runs; more when faults are slow).  At most :data:`WARM_UP_MAX`;
+    only with glibc.  Set ``until`` when the analysis starts: the blocks not yet
+    touched are then freed untouched, so that a slow warm-up neither takes the
+    analysis's second core nor leaves warm pages beside its peak.
     """
     libc = _glibc()
     blocks = min(nbytes, WARM_UP_MAX) // WARM_UP_BLOCK
@@ -103,15 +106,17 @@ def warm_up_heap_beside(nbytes: int) -> threading.Thread | None:
     keep_freed_memory_for_reuse()  # first: else glibc would map each block apart
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
-    thread = threading.Thread(target=_fault_in, args=(libc, blocks), name="tcpchatx-heap-warm-up", daemon=True)
+    thread = threading.Thread(target=_fault_in, args=(libc, blocks, until), name="tcpchatx-heap-warm-up",
+                              daemon=True)
     thread.start()
     return thread
 
 
-def _fault_in(libc, blocks: int) -> None:
-    """Allocate ``blocks`` heap blocks, then touch and free each (ctypes lets go of the GIL)."""
+def _fault_in(libc, blocks: int, until: threading.Event) -> None:
+    """Allocate ``blocks`` heap blocks, then touch and free each (ctypes lets go of
+    the GIL) until ``until`` is set; free the rest untouched."""
     taken = [libc.malloc(WARM_UP_BLOCK) for _ in range(blocks)]
     for block in taken:
-        if block:
+        if block and not until.is_set():
             ctypes.memset(block, 0, WARM_UP_BLOCK)
-            libc.free(block)
+        libc.free(block)  # free(NULL) does nothing

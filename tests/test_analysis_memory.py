@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,13 +51,16 @@ def test_freed_arrays_are_reused_from_the_first_one():
 
 # Page faults of 16 MB of bytes made in a fresh process (from the heap, and not
 # numpy's, which asks for huge pages), with the heap's first pages warmed up first
-# (and waited for) or not.
+# (and waited for), or not, or with a warm-up told to stop before it began.
 FAULTS_AFTER_WARM_UP = textwrap.dedent("""
-    import json, resource, sys
+    import json, resource, sys, threading
     from tcpchatx.memory import keep_freed_memory_for_reuse, warm_up_heap_beside
     keep_freed_memory_for_reuse()
-    if sys.argv[1] == "warm":
-        warm_up_heap_beside(64 << 20).join()
+    if sys.argv[1] != "cold":
+        analysing = threading.Event()
+        if sys.argv[1] == "stopped":
+            analysing.set()  # before the thread starts: it touches nothing
+        warm_up_heap_beside(64 << 20, until=analysing).join()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     block = b"x" * (16 << 20)
     print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before))
@@ -64,20 +68,21 @@ FAULTS_AFTER_WARM_UP = textwrap.dedent("""
 
 
 @pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux); elsewhere it does nothing")
-def test_a_warmed_up_heap_gives_the_next_arrays_pages_already_faulted_in():
+def test_a_warmed_up_heap_gives_the_next_arrays_pages_already_faulted_in_until_told_to_stop():
     def faults(mode: str) -> int:
         out = subprocess.run([sys.executable, "-c", FAULTS_AFTER_WARM_UP, mode], capture_output=True,
                              text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
         return json.loads(out.stdout)
 
     pages = (16 << 20) // 4096
-    cold, warm = faults("cold"), faults("warm")
+    cold, warm, stopped = faults("cold"), faults("warm"), faults("stopped")
     assert cold > pages // 2, cold  # fresh pages: a fault each
     assert warm < pages // 20, warm
+    assert stopped > pages // 2, stopped
 
 
 def test_warming_up_needs_at_least_one_block():
-    assert warm_up_heap_beside(WARM_UP_BLOCK - 1) is None  # a small capture: nothing to gain
+    assert warm_up_heap_beside(WARM_UP_BLOCK - 1, until=threading.Event()) is None  # a small capture
 
 
 def test_the_analysis_runs_without_cycle_collections_and_leaves_the_collector_as_it_was():
