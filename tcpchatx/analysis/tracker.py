@@ -598,9 +598,10 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
     byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2).astype(np.int64)
     syn = (flags & (SYN | ACK)) == SYN
     synack = (flags & (SYN | ACK)) == (SYN | ACK)
+    b = COMPLETENESS_BITS
     bits = (
-        syn * 1 | synack * 2 | (((flags & ACK) != 0) & ~synack) * 4
-        | (length > 0) * 8 | ((flags & FIN) != 0) * 16 | ((flags & RST) != 0) * 32
+        syn * b["SYN"] | synack * b["SYN-ACK"] | (((flags & ACK) != 0) & ~synack) * b["ACK"]
+        | (length > 0) * b["DATA"] | ((flags & FIN) != 0) * b["FIN"] | ((flags & RST) != 0) * b["RST"]
     )
     completeness = np.bitwise_or.reduceat(bits, starts) if len(starts) else np.zeros(0, np.int64)
     first, last = r[starts], r[ends - 1]
