@@ -28,7 +28,7 @@ test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check tcpchatx tests
+	$(VENV)/bin/ruff check .  # the package, tests, benchmarks and notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

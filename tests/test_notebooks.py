@@ -37,7 +37,7 @@ NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 NAMES = [path.name for path in NOTEBOOKS]
 EXERCISE = NOTEBOOK_DIR / "04_lab_exercises.ipynb"
-FIRST_CELL = "from tcpchatx import lab; mode = lab.capture_mode()"
+FIRST_CELL = "from tcpchatx import lab\n\nmode = lab.capture_mode()"
 CELL_TIMEOUT = 120  # seconds per cell
 SYSTEM_PYTHON = "/usr/bin/python3"
 PAPERMILL_PARAMETERS = [
