@@ -262,6 +262,21 @@ def test_decode_all_is_decode_line_of_each():
     assert chat._decode_all(joined([])) == []
 
 
+def test_plain_ascii_texts_stay_one_string_and_read_as_a_list_of_them():
+    blobs = [b"hi", b"", b"<al> x", b"tab\there", b"\x00", b"a" * 1024]
+    texts = chat._decode_all(chat._joined_lines(*as_lines(blobs), chunk=5))
+    want = [chat.decode_line(b) for b in blobs]
+    assert isinstance(texts, chat._AsciiTexts)
+    assert list(texts) == want and len(texts) == len(want)
+    assert [texts[k] for k in range(len(texts))] == want and texts[-1] == want[-1]
+    assert texts[1:4] == want[1:4]
+    assert chat._pick(texts, np.array([4, 0, 0, 2])) == [want[4], want[0], want[0], want[2]]
+    assert None not in texts and "<al> x" in texts and "<al>" not in texts
+    # Not ASCII, or a line decode_line changes (over-long, a trailing "\r"): a list.
+    for odd in (b"caf\xc3\xa9", b"a" * 1025, b"x\r"):
+        assert isinstance(chat._decode_all(chat._joined_lines(*as_lines([*blobs, odd]))), list)
+
+
 def ids_by_dict(blobs: list[bytes]):
     """The plain way to number lines by content, in order of first appearance."""
     ids: dict[bytes, int] = {}
@@ -405,15 +420,22 @@ def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
     from tcpchatx import protocol as proto
 
     texts = [*texts, "<" + "n" * 20 + "> longer than any nick", "*" + "m" * 17 + "* too"]
-    kinds = chat._kinds_of_texts(texts, np.arange(len(texts)), np.ones(len(texts), np.int8),
-                                 nicks := chat._Ids(), chat._Ids())
-    for k, text in enumerate(texts):
-        want = proto.parse_server_line(text)
-        assert chat.KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
-        nick, payload = kinds.server_nick[k], kinds.server_payload[k]
-        assert (nicks.names[nick] if nick >= 0 else None) == want.nick, text
-        assert (kinds.payloads.names[payload] if payload >= 0 else None) == (want.text if want.nick else None)
-    assert len(set(nicks.names)) == len(nicks.names) and len(set(kinds.payloads.names)) == len(kinds.payloads.names)
+    # The same shapes in plain ASCII, as the analysis usually has them: one string
+    # for all (chat._AsciiTexts), whose bytes are read in place.
+    ascii_texts = [text.encode("ascii", "replace").decode() for text in texts]
+    table = chat._decode_all("".join(text + "\n" for text in ascii_texts).encode())
+    assert isinstance(table, chat._AsciiTexts) and list(table) == ascii_texts
+    for meant, given_as in ((texts, texts), (ascii_texts, table)):
+        kinds = chat._kinds_of_texts(given_as, np.arange(len(meant)), np.ones(len(meant), np.int8),
+                                     nicks := chat._Ids(), chat._Ids())
+        for k, text in enumerate(meant):
+            want = proto.parse_server_line(text)
+            assert chat.KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
+            nick, payload = kinds.server_nick[k], kinds.server_payload[k]
+            assert (nicks.names[nick] if nick >= 0 else None) == want.nick, text
+            assert (kinds.payloads.names[payload] if payload >= 0 else None) == (want.text if want.nick else None)
+        assert len(set(nicks.names)) == len(nicks.names)
+        assert len(set(kinds.payloads.names)) == len(kinds.payloads.names)
 
 
 def test_client_lines_parsed_in_bulk_as_parse_client_line_does():

@@ -36,7 +36,9 @@ Python still does the parts that need Python, but once per *distinct* thing:
   code, a nick id, a text id); which lines are the same is found without a
   Python object per line, by a hash of their bytes (:func:`_line_ids`).  Server
   texts, most of them ``<nick> text``, are even parsed as bytes, so that only
-  their distinct nicks and payloads become strings (:func:`_server_facts`);
+  their distinct nicks and payloads become strings (:func:`_server_facts`); when
+  all texts are plain ASCII, they stay one string, and a text becomes a string
+  of its own only when it is read (:class:`_AsciiTexts`);
 * nicknames change only on a few lines (the first line of a client, the server's
   ``Welcome, nick!`` and ``X is now known as Y``): a loop over those lines only
   records each change, and every line then looks up its connection's nick at its
@@ -60,7 +62,7 @@ import functools
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -150,7 +152,7 @@ class Chat:
     server: tuple[str, int] | None
     nick_of_conn: dict[int, str]  # the last nickname of each client connection
     gaps: int  # holes in the byte streams (bytes never captured)
-    texts: list[str]  # distinct valid line texts
+    texts: Sequence[str]  # distinct valid line texts (a list, or _AsciiTexts)
     nicks: list[str]  # distinct nicknames
     commands: list[str]  # distinct command names
     run_frames: np.ndarray  # frame of each run of placed bytes (see Streams)
@@ -251,13 +253,14 @@ class Chat:
             yield from self.build_messages(lo, min(self.n_messages, lo + chunk))
 
     @cached_property
-    def _names(self) -> tuple[list, list, list]:
-        """``texts``, ``nicks`` and ``commands``, each ending in None: id -1 picks None."""
-        return self.texts + [None], self.nicks + [None], self.commands + [None]
+    def _names(self) -> tuple[list, list]:
+        """``nicks`` and ``commands``, each ending in None: id -1 picks None."""
+        return self.nicks + [None], self.commands + [None]
 
     def build_lines(self, lo: int, hi: int) -> list[ChatLine]:
         """New :class:`ChatLine` objects for lines ``lo`` to ``hi - 1``."""
-        texts, nicks, commands = self._names
+        texts = self.texts
+        nicks, commands = self._names
         # Many lines: every run's frame as one list; a few: slices of the array.
         frames = self.run_frames.tolist() if hi - lo > 1000 else None
         out = []
@@ -272,7 +275,7 @@ class Chat:
         for (i, conn, d, text, kind, nick, command, start, end, first, last, frame, time,
              recipient, ticks, per_second) in cols:
             out.append(ChatLine(
-                id=i, conn=conn, direction=d, text=texts[text], kind=KIND_NAMES[kind],
+                id=i, conn=conn, direction=d, text=texts[text] if text >= 0 else None, kind=KIND_NAMES[kind],
                 nick=nicks[nick], command=commands[command], start=start, end=end,
                 frames=frames[first : last + 1] if frames is not None
                 else self.run_frames[first : last + 1].tolist(),
@@ -283,7 +286,7 @@ class Chat:
 
     def build_messages(self, lo: int, hi: int) -> list[Message]:
         """New :class:`Message` objects (with their deliveries) for messages ``lo`` to ``hi - 1``."""
-        _, nicks, _ = self._names
+        nicks, _ = self._names
         first, last = int(self.delivery_start[lo]), int(self.delivery_start[hi])
         d_line = self.delivery_line[first:last]
         # All of these messages' deliveries, in order (each message takes a slice), from
@@ -579,17 +582,18 @@ def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None
         return None
 
 
-def _decode_all(joined: bytes | memoryview) -> list[str | None]:
+def _decode_all(joined: bytes | memoryview) -> Sequence[str | None]:
     """``[decode_line(raw) for raw in joined.split(b"\\n")[:-1]]`` (every line ends in
     ``\\n``), decoding them all in one call when we can.
 
     UTF-8 never uses byte 10 inside a character, so if the whole decodes, the
-    pieces between newlines are the texts.
+    pieces between newlines are the texts.  If they are all plain ASCII and
+    valid (the usual case), they stay one string: see :class:`_AsciiTexts`.
     """
     if not joined:
         return []
     try:
-        pieces = str(joined, proto.ENCODING).split("\n")[:-1]
+        decoded = str(joined, proto.ENCODING)
     except UnicodeDecodeError:
         return [decode_line(raw) for raw in bytes(joined).split(b"\n")[:-1]]
     # Over-long lines and a trailing "\r" need decode_line's rules.
@@ -598,11 +602,48 @@ def _decode_all(joined: bytes | memoryview) -> list[str | None]:
     length = np.diff(newline, prepend=-1) - 1
     with_cr = (length > 0) & (raw[np.maximum(newline - 1, 0)] == 13)
     special = np.flatnonzero((length > proto.MAX_LINE_BYTES) | with_cr).tolist()
+    if not special and decoded.isascii():
+        return _AsciiTexts(decoded, newline)
+    pieces = decoded.split("\n")[:-1]
     if special:
         lines = bytes(joined).split(b"\n")
         for i in special:
             pieces[i] = decode_line(lines[i])
     return pieces
+
+
+class _AsciiTexts(Sequence):
+    """Texts that are all ASCII, kept as one string: text ``k`` is made on demand.
+
+    A million packets have ~160,000 distinct texts, and the analysis reads most
+    of them only as bytes (:func:`_server_facts`): a string each would cost ~12 ms
+    and ~14 MB of fresh memory.  In ASCII a character is a byte, so where a text
+    sits in ``decoded`` is where its bytes sit in the encoded texts too.
+    """
+
+    def __init__(self, decoded: str, newline: np.ndarray) -> None:
+        self.decoded = decoded  # every text, each followed by "\n"
+        self.ends = newline  # where each text's "\n" is
+        self.starts = np.r_[0, newline[:-1] + 1]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self.decoded[self.starts[k] : self.ends[k]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.decoded.split("\n")[:-1])
+
+    def __contains__(self, text) -> bool:
+        return isinstance(text, str) and text in self.decoded.split("\n")[:-1]
+
+    def pick(self, ids: np.ndarray) -> list[str]:
+        """``[self[k] for k in ids]``, without a numpy int per id."""
+        text = self.decoded
+        return [text[a:b] for a, b in zip(self.starts[ids].tolist(), self.ends[ids].tolist(), strict=True)]
 
 
 # --------------------------------------------------------------------------- the chat
@@ -827,15 +868,17 @@ def _kinds_of_texts(texts, line_text, direction, nicks: _Ids, commands: _Ids) ->
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=_Ids())
     server_ids = np.flatnonzero(seen_as[:, 1])
-    _server_facts(f, _pick(texts, server_ids), server_ids, nicks)
+    _server_facts(f, texts, server_ids, nicks)
     client_ids = np.flatnonzero(seen_as[:, 0])
     _client_facts(f, _pick(texts, client_ids), client_ids, commands)
     return f
 
 
-def _pick(values: list, ids: np.ndarray) -> list:
+def _pick(values: Sequence, ids: np.ndarray) -> list:
     """``[values[k] for k in ids]``, indexed by numpy in C: no Python int per id
     (``ids.tolist()`` for 137,000 ids: ~10 ms and ~1,800 fresh pages)."""
+    if isinstance(values, _AsciiTexts):
+        return values.pick(ids)
     return np.array(values, dtype=object)[ids].tolist()
 
 
@@ -873,8 +916,8 @@ _NICK_STOPS = np.array([_nick_stops("<", ">"), _nick_stops("*", "*")])
 _NICK_SCAN = proto.NICK_MAX_CHARS + 1  # bytes looked at; a longer run goes to the regex
 
 
-def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids) -> None:
-    """:func:`tcpchatx.protocol.parse_server_line` for many texts at once.
+def _server_facts(f: _TextFacts, texts: Sequence[str], ids: np.ndarray, nicks: _Ids) -> None:
+    """:func:`tcpchatx.protocol.parse_server_line` for texts ``ids``, all at once.
 
     A busy chat has a distinct ``<nick> text`` per message: hundreds of thousands
     of texts, made of a few thousand nicks and payloads.  So the texts are read
@@ -885,18 +928,10 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     any nick, where a nick would be) go to the regular expression.  A test checks
     all this against ``parse_server_line``.
     """
-    if not texts:
+    n = len(ids)
+    if n == 0:
         return
-    n = len(texts)
-    encoded = "\n".join(texts).encode("utf-8", "surrogatepass")
-    data = np.empty(len(encoded) + 1 + _NICK_SCAN + WORD, dtype=np.uint8)
-    data[: len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
-    data[len(encoded)] = 10
-    data[len(encoded) + 1 :] = 0  # what the scans may read past the end (see _words)
-    del encoded
-    end = np.flatnonzero(data == 10)  # one newline after each text
-    assert len(end) == n  # no text holds a newline
-    start = np.r_[0, end[:-1] + 1]
+    data, start, end = _as_bytes(texts, ids)
     kind = np.full(n, NOTICE, dtype=np.int32)  # no sigil, no nick: a plain notice
     skip = np.zeros(n, dtype=np.int64)  # bytes (= characters) before the rest: a sigil's
     for mark, code in _SIGIL_KIND.items():
@@ -923,7 +958,7 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     payload_of[by_bytes] = _distinct_strings(data, at + 2, end[by_bytes])
     by_regex = maybe[unsure]
     if len(by_regex):
-        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(_pick(texts, by_regex))), 4)
+        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(_pick(texts, ids[by_regex]))), 4)
         is_chat, is_private = chat_nick != "", private_nick != ""
         kind[by_regex[is_chat]], kind[by_regex[is_private]] = CHAT, PRIVATE
         nick_of[by_regex] = np.where(is_chat, chat_nick, private_nick)
@@ -937,11 +972,11 @@ def _server_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, nicks: _Ids)
     # where a line is neither).  Nick ids in line order, old name before new.
     rows = np.flatnonzero(kind == REPLY)
     rows = rows[_starts_with(data, start[rows] + skip[rows], _WELCOME_START.encode())]
-    name = np.array(_each_line(_WELCOMES, _rests(texts, rows, skip)), dtype=object)
+    name = np.array(_each_line(_WELCOMES, _rests(texts, ids[rows], skip[rows])), dtype=object)
     rows, name = rows[name != ""], name[name != ""]
     f.welcome[ids[rows]] = nicks.ids_of(name.tolist())
     rows = np.flatnonzero(kind == NOTICE)
-    old_new = _columns(_each_line(_RENAMES, _rests(texts, rows, skip)), 2).T
+    old_new = _columns(_each_line(_RENAMES, _rests(texts, ids[rows], skip[rows])), 2).T
     renamed = old_new[:, 0] != ""
     rows, old_new = rows[renamed], old_new[renamed]
     old_then_new = nicks.ids_of(old_new.ravel().tolist()).reshape(-1, 2)
@@ -968,9 +1003,28 @@ def _distinct_strings(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> n
     return np.array(strings, dtype=object)[ids]
 
 
-def _rests(texts: list[str], rows: np.ndarray, skip: np.ndarray) -> list[str]:
-    """What follows each row's sigil (the whole text if it has none)."""
-    return [texts[k][s:] for k, s in zip(rows.tolist(), skip[rows].tolist(), strict=True)]
+def _rests(texts: Sequence[str], ids: np.ndarray, skip: np.ndarray) -> list[str]:
+    """What follows each text's sigil, ``skip`` characters (the whole text if it has none)."""
+    return [text[s:] for text, s in zip(_pick(texts, ids), skip.tolist(), strict=True)]
+
+
+def _as_bytes(texts: Sequence[str], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texts ``ids`` as bytes: one array of them, each followed by a newline, then zeros
+    that the scans may read past the end (see :func:`_words`); where each text starts,
+    and where its newline is.  ASCII texts are encoded whole (the others among them
+    are skipped by the offsets); other texts are joined first."""
+    if isinstance(texts, _AsciiTexts):
+        encoded, start, end = texts.decoded.encode("ascii"), texts.starts[ids], texts.ends[ids]
+    else:
+        encoded = ("\n".join(_pick(texts, ids)) + "\n").encode("utf-8", "surrogatepass")
+        start = end = None
+    data = np.zeros(len(encoded) + _NICK_SCAN + WORD, dtype=np.uint8)
+    data[: len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+    if end is None:
+        end = np.flatnonzero(data == 10)  # one newline after each text
+        assert len(end) == len(ids)  # no text holds a newline
+        start = np.r_[0, end[:-1] + 1]
+    return data, start, end
 
 
 # _WELCOME and _RENAMED as patterns that match every line, with empty groups if they do not.
