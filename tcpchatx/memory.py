@@ -17,7 +17,7 @@ faults and 30-70 ms of a million packets' 1 s.
 Elsewhere (macOS, Windows, musl) there is no such function and nothing to do.
 
 The opposite cost is page faults: memory the OS gets back and hands out again
-comes as fresh pages, zeroed one fault at a time (1-2 us each here).  Until glibc
+comes as fresh pages, zeroed one fault at a time (2-7 us each on the lab's VM).  Until glibc
 has raised its thresholds, it returns every big array's pages when it is freed;
 analysing a million packets took 140,000 faults.  :func:`keep_freed_memory_for_reuse`
 sets the thresholds to where glibc would raise them by itself (blocks up to 32 MB
@@ -65,12 +65,12 @@ def keep_freed_memory_for_reuse() -> None:
     32 MB is where glibc's own dynamic threshold goes once a 32 MB block has been
     freed, set from the start; it would keep 64 MB free, but then the free pages
     of :func:`warm_up_heap_beside` would go back to the OS before they are used
-    (the analysis's peak is the same with either).  The setting stays for the process.  At
-    most one heap ("arena"): by default glibc gives each thread that allocates
-    its own, whose free memory is kept apart from the main one (+30 MB peak for
-    a million packets with :mod:`.workers`' threads).  Arenas that threads made
-    before this call (a notebook's in-process server, say) stay, and the
-    workers may share one of them instead.
+    (the analysis's peak is the same with either).  The setting stays for the
+    process.  At most one heap ("arena"): by default glibc gives each thread that
+    allocates its own, whose free memory is kept apart from the main one (+30 MB
+    peak for a million packets with :mod:`tcpchatx.analysis.workers`' threads).
+    Arenas that threads made before this call (a notebook's in-process server,
+    say) stay, and the workers may share one of them instead.
     """
     libc = _glibc()
     if libc is not None:

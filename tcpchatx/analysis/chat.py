@@ -275,7 +275,8 @@ class Chat:
         for (i, conn, d, text, kind, nick, command, start, end, first, last, frame, time,
              recipient, ticks, per_second) in cols:
             out.append(ChatLine(
-                id=i, conn=conn, direction=d, text=texts[text] if text >= 0 else None, kind=KIND_NAMES[kind],
+                id=i, conn=conn, direction=d, text=texts[text] if text >= 0 else None,
+                kind=KIND_NAMES[kind],
                 nick=nicks[nick], command=commands[command], start=start, end=end,
                 frames=frames[first : last + 1] if frames is not None
                 else self.run_frames[first : last + 1].tolist(),
