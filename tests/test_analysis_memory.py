@@ -34,8 +34,9 @@ FAULTS_OF_THREE_ARRAYS = textwrap.dedent("""
 """)
 
 
-def faults_of_three_arrays(mode: str) -> list[int]:
-    out = subprocess.run([sys.executable, "-c", FAULTS_OF_THREE_ARRAYS, mode], capture_output=True,
+def in_a_fresh_process(script: str, mode: str):
+    """What ``script`` prints (JSON), run with ``mode`` by a new Python: a heap of its own."""
+    out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
                          text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     return json.loads(out.stdout)
 
@@ -43,8 +44,8 @@ def faults_of_three_arrays(mode: str) -> list[int]:
 @pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux); elsewhere it does nothing")
 def test_freed_arrays_are_reused_from_the_first_one():
     """A fresh process: glibc gives the second array fresh pages; after the call, it reuses the first's."""
-    default = faults_of_three_arrays("default")
-    kept = faults_of_three_arrays("keep")
+    default = in_a_fresh_process(FAULTS_OF_THREE_ARRAYS, "default")
+    kept = in_a_fresh_process(FAULTS_OF_THREE_ARRAYS, "keep")
     assert default[1] > default[0] // 2, default  # the second array faulted its pages in again
     assert kept[0] > 100 and kept[1] < kept[0] // 10 and kept[2] < kept[0] // 10, kept
 
@@ -69,13 +70,8 @@ FAULTS_AFTER_WARM_UP = textwrap.dedent("""
 
 @pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux); elsewhere it does nothing")
 def test_a_warmed_up_heap_gives_the_next_arrays_pages_already_faulted_in_until_told_to_stop():
-    def faults(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", FAULTS_AFTER_WARM_UP, mode], capture_output=True,
-                             text=True, check=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
-        return json.loads(out.stdout)
-
     pages = (16 << 20) // 4096
-    cold, warm, stopped = faults("cold"), faults("warm"), faults("stopped")
+    cold, warm, stopped = (in_a_fresh_process(FAULTS_AFTER_WARM_UP, mode) for mode in ("cold", "warm", "stopped"))
     assert cold > pages // 2, cold  # fresh pages: a fault each
     assert warm < pages // 20, warm
     assert stopped > pages // 2, stopped
