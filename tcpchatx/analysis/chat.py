@@ -639,7 +639,7 @@ class _AsciiTexts(Sequence):
         return iter(self.decoded.split("\n")[:-1])
 
     def __contains__(self, text) -> bool:
-        return isinstance(text, str) and text in self.decoded.split("\n")[:-1]
+        return isinstance(text, str) and text in iter(self)
 
     def pick(self, ids: np.ndarray) -> list[str]:
         """``[self[k] for k in ids]``, without a numpy int per id."""
