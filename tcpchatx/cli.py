@@ -266,7 +266,8 @@ def _run_capture(args: argparse.Namespace) -> int:
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
-    from .memory import warm_up_heap_beside
+    # This process exists for one analysis: it tunes itself for that (tcpchatx.memory).
+    from .memory import release_freed_memory, tuned_for_analysis, warm_up_heap_beside
 
     analysing = threading.Event()
     warm_up_heap_beside(_file_size(args.capture), until=analysing)  # while numpy is imported
@@ -281,7 +282,8 @@ def _run_annotate(args: argparse.Namespace) -> int:
 
     analysing.set()  # the warm-up stops here: the analysis needs both cores
     try:
-        analysis = analyze(args.capture)
+        with tuned_for_analysis():
+            analysis = analyze(args.capture)
     except FileNotFoundError:
         print(f"tcpchatx annotate: no such file: {args.capture}", file=sys.stderr)
         return 1
@@ -290,7 +292,8 @@ def _run_annotate(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.json:
-            write_json(analysis, sys.stdout)  # streams: a million packets need no giant dict
+            # streams: a million packets need no giant dict
+            write_json(analysis, sys.stdout, after_each_list=release_freed_memory)
             print()
         else:
             print(format_summary(analysis, max_items=None if args.all else SUMMARY_ITEMS))

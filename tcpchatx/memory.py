@@ -1,40 +1,37 @@
-"""How the analysis uses the C heap: memory freed by one phase kept for the next,
-handed back to the operating system where that lowers the peak, and the first
-pages faulted in early, beside the imports.
+"""Process-wide memory tuning for a process that exists to analyse one big capture.
 
-numpy allocates each big array with ``malloc``.  On Linux, glibc's malloc gives
-the first big arrays their own pages (returned on free), but after the first such
-free it raises its threshold and serves later arrays from its heap, where freed
-memory stays for reuse.  The analysis makes many temporaries of many sizes, so
-without help the heap only grows: after analysing a million packets the process
-held 336 MB, of which 80 MB were free heap.  glibc's ``malloc_trim(0)`` returns
-the free pages (Dask does the same for its workers); we call it after the
-analysis and between the JSON writer's lists.  Not between the analysis's
-phases: the next step would only take the same pages back as fresh ones.  Five
-such releases cost 22,000 page faults; four lowered no peak, and the one in the
-chat phase (once the streams' bytes are freed) lowered it by 3-11 MB, for 6,000
-faults and 30-70 ms of a million packets' 1 s.
-Elsewhere (macOS, Windows, musl) there is no such function and nothing to do.
+``tcpchatx annotate`` and the benchmarks call these at their entry points; a library
+call never does (``analyze()`` in a notebook's kernel, which may host the chat server
+too, leaves the process as it found it).  What they do, and why:
 
-The opposite cost is page faults: memory the OS gets back and hands out again
-comes as fresh pages, zeroed one fault at a time (2-7 us each on the lab's VM).  Until glibc
-has raised its thresholds, it returns every big array's pages when it is freed;
-analysing a million packets took 140,000 faults.  :func:`keep_freed_memory_for_reuse`
-sets the thresholds to where glibc would raise them by itself (blocks up to 32 MB
-from the heap): 75,000 faults (52,000-58,000 without the five releases above), and
-the releases above still hand memory back with :func:`release_freed_memory`.
+- **Keep freed memory for reuse** (:func:`keep_freed_memory_for_reuse`).  numpy
+  allocates each big array with ``malloc``.  Until glibc raises its thresholds by
+  itself, it gives every big array fresh pages and returns them when the array is
+  freed, so the next array of the analysis pays a page fault per page again.  Set
+  from the start, the thresholds let each phase reuse what the one before freed.
+- **Give free memory back where that lowers the peak** (:func:`release_freed_memory`,
+  glibc's ``malloc_trim``): after the analysis, and between the JSON writer's lists.
+  Not between the analysis's phases: the next one would only take the same pages
+  back as fresh ones.
+- **Fault the heap's first pages in early** (:func:`warm_up_heap_beside`): a fresh
+  process's arrays all land on fresh pages, and the command's first moments
+  (importing numpy) keep only one core busy, so a thread takes those faults then.
+- **Pause the cycle collector** (:func:`cyclic_gc_paused`): the analysis makes no
+  reference cycles, but hundreds of thousands of strings in lists, which the
+  collector would walk over and over.
 
-A fresh process still takes those faults, and a command takes them on one core
-while the other waits.  :func:`warm_up_heap_beside` has a thread take the heap's
-first ones while the command imports numpy (one core busy); the analysis then
-reuses those pages (see there).
+Elsewhere than glibc (macOS, Windows, musl) the malloc parts do nothing.  What each
+of these saved, measured, is in ``docs/benchmarks.md`` ("What made the analysis fast").
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h)
@@ -52,7 +49,7 @@ def _glibc():
 
 
 def release_freed_memory() -> None:
-    """Give the heap's free pages back to the OS (glibc only; a few ms)."""
+    """Give the heap's free pages back to the OS (glibc only)."""
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
@@ -66,10 +63,10 @@ def keep_freed_memory_for_reuse() -> None:
     freed, set from the start; it would keep 64 MB free, but then the free pages
     of :func:`warm_up_heap_beside` would go back to the OS before they are used
     (the analysis's peak is the same with either).  The setting stays for the
-    process.  At most one heap ("arena"): by default glibc gives each thread that
-    allocates its own, whose free memory is kept apart from the main one (+30 MB
-    peak for a million packets with :mod:`tcpchatx.analysis.workers`' threads).
-    Arenas that threads made before this call (a notebook's in-process server,
+    process, so only an entry point calls this.  At most one heap ("arena"): by
+    default glibc gives each thread that allocates its own, whose free memory is kept
+    apart from the main one, which raises the peak of
+    :mod:`tcpchatx.analysis.workers`' threads.  Arenas that threads made before this call (a notebook's in-process server,
     say) stay, and the workers may share one of them instead.
     """
     libc = _glibc()
@@ -80,24 +77,22 @@ def keep_freed_memory_for_reuse() -> None:
 
 
 WARM_UP_BLOCK = 16 << 20  # under MMAP_THRESHOLD_MAX: the blocks come from the heap
-WARM_UP_MAX = 96 << 20  # under TOP_KEPT, so freed they stay; a million packets reuse ~70 of them
+WARM_UP_MAX = 96 << 20  # under TOP_KEPT, so freed they stay for the analysis
 
 
 def warm_up_heap_beside(nbytes: int, until: threading.Event) -> threading.Thread | None:
     """Fault in about ``nbytes`` of the heap on another thread, until ``until`` is set;
     return that thread.
 
-    A fresh page costs a page fault at its first touch (2-7 us on the lab's VM), and
-    a fresh process's arrays all land on fresh pages: a million packets' analysis
-    takes ~50,000 faults, ~22,000 of them while reading the file.  The first ~0.1 s
-    of a ``tcpchatx annotate`` (Python importing numpy) keep one core busy; started
-    before that, this thread takes the heap's first faults on the other core.  It
-    allocates blocks from the heap, touches each and frees it, and the analysis
-    then reuses those pages: ~17,000 fewer faults on its path, ~0.03 s (median of
-    21 alternating runs; more when faults are slow).  At most :data:`WARM_UP_MAX`;
-    only with glibc.  Set ``until`` when the analysis starts: the blocks not yet
-    touched are then freed untouched, so that a slow warm-up neither takes the
-    analysis's second core nor leaves warm pages beside its peak.
+    A fresh page costs a page fault at its first touch, and a fresh process's
+    arrays all land on fresh pages.  The first moments of a ``tcpchatx annotate``
+    (Python importing numpy) keep one core busy; started before that, this thread
+    takes the heap's first faults on the other core.  It allocates blocks from the
+    heap, touches each and frees it, and the analysis then reuses those pages.  At
+    most :data:`WARM_UP_MAX`; only with glibc.  Set ``until`` when the analysis
+    starts: the blocks not yet touched are then freed untouched, so that a slow
+    warm-up neither takes the analysis's second core nor leaves warm pages beside
+    its peak.
     """
     libc = _glibc()
     blocks = min(nbytes, WARM_UP_MAX) // WARM_UP_BLOCK
@@ -120,3 +115,33 @@ def _fault_in(libc, blocks: int, until: threading.Event) -> None:
         if block and not until.is_set():
             ctypes.memset(block, 0, WARM_UP_BLOCK)
         libc.free(block)  # free(NULL) does nothing
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cycle collector for the block, and restore it afterwards.
+
+    The analysis makes no reference cycles, but hundreds of thousands of strings in
+    lists, which the collector would walk over and over while they are built.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def tuned_for_analysis() -> Iterator[None]:
+    """The process set up for one big analysis: freed memory kept for reuse, the cycle
+    collector paused for the block, and the free heap handed back at its end.
+
+    For entry points only (``tcpchatx annotate``, the benchmarks): the malloc
+    settings stay for the rest of the process.
+    """
+    keep_freed_memory_for_reuse()
+    with cyclic_gc_paused():
+        yield
+    release_freed_memory()

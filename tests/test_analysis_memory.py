@@ -1,4 +1,6 @@
-"""How the analysis treats the process it runs in: the C heap and Python's cycle collector."""
+"""How the analysis treats the process it runs in: the C heap and Python's cycle collector.
+
+analyze() changes neither; the command tunes both around it (tcpchatx.memory)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tcpchatx.analysis import analyze
-from tcpchatx.memory import WARM_UP_BLOCK, _glibc, warm_up_heap_beside
+from tcpchatx.memory import WARM_UP_BLOCK, _glibc, tuned_for_analysis, warm_up_heap_beside
 
 CHAT = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
 
@@ -81,17 +83,47 @@ def test_warming_up_needs_at_least_one_block():
     assert warm_up_heap_beside(WARM_UP_BLOCK - 1, until=threading.Event()) is None  # a small capture
 
 
-def test_the_analysis_runs_without_cycle_collections_and_leaves_the_collector_as_it_was():
+@pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux); elsewhere it does nothing")
+def test_analyze_leaves_the_heap_settings_of_its_process_as_they_were():
+    """A notebook's kernel: after analyze(), glibc still hands big arrays' pages back."""
+    after_analysis = f"from tcpchatx.analysis import analyze\nanalyze({str(CHAT)!r})\n"
+    default = in_a_fresh_process(after_analysis + FAULTS_OF_THREE_ARRAYS, "default")
+    assert default[1] > default[0] // 2, default  # not kept for reuse: faulted in again
+
+
+def count_collections(work) -> int:
+    """How many times Python's cycle collector ran during ``work()``."""
     collections = []
     gc.callbacks.append(lambda phase, info: collections.append(info["generation"]) if phase == "start" else None)
     try:
-        assert gc.isenabled()
-        analyze(CHAT)  # without the pause: 48 collections
-        # At most the one that the allocations made meanwhile trigger once it is back on.
-        assert len(collections) <= 1 and gc.isenabled()
-        gc.disable()
-        analyze(CHAT)
-        assert not gc.isenabled()
+        work()
     finally:
         gc.callbacks.pop()
+    return len(collections)
+
+
+def test_analyze_leaves_the_cycle_collector_on():
+    seen = set()  # the collector's state at every Python call inside analyze()
+    sys.setprofile(lambda frame, event, arg: seen.add(gc.isenabled()) if event == "call" else None)
+    try:
+        analyze(CHAT)
+    finally:
+        sys.setprofile(None)
+    assert seen == {True}
+
+
+def test_the_command_pauses_the_collector_for_the_analysis_and_restores_it():
+    def tuned():
+        with tuned_for_analysis():
+            assert not gc.isenabled()
+            analyze(CHAT)
+
+    assert count_collections(tuned) <= 1  # at most the one the allocations trigger once it is back
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with tuned_for_analysis():
+            pass
+        assert not gc.isenabled()  # left off, as it was
+    finally:
         gc.enable()

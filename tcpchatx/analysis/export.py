@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
 from string import Formatter
@@ -11,7 +11,6 @@ from typing import TextIO
 
 import numpy as np
 
-from ..memory import release_freed_memory
 from .chat import KIND_NAMES
 from .labels import (
     CLOSE_KINDS,
@@ -125,13 +124,16 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
 # microsecond (their ticks are beyond exact floats); ``%`` writes the digits in C.
 
 
-def write_json(a, fp: TextIO, notes: bool = True) -> None:
+def write_json(a, fp: TextIO, notes: bool = True, after_each_list: Callable[[], None] | None = None) -> None:
     """Write ``to_json(a, notes)`` as JSON text to ``fp``, without building it first.
 
     ``json.loads`` of the output equals ``to_json(a, notes)``.  The layout differs
     from ``json.dump(..., indent=1)``: each packet, line and message is one line of
     compact JSON, so a million packets is a million lines one can ``grep``.  Rows
-    are written a chunk at a time, so memory stays bounded.
+    are written a chunk at a time, so memory stays bounded.  ``after_each_list`` is
+    called once the packets and once the lines are written: the command passes
+    :func:`tcpchatx.memory.release_freed_memory` there, as each list's chunks have
+    their own sizes.
     """
     data = to_json_header(a)
     fp.write("{\n")
@@ -141,10 +143,12 @@ def write_json(a, fp: TextIO, notes: bool = True) -> None:
     _write_list(fp, ["".join(ROW + json.dumps(c, separators=(",", ":")) for c in data["connections"])])
     fp.write('],\n "packets": [')
     _write_list(fp, _packet_chunks(a, notes))
-    release_freed_memory()  # each list's chunks have their own sizes (see tcpchatx.memory)
+    if after_each_list:
+        after_each_list()
     fp.write('],\n "lines": [')
     _write_list(fp, _line_chunks(a))
-    release_freed_memory()
+    if after_each_list:
+        after_each_list()
     fp.write('],\n "messages": [')
     _write_list(fp, _message_chunks(a))
     fp.write("]\n}\n")

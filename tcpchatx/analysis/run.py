@@ -7,15 +7,12 @@ adds connections and steps, :mod:`.chat` adds lines and messages.  An
 
 from __future__ import annotations
 
-import gc
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from ..memory import keep_freed_memory_for_reuse, release_freed_memory
 from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines, reassemble_chat
 from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
 from .packets import Packets, read_packets
@@ -114,37 +111,23 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
 
     ``server`` (address, port) names the chat server; by default it is the endpoint
     that answered the most connections.
+
+    It changes nothing outside itself: no malloc setting, no garbage collector pause.
+    A process that exists to analyse one big capture (``tcpchatx annotate``, the
+    benchmarks) tunes itself around this call (:func:`tcpchatx.memory.tuned_for_analysis`);
+    a notebook's kernel, which may host the chat server too, stays as it was.
     """
-    keep_freed_memory_for_reuse()
-    # Each phase reuses the memory the one before freed; releasing it between them
-    # would only cost page faults (see tcpchatx.memory).
-    with _cyclic_gc_paused():
-        packets = read_packets(path)
-        flows = connect(packets)
-        server, streams = reassemble_chat(packets, flows, server)
-        # The rest of the chat layer needs only the streams: labelling every packet
-        # (mostly numpy, which lets go of the GIL) runs beside it, on the second
-        # core - unless a very long connection would need too much memory for that.
-        with beside(label, packets, flows, first=not fits_beside(flows)) as labelled:
-            del flows  # label() holds them until it is done
-            lines = find_chat_lines(packets, streams, server)
-            del streams  # only the distinct lines' bytes are needed from here on
-            chat = read_chat_lines(packets, lines)
-            del lines
-        tracking = labelled.result()
-        release_freed_memory()
+    packets = read_packets(path)
+    flows = connect(packets)
+    server, streams = reassemble_chat(packets, flows, server)
+    # The rest of the chat layer needs only the streams: labelling every packet
+    # (mostly numpy, which lets go of the GIL) runs beside it, on the second
+    # core - unless a very long connection would need too much memory for that.
+    with beside(label, packets, flows, first=not fits_beside(flows)) as labelled:
+        del flows  # label() holds them until it is done
+        lines = find_chat_lines(packets, streams, server)
+        del streams  # only the distinct lines' bytes are needed from here on
+        chat = read_chat_lines(packets, lines)
+        del lines
+    tracking = labelled.result()
     return Analysis(os.fspath(path), packets, tracking, chat)
-
-
-@contextmanager
-def _cyclic_gc_paused():
-    """Pause Python's cycle collector: the analysis makes no reference cycles, but
-    hundreds of thousands of strings in lists, which the collector would walk over
-    and over (40 ms of a million packets' analysis).  Back on afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
