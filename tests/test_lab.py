@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pandas as pd
@@ -12,21 +15,25 @@ import pytest
 
 from tcpchatx import lab
 from tcpchatx.capture import choose_capture_mode, rootless_available
+from tcpchatx.lab import mode as lab_mode
+from tcpchatx.lab import socket_states
 from tcpchatx.references import CAPTURES
 
 
 @pytest.fixture(autouse=True)
 def fresh_session(monkeypatch, tmp_path):
-    """No mode chosen yet, no forced mode, new captures into a scratch directory."""
-    monkeypatch.setitem(lab._session, "mode", None)
-    monkeypatch.setattr(lab, "_checks", [])
+    """No mode chosen yet, no self-check counted, no forced mode, new captures into a scratch
+    directory; and no session left behind for the next test."""
+    lab.reset_session()
     monkeypatch.delenv(lab.MODE_ENV, raising=False)
     monkeypatch.setenv(lab.OUT_ENV, str(tmp_path / "out"))
+    yield
+    lab.reset_session()
 
 
 def no_capture_here(monkeypatch):
-    monkeypatch.setattr(lab, "_live_check", lambda backend: (False, "dumpcap cannot capture on lo"))
-    monkeypatch.setattr(lab, "rootless_available", lambda: (False, "user namespaces are off"))
+    monkeypatch.setattr(lab_mode, "_live_check", lambda backend: (False, "dumpcap cannot capture on lo"))
+    monkeypatch.setattr(lab_mode, "rootless_available", lambda: (False, "user namespaces are off"))
 
 
 live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "live",
@@ -67,8 +74,8 @@ def test_no_rights_at_all_means_reference_and_why(monkeypatch, capsys):
 
 
 def test_rootless_when_only_namespaces_work(monkeypatch, capsys):
-    monkeypatch.setattr(lab, "_live_check", lambda backend: (False, "dumpcap: permission denied"))
-    monkeypatch.setattr(lab, "rootless_available", lambda: (True, "unprivileged user and network namespaces work"))
+    monkeypatch.setattr(lab_mode, "_live_check", lambda backend: (False, "dumpcap: permission denied"))
+    monkeypatch.setattr(lab_mode, "rootless_available", lambda: (True, "unprivileged user and network namespaces work"))
     assert lab.capture_mode() == "rootless"
     out = capsys.readouterr().out
     assert "Capture mode: rootless — " in out and "private network namespace" in out
@@ -95,6 +102,64 @@ def test_out_dir_never_is_the_reference_directory(monkeypatch):
     monkeypatch.setenv(lab.OUT_ENV, str(CAPTURES))
     with pytest.raises(ValueError, match="reference captures"):
         lab.out_dir()
+
+
+# --------------------------------------------------------------------------- importing, the session
+
+
+IMPORT_PROBE = textwrap.dedent(r"""
+    import json, sys
+    import matplotlib
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    shell = InteractiveShell.instance()  # as in a notebook kernel: get_ipython() finds a shell
+
+    def figure_formats():
+        return sorted(mime for mime, formatter in shell.display_formatter.formatters.items()
+                      if Figure in formatter.type_printers)
+
+    def process():
+        # dict.__getitem__: reading rcParams["backend"] itself would resolve the backend
+        rc = {key: repr(dict.__getitem__(matplotlib.rcParams, key)) for key in matplotlib.rcParams}
+        return {"rc": rc, "figure_formats": figure_formats(), "pyplot": "matplotlib.pyplot" in sys.modules}
+
+    before = process()
+    from tcpchatx import lab
+    after = process()
+    session_at_import = sys.modules["tcpchatx.lab.session"]._current
+    lab.capture_mode("reference", quiet=True)
+    first = figure_formats()
+    lab.capture_mode("reference", quiet=True)
+    print(json.dumps({"before": before, "after": after, "session_at_import": repr(session_at_import),
+                      "first_mode": first, "second_mode": figure_formats()}))
+""")
+
+
+def test_importing_the_lab_changes_nothing_until_the_mode_is_chosen(tmp_path):
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
+    env.pop(lab.MODE_ENV, None)
+    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # Importing leaves the kernel and matplotlib as they were, and makes no session (no checks).
+    assert seen["after"]["figure_formats"] == seen["before"]["figure_formats"] == []
+    assert seen["after"]["rc"] == seen["before"]["rc"]
+    assert not seen["after"]["pyplot"]
+    assert seen["session_at_import"] == "None"
+    # The notebook's first call makes Figures show as PNG images, once.
+    assert seen["first_mode"] == seen["second_mode"] == ["image/png"]
+
+
+def test_reset_session_forgets_the_mode_and_the_checks(monkeypatch):
+    monkeypatch.setenv(lab.MODE_ENV, "reference")
+    lab.capture_mode(quiet=True)
+    lab.check("counted", True, "once")
+    assert lab.current_session().mode == "reference" and lab.check_counts()["PASS"] == 1
+    lab.reset_session()
+    assert lab.current_session().mode is None
+    assert lab.check_counts() == {"PASS": 0, "FAIL": 0, "SKIP": 0}
 
 
 # --------------------------------------------------------------------------- reference runs
@@ -147,7 +212,7 @@ def test_reference_socket_states_come_from_the_file(capsys):
 def test_socket_states_in_the_other_shape_are_read_too():
     records = [{"local": ["127.0.0.1", 40000], "remote": ["127.0.0.1", 25000], "wall": 2.0, "state": "TIME_WAIT"},
                {"local": ["127.0.0.1", 40000], "remote": ["127.0.0.1", 25000], "wall": 1.0, "state": "ESTABLISHED"}]
-    table = lab._sockstates_frame(records)
+    table = socket_states._sockstates_frame(records)
     assert table["state"].tolist() == ["ESTABLISHED", "TIME_WAIT"]
     assert table["local_port"].tolist() == [40000, 40000] and table["time"].tolist() == [1.0, 2.0]
 

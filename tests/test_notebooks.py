@@ -209,7 +209,7 @@ def _can_become_nobody() -> str | None:
     if probe.stdout.strip() != str(sys.version_info[:2]):
         return f"{SYSTEM_PYTHON} is not Python {sys.version_info[0]}.{sys.version_info[1]} like the venv"
     readable = subprocess.run(["runuser", "-u", "nobody", "--", "test", "-r",
-                               str(REPO / "tcpchatx" / "lab.py")], check=False)
+                               str(REPO / "tcpchatx" / "lab" / "__init__.py")], check=False)
     if readable.returncode != 0:
         return f"nobody cannot read {REPO}"
     return None

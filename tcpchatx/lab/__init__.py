@@ -1,0 +1,106 @@
+"""Helpers for the notebooks: one call per thing a lab cell does.
+
+    from tcpchatx import lab
+    mode = lab.capture_mode()            # live, rootless or reference, and why
+    run = lab.run("three-way")           # play + capture (or open the reference capture)
+    lab.show_packets(run, phase="teardown")
+    lab.check("a FIN consumes one sequence number", ack == seq + 1, "packet 10 ...")
+
+Where things are
+----------------
+Every name is used as ``lab.NAME``; each lives in the module that has its job:
+
+* ``mode.py``: the capture mode, why it was chosen, and where new captures go;
+* ``runs.py``: :class:`LabRun`, and :func:`run`, :func:`run_exercise`, :func:`open_capture`;
+* ``playing.py``: what plays a scenario or the exercise where its sockets live;
+* ``watch.py``: capturing what your own sockets do in a ``with lab.watch(...)`` block;
+* ``tables.py``: the packets and connections as tables, coloured by phase;
+* ``facts.py``: the facts a question is about (ACKs, FINs, RSTs, byte counts, copies);
+* ``socket_states.py``: the kernel's TCP states, TIME_WAIT, their figure;
+* ``checks.py``: the self-checks and their summary;
+* ``wireshark.py``: what Wireshark itself says (packet comments, field trees);
+* ``session.py``: what this notebook has chosen and done so far (mode, self-checks);
+* ``figures.py``, ``say.py``: Figures shown as images; one printed line per step.
+
+Importing the lab changes nothing: no state is made and the kernel is not touched
+until a helper needs it (:func:`capture_mode`, a notebook's first call, is the one
+that makes the kernel show Figures as images).
+
+Theory of operation
+-------------------
+*Modes.*  A notebook works the same in three modes (:func:`capture_mode` picks one
+and says why): **live** captures this machine's loopback; **rootless** plays each
+scenario inside a private user + network namespace, where an ordinary user may
+capture (:func:`tcpchatx.capture.run_rootless`); **reference** opens the captures
+shipped in ``captures/``, made with each scenario's default parameters.  The
+environment variable ``TCPCHATX_CAPTURE_MODE`` (or ``capture_mode(mode)``) forces
+one, which is how the tests play every notebook in every mode.
+
+*Where files go.*  New captures go to ``out/`` under the notebook's directory (or
+``TCPCHATX_OUT``), never into ``captures/``: the reference files stay as shipped.
+
+*Quiet threads.*  The chat server prints nothing; the capture backend and the
+socket-state sampler run threads that are stopped and joined before any function
+here returns, so nothing prints into a later cell.  Progress is one line per step.
+
+*Socket states.*  With ``sample_sockets=True`` a :class:`~tcpchatx.sockstate.
+SocketStateSampler` watches the kernel's TCP states while the scenario plays: in
+live mode in this process, in rootless mode *inside* the namespace (the only place
+those sockets exist), and in reference mode the states come from the
+``NAME.sockstates.json`` shipped beside the capture, when there is one.
+"""
+
+from __future__ import annotations
+
+from .checks import check, check_counts, check_summary
+from .facts import (
+    Acked,
+    Reset,
+    broadcasts,
+    byte_counts,
+    fins,
+    first_data,
+    handshake_numbers,
+    isn,
+    nagle_bursts,
+    options_table,
+    resets,
+    tcp_options,
+)
+from .mode import MODE_ENV, MODE_MEANINGS, MODES, OUT_ENV, capture_mode, current_mode, out_dir
+from .playing import CLOSE_VARIANTS, exercise_story, play_and_sample, play_exercise
+from .runs import LabRun, open_capture, reference_capture, run, run_exercise
+from .session import Session, current_session, reset_session
+from .socket_states import socket_states_figure, time_wait, time_wait_holders
+from .tables import (
+    PACKET_COLUMNS,
+    PHASE_BACKGROUNDS,
+    compare_closes,
+    packet_table,
+    show_connections,
+    show_packets,
+)
+from .watch import Watch, handshake_run, pick_port, watch
+from .wireshark import packet_comments, wireshark_fields
+
+__all__ = [
+    # the mode and where captures go
+    "MODE_ENV", "MODE_MEANINGS", "MODES", "OUT_ENV", "capture_mode", "current_mode", "out_dir",
+    # runs, and what plays them
+    "CLOSE_VARIANTS", "LabRun", "exercise_story", "open_capture", "play_and_sample", "play_exercise",
+    "reference_capture", "run", "run_exercise",
+    # your own sockets
+    "Watch", "handshake_run", "pick_port", "watch",
+    # tables
+    "PACKET_COLUMNS", "PHASE_BACKGROUNDS", "compare_closes", "packet_table", "show_connections",
+    "show_packets",
+    # facts
+    "Acked", "Reset", "broadcasts", "byte_counts", "first_data", "fins", "handshake_numbers", "isn",
+    "nagle_bursts", "options_table", "resets", "tcp_options",
+    # socket states
+    "socket_states_figure", "time_wait", "time_wait_holders",
+    # self-checks and the session they are counted in
+    "Session", "check", "check_counts", "check_summary", "current_session", "reset_session",
+    # Wireshark's view
+    "packet_comments", "wireshark_fields",
+]
