@@ -6,7 +6,8 @@ The server tells the :class:`ChatRoom` what happened (a client connected, sent a
 line, went away, time passed) and the room answers with *actions*: ``Send`` a line
 to some recipients, ``SetNick`` (for the event timeline), or ``Disconnect`` a client
 once what was queued for it has been sent.  The room never touches a socket or a
-clock, so every rule here is tested by feeding it events and a fake ``now``.
+clock, so every rule here is tested by feeding it events and a fake ``now``.  Nor
+does it write any text: every line it sends is built in ``protocol.py``.
 
 A client is in one of two states::
 
@@ -60,27 +61,10 @@ class Disconnect:
     """Close this client's connection once its queued lines are sent."""
 
     client: int
-    how: str  # quit, nick-timeout, idle-timeout, server-full, flooding, server-stop
+    how: str  # a protocol.HowLeft label: quit, nick-timeout, idle-timeout, ...
 
 
 Action = Send | SetNick | Disconnect
-
-HELP_TEXT = (
-    "Commands: /help this text | /online who is here | /nick NEW change nickname | "
-    "/msg NICK TEXT private message | /quit leave. Anything else is sent to everyone."
-)
-
-
-def _names(nicks: list[str], budget: int = 800) -> str:
-    """A comma-separated list that keeps the line well under MAX_LINE_BYTES."""
-    shown: list[str] = []
-    used = 0
-    for nick in nicks:
-        used += len(nick.encode()) + 2
-        if used > budget:
-            return ", ".join(shown) + f" and {len(nicks) - len(shown)} more"
-        shown.append(nick)
-    return ", ".join(shown)
 
 
 @dataclass
@@ -122,19 +106,12 @@ class ChatRoom:
         """A TCP connection was accepted: ask for a nickname, or refuse if full."""
         if len(self._members) >= self.config.max_clients:
             return [
-                Send((client,), p.error_line(
-                    f"Server full ({self.config.max_clients} clients). Try again later."
-                ), Kind.ERROR),
-                Disconnect(client, "server-full"),
+                self._error(client, p.server_full_line(self.config.max_clients)),
+                Disconnect(client, p.HowLeft.SERVER_FULL),
             ]
         bucket = p.TokenBucket(self.config.flood_rate, self.config.flood_burst)
         self._members[client] = _Member(joined_at=now, last_heard=now, bucket=bucket)
-        return [
-            Send((client,), p.notice_line(
-                "Welcome to TCPChatX! Choose a nickname "
-                f"(1-{p.NICK_MAX_CHARS} letters, digits, _ or -) and press Enter."
-            ), Kind.NOTICE)
-        ]
+        return [Send((client,), p.PROMPT_LINE, Kind.NOTICE)]
 
     def receive(self, client: int, event: FrameEvent, now: float) -> list[Action]:
         """The client sent a line (or something that was refused as a line)."""
@@ -143,9 +120,9 @@ class ChatRoom:
             return []
         member.last_heard = now
         if isinstance(event, LineTooLong):
-            return [self._error(client, f"Line too long: at most {event.limit} bytes. It was dropped.")]
+            return [self._error(client, p.too_long_line(event.limit))]
         if isinstance(event, InvalidUtf8):
-            return [self._error(client, "That line was not valid UTF-8 text. It was dropped.")]
+            return [self._error(client, p.NOT_UTF8_LINE)]
         assert isinstance(event, Line)
         if self.config.flood_control and not member.bucket.allow(now):
             return self._refuse_flood(client, member)
@@ -154,9 +131,7 @@ class ChatRoom:
         text, removed = p.sanitize(event.text)
         actions: list[Action] = []
         if removed:
-            actions.append(self._error(
-                client, f"Removed {removed} control or invisible character(s) from your line."
-            ))
+            actions.append(self._error(client, p.removed_line(removed)))
         if member.nick is None:
             return actions + self._choose_nick(client, member, text)
         line = p.parse_client_line(text)
@@ -175,9 +150,9 @@ class ChatRoom:
         if member is None or member.nick is None:
             return []
         del self._by_key[p.nick_key(member.nick)]
-        return [Send(self._others(client), p.notice_line(
-            f"{member.nick} left ({how}, {len(self.online())} online)"
-        ), Kind.NOTICE)]
+        return [Send(
+            self._others(client), p.left_line(member.nick, how, len(self.online())), Kind.NOTICE
+        )]
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: enforce the nickname deadline and the idle timeout."""
@@ -185,13 +160,13 @@ class ChatRoom:
         for client, member in list(self._members.items()):
             if member.nick is None and now - member.joined_at > self.config.nick_timeout:
                 actions += [
-                    self._error(client, f"No nickname after {self.config.nick_timeout:g} s. Bye."),
-                    Disconnect(client, "nick-timeout"),
+                    self._error(client, p.nick_timeout_line(self.config.nick_timeout)),
+                    Disconnect(client, p.HowLeft.NICK_TIMEOUT),
                 ]
             elif member.nick is not None and now - member.last_heard > self.config.idle_timeout:
                 actions += [
-                    self._error(client, f"Idle for {self.config.idle_timeout:g} s. Bye."),
-                    Disconnect(client, "idle-timeout"),
+                    self._error(client, p.idle_timeout_line(self.config.idle_timeout)),
+                    Disconnect(client, p.HowLeft.IDLE_TIMEOUT),
                 ]
         return actions
 
@@ -203,8 +178,8 @@ class ChatRoom:
         self._by_key.clear()
         actions: list[Action] = []
         if everyone:
-            actions.append(Send(everyone, p.notice_line("Server is shutting down. Bye!"), Kind.NOTICE))
-        actions += [Disconnect(client, "server-stop") for client in everyone]
+            actions.append(Send(everyone, p.SHUTDOWN_LINE, Kind.NOTICE))
+        actions += [Disconnect(client, p.HowLeft.SERVER_STOP) for client in everyone]
         return actions
 
     # ------------------------------------------------------------------ rules
@@ -213,13 +188,13 @@ class ChatRoom:
         if text.startswith("/"):
             command = p.parse_client_line(text)
             if command.command == "quit":
-                return [Disconnect(client, "quit")]
-            return [self._error(client, "Choose a nickname first (or /quit).")]
-        nick, problem = p.check_nick(text)
+                return [Disconnect(client, p.HowLeft.QUIT)]
+            return [self._error(client, p.CHOOSE_NICK_FIRST_LINE)]
+        nick, problem = p.nick_problem(text)
         if problem is None and p.nick_key(nick) in self._by_key:
-            problem = f'The nickname "{nick}" is taken. Try another.'
-        if problem:
-            return [self._error(client, problem)]
+            problem = p.NickProblem.TAKEN
+        if problem is not None:
+            return [self._error(client, p.nick_refused_line(problem, nick))]
         member.nick = nick
         self._others_cache.clear()
         self._by_key[p.nick_key(nick)] = client
@@ -227,69 +202,65 @@ class ChatRoom:
         online = self.online()
         return [
             SetNick(client, nick),
-            Send((client,), p.reply_line(
-                f"Welcome, {nick}! Online ({len(online)}): {_names(online)}. Type /help for commands."
-            ), Kind.REPLY),
-            Send(others, p.notice_line(f"{nick} joined ({len(self.online())} online)"), Kind.NOTICE),
+            self._reply(client, p.welcome_line(nick, online)),
+            Send(others, p.joined_line(nick, len(online)), Kind.NOTICE),
         ]
 
     def _command(self, client: int, member: _Member, line: p.ClientLine) -> list[Action]:
         name, arg = line.command, line.text
         if name == "help":
-            return [self._reply(client, HELP_TEXT)]
+            return [self._reply(client, p.HELP_LINE)]
         if name == "online":
-            names = self.online()
-            return [self._reply(client, f"Online ({len(names)}): {_names(names)}")]
+            return [self._reply(client, p.online_line(self.online()))]
         if name == "quit":
-            return [self._reply(client, f"Bye, {member.nick}!"), Disconnect(client, "quit")]
+            return [
+                self._reply(client, p.bye_line(member.nick)), Disconnect(client, p.HowLeft.QUIT)
+            ]
         if name == "nick":
             return self._rename(client, member, arg)
         if name == "msg":
             target, _, text = arg.partition(" ")
             return self._private(client, member, target, text.strip())
-        return [self._error(client, f"Unknown command /{name}. Type /help for the list.")]
+        return [self._error(client, p.unknown_command_line(name))]
 
     def _rename(self, client: int, member: _Member, wanted: str) -> list[Action]:
-        nick, problem = p.check_nick(wanted)
+        nick, problem = p.nick_problem(wanted)
         old = member.nick
         assert old is not None
         if problem is None and self._by_key.get(p.nick_key(nick), client) != client:
-            problem = f'The nickname "{nick}" is taken. Try another.'
-        if problem:
-            return [self._error(client, problem)]
+            problem = p.NickProblem.TAKEN
+        if problem is not None:
+            return [self._error(client, p.nick_refused_line(problem, nick))]
         del self._by_key[p.nick_key(old)]
         self._by_key[p.nick_key(nick)] = client
         member.nick = nick
         return [
             SetNick(client, nick, old),
-            Send(tuple(self._chatting()), p.notice_line(f"{old} is now known as {nick}"), Kind.NOTICE),
+            Send(tuple(self._chatting()), p.renamed_line(old, nick), Kind.NOTICE),
         ]
 
     def _private(self, client: int, member: _Member, target: str, text: str) -> list[Action]:
         if not target or not text:
-            return [self._error(client, "Usage: /msg NICK TEXT")]
+            return [self._error(client, p.MSG_USAGE_LINE)]
         to = self._by_key.get(p.nick_key(target))
         if to is None:
-            return [self._error(client, f'Nobody called "{target}" is online. Try /online.')]
+            return [self._error(client, p.nobody_called_line(target))]
         recipient = self._members[to].nick
         assert member.nick is not None and recipient is not None
         return [
             Send((to,), p.private_line(member.nick, text), Kind.PRIVATE, client),
-            self._reply(client, f"-> {recipient}: {text}"),
+            self._reply(client, p.private_sent_line(recipient, text)),
         ]
 
     def _refuse_flood(self, client: int, member: _Member) -> list[Action]:
         member.refused_in_a_row += 1
         if member.refused_in_a_row >= self.config.flood_kick:
-            return [self._error(client, "Disconnected for flooding."), Disconnect(client, "flooding")]
+            return [self._error(client, p.FLOOD_KICK_LINE), Disconnect(client, p.HowLeft.FLOODING)]
         if member.warned:
             return []
         member.warned = True
-        return [self._error(
-            client,
-            f"Slow down: at most {self.config.flood_rate:g} lines per second "
-            f"(bursts of {self.config.flood_burst}). Lines are being dropped.",
-        )]
+        rate, burst = self.config.flood_rate, self.config.flood_burst
+        return [self._error(client, p.slow_down_line(rate, burst))]
 
     # ------------------------------------------------------------------ helpers
 
@@ -304,9 +275,11 @@ class ChatRoom:
         return others
 
     @staticmethod
-    def _reply(client: int, text: str) -> Send:
-        return Send((client,), p.reply_line(text), Kind.REPLY)
+    def _reply(client: int, line: str) -> Send:
+        """Send a reply line (built in protocol.py) to this client alone."""
+        return Send((client,), line, Kind.REPLY)
 
     @staticmethod
-    def _error(client: int, text: str) -> Send:
-        return Send((client,), p.error_line(text), Kind.ERROR)
+    def _error(client: int, line: str) -> Send:
+        """Send an error line (built in protocol.py) to this client alone."""
+        return Send((client,), line, Kind.ERROR)

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from . import protocol as p
 from .protocol import DEFAULT_HOST, DEFAULT_PORT, LineSplitter, encode_line
 from .room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
 from .timeline import Timeline, TimelineEvent
@@ -82,7 +83,7 @@ class _Connection:
                 if wake and len(self.queue) == 1 and not self.sending:
                     self.ready.notify()
                 return
-        self.drop(f"too slow: {waiting} lines were waiting to be sent")
+        self.drop(p.too_slow_reason(waiting))
 
     def send_now(self) -> None:
         """Write the queue from the calling thread, as far as the kernel takes it at once.
@@ -132,7 +133,7 @@ class _Connection:
             self.ready.notify()
         self.server.timeline.record("dropped", client=self.id, peer=self.peer, detail=reason)
         try:  # best effort: the line cannot block, it is sent only if there is room
-            self.sock.send(encode_line("!!! Disconnected: " + reason), socket.MSG_DONTWAIT)
+            self.sock.send(encode_line(p.disconnected_line(reason)), socket.MSG_DONTWAIT)
         except (OSError, AttributeError):
             pass
         try:
@@ -180,7 +181,7 @@ class _Connection:
 
     def _read_loop(self) -> None:
         server = self.server
-        how = "closed by client"
+        how = p.HowLeft.CLOSED
         try:
             while True:
                 data = self.sock.recv(RECV_BYTES)
@@ -192,11 +193,11 @@ class _Connection:
                 if events:
                     server._handle_lines(self, events)
         except ConnectionResetError:
-            how = "connection reset"
+            how = p.HowLeft.RESET
         except OSError as error:
-            how = f"connection error: {error.strerror or error}"
+            how = p.how_left(p.HowLeft.CONNECTION_ERROR, error.strerror or str(error))
         if self.dropped:
-            how = "dropped: " + self.dropped
+            how = p.how_left(p.HowLeft.DROPPED, self.dropped)
         server._client_gone(self, how)
         self.writer.join()
         self.sock.close()
@@ -308,7 +309,7 @@ class ChatServer:
             conn.reader.join(max(0.0, deadline - time.monotonic()))
         for conn in connections:
             if conn.reader.is_alive():
-                conn.drop("server stopped")
+                conn.drop(p.SERVER_STOPPED)
                 conn.reader.join()
         for sock in (self._waker_r, self._waker_w):
             if sock is not None:
@@ -375,7 +376,7 @@ class ChatServer:
                     if c.finishing_since is not None and now - c.finishing_since > self.close_timeout
                 ]
             for conn in stuck:
-                conn.drop(f"no FIN from the client within {self.close_timeout:g} s of ours")
+                conn.drop(p.no_fin_reason(self.close_timeout))
 
     # ------------------------------------------------------------------ called by readers
 

@@ -1,12 +1,15 @@
-"""The sans-IO protocol core: framing, sanitising, nicknames, line kinds, flood control."""
+"""The sans-IO protocol core: framing, sanitising, nicknames, line kinds, every server
+line built and parsed back, flood control."""
 
 from __future__ import annotations
 
 import unicodedata
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tcpchatx import protocol as p
 from tcpchatx.protocol import (
     MAX_LINE_BYTES,
     NICK_MAX_CHARS,
@@ -15,10 +18,12 @@ from tcpchatx.protocol import (
     Line,
     LineSplitter,
     LineTooLong,
+    NickProblem,
     TokenBucket,
     check_nick,
     encode_line,
     nick_key,
+    nick_problem,
     parse_client_line,
     parse_server_line,
     sanitize,
@@ -107,6 +112,16 @@ def test_nickname_rules():
     assert nick_key("Straße") == nick_key("STRASSE")
 
 
+def test_check_nick_says_the_problem_that_nick_problem_finds():
+    cases = {"": NickProblem.EMPTY, "x" * 17: NickProblem.TOO_LONG, "1abc": NickProblem.NO_LETTER_FIRST,
+             "al!ce": NickProblem.BAD_CHARACTER, "SERVER": NickProblem.RESERVED, "alice": None}
+    for raw, problem in cases.items():
+        nick, found = nick_problem(raw)
+        assert found is problem, raw
+        assert check_nick(raw) == ((nick, None) if problem is None else (None, problem.says(nick)))
+    assert check_nick("SERVER") == (None, 'The nickname "SERVER" is reserved.')
+
+
 @given(st.text(alphabet="ab_-1 .\u00e9\u0663\u00b2\u200b\u2160\u0301\U0001d7d8", max_size=15))
 def test_a_nickname_is_letters_digits_underscores_and_dashes(tail):
     """Character by character, as the rule says (checked in bulk by the code)."""
@@ -127,6 +142,180 @@ def test_server_line_kinds_round_trip():
     for line, (kind, nick, text) in cases.items():
         parsed = parse_server_line(line)
         assert (parsed.kind, parsed.nick, parsed.text) == (kind, nick, text), line
+
+
+# --------------------------------------------------------------------------- server lines
+
+# What the protocol allows where a line has a field: valid nicknames (as check_nick
+# returns them), relayed texts (sanitised: no control characters, hence no newline),
+# words (a command name or a /msg target: no space), counts and {:g} numbers.
+nicks = st.text(st.characters(categories=("L", "Nd"), include_characters="_-"),
+                min_size=1, max_size=NICK_MAX_CHARS).filter(lambda n: check_nick(n) == (n, None))
+# Texts are made of any characters and of the lines' own separators, so that a text
+# often looks like the words around it ("bob: a: b", "x, 2 online)").
+SEPARATORS = [": ", ", ", ". ", "! ", "> ", "* ", '"', "(", ")", " online)", " and 2 more", " "]
+texts = st.lists(st.sampled_from(SEPARATORS) | st.text(st.characters(exclude_categories=("Cs",))),
+                 max_size=8).map(lambda parts: sanitize("".join(parts))[0])
+words = texts.map(lambda t: t.replace(" ", ""))
+counts = st.integers(0, 10**6)
+seconds = st.floats(min_value=0, allow_nan=False)
+
+
+def g(number: float) -> float:
+    """What a line keeps of a number it writes with {:g} (6 significant digits)."""
+    return float(f"{number:g}")
+
+
+# Every server line with fields: a strategy for its builder's arguments, the builder,
+# its parser, and the fields the parser must give back for those arguments.
+PAIRS = {
+    "chat": (st.tuples(nicks, texts), p.chat_line, p.parse_chat, lambda nick, text: (nick, text)),
+    "private": (st.tuples(nicks, texts), p.private_line, p.parse_private,
+                lambda nick, text: (nick, text)),
+    "joined": (st.tuples(nicks, counts), p.joined_line, p.parse_joined, lambda nick, n: (nick, n)),
+    "left": (st.tuples(nicks, texts, counts), p.left_line, p.parse_left,
+             lambda nick, how, n: (nick, how, n)),
+    "renamed": (st.tuples(nicks, nicks), p.renamed_line, p.parse_renamed,
+                lambda old, new: (old, new)),
+    "bye": (st.tuples(nicks), p.bye_line, p.parse_bye, lambda nick: nick),
+    "private_sent": (st.tuples(nicks, texts), p.private_sent_line, p.parse_private_sent,
+                     lambda to, text: (to, text)),
+    "server_full": (st.tuples(counts), p.server_full_line, p.parse_server_full, lambda n: n),
+    "too_long": (st.tuples(counts), p.too_long_line, p.parse_too_long, lambda n: n),
+    "removed": (st.tuples(counts), p.removed_line, p.parse_removed, lambda n: n),
+    "nick_refused": (st.tuples(st.sampled_from(NickProblem), nicks), p.nick_refused_line,
+                     p.parse_nick_refused,
+                     lambda problem, nick: (problem, nick if "{nick}" in problem.value else None)),
+    "nick_timeout": (st.tuples(seconds), p.nick_timeout_line, p.parse_nick_timeout, g),
+    "idle_timeout": (st.tuples(seconds), p.idle_timeout_line, p.parse_idle_timeout, g),
+    "unknown_command": (st.tuples(words), p.unknown_command_line, p.parse_unknown_command,
+                        lambda name: name),
+    "nobody_called": (st.tuples(words), p.nobody_called_line, p.parse_nobody_called,
+                      lambda target: target),
+    "slow_down": (st.tuples(seconds, counts), p.slow_down_line, p.parse_slow_down,
+                  lambda rate, burst: (g(rate), burst)),
+    "disconnected": (st.tuples(texts), p.disconnected_line, p.parse_disconnected,
+                     lambda reason: reason),
+}
+PARSERS = {name: pair[2] for name, pair in PAIRS.items()}
+PARSERS.update(welcome=p.parse_welcome, online=p.parse_online)
+# Lines without fields: a constant each, recognised with ==.
+CONSTANT_LINES = {
+    "prompt": p.PROMPT_LINE, "shutdown": p.SHUTDOWN_LINE, "help": p.HELP_LINE,
+    "not_utf8": p.NOT_UTF8_LINE, "choose_nick_first": p.CHOOSE_NICK_FIRST_LINE,
+    "msg_usage": p.MSG_USAGE_LINE, "flood_kick": p.FLOOD_KICK_LINE,
+}
+
+
+def readings(line: str) -> list[str]:
+    """The names of every parser (or constant) that recognises ``line``."""
+    found = [name for name, parse in PARSERS.items() if parse(line) is not None]
+    return found + [name for name, constant in CONSTANT_LINES.items() if line == constant]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+@given(data=st.data())
+def test_every_server_line_parses_back_to_its_fields_and_only_by_its_own_parser(name, data):
+    arguments, build, parse, fields = PAIRS[name]
+    args = data.draw(arguments)
+    line = build(*args)
+    assert parse(line) == fields(*args)
+    assert readings(line) == [name]
+    assert "\n" not in line
+
+
+@given(nick=nicks, online=st.lists(nicks, max_size=80))
+def test_welcome_and_online_list_parse_back_even_when_cut_short(nick, online):
+    """Names past ONLINE_LIST_BYTES are counted, not shown: the line stays well short."""
+    welcome, listed = p.welcome_line(nick, online), p.online_line(online)
+    assert p.parse_welcome(welcome) == p.Welcome(nick, p.parse_online(listed))
+    assert readings(welcome) == ["welcome"] and readings(listed) == ["online"]
+    shown = p.parse_online(listed)
+    assert shown.count == len(online) == len(shown.names) + shown.more
+    assert shown.names == tuple(online[: len(shown.names)])
+    if sum(len(n.encode()) + 2 for n in online) <= p.ONLINE_LIST_BYTES:
+        assert shown.more == 0
+    assert len(encode_line(welcome)) < MAX_LINE_BYTES
+
+
+def test_the_longest_list_of_the_longest_nicknames_stays_under_the_line_limit():
+    widest = "\U00020000" * NICK_MAX_CHARS  # 16 four-byte letters: the most bytes a nickname has
+    assert check_nick(widest) == (widest, None)
+    welcome = p.welcome_line(widest, [widest] * 1000)
+    assert len(encode_line(welcome)) <= MAX_LINE_BYTES
+    assert p.parse_welcome(welcome).online.more > 900
+
+
+def test_a_list_cut_short_reads_back():
+    assert p.parse_online("--- Online (3): alice and 2 more") == p.Online(3, ("alice",), 2)
+    assert p.parse_online("--- Online (0): ") == p.Online(0, ())
+    assert p.parse_online("--- Online (2):  and 2 more") == p.Online(2, (), 2)  # none shown
+
+
+def test_lines_without_fields_are_constants_of_their_kind_and_no_parser_claims_them():
+    kinds = {"prompt": Kind.NOTICE, "shutdown": Kind.NOTICE, "help": Kind.REPLY}
+    for name, line in CONSTANT_LINES.items():
+        assert parse_server_line(line).kind is kinds.get(name, Kind.ERROR), name
+        assert readings(line) == [name]
+
+
+@given(label=st.sampled_from([v for k, v in vars(p.HowLeft).items() if k.isupper()]),
+       detail=st.none() | texts)
+def test_how_a_client_left_parses_back(label, detail):
+    assert p.parse_how_left(p.how_left(label, detail)) == (label, detail)
+
+
+@given(waiting=counts, timeout=seconds)
+def test_drop_reasons_parse_back(waiting, timeout):
+    assert p.parse_too_slow_reason(p.too_slow_reason(waiting)) == waiting
+    assert p.parse_no_fin_reason(p.no_fin_reason(timeout)) == g(timeout)
+    assert p.parse_too_slow_reason(p.SERVER_STOPPED) is None
+
+
+def test_the_bytes_on_the_wire():
+    """Every line's exact text (as in captures/*.pcapng): a change here changes the wire."""
+    expected = [
+        (p.PROMPT_LINE,
+         "*** Welcome to TCPChatX! Choose a nickname (1-16 letters, digits, _ or -) and press Enter."),
+        (p.welcome_line("carol", ["alice", "bob", "carol"]),
+         "--- Welcome, carol! Online (3): alice, bob, carol. Type /help for commands."),
+        (p.joined_line("carol", 3), "*** carol joined (3 online)"),
+        (p.left_line("alice", p.how_left(p.HowLeft.QUIT), 2), "*** alice left (quit, 2 online)"),
+        (p.left_line("bob", p.how_left(p.HowLeft.DROPPED, p.too_slow_reason(7)), 1),
+         "*** bob left (dropped: too slow: 7 lines were waiting to be sent, 1 online)"),
+        (p.renamed_line("alice", "ally"), "*** alice is now known as ally"),
+        (p.SHUTDOWN_LINE, "*** Server is shutting down. Bye!"),
+        (p.chat_line("alice", "hello everyone"), "<alice> hello everyone"),
+        (p.private_line("alice", "psst, just between us"), "*alice* psst, just between us"),
+        (p.private_sent_line("bob", "psst, just between us"), "--- -> bob: psst, just between us"),
+        (p.online_line(["alice", "bob"]), "--- Online (2): alice, bob"),
+        (p.bye_line("bob"), "--- Bye, bob!"),
+        (p.HELP_LINE,
+         "--- Commands: /help this text | /online who is here | /nick NEW change nickname | "
+         "/msg NICK TEXT private message | /quit leave. Anything else is sent to everyone."),
+        (p.server_full_line(200), "!!! Server full (200 clients). Try again later."),
+        (p.too_long_line(1024), "!!! Line too long: at most 1024 bytes. It was dropped."),
+        (p.NOT_UTF8_LINE, "!!! That line was not valid UTF-8 text. It was dropped."),
+        (p.removed_line(2), "!!! Removed 2 control or invisible character(s) from your line."),
+        (p.CHOOSE_NICK_FIRST_LINE, "!!! Choose a nickname first (or /quit)."),
+        (p.nick_refused_line(NickProblem.TAKEN, "Bob"),
+         '!!! The nickname "Bob" is taken. Try another.'),
+        (p.nick_refused_line(NickProblem.TOO_LONG, "x" * 17),
+         "!!! A nickname has at most 16 characters."),
+        (p.nick_timeout_line(30.0), "!!! No nickname after 30 s. Bye."),
+        (p.idle_timeout_line(600.0), "!!! Idle for 600 s. Bye."),
+        (p.unknown_command_line("dance"), "!!! Unknown command /dance. Type /help for the list."),
+        (p.MSG_USAGE_LINE, "!!! Usage: /msg NICK TEXT"),
+        (p.nobody_called_line("zed"), '!!! Nobody called "zed" is online. Try /online.'),
+        (p.slow_down_line(5.0, 10),
+         "!!! Slow down: at most 5 lines per second (bursts of 10). Lines are being dropped."),
+        (p.FLOOD_KICK_LINE, "!!! Disconnected for flooding."),
+        (p.disconnected_line(p.no_fin_reason(10.0)),
+         "!!! Disconnected: no FIN from the client within 10 s of ours"),
+        (p.disconnected_line(p.SERVER_STOPPED), "!!! Disconnected: server stopped"),
+    ]
+    for built, text in expected:
+        assert built == text
 
 
 def test_client_line_kinds():

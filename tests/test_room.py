@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tcpchatx import protocol as p
 from tcpchatx.protocol import InvalidUtf8, Kind, Line, LineTooLong
 from tcpchatx.room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
 
@@ -119,3 +120,31 @@ def test_shutdown_says_bye_once_and_no_leave_notices():
     actions = room.shutdown()
     assert sends(actions) == [((1, 2), "*** Server is shutting down. Bye!")]
     assert room.disconnect(1, "server-stop") == []
+
+
+def test_every_line_the_room_sends_is_built_by_protocol_and_parses_back():
+    """The room writes no text of its own: each line it sends is one that a parser in
+    protocol.py reads (or one of its constant lines), and its Send.kind is its sigil's."""
+    not_one_line = {"parse_server_line", "parse_client_line",  # any line
+                    "parse_how_left", "parse_too_slow_reason", "parse_no_fin_reason"}  # fields
+    parsers = [f for name, f in vars(p).items() if name.startswith("parse_") and name not in not_one_line]
+    constants = {v for name, v in vars(p).items() if name.endswith("_LINE") and isinstance(v, str)}
+    room = joined_room("alice", "bob", max_clients=3, nick_timeout=5, idle_timeout=60,
+                       flood_rate=1, flood_burst=20, flood_kick=5)
+    actions = room.connect(3, 0) + room.connect(4, 0)  # the second is one too many
+    for text in ["/online", "ALICE", "server", "", "carol"]:
+        actions += room.receive(3, Line(text), 0)
+    for text in ["hi", "hi\x1b", "/help", "/online", "/msg bob psst", "/msg", "/msg zed hi",
+                 "/nick Bob", "/nick 9", "/nick ally", "/dance", "/quit"]:
+        actions += room.receive(1, Line(text), 0)
+    actions += room.receive(2, LineTooLong(1024), 0) + room.receive(2, InvalidUtf8(b"\xff"), 0)
+    actions += room.disconnect(1, "quit")
+    actions += [a for i in range(30) for a in room.receive(2, Line(f"m{i}"), 1)]  # a flood
+    room.connect(5, 1)
+    actions += room.tick(7) + room.tick(100) + room.shutdown()
+    lines = [a for a in actions if isinstance(a, Send)]
+    assert {a.kind for a in lines} == {Kind.CHAT, Kind.PRIVATE, Kind.NOTICE, Kind.REPLY, Kind.ERROR}
+    for send in lines:
+        read = [f.__name__ for f in parsers if f(send.line) not in (None, False)]
+        assert len(read) + (send.line in constants) == 1, send.line
+        assert p.parse_server_line(send.line).kind is send.kind, send.line
