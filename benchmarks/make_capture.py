@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tcpchatx import pcapng_format
+from tcpchatx.tcp_flags import ACK
+
 PLACEHOLDER = b"QQQQ"
 SESSION_FILE = "session.pcapng"
 DEFAULT_PACKETS = 1_000_000
@@ -115,7 +118,7 @@ def _session_packets(path: Path):
         "conn": t.conn[keep].astype(np.int64),
         "direction": t.direction[keep].astype(np.int64),
         "tcp": p.tcp_header_offsets(keep) - start,  # TCP header offset inside the frame
-        "is_ack": (p.flags[keep] & 0x10) != 0,
+        "is_ack": (p.flags[keep] & ACK) != 0,
         "server_port": a.chat.server[1],
         "n_conn": len(a.connections),
     }
@@ -218,19 +221,14 @@ def write_pcap(path: Path, blob: bytes, lengths: np.ndarray, ticks: np.ndarray) 
 
 
 def write_pcapng(path: Path, blob: bytes, lengths: np.ndarray, ticks: np.ndarray) -> None:
-    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
-    tsresol = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)
-    idb_len = 20 + len(tsresol)
-    idb = struct.pack("<IIHHI", 1, idb_len, 1, 0, 262144) + tsresol + struct.pack("<I", idb_len)
-    epb = struct.Struct("<IIIIIII").pack
-    view = memoryview(blob)
-    pad = [b"", b"\0\0\0", b"\0\0", b"\0"]
-    parts, pos = [shb, idb], 0
+    """Ethernet frames with nanosecond timestamps, in Enhanced Packet Blocks (as dumpcap)."""
+    nanoseconds = [(pcapng_format.OPT_IF_TSRESOL, bytes([pcapng_format.tsresol_byte(10**9)]))]
+    parts = [pcapng_format.section_header(), pcapng_format.interface_description(1, 262144, nanoseconds)]
+    view, pos = memoryview(blob), 0
     for length, ns in zip(lengths.tolist(), ticks.tolist(), strict=True):
-        total = 32 + length + (-length % 4)
-        parts.append(epb(6, total, 0, ns >> 32, ns & 0xFFFFFFFF, length, length))
-        parts.append(view[pos: pos + length])
-        parts.append(pad[length % 4] + struct.pack("<I", total))
+        head, tail = pcapng_format.block_frame(pcapng_format.BLOCK_EPB, 20 + length)
+        parts += (head, pcapng_format.enhanced_packet_fields(0, ns, length, length),
+                  view[pos: pos + length], tail)  # the frame's bytes passed on uncopied
         pos += length
     _write_atomically(path, parts)
 

@@ -44,7 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis.labels import CloseKind
 from .client import ChatClient, ConnectionClosed
+from .tcp_flags import FIN, RST
 
 #: How a client left, as far as the capture can tell.
 LEAVES: dict[str, str] = {
@@ -58,9 +60,7 @@ LEAVES: dict[str, str] = {
 
 #: Close kinds that differ only by timing: whether the ACK of the first FIN waited
 #: (Linux delays it ~40 ms) long enough to ride on the second FIN.
-SAME_SHAPE = {"three-way": "fin", "four-way": "fin"}
-
-FIN, RST = 0x01, 0x04  # TCP flag bits
+SAME_SHAPE = {CloseKind.THREE_WAY: "fin", CloseKind.FOUR_WAY: "fin"}
 
 
 class RedriveError(RuntimeError):
@@ -77,7 +77,7 @@ class Participant:
     conn: int  # its connection id in the analysis
     nick: str | None  # its last nickname
     leave: str  # a key of LEAVES
-    close_kind: str  # labels.CLOSE_KINDS
+    close_kind: str  # a labels.CloseKind
     active_closer: str | None
 
 
@@ -168,11 +168,11 @@ def _close_frames(analysis) -> dict[int, tuple[int | None, int | None, int | Non
 
 def _leave(connection, sent_quit: bool, frames) -> str:
     client_fin, server_fin, data_after = frames
-    if connection.close_kind == "open" or (client_fin is None and server_fin is None):
+    if connection.close_kind == CloseKind.OPEN or (client_fin is None and server_fin is None):
         return "open"
     if connection.active_closer == "responder":
         return "quit" if sent_quit else "server-close"
-    if connection.close_kind == "reset":
+    if connection.close_kind == CloseKind.RESET:
         return "abort"
     if connection.active_closer == "both":  # simultaneous: a FIN from each side at once
         return "quit" if sent_quit else "close"
@@ -184,7 +184,7 @@ def extract_session(analysis) -> Session:
     server = analysis.chat.server
     notes: list[str] = []
     chat_conns = [c for c in analysis.connections
-                  if c.server == server and c.close_kind not in ("refused", "incomplete")]
+                  if c.server == server and c.close_kind not in (CloseKind.REFUSED, CloseKind.INCOMPLETE)]
     skipped = len(analysis.connections) - len(chat_conns)
     if skipped:
         notes.append(f"{skipped} connection(s) left out: refused, incomplete or not to the chat server")

@@ -33,10 +33,12 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from .tcp_flags import ACK, FIN, LETTERS, PSH, RST, SYN, URG
+
 LADDER_ROWS = 15  # ladder rows shown on a redrawn screen
 ARROW_WIDTH = 40  # characters between the two lanes
 CLEAR = "\x1b[H\x1b[2J"
-FLAG_LETTERS = ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"))
+FLAG_LETTERS = tuple((bit, LETTERS[bit]) for bit in (SYN, FIN, RST, PSH, ACK, URG))  # in this order
 HELP = "keys: Enter/space/n next, p previous, q quit"
 
 

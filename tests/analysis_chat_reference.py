@@ -52,9 +52,10 @@ from tcpchatx.analysis.chat import (  # the same records and unchanged helpers; 
     decode_line,
     find_lines,
 )
-from tcpchatx.analysis.packets import RST, Packets
+from tcpchatx.analysis.packets import Packets
 from tcpchatx.analysis.tracker import Tracking
 from tcpchatx.protocol import Kind
+from tcpchatx.tcp_flags import RST
 
 _WELCOME = re.compile(r"^Welcome, (.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")

@@ -386,7 +386,7 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
                                  nicks := chat._Ids(), chat._Ids())
     for k, text in enumerate(texts):
         want = proto.parse_server_line(text)
-        assert chat.KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
+        assert chat.LINE_KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
         nick = kinds.server_nick[k]
         assert (nicks.names[nick] if nick >= 0 else None) == want.nick, text
         payload = kinds.server_payload[k]
@@ -430,7 +430,7 @@ def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
                                      nicks := chat._Ids(), chat._Ids())
         for k, text in enumerate(meant):
             want = proto.parse_server_line(text)
-            assert chat.KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
+            assert chat.LINE_KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
             nick, payload = kinds.server_nick[k], kinds.server_payload[k]
             assert (nicks.names[nick] if nick >= 0 else None) == want.nick, text
             assert (kinds.payloads.names[payload] if payload >= 0 else None) == (want.text if want.nick else None)
@@ -448,7 +448,7 @@ def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
                                  chat._Ids(), commands := chat._Ids())
     for k, text in enumerate(texts):
         want = proto.parse_client_line(text)
-        assert chat.KIND_NAMES[kinds.client_kind[k]] == want.kind.value, text
+        assert chat.LINE_KIND_NAMES[kinds.client_kind[k]] == want.kind.value, text
         command = kinds.client_command[k]
         assert (commands.names[command] if command >= 0 else None) == want.command, text
         assert kinds.slash[k] == text.startswith("/"), text

@@ -22,11 +22,12 @@ from test_analysis_tcp import SCENARIOS
 
 from analysis_helpers import C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, to_json
-from tcpchatx.analysis.capture import PCAP_MAGIC, open_buffer, walk_pcap, walk_pcap_slowly
+from tcpchatx.analysis.capture_file import PCAP_MAGIC, open_buffer, walk_pcap, walk_pcap_slowly
 from tcpchatx.analysis.export import write_json
-from tcpchatx.analysis.packets import ACK, FIN, RST, SYN, read_packets
-from tcpchatx.analysis.states import Kind, State, lookup
+from tcpchatx.analysis.packets import read_packets
+from tcpchatx.analysis.states import SegmentKind, State, lookup
 from tcpchatx.analysis.tracker import _connection_ranges, connect, label, track
+from tcpchatx.tcp_flags import ACK, FIN, RST, SYN
 
 REFERENCE_CAPTURES = sorted(
     p for p in (Path(__file__).parent.parent / "captures").glob("*") if p.suffix in (".pcap", ".pcapng")
@@ -67,19 +68,19 @@ def labels_one_by_one(a) -> dict[int, tuple[str, str]]:
         again = 0 < end <= sent_up_to.get(me, 0)
         sent_up_to[me] = max(sent_up_to.get(me, 0), end)
         if flags & RST:
-            kind = Kind.RST_ACK if is_ack else Kind.RST
+            kind = SegmentKind.RST_ACK if is_ack else SegmentKind.RST
         elif flags & SYN:
-            kind = Kind.SYN_ACK if is_ack else Kind.SYN
+            kind = SegmentKind.SYN_ACK if is_ack else SegmentKind.SYN
         elif newly_acks_fin:
-            kind = Kind.FIN_ACK if flags & FIN and fins[me] == 1 else Kind.ACK_OF_FIN
+            kind = SegmentKind.FIN_ACK if flags & FIN and fins[me] == 1 else SegmentKind.ACK_OF_FIN
         elif flags & FIN:
-            kind = Kind.FIN if fins[me] == 1 else Kind.FIN_AGAIN
+            kind = SegmentKind.FIN if fins[me] == 1 else SegmentKind.FIN_AGAIN
         elif again:
-            kind = Kind.DATA_AGAIN
+            kind = SegmentKind.DATA_AGAIN
         elif length:
-            kind = Kind.DATA
+            kind = SegmentKind.DATA
         else:
-            kind = Kind.ACK if is_ack else Kind.OTHER
+            kind = SegmentKind.ACK if is_ack else SegmentKind.OTHER
         if flags & FIN and not flags & RST and me not in fin_end:
             fin_end[me] = (seq + length + 1) & 0xFFFFFFFF
         before = state.get(conn, State.CLOSED)

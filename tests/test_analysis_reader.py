@@ -21,8 +21,8 @@ from analysis_helpers import (
     write_capture,
     write_raw_pcap,
 )
-from tcpchatx.analysis import CaptureFormatError, analyze, capture, read_packets
-from tcpchatx.analysis.capture import (
+from tcpchatx.analysis import CaptureFormatError, analyze, capture_file, read_packets
+from tcpchatx.analysis.capture_file import (
     index_pcapng,
     open_buffer,
     read_index,
@@ -460,7 +460,7 @@ def test_pcapng_walk_takes_runs_of_packets_in_one_step(monkeypatch):
         hopped.append(len(offsets))
         return offsets, end
 
-    monkeypatch.setattr(capture, "walk_pcapng_slowly", counting)
+    monkeypatch.setattr(capture_file, "walk_pcapng_slowly", counting)
     w = Pcapng()
     for order in "<><":
         w.section(order)
@@ -469,7 +469,7 @@ def test_pcapng_walk_takes_runs_of_packets_in_one_step(monkeypatch):
             w.epb(0, k, b"data %d" % k + fake_epb(order, k % 3))
         w.other(5)
     sections, interfaces = [], []
-    assert capture.walk_pcapng(bytes(w.data), sections, interfaces).tolist() == [p[0] for p in w.packets]
+    assert capture_file.walk_pcapng(bytes(w.data), sections, interfaces).tolist() == [p[0] for p in w.packets]
     assert len(sections) == 3 and len(interfaces) == 3
     assert sum(hopped) == 0 and len(hopped) < 10  # SHBs, IDBs and statistics blocks only
 
@@ -488,6 +488,10 @@ def test_pcapng_walk_on_truncated_and_broken_files():
     assert both_walks(data[offsets[0]:])[0] is CaptureFormatError  # no Section Header first
     with pytest.raises(CaptureFormatError, match="bad length"):
         index_pcapng(bytes(broken))
+    no_magic = bytearray(data)
+    no_magic[8:12] = b"\0" * 4  # the first section's byte-order magic
+    assert both_walks(bytes(no_magic)) == (
+        CaptureFormatError, "pcapng Section Header Block at offset 0 has no byte-order magic")
 
 
 # --------------------------------------------------------------------------- memory
@@ -564,7 +568,7 @@ def test_release_pages_lowers_rss_and_keeps_the_data(tmp_path):
 def test_indexers_release_only_what_lies_a_window_behind(tmp_path, monkeypatch):
     """The decoder reads the pages the indexers just read: they keep the last
     KEEP_MAPPED bytes mapped for it, and release what lies further behind."""
-    monkeypatch.setattr(capture, "KEEP_MAPPED", 16 << 20)
+    monkeypatch.setattr(capture_file, "KEEP_MAPPED", 16 << 20)
     path = tmp_path / "big.bin"
     values = np.arange(16 << 20, dtype=np.uint32)  # 64 MB
     values.tofile(path)
@@ -572,16 +576,16 @@ def test_indexers_release_only_what_lies_a_window_behind(tmp_path, monkeypatch):
     mapped = np.frombuffer(buf, dtype=np.uint32)
     assert mapped[:: mmap.PAGESIZE // 4].sum() == values[:: mmap.PAGESIZE // 4].sum()  # all mapped
     before = vm_rss_kb()
-    capture.release_behind(buf, 0, 16 << 20)  # nothing is 16 MB behind the first 16 MB yet
+    capture_file.release_behind(buf, 0, 16 << 20)  # nothing is 16 MB behind the first 16 MB yet
     assert abs(before - vm_rss_kb()) < 4 * 1024
-    capture.release_behind(buf, 16 << 20, 64 << 20)  # up to 48 MB is now behind
+    capture_file.release_behind(buf, 16 << 20, 64 << 20)  # up to 48 MB is now behind
     assert 44 * 1024 < before - vm_rss_kb() < 52 * 1024
     assert np.array_equal(mapped, values)
 
 
 def test_record_chunks_cover_every_record_once():
     rec = np.array([24, 100, 5000, 5001, 9000, 30000, 30010], dtype=np.int64)
-    parts = capture.record_chunks(rec, 40000, chunk=4096)
+    parts = capture_file.record_chunks(rec, 40000, chunk=4096)
     assert [r for part in parts for r in rec[part].tolist()] == rec.tolist()
     assert all(part.stop > part.start for part in parts)  # chunks with no record start are left out
-    assert [capture._file_span(rec, part, 40000) for part in parts][-1] == (30000, 40000)
+    assert [capture_file._file_span(rec, part, 40000) for part in parts][-1] == (30000, 40000)

@@ -7,7 +7,7 @@ import pytest
 
 from analysis_helpers import TSHARK, C, S, Talk, assert_agrees_with_tshark, merge, write_capture
 from tcpchatx.analysis import CLOSE_KINDS, ZEEK_CONN_STATES, analyze
-from tcpchatx.analysis.states import NEXT_STATE, STEPS, TABLE, Kind, State
+from tcpchatx.analysis.states import NEXT_STATE, STEPS, TABLE, SegmentKind, State
 
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 
@@ -251,7 +251,7 @@ def test_sequence_numbers_wrap_around(tmp_path):
 def test_table_is_complete_and_consistent():
     """Every state answers every kind; every target state exists; names are unique per pair."""
     for state in State:
-        for kind in Kind:
+        for kind in SegmentKind:
             assert 0 <= NEXT_STATE[state, kind] < len(State)
     for state, row in TABLE.items():
         for kind, step in row.items():

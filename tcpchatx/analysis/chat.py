@@ -70,9 +70,10 @@ import numpy as np
 
 from tcpchatx import protocol as proto
 from tcpchatx.protocol import Kind
+from tcpchatx.tcp_flags import RST
 
-from .capture import at_every_offset, release_pages, take
-from .packets import RST, Packets, exact_ratio
+from .capture_file import at_every_offset, release_pages, take
+from .packets import Packets, exact_ratio
 from .sorting import stable_argsort
 from .tracker import Flows
 from .workers import for_each, in_order
@@ -81,13 +82,13 @@ _WELCOME_START = "Welcome, "
 _WELCOME = re.compile("^" + re.escape(_WELCOME_START) + r"(.+?)! ")
 _RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
 
-# Line kinds as small integers (column ``Chat.kind``); KIND_NAMES[code] is the label.
-KIND_NAMES = ("invalid",) + tuple(k.value for k in Kind)
-KIND_CODE = {name: code for code, name in enumerate(KIND_NAMES)}
-INVALID, CHAT, PRIVATE = KIND_CODE["invalid"], KIND_CODE["chat"], KIND_CODE["private"]
-REPLY, NOTICE, NICKNAME = KIND_CODE["reply"], KIND_CODE["notice"], KIND_CODE["nickname"]
-ERROR = KIND_CODE["error"]
-MESSAGE, COMMAND = KIND_CODE["message"], KIND_CODE["command"]
+# Line kinds as small integers (column ``Chat.kind``); LINE_KIND_NAMES[code] is the label.
+LINE_KIND_NAMES = ("invalid",) + tuple(k.value for k in Kind)
+LINE_KIND_CODE = {name: code for code, name in enumerate(LINE_KIND_NAMES)}
+INVALID, CHAT, PRIVATE = LINE_KIND_CODE["invalid"], LINE_KIND_CODE["chat"], LINE_KIND_CODE["private"]
+REPLY, NOTICE, NICKNAME = LINE_KIND_CODE["reply"], LINE_KIND_CODE["notice"], LINE_KIND_CODE["nickname"]
+ERROR = LINE_KIND_CODE["error"]
+MESSAGE, COMMAND = LINE_KIND_CODE["message"], LINE_KIND_CODE["command"]
 NONE = -1  # "no value" in the id columns (nick, command, text)
 
 
@@ -159,7 +160,7 @@ class Chat:
     line_conn: np.ndarray
     line_direction: np.ndarray
     line_text: np.ndarray
-    line_kind: np.ndarray  # KIND_NAMES codes
+    line_kind: np.ndarray  # LINE_KIND_NAMES codes
     line_nick: np.ndarray
     line_command: np.ndarray
     line_recipient: np.ndarray
@@ -276,7 +277,7 @@ class Chat:
              recipient, ticks, per_second) in cols:
             out.append(ChatLine(
                 id=i, conn=conn, direction=d, text=texts[text] if text >= 0 else None,
-                kind=KIND_NAMES[kind],
+                kind=LINE_KIND_NAMES[kind],
                 nick=nicks[nick], command=commands[command], start=start, end=end,
                 frames=frames[first : last + 1] if frames is not None
                 else self.run_frames[first : last + 1].tolist(),
@@ -1059,7 +1060,7 @@ def _client_facts(f: _TextFacts, texts: list[str], ids: np.ndarray, commands: _I
     slash_text, slash, name, arg, plain = _columns(parts, 5)
     command = slash == "/"
     f.slash[ids] = command | (slash_text != "")
-    f.client_kind[ids] = np.where(command, KIND_CODE["command"], KIND_CODE["message"])
+    f.client_kind[ids] = np.where(command, LINE_KIND_CODE["command"], LINE_KIND_CODE["message"])
     names = [x.lower() for x in name[command]]
     f.client_command[ids[command]] = commands.ids_of(names)
     # Chat messages: relayed (sanitised) unless blank.

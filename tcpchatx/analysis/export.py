@@ -11,7 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .chat import KIND_NAMES
+from .chat import LINE_KIND_NAMES
 from .labels import (
     CLOSE_KINDS,
     DIRECTIONS,
@@ -23,7 +23,7 @@ from .labels import (
     flag_string,
 )
 from .packets import exact_ratio, unique_codes
-from .states import STEPS, Kind, State
+from .states import STEPS, SegmentKind, State
 
 FORMAT_VERSION = 1
 
@@ -398,7 +398,7 @@ def _note_template(step_id: int, d: int) -> tuple[str, list[str]]:
     The words (Sender, peer, state) are the same for every packet of that step and
     direction, so they are filled in here, once.
     """
-    state = State(step_id // len(Kind)).name  # STEPS is numbered state-major
+    state = State(step_id // len(SegmentKind)).name  # STEPS is numbered state-major
     sender, peer = ROLE_NAMES[DIRECTIONS[d]], ROLE_NAMES[DIRECTIONS[1 - d]]
     words = {"Sender": sender.capitalize(), "sender": sender, "peer": peer, "state": state}
     text, numbers = "", []
@@ -422,7 +422,7 @@ def _line_chunks(a) -> Iterator[str]:
     """One JSON object per line, straight from the chat's columns (no ChatLine objects)."""
     chat = a.chat
     texts, nicks, commands = _pieces(chat.texts), _pieces(chat.nicks), _pieces(chat.commands)
-    kinds = _pieces(KIND_NAMES)
+    kinds = _pieces(LINE_KIND_NAMES)
     for lo in range(0, chat.n_lines, CHUNK):
         r = slice(lo, min(chat.n_lines, lo + CHUNK))
         first, last = chat.line_first_run[r], chat.line_last_run[r]

@@ -9,7 +9,22 @@ it up here.  The Zeek labels copy Zeek's own definitions
 
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
+
+from ..tcp_flags import ACK, CWR, ECE, FIN, LETTERS, PSH, RST, SYN, URG
+
+
+class Label(str, Enum):
+    """A label that is its own string: ``f"{CloseKind.FOUR_WAY}"``, ``json.dumps`` and
+    ``== "four-way"`` all see the plain word, so the JSON and the text stay the same
+    whether code holds the member or the string (Python 3.11's ``StrEnum``, for 3.10)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__  # a dict keyed by members is looked up by plain strings too
+
 
 # --------------------------------------------------------------------------- phases
 
@@ -26,21 +41,40 @@ UNTRACKED_NOTE = "Not a TCP segment of a tracked connection."
 
 # --------------------------------------------------------------------------- Zeek conn_state
 
+class ConnState(Label):
+    """Zeek's ``conn_state`` of a connection (meanings in :data:`ZEEK_CONN_STATES`)."""
+
+    S0 = "S0"
+    S1 = "S1"
+    SF = "SF"
+    REJ = "REJ"
+    S2 = "S2"
+    S3 = "S3"
+    RSTO = "RSTO"
+    RSTR = "RSTR"
+    RSTOS0 = "RSTOS0"
+    RSTRH = "RSTRH"
+    SH = "SH"
+    SHR = "SHR"
+    OTH = "OTH"
+
+
 #: Zeek's ``conn_state`` values, with Zeek's own one-line definitions.
 ZEEK_CONN_STATES: dict[str, str] = {
-    "S0": "Connection attempt seen, no reply.",
-    "S1": "Connection established, not terminated.",
-    "SF": "Normal establishment and termination.",
-    "REJ": "Connection attempt rejected.",
-    "S2": "Connection established and close attempt by originator seen (but no reply from responder).",
-    "S3": "Connection established and close attempt by responder seen (but no reply from originator).",
-    "RSTO": "Connection established, originator aborted (sent a RST).",
-    "RSTR": "Responder sent a RST.",
-    "RSTOS0": "Originator sent a SYN followed by a RST, we never saw a SYN-ACK from the responder.",
-    "RSTRH": "Responder sent a SYN ACK followed by a RST, we never saw a SYN from the (purported) originator.",
-    "SH": "Originator sent a SYN followed by a FIN, we never saw a SYN ACK from the responder.",
-    "SHR": "Responder sent a SYN ACK followed by a FIN, we never saw a SYN from the originator.",
-    "OTH": "No SYN seen, just midstream traffic.",
+    ConnState.S0: "Connection attempt seen, no reply.",
+    ConnState.S1: "Connection established, not terminated.",
+    ConnState.SF: "Normal establishment and termination.",
+    ConnState.REJ: "Connection attempt rejected.",
+    ConnState.S2: "Connection established and close attempt by originator seen (but no reply from responder).",
+    ConnState.S3: "Connection established and close attempt by responder seen (but no reply from originator).",
+    ConnState.RSTO: "Connection established, originator aborted (sent a RST).",
+    ConnState.RSTR: "Responder sent a RST.",
+    ConnState.RSTOS0: "Originator sent a SYN followed by a RST, we never saw a SYN-ACK from the responder.",
+    ConnState.RSTRH: "Responder sent a SYN ACK followed by a RST, we never saw a SYN from the (purported) "
+                     "originator.",
+    ConnState.SH: "Originator sent a SYN followed by a FIN, we never saw a SYN ACK from the responder.",
+    ConnState.SHR: "Responder sent a SYN ACK followed by a FIN, we never saw a SYN from the originator.",
+    ConnState.OTH: "No SYN seen, just midstream traffic.",
 }
 
 #: Zeek ``history`` letters we record.  Upper case: the originator sent it;
@@ -63,16 +97,30 @@ ZEEK_HISTORY_LETTERS: dict[str, str] = {
 
 # --------------------------------------------------------------------------- how it ended
 
-#: How a connection ended, in the words of a TCP lab.
+class CloseKind(Label):
+    """How a connection ended, in the words of a TCP lab (meanings in :data:`CLOSE_KINDS`)."""
+
+    FOUR_WAY = "four-way"
+    THREE_WAY = "three-way"
+    SIMULTANEOUS = "simultaneous"
+    RESET = "reset"
+    REFUSED = "refused"
+    HALF_CLOSED = "half-closed"
+    OPEN = "open"
+    INCOMPLETE = "incomplete"
+
+
+#: How a connection ended, and what that means.
 CLOSE_KINDS: dict[str, str] = {
-    "four-way": "FIN, ACK, FIN, ACK as four separate segments.",
-    "three-way": "The second FIN carried the ACK of the first FIN (FIN+ACK piggybacked), then a final ACK.",
-    "simultaneous": "Both sides sent a FIN before either had seen the other's FIN.",
-    "reset": "The established connection ended with a RST (active_closer sent it).",
-    "refused": "The SYN was answered by a RST: nobody was listening.",
-    "half-closed": "One side sent a FIN; the other side never sent its own within the capture.",
-    "open": "Established and still open when the capture ended (no FIN, no RST).",
-    "incomplete": "The handshake never completed (and was not refused), or the capture started mid-connection.",
+    CloseKind.FOUR_WAY: "FIN, ACK, FIN, ACK as four separate segments.",
+    CloseKind.THREE_WAY: "The second FIN carried the ACK of the first FIN (FIN+ACK piggybacked), then a final ACK.",
+    CloseKind.SIMULTANEOUS: "Both sides sent a FIN before either had seen the other's FIN.",
+    CloseKind.RESET: "The established connection ended with a RST (active_closer sent it).",
+    CloseKind.REFUSED: "The SYN was answered by a RST: nobody was listening.",
+    CloseKind.HALF_CLOSED: "One side sent a FIN; the other side never sent its own within the capture.",
+    CloseKind.OPEN: "Established and still open when the capture ended (no FIN, no RST).",
+    CloseKind.INCOMPLETE: "The handshake never completed (and was not refused), or the capture started "
+                          "mid-connection.",
 }
 
 #: Who closed first.  ``None`` means nobody closed (open, incomplete).
@@ -90,8 +138,7 @@ DIRECTIONS = (ORIGINATOR, RESPONDER)
 ROLE_NAMES = {ORIGINATOR: "client", RESPONDER: "server"}
 
 # TCP flag letters, as Wireshark and tcpdump write them.
-_FLAG_LETTERS = (("S", 0x02), ("A", 0x10), ("P", 0x08), ("F", 0x01), ("R", 0x04),
-                 ("U", 0x20), ("E", 0x40), ("C", 0x80))
+_FLAG_LETTERS = tuple((LETTERS[bit], bit) for bit in (SYN, ACK, PSH, FIN, RST, URG, ECE, CWR))
 #: flags byte -> letters, e.g. 0x12 -> "SA", 0x18 -> "AP"
 FLAG_STRINGS = np.array(
     ["".join(letter for letter, bit in _FLAG_LETTERS if value & bit) for value in range(512)],

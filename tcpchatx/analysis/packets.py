@@ -1,17 +1,13 @@
-"""Decode link, IP and TCP headers of every packet at once, into numpy columns.
+"""Every packet's headers as numpy columns: link, IP and TCP decoded in turn.
 
 Theory of operation
 -------------------
-:mod:`.capture` tells us where each packet's bytes start.  Here we find, for all
-packets together, where the IP header starts (it depends on the link type), then
-where the TCP header starts (it depends on the IP version and header length), and
-gather each field with :func:`~.capture.gather_u32` and friends.  No packet ever
+:mod:`.capture_file` tells us where each packet's bytes start.  Here we find, for all
+packets together, where the IP header starts (it depends on the link type:
+:mod:`.link`), then where the TCP header starts (it depends on the IP version and
+header length: :mod:`.ip`), then the TCP header's fields (:mod:`.tcp`), each
+gathered with :func:`~.capture_file.gather_u32` and friends.  No packet ever
 becomes a Python object; a packet *is* a row number in these arrays.
-
-Link types: Ethernet (1, with one optional 802.1Q tag), Linux cooked SLL (113) and
-SLL2 (276), raw IP (101, 228, 229), BSD loopback NULL (0, host byte order) and
-LOOP (108, network byte order).  A Linux ``lo`` capture is Ethernet with zero MACs;
-a macOS ``lo0`` capture is NULL.
 
 A packet that is not an unfragmented TCP segment over IPv4/IPv6 keeps its row
 (so frame numbers match Wireshark) with ``is_tcp`` False.
@@ -22,34 +18,24 @@ from __future__ import annotations
 import ipaddress
 import operator
 import os
-import struct
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from .capture import (
+from .capture_file import (
     RecordIndex,
     as_array,
     constant_column,
-    gather,
-    gather_u8,
-    gather_u16,
-    gather_u32,
     is_constant,
     read_index,
     release_pages,
+    rows_where,
 )
+from .ip import IPPROTO_TCP, ip_layer
+from .link import network_layer
+from .tcp import parse_tcp_options, tcp_headers
 from .workers import in_order
-
-LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
-LINKTYPE_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_SLL2 = 113, 228, 229, 276
-ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
-IPPROTO_TCP = 6
-IPV6_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options
-
-# TCP flag bits, as in the header's flags byte (plus NS as bit 8).
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 
 @dataclass
@@ -72,7 +58,7 @@ class Packets:
     dst: np.ndarray
     sport: np.ndarray  # uint16
     dport: np.ndarray  # uint16
-    flags: np.ndarray  # int16: TCP flags byte (plus NS as 0x100)
+    flags: np.ndarray  # int16: TCP flags byte (plus NS as 0x100): tcpchatx.tcp_flags
     seq: np.ndarray  # uint32: raw sequence number (mind wrap-around: uint32 + 1 wraps)
     ack: np.ndarray  # uint32: raw acknowledgement number
     window: np.ndarray  # uint16: raw window field (not scaled)
@@ -129,49 +115,7 @@ def read_packets(path: str | os.PathLike) -> Packets:
     return decode(read_index(path))
 
 
-def parse_tcp_options(raw: bytes) -> dict[str, object]:
-    options: dict[str, object] = {}
-    pos = 0
-    while pos < len(raw):
-        kind = raw[pos]
-        if kind == 0:
-            break
-        if kind == 1:
-            pos += 1
-            continue
-        if pos + 1 >= len(raw) or raw[pos + 1] < 2:
-            break
-        length = raw[pos + 1]
-        value = raw[pos + 2 : pos + length]
-        if kind == 2 and len(value) == 2:
-            options["mss"] = struct.unpack("!H", value)[0]
-        elif kind == 3 and len(value) == 1:
-            options["wscale"] = value[0]
-        elif kind == 4:
-            options["sack_permitted"] = True
-        elif kind == 8 and len(value) == 8:
-            options["tsval"], options["tsecr"] = struct.unpack("!II", value)
-        pos += length
-    return options
-
-
 # --------------------------------------------------------------------------- decoding
-
-
-IPV4_HEADER = np.dtype([
-    ("version_ihl", "u1"), ("tos", "u1"), ("total_length", ">u2"), ("id", ">u2"),
-    ("fragment", ">u2"), ("ttl", "u1"), ("protocol", "u1"), ("checksum", ">u2"),
-    ("src", ">u4"), ("dst", ">u4"),
-])
-IPV6_HEADER = np.dtype([
-    ("version_class_flow", ">u4"), ("payload_length", ">u2"), ("next_header", "u1"),
-    ("hop_limit", "u1"), ("src_hi", ">u8"), ("src_lo", ">u8"), ("dst_hi", ">u8"), ("dst_lo", ">u8"),
-])
-TCP_HEADER = np.dtype([
-    ("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("data_offset", "u1"),
-    ("flags", "u1"), ("window", ">u2"), ("checksum", ">u2"), ("urgent", ">u2"),
-])
-IPV4_MAPPED = 0xFFFF << 32  # ::ffff:a.b.c.d, so IPv4 and IPv6 addresses share one id space
 
 
 DECODE_CHUNK = 1 << 17  # packets decoded together: plenty for numpy, a bounded amount of memory
@@ -235,61 +179,17 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     """Decode packets ``lo`` to ``hi - 1`` into ``out[name][lo:hi]``, all but ``src``
     and ``dst``: for those, return the arguments of :meth:`_AddressBook.ids`."""
     data = as_array(index.buffer)
-    n = hi - lo
     start = index.data_offset[lo:hi]
     end = start + index.caplen[lo:hi]
 
-    l3, ip_version = _network_layer(data, start, linktype)
-    l4 = np.zeros(n, dtype=np.int64)
-    protocol = np.zeros(n, dtype=np.int64)
-    l4_len = np.zeros(n, dtype=np.int64)  # TCP header + payload, as the IP header says
-    unfragmented = np.ones(n, dtype=bool)
-    # Addresses as two 64-bit halves of an IPv6 address.
-    src_hi, src_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
-    dst_hi, dst_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
-
-    v4 = _rows(ip_version == 4)
-    if _any(v4):
-        ip = gather(data, l3[v4], IPV4_HEADER)
-        ihl = (ip["version_ihl"] & 0x0F).astype(np.int64) * 4
-        protocol[v4] = ip["protocol"]
-        l4[v4] = l3[v4] + ihl
-        l4_len[v4] = ip["total_length"].astype(np.int64) - ihl
-        unfragmented[v4] = (ip["fragment"] & 0x3FFF) == 0  # no MF flag, offset 0
-        src_lo[v4] = ip["src"].astype(np.uint64) | IPV4_MAPPED
-        dst_lo[v4] = ip["dst"].astype(np.uint64) | IPV4_MAPPED
-
-    v6 = np.flatnonzero(ip_version == 6)
-    if len(v6):
-        ip = gather(data, l3[v6], IPV6_HEADER)
-        src_hi[v6], src_lo[v6] = ip["src_hi"], ip["src_lo"]
-        dst_hi[v6], dst_lo[v6] = ip["dst_hi"], ip["dst_lo"]
-        nxt = ip["next_header"].astype(np.int64)
-        here = l3[v6] + 40
-        length = ip["payload_length"].astype(np.int64)
-        for _ in range(4):  # skip hop-by-hop, routing and destination-options headers
-            ext = np.isin(nxt, IPV6_EXTENSION_HEADERS)
-            if not ext.any():
-                break
-            ext_len = (gather_u8(data, here + 1) + 1) * 8
-            nxt = np.where(ext, gather_u8(data, here), nxt)
-            length = np.where(ext, length - ext_len, length)
-            here = np.where(ext, here + ext_len, here)
-        unfragmented[v6] = nxt != 44
-        protocol[v6] = nxt
-        l4[v6] = here
-        l4_len[v6] = length
-
-    # ---- TCP
+    # The layers in turn: link (where IP starts), IP (where TCP starts), TCP.
+    l3, ip_version = network_layer(data, start, linktype)
+    l4, protocol, l4_len, unfragmented, src_hi, src_lo, dst_hi, dst_lo = ip_layer(
+        data, l3, ip_version)
     is_ip = ip_version > 0
     candidates = is_ip & unfragmented & (protocol == IPPROTO_TCP) & (l4 + 20 <= end)
-    tcp = gather(data, l4[candidates], TCP_HEADER)
-    doff = (tcp["data_offset"] >> 4).astype(np.int64) * 4
-    good = doff >= 20  # a data offset under 5 words: not a TCP header we can read
-    if not good.all():
-        candidates[np.flatnonzero(candidates)[~good]] = False
-        tcp, doff = tcp[good], doff[good]
-    t = _rows(candidates)
+    tcp, doff = tcp_headers(data, l4, candidates)  # takes unreadable ones out of candidates
+    t = rows_where(candidates)
     tcp_start = l4[t]
     payload_offset = tcp_start + doff
     payload_len = np.maximum(l4_len[t] - doff, 0)
@@ -309,68 +209,6 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     out["header_len"][t_rows] = doff
     out["options_len"][t_rows] = np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)
     return is_ip, src_hi, src_lo, dst_hi, dst_lo
-
-
-def _rows(mask: np.ndarray) -> np.ndarray | slice:
-    """The rows where ``mask`` holds; ``slice(None)`` if that is all of them.
-
-    Usually every packet is IPv4 and TCP: then columns are copied whole, which
-    is much quicker than through an index array.
-    """
-    return slice(None) if mask.all() else np.flatnonzero(mask)
-
-
-def _any(rows: np.ndarray | slice) -> bool:
-    return isinstance(rows, slice) or len(rows) > 0
-
-
-def _network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
-    """Where the IP header starts, and its version (0 if the frame is not IP)."""
-    n = len(start)
-    l3 = np.zeros(n, dtype=np.int64)
-    ethertype = np.full(n, -1, dtype=np.int64)  # 0 = "trust the IP version nibble"
-
-    eth = _rows(linktype == LINKTYPE_ETHERNET)
-    if _any(eth):
-        s = start[eth]
-        etype = gather_u16(data, s + 12)
-        header = np.full(len(s), 14, dtype=np.int64)
-        for _ in range(2):  # a VLAN tag, or two (QinQ): each puts the real type 4 bytes on
-            tagged = (etype == ETHERTYPE_VLAN) | (etype == ETHERTYPE_QINQ)
-            if not tagged.any():
-                break
-            etype = np.where(tagged, gather_u16(data, s + header + 2), etype)
-            header += 4 * tagged
-        ethertype[eth] = etype
-        l3[eth] = s + header
-    sll = np.flatnonzero(linktype == LINKTYPE_SLL)
-    if len(sll):
-        ethertype[sll] = gather_u16(data, start[sll] + 14)
-        l3[sll] = start[sll] + 16
-    sll2 = np.flatnonzero(linktype == LINKTYPE_SLL2)
-    if len(sll2):
-        ethertype[sll2] = gather_u16(data, start[sll2])
-        l3[sll2] = start[sll2] + 20
-    raw = np.flatnonzero(np.isin(linktype, (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6)))
-    ethertype[raw] = 0
-    l3[raw] = start[raw]
-    loop = np.flatnonzero(np.isin(linktype, (LINKTYPE_NULL, LINKTYPE_LOOP)))
-    if len(loop):
-        # The 4-byte address family: NULL is in the capturing host's byte order,
-        # LOOP in network order; AF_INET is 2, AF_INET6 is 24, 28 or 30.
-        family = gather_u32(data, start[loop], big_endian=False)
-        family = np.where(family > 0xFFFF, gather_u32(data, start[loop]), family)
-        ethertype[loop] = np.where(np.isin(family, (2, 24, 28, 30)), 0, -1)
-        l3[loop] = start[loop] + 4
-
-    nibble = gather_u8(data, l3) >> 4
-    claimed = np.select(
-        [ethertype == ETHERTYPE_IPV4, ethertype == ETHERTYPE_IPV6, ethertype == 0],
-        [4, 6, nibble],
-        0,
-    )
-    version = np.where((nibble == claimed) & ((claimed == 4) | (claimed == 6)), claimed, 0)
-    return l3, version
 
 
 def exact_ratio(ticks: np.ndarray, per_second: np.ndarray) -> np.ndarray:
@@ -454,7 +292,7 @@ class _AddressBook:
 
     def ids(self, is_ip, src_hi, src_lo, dst_hi, dst_lo) -> tuple[np.ndarray, np.ndarray]:
         """(source ids, destination ids) of a chunk's packets; -1 where not IP."""
-        rows = _rows(is_ip)
+        rows = rows_where(is_ip)
         hi = np.concatenate([src_hi[rows], dst_hi[rows]])
         lo = np.concatenate([src_lo[rows], dst_lo[rows]])
         half = len(lo) // 2  # sources, then destinations

@@ -10,37 +10,24 @@ Block: the step, the note, and the chat line(s) it completed.  Timestamps keep
 their precision: every interface is copied with its ``if_tsresol`` (nanoseconds
 from dumpcap stay nanoseconds) and the original tick counts are written unchanged.
 The file is written beside the target and renamed into place, so a reader never
-sees half a file.
+sees half a file.  The blocks are built by :mod:`tcpchatx.pcapng_format`.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import struct
 
+from ..pcapng_format import (
+    BLOCK_EPB,
+    OPT_COMMENT,
+    OPT_IF_TSRESOL,
+    block,
+    enhanced_packet_fields,
+    interface_description,
+    section_header,
+    tsresol_byte,
+)
 from .run import Analysis, analyze
-
-BLOCK_SHB, BLOCK_IDB, BLOCK_EPB = 0x0A0D0D0A, 1, 6
-OPT_COMMENT, OPT_IF_TSRESOL = 1, 9
-
-
-def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def _block(btype: int, body: bytes) -> bytes:
-    length = 12 + len(body)
-    return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
-
-
-def _tsresol_byte(ticks_per_second: int, raw: int | None) -> int:
-    if raw is not None:
-        return raw
-    exponent = round(math.log10(ticks_per_second))
-    if 10**exponent == ticks_per_second:
-        return exponent
-    return 0x80 | round(math.log2(ticks_per_second))
 
 
 def comment_for(a: Analysis, i: int) -> str | None:
@@ -68,26 +55,22 @@ def write_annotated(analysis_or_path: Analysis | str | os.PathLike, out_path: st
     fd, tmp = tempfile.mkstemp(prefix=".annotated-", suffix=".pcapng.tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
-            f.write(_block(BLOCK_SHB, shb + _option(OPT_COMMENT, b"Annotated by tcpchatx.analysis")
-                           + b"\0" * 4))
+            f.write(section_header([(OPT_COMMENT, b"Annotated by tcpchatx.analysis")]))
             for iface in index.interfaces:
-                resol = _tsresol_byte(iface.ticks_per_second, iface.tsresol_raw)
-                body = struct.pack("<HHI", iface.linktype, 0, iface.snaplen)
-                body += _option(OPT_IF_TSRESOL, bytes([resol])) + b"\0" * 4
-                f.write(_block(BLOCK_IDB, body))
+                resol = iface.tsresol_raw  # as the file had it: the ticks are copied unchanged
+                if resol is None:  # a pcap file: its clock's resolution
+                    resol = tsresol_byte(iface.ticks_per_second)
+                f.write(interface_description(iface.linktype, iface.snaplen,
+                                              [(OPT_IF_TSRESOL, bytes([resol]))]))
             buf = index.buffer
             chunk: list[bytes] = []
             for i in range(len(p)):
                 start, caplen = int(index.data_offset[i]), int(index.caplen[i])
-                ticks = int(p.ts_ticks[i])
-                body = struct.pack("<IIIII", int(index.interface[i]), ticks >> 32 & 0xFFFFFFFF,
-                                   ticks & 0xFFFFFFFF, caplen, int(index.origlen[i]))
-                body += bytes(buf[start : start + caplen]) + b"\0" * (-caplen % 4)
+                fields = enhanced_packet_fields(int(index.interface[i]), int(p.ts_ticks[i]), caplen,
+                                                int(index.origlen[i]))
                 comment = comment_for(a, i)
-                if comment:
-                    body += _option(OPT_COMMENT, comment.encode("utf-8")) + b"\0" * 4
-                chunk.append(_block(BLOCK_EPB, body))
+                options = [(OPT_COMMENT, comment.encode("utf-8"))] if comment else []
+                chunk.append(block(BLOCK_EPB, fields + bytes(buf[start : start + caplen]), options))
                 if len(chunk) >= 4096:
                     f.write(b"".join(chunk))
                     chunk.clear()

@@ -13,7 +13,7 @@ whole, named after the RFC 793 state of the end that is furthest along:
     FIN_WAIT_1 --FIN--> CLOSING --ACK of FIN--> LAST_ACK      (the simultaneous close)
     any --RST--> RESET
 
-Each packet is first sorted into a segment :class:`Kind` (by :mod:`.tracker`, from
+Each packet is first sorted into a :class:`SegmentKind` (by :mod:`.tracker`, from
 its flags, its length and whether its ACK covers the peer's FIN).  Then
 ``TABLE[state][kind]`` says the new state, the step's name, its phase and a note.
 
@@ -47,7 +47,7 @@ class State(IntEnum):
     RESET = 9  # a RST ended the connection (RFC 793 goes straight to CLOSED)
 
 
-class Kind(IntEnum):
+class SegmentKind(IntEnum):
     SYN = 0  # SYN without ACK: "let's talk, my ISN is ..."
     SYN_ACK = 1  # SYN with ACK: "yes, and my ISN is ..."
     ACK = 2  # no payload, just an acknowledgement
@@ -69,14 +69,14 @@ class Step(NamedTuple):
     note: str  # template: {Sender} {sender} {peer} {isn} {len} {seq} {seq_end} {ack} {port}
 
 
-S, K = State, Kind
+S, K = State, SegmentKind
 HS, DATA, TD, RESET = "handshake", "data", "teardown", "reset"
 
 _RST = Step(S.RESET, "RST", RESET, "{Sender} aborts the connection with a reset: no more data in either direction.")
 _RST_ACK = Step(S.RESET, "RST+ACK", RESET, "{Sender} aborts the connection with a reset (the ACK bit is set too).")
 _DATA_AGAIN = "{Sender} sends bytes {seq}..{seq_end} again: a retransmission (they were sent before)."
 
-TABLE: dict[State, dict[Kind, Step]] = {
+TABLE: dict[State, dict[SegmentKind, Step]] = {
     S.CLOSED: {
         K.SYN: Step(S.SYN_SENT, "SYN", HS,
                     "{Sender} asks to open a connection to port {port}; its initial sequence number (ISN) is {isn}."),
@@ -194,7 +194,7 @@ TABLE: dict[State, dict[Kind, Step]] = {
 }
 
 # The plain name of each kind, used when (state, kind) is not in the table.
-KIND_NAMES: dict[Kind, str] = {
+SEGMENT_NAMES: dict[SegmentKind, str] = {
     K.SYN: "SYN", K.SYN_ACK: "SYN-ACK", K.ACK: "ACK", K.DATA: "DATA",
     K.DATA_AGAIN: "DATA (retransmission)", K.FIN: "FIN", K.FIN_ACK: "FIN+ACK",
     K.FIN_AGAIN: "FIN (retransmission)", K.ACK_OF_FIN: "ACK of FIN", K.RST: "RST",
@@ -206,7 +206,7 @@ _GENERIC_NOTE = {
 }
 
 
-def lookup(state: State, kind: Kind) -> Step:
+def lookup(state: State, kind: SegmentKind) -> Step:
     """The step for ``kind`` in ``state``: from the table, or a same-state default."""
     step = TABLE[state].get(kind)
     if step is not None:
@@ -219,18 +219,18 @@ def lookup(state: State, kind: Kind) -> Step:
         phase = TD if state != S.RESET else RESET
     else:
         phase = DATA
-    note = _GENERIC_NOTE.get(kind, "{Sender} sends a " + KIND_NAMES[kind] + " in state {state}.")
-    return Step(state, KIND_NAMES[kind], phase, note)
+    note = _GENERIC_NOTE.get(kind, "{Sender} sends a " + SEGMENT_NAMES[kind] + " in state {state}.")
+    return Step(state, SEGMENT_NAMES[kind], phase, note)
 
 
 # --------------------------------------------------------------------------- as arrays
 
 #: Every distinct (state, kind) step, numbered, so a packet's step is one small int.
 STEPS: list[Step] = []
-STEP_ID = np.zeros((len(State), len(Kind)), dtype=np.int16)
-NEXT_STATE = np.zeros((len(State), len(Kind)), dtype=np.int8)
+STEP_ID = np.zeros((len(State), len(SegmentKind)), dtype=np.int16)
+NEXT_STATE = np.zeros((len(State), len(SegmentKind)), dtype=np.int8)
 for _state in State:
-    for _kind in Kind:
+    for _kind in SegmentKind:
         _step = lookup(_state, _kind)
         STEP_ID[_state, _kind] = len(STEPS)
         NEXT_STATE[_state, _kind] = _step.new_state

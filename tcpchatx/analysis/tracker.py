@@ -13,7 +13,7 @@ Theory of operation
    captured, the ISN is taken to be one less than the first sequence number seen
    from that side, or one less than the first ACK the other side sent, whichever
    came first.
-3. **Kinds.**  Each packet gets a segment :class:`~.states.Kind`: from its flags,
+3. **Kinds.**  Each packet gets a :class:`~.states.SegmentKind`: from its flags,
    its length, whether it resends bytes already sent, and whether its ACK covers
    the peer's FIN for the first time.  All of this is computed for every packet at
    once with numpy.
@@ -36,10 +36,11 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .labels import ORIGINATOR, RESPONDER
-from .packets import ACK, FIN, RST, SYN, Packets, shared_codes
+from ..tcp_flags import ACK, FIN, RST, SYN
+from .labels import ORIGINATOR, RESPONDER, CloseKind, ConnState
+from .packets import Packets, shared_codes
 from .sorting import stable_argsort
-from .states import NEXT_STATE, STEP_ID, STEPS, Kind, State
+from .states import NEXT_STATE, STEP_ID, STEPS, SegmentKind, State
 from .workers import in_order
 from .zeek import ZeekConnection
 
@@ -61,9 +62,9 @@ class Connection:
     last_frame: int
     start: float  # seconds since 1970
     duration: float
-    conn_state: str  # Zeek's label (labels.ZEEK_CONN_STATES)
+    conn_state: ConnState  # Zeek's label, a str (labels.ZEEK_CONN_STATES says what it means)
     history: str  # Zeek's history string (labels.ZEEK_HISTORY_LETTERS)
-    close_kind: str  # labels.CLOSE_KINDS
+    close_kind: CloseKind  # a str too (labels.CLOSE_KINDS says what it means)
     active_closer: str | None  # labels.CLOSERS, or None
     final_state: str  # the table state after the last packet (states.State)
     completeness: int  # Wireshark's tcp.completeness bitmask
@@ -102,7 +103,7 @@ class Connected(Flows):
 class Tracking(Flows):
     """Per-packet results (arrays over all frames) and the connections."""
 
-    kind: np.ndarray  # int8 states.Kind, -1 untracked
+    kind: np.ndarray  # int8 states.SegmentKind, -1 untracked
     state_before: np.ndarray  # int8 states.State
     step: np.ndarray  # int16 index into states.STEPS, -1 untracked
     connections: list[Connection]
@@ -352,7 +353,7 @@ def _relative_numbers(g, flags, seq, ack, n_groups):
 
 
 def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
-    """3. Every packet's :class:`~.states.Kind`, and which ACKs first cover the peer's FIN."""
+    """3. Every packet's :class:`~.states.SegmentKind`, and which ACKs first cover the peer's FIN."""
     m = len(g)
     is_ack = (flags & ACK) != 0
     syn_flag = (flags & SYN) != 0
@@ -398,13 +399,13 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
             again, length > 0, is_ack,
         ],
         [
-            Kind.RST_ACK, Kind.RST,
-            Kind.SYN_ACK, Kind.SYN,
-            Kind.FIN_ACK, Kind.ACK_OF_FIN,
-            Kind.FIN, Kind.FIN_AGAIN,
-            Kind.DATA_AGAIN, Kind.DATA, Kind.ACK,
+            SegmentKind.RST_ACK, SegmentKind.RST,
+            SegmentKind.SYN_ACK, SegmentKind.SYN,
+            SegmentKind.FIN_ACK, SegmentKind.ACK_OF_FIN,
+            SegmentKind.FIN, SegmentKind.FIN_AGAIN,
+            SegmentKind.DATA_AGAIN, SegmentKind.DATA, SegmentKind.ACK,
         ],
-        Kind.OTHER,
+        SegmentKind.OTHER,
     ).astype(np.int8)
     return kind, newly_acks_fin
 
@@ -514,7 +515,7 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
         new = next_state[state][kind]
         state_before.append(state)
         steps.append(step_id[state][kind])
-        if new != state or kind in (Kind.RST, Kind.RST_ACK):
+        if new != state or kind in (SegmentKind.RST, SegmentKind.RST_ACK):
             path.append((state, kind, side, k))
         state = new
         state_after.append(state)
@@ -523,9 +524,9 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
     # path: (state, kind, side, candidate index) of each change of state, and each RST
     close_kind, active_closer = _close_kind(path, state)
     handshake = [k for old, kind, _, k in path
-                 if kind in (Kind.SYN, Kind.SYN_ACK) or old == State.SYN_RECEIVED]
+                 if kind in (SegmentKind.SYN, SegmentKind.SYN_ACK) or old == State.SYN_RECEIVED]
     closing = [k for old, kind, _, k in path
-               if old >= State.ESTABLISHED and kind not in (Kind.SYN, Kind.SYN_ACK)]
+               if old >= State.ESTABLISHED and kind not in (SegmentKind.SYN, SegmentKind.SYN_ACK)]
     return _Walk(np.array(state_before, np.int8), np.array(state_after, np.int8),
                  np.array(steps, np.int16), np.array(inactive, bool).reshape(-1, 2),
                  State(state).name, zeek.conn_state(), zeek.history, close_kind, active_closer,
@@ -535,7 +536,7 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
 def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndarray:
     """One number per candidate holding everything :func:`_walk` looks at.
 
-    Kind, side, the SYN/FIN/RST/ACK bits and "carries bytes" are read directly.
+    SegmentKind, side, the SYN/FIN/RST/ACK bits and "carries bytes" are read directly.
     Sequence numbers matter only to Zeek's history, which repeats a letter (s, h,
     f or r) when its sequence number differs from the last one seen with that
     letter on that side; so the code keeps just "same as last time" for those.
@@ -560,34 +561,34 @@ def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndar
             ).astype(np.uint16)
 
 
-def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[str, str | None]:
+def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[CloseKind, str | None]:
     """How the connection ended, from the state changes it went through."""
     sides = (ORIGINATOR, RESPONDER)
-    established = any(new_kind in (Kind.ACK, Kind.DATA) and state == State.SYN_RECEIVED
+    established = any(new_kind in (SegmentKind.ACK, SegmentKind.DATA) and state == State.SYN_RECEIVED
                       for state, new_kind, _, _ in path)
     first_fin = next((side for state, kind, side, _ in path
-                      if kind in (Kind.FIN, Kind.FIN_ACK) ), None)
+                      if kind in (SegmentKind.FIN, SegmentKind.FIN_ACK) ), None)
     for state, kind, side, _ in path:
-        if kind in (Kind.RST, Kind.RST_ACK) and state == State.SYN_SENT and side == 1:
-            return "refused", RESPONDER
+        if kind in (SegmentKind.RST, SegmentKind.RST_ACK) and state == State.SYN_SENT and side == 1:
+            return CloseKind.REFUSED, RESPONDER
     first_rst = next((side for state, kind, side, _ in path
-                      if kind in (Kind.RST, Kind.RST_ACK) and state != State.RESET), None)
+                      if kind in (SegmentKind.RST, SegmentKind.RST_ACK) and state != State.RESET), None)
     if not established:
         closer = first_fin if first_fin is not None else first_rst
-        return "incomplete", None if closer is None else sides[closer]
+        return CloseKind.INCOMPLETE, None if closer is None else sides[closer]
     if final == State.RESET:
-        return "reset", sides[first_rst]
+        return CloseKind.RESET, sides[first_rst]
     states_seen = {state for state, _, _, _ in path} | {final}
     if State.CLOSING in states_seen:
-        return "simultaneous", "both"
+        return CloseKind.SIMULTANEOUS, "both"
     closer = None if first_fin is None else sides[first_fin]
-    if any(kind == Kind.FIN_ACK for _, kind, _, _ in path):
-        return "three-way", closer
+    if any(kind == SegmentKind.FIN_ACK for _, kind, _, _ in path):
+        return CloseKind.THREE_WAY, closer
     if final in (State.LAST_ACK, State.TIME_WAIT):
-        return "four-way", closer
+        return CloseKind.FOUR_WAY, closer
     if final in (State.FIN_WAIT_1, State.FIN_WAIT_2):
-        return "half-closed", closer
-    return "open", None
+        return CloseKind.HALF_CLOSED, closer
+    return CloseKind.OPEN, None
 
 
 def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):

@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 from enum import IntEnum
 
-from .packets import ACK, FIN, RST, SYN
+from ..tcp_flags import ACK, FIN, RST, SYN
+from .labels import ConnState
 
 
 class Endpoint(IntEnum):
@@ -145,7 +146,7 @@ class ZeekConnection:
 
     # ------------------------------------------------------------------ the label
 
-    def conn_state(self) -> str:
+    def conn_state(self) -> ConnState:
         """``conn_state()`` from Zeek's ``base/protocols/conn/main.zeek``, for TCP."""
         os, rs = self.state
         o_inactive = os in (E.INACTIVE, E.PARTIAL)
@@ -154,20 +155,20 @@ class ZeekConnection:
             if os in (E.SYN_SENT, E.SYN_ACK_SENT) or (
                 os == E.RESET and self.size[0] == 0 and self.size[1] == 0
             ):
-                return "REJ"
-            return "RSTRH" if o_inactive else "RSTR"
+                return ConnState.REJ
+            return ConnState.RSTRH if o_inactive else ConnState.RSTR
         if os == E.RESET:
             if r_inactive:
-                return "RSTOS0" if _RSTOS0.fullmatch(self.history) else "OTH"
-            return "RSTO"
+                return ConnState.RSTOS0 if _RSTOS0.fullmatch(self.history) else ConnState.OTH
+            return ConnState.RSTO
         if rs == E.CLOSED and os == E.CLOSED:
-            return "SF"
+            return ConnState.SF
         if os == E.CLOSED:
-            return "SH" if r_inactive else "S2"
+            return ConnState.SH if r_inactive else ConnState.S2
         if rs == E.CLOSED:
-            return "SHR" if o_inactive else "S3"
+            return ConnState.SHR if o_inactive else ConnState.S3
         if os == E.SYN_SENT and rs == E.INACTIVE:
-            return "S0"
+            return ConnState.S0
         if os == E.ESTABLISHED and rs == E.ESTABLISHED:
-            return "S1"
-        return "OTH"
+            return ConnState.S1
+        return ConnState.OTH

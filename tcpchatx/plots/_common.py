@@ -7,6 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from ..tcp_flags import NAMES as FLAG_NAMES
+
 #: Background colour of each phase band (labels.PHASES names the phases).
 PHASE_COLOURS = {
     "handshake": "#dbeafe",  # light blue
@@ -22,14 +24,9 @@ SERVER_COLOUR = "#333333"
 EVENT_COLOUR = "#6a3d9a"
 RETRANSMISSION_COLOUR = "#d62728"
 
-# TCP flag bits, named in Wireshark's order (lowest bit first): "[FIN, PSH, ACK]".
-_FLAG_NAMES = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10),
-               ("URG", 0x20), ("ECE", 0x40), ("CWR", 0x80))
-
-
 def flag_words(flags: int) -> str:
-    """0x18 -> "PSH,ACK", 0x12 -> "SYN,ACK"."""
-    return ",".join(name for name, bit in _FLAG_NAMES if flags & bit) or "(none)"
+    """0x18 -> "PSH,ACK", 0x12 -> "SYN,ACK": named in Wireshark's order (lowest bit first)."""
+    return ",".join(name for bit, name in FLAG_NAMES.items() if flags & bit) or "(none)"
 
 
 def connection_colour(conn_id: int) -> str:

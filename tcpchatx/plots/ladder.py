@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Patch
 
 from ..analysis.labels import PHASES
+from ..tcp_flags import ACK
 from ._common import (
     EVENT_COLOUR,
     PHASE_COLOURS,
@@ -86,7 +87,7 @@ def _lanes(analysis, rows) -> list[dict]:
 def _arrow_label(analysis, i: int) -> str:
     p, t = analysis.packets, analysis.tracking
     flags = int(p.flags[i])
-    ack = f" ack={int(t.rel_ack[i])}" if flags & 0x10 else ""
+    ack = f" ack={int(t.rel_ack[i])}" if flags & ACK else ""
     return f"{flag_words(flags)} seq={int(t.rel_seq[i])}{ack} len={int(p.payload_len[i])}"
 
 

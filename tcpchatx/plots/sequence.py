@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..analysis.labels import DIRECTIONS, ROLE_NAMES
-from ..analysis.packets import ACK, FIN, SYN
+from ..tcp_flags import ACK, FIN, SYN
 from ._common import (
     RETRANSMISSION_COLOUR,
     connection_colour,

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
-from ..analysis.states import Kind
+from ..analysis.states import SegmentKind
 from ..sockstate import GONE, STATE_MEANINGS, SocketKey, role
 from ._common import SERVER_COLOUR, connection_colour, endpoint_text, flag_words
 
@@ -42,8 +42,8 @@ ABBREVIATIONS = {
     "CLOSE_WAIT": "CW", "LAST_ACK": "LA", "TIME_WAIT": "TW", "CLOSE": "CL",
 }
 #: Segment kinds that change a socket's state (drawn when an analysis is given).
-MOVING_KINDS = {Kind.SYN, Kind.SYN_ACK, Kind.FIN, Kind.FIN_ACK, Kind.FIN_AGAIN,
-                Kind.ACK_OF_FIN, Kind.RST, Kind.RST_ACK}
+MOVING_KINDS = {SegmentKind.SYN, SegmentKind.SYN_ACK, SegmentKind.FIN, SegmentKind.FIN_ACK, SegmentKind.FIN_AGAIN,
+                SegmentKind.ACK_OF_FIN, SegmentKind.RST, SegmentKind.RST_ACK}
 
 WIDTH_INCHES = 10.0
 LEFT_INCHES = 2.0

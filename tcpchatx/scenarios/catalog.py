@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..analysis.labels import CloseKind, ConnState
+
 
 @dataclass(frozen=True)
 class Expect:
-    close_kind: str  # tcpchatx.analysis.labels.CLOSE_KINDS
+    close_kind: CloseKind
     active_closer: str | None  # "originator" (the client), "responder" (the server), "both"
-    conn_state: str  # Zeek's label
+    conn_state: ConnState  # Zeek's label
     closing: str  # the history's f/F/r/R letters in order, e.g. "fF": server FIN, then client FIN
 
 
@@ -58,9 +60,9 @@ class Scenario:
         return dict(list(bound.arguments.items())[1:])
 
 
-SERVER_FIRST = Expect("four-way", "responder", "SF", "fF")
-CLIENT_FIRST = Expect("four-way", "originator", "SF", "Ff")
-CLIENT_RESET = Expect("reset", "originator", "RSTO", "R")
+SERVER_FIRST = Expect(CloseKind.FOUR_WAY, "responder", ConnState.SF, "fF")
+CLIENT_FIRST = Expect(CloseKind.FOUR_WAY, "originator", ConnState.SF, "Ff")
+CLIENT_RESET = Expect(CloseKind.RESET, "originator", ConnState.RSTO, "R")
 
 _ALL = [
     Scenario("chat", "N clients join and chat; every message fans out to the N-1 others.",
@@ -79,11 +81,11 @@ _ALL = [
              CLIENT_FIRST, "client_close"),
     Scenario("three-way", "The client closes; the server's FIN carries the ACK of the client's FIN.",
              "Only three segments: FIN, FIN+ACK (step 'FIN+ACK (piggybacked ACK ...)'), ACK.",
-             Expect("three-way", "originator", "SF", "Ff"), "three_way"),
+             Expect(CloseKind.THREE_WAY, "originator", ConnState.SF, "Ff"), "three_way"),
     Scenario("simultaneous", "Both sides send a FIN before seeing the other's: the FINs cross.",
              "The client's FIN does not acknowledge the server's (step 'FIN (simultaneous close)', "
              "state CLOSING); the server's FIN is retransmitted; both sides end in TIME_WAIT.",
-             Expect("simultaneous", "both", "SF", "fF"), "simultaneous"),
+             Expect(CloseKind.SIMULTANEOUS, "both", ConnState.SF, "fF"), "simultaneous"),
     Scenario("abort", "The client aborts: SO_LINGER 0, close() sends RST instead of FIN.",
              "One RST from the client ends the connection: no FINs, no TIME_WAIT.",
              CLIENT_RESET, "abort"),
@@ -95,7 +97,7 @@ _ALL = [
              CLIENT_FIRST, "half_close"),
     Scenario("refused", "Connect to a port with no listener: SYN, then RST+ACK.",
              "Two segments: the SYN and the kernel's RST+ACK (Zeek: REJ).",
-             Expect("refused", "responder", "REJ", "r"), "refused", needs_server=False),
+             Expect(CloseKind.REFUSED, "responder", ConnState.REJ, "r"), "refused", needs_server=False),
     Scenario("nagle", "Back-to-back small lines with Nagle on (alice) and off (bob).",
              "bob's burst: one segment per line. alice's: the first line alone, the rest "
              "gathered into one segment sent when the first is acknowledged.",

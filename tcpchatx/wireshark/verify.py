@@ -34,10 +34,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from tcpchatx import protocol as proto
+from tcpchatx.tcp_flags import ACK, FIN, RST, SYN
 
 from .dissector import DissectedLine, Dissection, DissectorError, Segment, dissect
 
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SERVER_TO_CLIENT, CLIENT_TO_SERVER = "server->client", "client->server"
 MAX_DETAILS = 12  # detail lines printed per check before "... and N more"
 

@@ -27,7 +27,8 @@ Supported:
 * pcapng: Section Header, Interface Description (with ``if_tsresol`` and
   ``if_tsoffset`` per interface), Enhanced Packet and Simple Packet blocks, the
   obsolete Packet block, several sections (each with its own interfaces and byte
-  order).  Other blocks are skipped.
+  order).  Other blocks are skipped.  What the blocks look like, and how to hop
+  from one to the next, is :mod:`tcpchatx.pcapng_format`'s.
 
 Timestamps are kept exactly as integer *ticks* with a ticks-per-second per packet,
 because a float cannot hold nanoseconds since 1970 (a float64 has ~0.2 µs there).
@@ -43,6 +44,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..pcapng_format import (
+    BLOCK_EPB,
+    BLOCK_IDB,
+    BLOCK_PB,
+    BLOCK_SHB,
+    BLOCK_SPB,
+    OPT_IF_TSOFFSET,
+    OPT_IF_TSRESOL,
+    PACKET_BLOCKS,
+    PcapngError,
+    parse_options,
+    tsresol_to_tps,
+    walk_blocks,
+)
 from .workers import in_order
 
 PCAP_MAGIC = {  # magic as read little-endian -> (byte order, ticks per second)
@@ -51,11 +66,6 @@ PCAP_MAGIC = {  # magic as read little-endian -> (byte order, ticks per second)
     0xA1B23C4D: ("<", 1_000_000_000),
     0x4D3CB2A1: (">", 1_000_000_000),
 }
-PCAPNG_SHB = 0x0A0D0D0A
-PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
-BLOCK_IDB, BLOCK_PB, BLOCK_SPB, BLOCK_EPB = 1, 2, 3, 6
-PACKET_BLOCKS = (BLOCK_EPB, BLOCK_SPB, BLOCK_PB)
-OPT_ENDOFOPT, OPT_COMMENT, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 0, 1, 9, 14
 
 
 class CaptureFormatError(ValueError):
@@ -198,6 +208,20 @@ def take(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return column[rows]
 
 
+def rows_where(mask: np.ndarray) -> np.ndarray | slice:
+    """The rows where ``mask`` holds; ``slice(None)`` if that is all of them.
+
+    Usually every packet is IPv4 and TCP: then columns are copied whole, which
+    is much quicker than through an index array.
+    """
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def has_rows(rows: np.ndarray | slice) -> bool:
+    """Whether :func:`rows_where` found any row."""
+    return isinstance(rows, slice) or len(rows) > 0
+
+
 def read_index(path: str | os.PathLike) -> RecordIndex:
     """Index a pcap or pcapng file (the format is recognised by its magic number)."""
     buf = open_buffer(path)
@@ -206,7 +230,7 @@ def read_index(path: str | os.PathLike) -> RecordIndex:
     (magic,) = struct.unpack_from("<I", buf, 0)
     if magic in PCAP_MAGIC:
         return index_pcap(buf)
-    if magic == PCAPNG_SHB:
+    if magic == BLOCK_SHB:  # a pcapng file starts with a Section Header Block
         return index_pcapng(buf)
     raise CaptureFormatError(
         f"{path}: unknown magic number {magic:#010x}; expected a pcap or pcapng capture"
@@ -399,22 +423,6 @@ def walk_pcap(buf, order: str, chunk: int = 1 << 24) -> np.ndarray:
 # --------------------------------------------------------------------------- pcapng
 
 
-def tsresol_to_tps(value: int) -> int:
-    """``if_tsresol``: high bit clear = 10^-n seconds, set = 2^-n seconds."""
-    return 2 ** (value & 0x7F) if value & 0x80 else 10 ** value
-
-
-def parse_options(buf, start: int, end: int, order: str):
-    """Yield (code, value bytes) for the options between start and end."""
-    pos = start
-    while pos + 4 <= end:
-        code, length = struct.unpack_from(order + "HH", buf, pos)
-        if code == OPT_ENDOFOPT:
-            return
-        yield code, bytes(buf[pos + 4 : pos + 4 + length])
-        pos += 4 + (length + 3) // 4 * 4
-
-
 @dataclass
 class Section:
     """One pcapng section: where its header block is, its byte order, its interfaces."""
@@ -426,7 +434,8 @@ class Section:
 
 def walk_pcapng_slowly(buf, sections: list[Section], interfaces: list[Interface], pos: int = 0,
                        stop: int | None = None, stop_after_shb: bool = False) -> tuple[list[int], int]:
-    """The plain way: hop from block to block (each block says how long it is).
+    """The plain way: hop from block to block (each block says how long it is), with
+    :func:`~tcpchatx.pcapng_format.walk_blocks`.
 
     Returns the offsets of the packet blocks (EPB, SPB, PB) met, and where it stopped.
     Section Header and Interface Description blocks are appended to ``sections`` and
@@ -436,25 +445,21 @@ def walk_pcapng_slowly(buf, sections: list[Section], interfaces: list[Interface]
     """
     offsets: list[int] = []
     end = len(buf) if stop is None else min(stop, len(buf))
-    while pos + 12 <= len(buf) and pos < end:
-        order = sections[-1].order if sections else "<"
-        (btype,) = struct.unpack_from(order + "I", buf, pos)
-        if btype == PCAPNG_SHB:
-            (bom,) = struct.unpack_from("<I", buf, pos + 8)
-            order = "<" if bom == PCAPNG_BYTE_ORDER_MAGIC else ">"
-            sections.append(Section(pos, order, len(interfaces)))
-        elif not sections:
-            raise CaptureFormatError("pcapng file does not start with a Section Header Block")
-        (blen,) = struct.unpack_from(order + "I", buf, pos + 4)
-        if blen < 12 or blen % 4:
-            raise CaptureFormatError(f"pcapng block at offset {pos} has a bad length {blen}")
-        if btype in PACKET_BLOCKS:
-            offsets.append(pos)
-        elif btype == BLOCK_IDB:
-            interfaces.append(_read_idb(buf, pos, blen, order))
-        pos += blen
-        if btype == PCAPNG_SHB and stop_after_shb:
-            break
+    if pos >= end:
+        return offsets, pos
+    try:  # before the first section (no order yet), the first block must be a Section Header
+        for block in walk_blocks(buf, pos, sections[-1].order if sections else None):
+            if block.type == BLOCK_SHB:
+                sections.append(Section(block.offset, block.order, len(interfaces)))
+            elif block.type in PACKET_BLOCKS:
+                offsets.append(block.offset)
+            elif block.type == BLOCK_IDB:
+                interfaces.append(_read_idb(buf, block.offset, block.length, block.order))
+            pos = block.offset + block.length
+            if pos >= end or (block.type == BLOCK_SHB and stop_after_shb):
+                break
+    except PcapngError as error:
+        raise CaptureFormatError(str(error)) from None
     return offsets, pos
 
 
