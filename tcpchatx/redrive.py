@@ -29,7 +29,7 @@ Theory of operation
    ``exact=True``.
 
 The module never reads packets itself: it uses the analysis' lines, connections and
-messages (data flows one way; see STYLE.md).
+messages (data flows one way: capture, packets, connections, annotations, outputs).
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from analysis_helpers import T0, C, S, Talk, merge, write_capture
 from tcpchatx.analysis import analyze, chat, to_json, write_json
+from tcpchatx.analysis.chat import fanout, model, parsing, reassembly
+from tcpchatx.analysis.chat import lines as chat_lines
 from tcpchatx.analysis.packets import factorize
 from tcpchatx.analysis.sorting import stable_argsort
 from tcpchatx.analysis.tracker import _endpoint_ids, connect
@@ -227,13 +229,13 @@ def test_gather_runs_is_a_join_of_slices():
     want = b"".join(buf[a : a + n].tobytes() for a, n in zip(src.tolist(), size.tolist(), strict=True))
     for chunk in (1, 7, 1000, 1 << 22):  # runs in several index batches, or one
         # The streams, then zeros, so any offset's next 8 bytes can be read as one word.
-        assert chat._gather_runs(buf, src, size, starts, chunk=chunk).tobytes() == want + bytes(chat.WORD)
-    assert chat._gather_runs(buf, src[:0], size[:0], starts[:0]).tobytes() == bytes(chat.WORD)
+        assert reassembly.gather_runs(buf, src, size, starts, chunk=chunk).tobytes() == want + bytes(reassembly.WORD)
+    assert reassembly.gather_runs(buf, src[:0], size[:0], starts[:0]).tobytes() == bytes(reassembly.WORD)
 
 
 def as_lines(blobs: list[bytes]):
     """Lines as Streams.data holds them: end to end, each with its "\\n", then WORD zeros."""
-    data = np.frombuffer(b"".join(b + b"\n" for b in blobs) + bytes(chat.WORD), dtype=np.uint8)
+    data = np.frombuffer(b"".join(b + b"\n" for b in blobs) + bytes(reassembly.WORD), dtype=np.uint8)
     end = np.cumsum([len(b) + 1 for b in blobs], dtype=np.int64)
     return data, end - [len(b) + 1 for b in blobs], end
 
@@ -242,39 +244,39 @@ def test_welcomes_and_renames_found_by_one_findall_are_those_matched_one_by_one(
     texts = ["Welcome, bob! There are 2 of us", "Welcome, ! x", "Welcome, a! b! c", "", "Welcome, x!",
              "x is now known as y", "x is now known as y z", "a  is now known as b", "é is now known as ü",
              " x is now known as y", "Welcome, élan! ", "welcome, bob! no"]
-    found = chat._each_line(chat._WELCOMES, np.array(texts, dtype=object))
-    assert found == [m.group(1) if m else "" for m in map(chat._WELCOME.match, texts)]
-    found = chat._each_line(chat._RENAMES, np.array(texts, dtype=object))
-    assert found == [m.groups() if m else ("", "") for m in map(chat._RENAMED.match, texts)]
-    assert chat._each_line(chat._WELCOMES, np.array([], dtype=object)) == []
+    found = parsing._each_line(parsing._WELCOMES, np.array(texts, dtype=object))
+    assert found == [m.group(1) if m else "" for m in map(parsing._WELCOME.match, texts)]
+    found = parsing._each_line(parsing._RENAMES, np.array(texts, dtype=object))
+    assert found == [m.groups() if m else ("", "") for m in map(parsing._RENAMED.match, texts)]
+    assert parsing._each_line(parsing._WELCOMES, np.array([], dtype=object)) == []
 
 
 def test_decode_all_is_decode_line_of_each():
     blobs = [b"hi", b"", b"caf\xc3\xa9", b"x\r", b"\r", b"a" * 1024, b"a" * 1025, b"a" * 1024 + b"\r",
              b"\xc3", b"\xff", b"\xed\xa0\x80", b"tab\there"]
     def joined(blobs):
-        return chat._joined_lines(*as_lines(blobs), chunk=5)  # in several batches
+        return chat_lines.joined_lines(*as_lines(blobs), chunk=5)  # in several batches
 
     assert joined(blobs) == b"".join(b + b"\n" for b in blobs)
-    assert chat._decode_all(joined(blobs)) == [chat.decode_line(b) for b in blobs]
+    assert chat_lines.decode_all(joined(blobs)) == [chat.decode_line(b) for b in blobs]
     valid = [b for b in blobs if chat.decode_line(b) is not None]
-    assert chat._decode_all(joined(valid)) == [chat.decode_line(b) for b in valid]  # the one-call path
-    assert chat._decode_all(joined([])) == []
+    assert chat_lines.decode_all(joined(valid)) == [chat.decode_line(b) for b in valid]  # the one-call path
+    assert chat_lines.decode_all(joined([])) == []
 
 
 def test_plain_ascii_texts_stay_one_string_and_read_as_a_list_of_them():
     blobs = [b"hi", b"", b"<al> x", b"tab\there", b"\x00", b"a" * 1024]
-    texts = chat._decode_all(chat._joined_lines(*as_lines(blobs), chunk=5))
+    texts = chat_lines.decode_all(chat_lines.joined_lines(*as_lines(blobs), chunk=5))
     want = [chat.decode_line(b) for b in blobs]
-    assert isinstance(texts, chat._AsciiTexts)
+    assert isinstance(texts, chat_lines.AsciiTexts)
     assert list(texts) == want and len(texts) == len(want)
     assert [texts[k] for k in range(len(texts))] == want and texts[-1] == want[-1]
     assert texts[1:4] == want[1:4]
-    assert chat._pick(texts, np.array([4, 0, 0, 2])) == [want[4], want[0], want[0], want[2]]
+    assert chat_lines.pick(texts, np.array([4, 0, 0, 2])) == [want[4], want[0], want[0], want[2]]
     assert None not in texts and "<al> x" in texts and "<al>" not in texts
     # Not ASCII, or a line decode_line changes (over-long, a trailing "\r"): a list.
     for odd in (b"caf\xc3\xa9", b"a" * 1025, b"x\r"):
-        assert isinstance(chat._decode_all(chat._joined_lines(*as_lines([*blobs, odd]))), list)
+        assert isinstance(chat_lines.decode_all(chat_lines.joined_lines(*as_lines([*blobs, odd]))), list)
 
 
 def ids_by_dict(blobs: list[bytes]):
@@ -291,19 +293,19 @@ LINES = [b"<alice> hi", b"", b"<bob> hi", b"<alice> hi", b"x" * 7, b"x" * 8, b"x
 
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
 def test_line_ids_number_lines_by_content(chunk):
-    ids, firsts = chat._line_ids(*as_lines(LINES), chunk=chunk)
+    ids, firsts = chat_lines.line_ids(*as_lines(LINES), chunk=chunk)
     assert (ids.tolist(), firsts.tolist()) == ids_by_dict(LINES)
     rng = np.random.default_rng(3)  # many lines from few texts, as a broadcast makes them
     texts = [bytes(rng.integers(97, 100, rng.integers(0, 30))) for _ in range(300)]
     blobs = [texts[k] for k in rng.integers(0, len(texts), 5000)]
-    ids, firsts = chat._line_ids(*as_lines(blobs), chunk=chunk)
+    ids, firsts = chat_lines.line_ids(*as_lines(blobs), chunk=chunk)
     assert (ids.tolist(), firsts.tolist()) == ids_by_dict(blobs)
 
 
 def test_line_ids_sort_out_hash_collisions(monkeypatch):
     """With every multiplier 0 all lines hash alike: the word-by-word check must split them."""
-    monkeypatch.setattr(chat, "_MULTIPLIERS", np.zeros(4096, dtype=np.uint64))
-    ids, firsts = chat._line_ids(*as_lines(LINES))
+    monkeypatch.setattr(chat_lines, "_MULTIPLIERS", np.zeros(4096, dtype=np.uint64))
+    ids, firsts = chat_lines.line_ids(*as_lines(LINES))
     assert (ids.tolist(), firsts.tolist()) == ids_by_dict(LINES)
 
 
@@ -350,7 +352,7 @@ def test_segments_sorted_by_stream_then_sequence_as_lexsort_does():
     resent = in_order.copy()
     resent[np.flatnonzero(group == group[4000])[-1]] = 0  # a retransmission of the first bytes
     for rel_seq in (in_order, wrapped, resent):
-        assert np.array_equal(chat._by_group_then_seq(group, rel_seq), np.lexsort((rows, rel_seq, group)))
+        assert np.array_equal(reassembly._by_group_then_seq(group, rel_seq), np.lexsort((rows, rel_seq, group)))
 
 
 def test_endpoint_ids_number_equal_endpoints_equally():
@@ -370,7 +372,7 @@ def test_latency_beyond_exact_float_ticks_is_divided_as_python_does():
     ticks = [0, (1 << 60) + 1]  # 2**60 + 1 ns: not a float
     c = SimpleNamespace(line_per_second=np.array([10**9, 10**9]), line_ticks=np.array(ticks),
                         line_time=np.array([0.0, 1.0]))
-    got = chat._latencies(c, np.array([0]), np.array([1]))
+    got = fanout.latencies(c, np.array([0]), np.array([1]))
     assert got.tolist() == [((1 << 60) + 1) / 10**9]
 
 
@@ -382,8 +384,8 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
              "<al>  two spaces", "*b*  x", "<al\u00a0x> nbsp", "<\u00e9> accent", "--- x\r",
              "< > sp", "<al> <bob> nested", "*** <al> hi", "\u2028<al> sep", "<al> tab\there",
              "--- carol is now known as dave", "*** carol is now known as dave"]
-    kinds = chat._kinds_of_texts(texts, np.arange(len(texts)), np.ones(len(texts), np.int8),
-                                 nicks := chat._Ids(), chat._Ids())
+    kinds = parsing.kinds_of_texts(texts, np.arange(len(texts)), np.ones(len(texts), np.int8),
+                                 nicks := model.Ids(), model.Ids())
     for k, text in enumerate(texts):
         want = proto.parse_server_line(text)
         assert chat.LINE_KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
@@ -421,13 +423,13 @@ def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
 
     texts = [*texts, "<" + "n" * 20 + "> longer than any nick", "*" + "m" * 17 + "* too"]
     # The same shapes in plain ASCII, as the analysis usually has them: one string
-    # for all (chat._AsciiTexts), whose bytes are read in place.
+    # for all (chat_lines.AsciiTexts), whose bytes are read in place.
     ascii_texts = [text.encode("ascii", "replace").decode() for text in texts]
-    table = chat._decode_all("".join(text + "\n" for text in ascii_texts).encode())
-    assert isinstance(table, chat._AsciiTexts) and list(table) == ascii_texts
+    table = chat_lines.decode_all("".join(text + "\n" for text in ascii_texts).encode())
+    assert isinstance(table, chat_lines.AsciiTexts) and list(table) == ascii_texts
     for meant, given_as in ((texts, texts), (ascii_texts, table)):
-        kinds = chat._kinds_of_texts(given_as, np.arange(len(meant)), np.ones(len(meant), np.int8),
-                                     nicks := chat._Ids(), chat._Ids())
+        kinds = parsing.kinds_of_texts(given_as, np.arange(len(meant)), np.ones(len(meant), np.int8),
+                                     nicks := model.Ids(), model.Ids())
         for k, text in enumerate(meant):
             want = proto.parse_server_line(text)
             assert chat.LINE_KIND_NAMES[kinds.server_kind[k]] == want.kind.value, text
@@ -444,8 +446,8 @@ def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
     texts = ["hello", "/msg bob hi there", "//x", "", "/", "/ x", "a\rb", "\u2028x", "x\x0by",
              "/NICK  Bob ", "/msg  bob  x ", "/msg bob", "/msg bob \x1b[2J", "   ", "/quit",
              "hi \x07bell", "//", "/Msg Carol yo", "/msg\tbob hi"]
-    kinds = chat._kinds_of_texts(texts, np.arange(len(texts)), np.zeros(len(texts), np.int8),
-                                 chat._Ids(), commands := chat._Ids())
+    kinds = parsing.kinds_of_texts(texts, np.arange(len(texts)), np.zeros(len(texts), np.int8),
+                                 model.Ids(), commands := model.Ids())
     for k, text in enumerate(texts):
         want = proto.parse_client_line(text)
         assert chat.LINE_KIND_NAMES[kinds.client_kind[k]] == want.kind.value, text

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from analysis_helpers import T0, C, S, Talk, merge, write_capture
-from tcpchatx.analysis import analyze, chat, packets, run, to_json, tracker, workers
+from tcpchatx.analysis import analyze, packets, run, to_json, tracker, workers
+from tcpchatx.analysis.chat import lines as chat_lines
+from tcpchatx.analysis.chat import parsing, pipeline, reassembly
 
 CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
 
@@ -193,8 +195,10 @@ def with_chunk(function, size: int):
 def small_chunks(monkeypatch) -> None:
     """Chunks of a few packets, bytes and lines: many chunks even in a small capture."""
     monkeypatch.setattr(packets, "DECODE_CHUNK", 3)
-    monkeypatch.setattr(chat, "_gather_runs", with_chunk(chat._gather_runs, 40))
-    monkeypatch.setattr(chat, "_line_ids", with_chunk(chat._line_ids, 2))
+    for module in (reassembly, chat_lines):  # each module that calls it
+        monkeypatch.setattr(module, "gather_runs", with_chunk(reassembly.gather_runs, 40))
+    for module in (pipeline, parsing):
+        monkeypatch.setattr(module, "line_ids", with_chunk(chat_lines.line_ids, 2))
     monkeypatch.setattr(run, "label", with_chunk(tracker.label, 3))  # a few connections a range
 
 

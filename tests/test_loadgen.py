@@ -1,6 +1,6 @@
 """The fan-out load generator at a tiny load: it counts right, against both servers.
 
-No timing is asserted here (STYLE.md); the figures live in ``benchmarks/fanout.py``.
+No timing is asserted here; the figures live in ``benchmarks/fanout.py``.
 """
 
 from __future__ import annotations

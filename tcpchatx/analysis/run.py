@@ -1,6 +1,6 @@
 """The pipeline in one call: capture -> packets -> connections -> chat -> Analysis.
 
-Data flows one way (see STYLE.md): :mod:`.packets` reads columns, :mod:`.tracker`
+Data flows one way: :mod:`.packets` reads columns, :mod:`.tracker`
 adds connections and steps, :mod:`.chat` adds lines and messages.  An
 :class:`Analysis` holds all three; tables, text and pcapng comments are made from it.
 """

@@ -1,0 +1,147 @@
+"""Step 1: each direction of each connection laid end to end as one byte stream (numpy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture_file import at_every_offset, release_pages
+from ..packets import Packets
+from ..sorting import stable_argsort
+from ..workers import in_order
+
+
+@dataclass
+class Streams:
+    """Every reassembled byte stream, laid end to end in one array of bytes.
+
+    Stream *k* (one direction of one connection) occupies ``data[begin[k]:begin[k+1]]``;
+    run *i* of placed bytes starts at ``run_starts[i]`` (an offset in ``data``) and
+    came from packet row ``run_rows[i]``; ``gaps`` are offsets where a hole was.
+    ``data`` ends with :data:`WORD` zero bytes after the last stream, so that the
+    8 bytes from any offset can be read as one number (see :func:`line_ids`).
+    """
+
+    data: np.ndarray  # uint8
+    group: np.ndarray  # (conn * 2 + direction) of each stream
+    begin: np.ndarray  # len(group) + 1 offsets
+    run_starts: np.ndarray
+    run_rows: np.ndarray
+    gaps: np.ndarray
+
+
+def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.ndarray) -> Streams:
+    """Lay each group's segments end to end, all groups at once.
+
+    Within a group, segments are taken in (sequence number, frame) order.  The next
+    byte we expect is the furthest end placed so far (starting at relative seq 1),
+    so a segment is placed iff it ends beyond it; it fills a hole iff it starts
+    beyond it; and only its bytes beyond it are new.  A running maximum per group
+    gives that for every segment at once.  Segments before the ISN (wrapped around,
+    relative seq >= 2**31) are outside the stream.
+    """
+    if len(rows) and group.max() < 1 << 31 and (np.diff(rows) > 0).all():  # the usual case
+        order = _by_group_then_seq(group, rel_seq)
+    else:
+        order = np.lexsort((rows, rel_seq, group))
+    g, seq, rows = group[order], rel_seq[order].astype(np.int64), rows[order]
+    del order
+    inside = seq < 1 << 31
+    g, seq, rows = g[inside], seq[inside], rows[inside]
+    caplen = p.payload_caplen[rows].astype(np.int64)
+    end = seq + caplen
+    first = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, bool)
+    shift = g.astype(np.int64) << 34  # keeps each group's running maximum apart
+    furthest = np.maximum.accumulate(shift + np.maximum(end, 1)) - shift
+    del shift
+    expected = np.r_[1, furthest[:-1]]
+    del furthest
+    expected[first] = 1
+    placed = end > expected
+    hole = placed & (seq > expected)
+    skip = np.maximum(expected - seq, 0)
+    del expected, end, first
+    g, rows, seq, caplen, skip, hole = g[placed], rows[placed], seq[placed], caplen[placed], skip[placed], hole[placed]
+    size = caplen - skip
+    src = p.payload_offsets(rows) + skip
+    del seq, caplen, skip
+    starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
+    data = gather_runs(p.buffer, src, size, starts)
+    del src, size
+    first_run = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
+    groups = g[first_run]  # g is sorted
+    begin = np.r_[starts[first_run], len(data) - WORD] if len(g) else np.zeros(1, np.int64)
+    return Streams(data, groups, begin.astype(np.int64), starts, rows, starts[hole])
+
+
+def _by_group_then_seq(group: np.ndarray, rel_seq: np.ndarray) -> np.ndarray:
+    """``np.lexsort((rows, rel_seq, group))`` for segments in capture order.
+
+    Usually each stream's segments were captured in sequence order (no
+    retransmission, no reordering): then sorting stably by stream alone (one
+    16-bit radix pass for up to 32,768 connections) gives that order, which we
+    check.  Otherwise one int64 key per segment is sorted (three passes).
+    """
+    order = stable_argsort(group)
+    g, seq = group[order], rel_seq[order].astype(np.int64)
+    if not ((g[1:] == g[:-1]) & (seq[1:] < seq[:-1])).any():
+        return order
+    return stable_argsort(group.astype(np.int64) << 32 | rel_seq.astype(np.int64))
+
+
+WORD = 8  # bytes copied, and compared, as one number
+
+
+def ranges(start: np.ndarray, size: np.ndarray, step: int = 1) -> np.ndarray:
+    """``start[i], start[i] + step, ...`` (``size[i]`` of them) for every i, end to end."""
+    begin = np.cumsum(size) - size
+    return np.arange(int(size.sum()) if len(size) else 0) * step + np.repeat(start - begin * step, size)
+
+
+def every_word(data: np.ndarray) -> np.ndarray:
+    """The 8 bytes at each offset of ``data`` as one little-endian number: a view, no copy.
+
+    (Its last 7 offsets have no whole word; ``Streams.data`` ends in zeros for that.)
+    """
+    return at_every_offset(data, "<u8")
+
+
+def gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
+                 chunk: int = 1 << 18) -> np.ndarray:
+    """``b"".join(buffer[a:a + n] for a, n in zip(src, size))``, with numpy, then
+    :data:`WORD` zero bytes.
+
+    Each run is copied 8 bytes at a time (:func:`every_word`), and its last
+    ``n % 8`` bytes one by one: numpy needs an index for every item it copies,
+    and an index is 8 bytes.  Runs are copied in the order they sit in the file,
+    ``chunk`` bytes' worth at a time (two at once, :mod:`.workers`), so the index
+    arrays stay small and each part of the mapped file can be released
+    (:func:`~tcpchatx.analysis.capture_file.release_pages`, in file order) once it has been copied.
+    """
+    total = int(size.sum()) if len(size) else 0
+    out = np.zeros(total + WORD, dtype=np.uint8)
+    buf = np.frombuffer(buffer, dtype=np.uint8)
+    words_in, words_out = every_word(buf), every_word(out)
+    in_file_order = stable_argsort(src)
+    src, size, starts = src[in_file_order], size[in_file_order], starts[in_file_order]
+    copied = np.cumsum(size)  # bytes copied once each run is done
+    spans, lo = [], 0
+    while lo < len(size):
+        before = int(copied[lo - 1]) if lo else 0
+        hi = max(int(np.searchsorted(copied, before + chunk, "right")), lo + 1)
+        spans.append((lo, hi))
+        lo = hi
+
+    def copy(span: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = span
+        a, n, to = src[lo:hi], size[lo:hi], starts[lo:hi]
+        whole = n // WORD
+        words_out[ranges(to, whole, WORD)] = words_in[ranges(a, whole, WORD)]
+        done, rest = whole * WORD, n % WORD
+        out[ranges(to + done, rest)] = buf[ranges(a + done, rest)]
+        return span
+
+    for lo, hi in in_order(copy, spans):  # runs go to separate places: two threads at once
+        release_pages(buffer, int(src[lo]), int(src[hi - 1] + size[hi - 1]))
+    return out
