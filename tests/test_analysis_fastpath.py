@@ -1,10 +1,10 @@
 """The fast paths give exactly what the plain, per-packet ways give.
 
 The tracker runs the state table over a few *candidate* packets with numpy doing
-the rest (see tracker.py); here a straightforward loop - one packet at a time,
-classify it, ``states.lookup(state, kind)`` - must label every packet the same, on
-crafted scenarios, on a real chat captured on loopback, and on every reference
-capture in ``captures/``.  Likewise the numpy record walk against the plain hop
+the rest (see tracker.py); the plain tracker (``analysis.plain.tracker``), one packet
+at a time, must give every column and every connection the same, on crafted
+scenarios, on a real chat captured on loopback, and on every reference capture in
+``captures/``.  Likewise the numpy record walk against the plain hop
 from record to record, and the streaming JSON writer against ``to_json``.
 """
 
@@ -14,6 +14,7 @@ import io
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,8 @@ from tcpchatx.analysis import analyze, to_json
 from tcpchatx.analysis.capture_file import PCAP_MAGIC, open_buffer, walk_pcap, walk_pcap_slowly
 from tcpchatx.analysis.export import write_json
 from tcpchatx.analysis.packets import read_packets
-from tcpchatx.analysis.states import SegmentKind, State, lookup
+from tcpchatx.analysis.plain.tracker import track_one_by_one
 from tcpchatx.analysis.tracker import _connection_ranges, connect, label, track
-from tcpchatx.tcp_flags import ACK, FIN, RST, SYN
 
 REFERENCE_CAPTURES = sorted(
     p for p in (Path(__file__).parent.parent / "captures").glob("*") if p.suffix in (".pcap", ".pcapng")
@@ -37,65 +37,16 @@ REFERENCE_CAPTURES = sorted(
 # --------------------------------------------------------------------------- the reference
 
 
-def labels_one_by_one(a) -> dict[int, tuple[str, str]]:
-    """Row -> (state before, step name), by walking each connection packet by packet.
-
-    Only the grouping into connections, the directions and the relative numbers are
-    taken from the tracker (tshark checks those elsewhere); the segment kind and the
-    state are worked out here, the slow and obvious way.
-    """
-    p, t = a.packets, a.tracking
-    state: dict[int, State] = {}
-    sent_up_to: dict[tuple[int, int], int] = {}  # furthest data byte per side
-    fins: dict[tuple[int, int], int] = {}  # FINs sent per side
-    fin_end: dict[tuple[int, int], int] = {}  # raw seq just past each side's first FIN
-    fin_acked: set[tuple[int, int]] = set()  # sides whose first FIN the peer has ACKed
-    out = {}
-    for i in np.flatnonzero(t.conn >= 0).tolist():
-        conn, side = int(t.conn[i]), int(t.direction[i])
-        me, peer = (conn, side), (conn, 1 - side)
-        flags, length = int(p.flags[i]), int(p.payload_len[i])
-        seq, ack, rel_seq = int(p.seq[i]), int(p.ack[i]), int(t.rel_seq[i])
-        is_ack = bool(flags & ACK)
-        if flags & FIN:
-            fins[me] = fins.get(me, 0) + 1
-        newly_acks_fin = False
-        if is_ack and peer in fin_end and peer not in fin_acked:
-            if (ack - fin_end[peer] + (1 << 31)) % (1 << 32) - (1 << 31) >= 0:
-                fin_acked.add(peer)
-                newly_acks_fin = True
-        end = rel_seq + length if length else 0
-        again = 0 < end <= sent_up_to.get(me, 0)
-        sent_up_to[me] = max(sent_up_to.get(me, 0), end)
-        if flags & RST:
-            kind = SegmentKind.RST_ACK if is_ack else SegmentKind.RST
-        elif flags & SYN:
-            kind = SegmentKind.SYN_ACK if is_ack else SegmentKind.SYN
-        elif newly_acks_fin:
-            kind = SegmentKind.FIN_ACK if flags & FIN and fins[me] == 1 else SegmentKind.ACK_OF_FIN
-        elif flags & FIN:
-            kind = SegmentKind.FIN if fins[me] == 1 else SegmentKind.FIN_AGAIN
-        elif again:
-            kind = SegmentKind.DATA_AGAIN
-        elif length:
-            kind = SegmentKind.DATA
+def assert_same_tracking(a) -> None:
+    """The fast tracker's every column and connection, as the plain one gives them."""
+    fast, plain = a.tracking, track_one_by_one(a.packets)
+    for column in fields(fast):
+        mine, theirs = getattr(fast, column.name), getattr(plain, column.name)
+        if column.name == "connections":
+            assert mine == theirs
         else:
-            kind = SegmentKind.ACK if is_ack else SegmentKind.OTHER
-        if flags & FIN and not flags & RST and me not in fin_end:
-            fin_end[me] = (seq + length + 1) & 0xFFFFFFFF
-        before = state.get(conn, State.CLOSED)
-        step = lookup(before, kind)
-        state[conn] = step.new_state
-        out[i] = (before.name, step.name)
-    return out
-
-
-def assert_same_labels(a) -> None:
-    expected = labels_one_by_one(a)
-    t = a.tracking
-    got = {i: (State(int(t.state_before[i])).name, a.step(i).name) for i in expected}
-    assert got == expected
-    assert (t.step >= 0).sum() == len(expected)
+            assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), column.name
+    assert (fast.step >= 0).sum() == a.packets.is_tcp.sum()  # every TCP packet is labelled
 
 
 def assert_same_json(a) -> None:
@@ -131,7 +82,7 @@ def busy_capture(path, fmt):
 
 def test_scenarios_label_like_the_plain_loop(scenario):
     a = analyze(scenario)
-    assert_same_labels(a)
+    assert_same_tracking(a)
     assert_same_json(a)
 
 
@@ -139,7 +90,7 @@ def test_scenarios_label_like_the_plain_loop(scenario):
 def test_busy_capture_labels_like_the_plain_loop(tmp_path, fmt):
     a = analyze(busy_capture(tmp_path / f"busy.{fmt}", fmt))
     assert len(a.connections) > 10
-    assert_same_labels(a)
+    assert_same_tracking(a)
     assert_same_json(a)
 
 
@@ -161,7 +112,7 @@ def test_labels_range_by_range_are_the_labels_of_the_whole_capture(tmp_path, chu
 @pytest.mark.parametrize("path", REFERENCE_CAPTURES, ids=[p.name for p in REFERENCE_CAPTURES])
 def test_reference_captures_label_like_the_plain_loop(path):
     a = analyze(path)
-    assert_same_labels(a)
+    assert_same_tracking(a)
     assert_same_json(a)
 
 
@@ -194,7 +145,7 @@ def test_live_chat_labels_like_the_plain_loop(tmp_path):
         server.stop()
     a = analyze(path)
     assert len(a.connections) == 3 and a.messages
-    assert_same_labels(a)
+    assert_same_tracking(a)
     assert_same_json(a)
 
 

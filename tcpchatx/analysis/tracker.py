@@ -27,6 +27,10 @@ Theory of operation
 
 :func:`connect` does parts 1 and 2, which the chat layer needs; :func:`label` does
 3 and 4, a range of connections at a time, and can run beside the chat layer.
+
+Read :mod:`tcpchatx.analysis.plain.tracker` first: it does the same one packet at a
+time, and a test holds the two to the same columns and connections on every
+capture.  Each part below names the plain function it mirrors.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from ..tcp_flags import ACK, FIN, RST, SYN
-from .labels import ORIGINATOR, RESPONDER, CloseKind, ConnState
+from .closing import close_kind_of
+from .labels import CloseKind, ConnState
 from .packets import Packets, shared_codes
 from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, SegmentKind, State
@@ -272,6 +277,8 @@ def _ends(p: Packets, r, starts, direction) -> tuple[tuple[np.ndarray, np.ndarra
 def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
     """1. Rows of TCP packets grouped by connection (capture order inside), and their connection.
 
+    Mirrors :func:`tcpchatx.analysis.plain.tracker.group_into_connections`.
+
     Connections are numbered in the order of their first packet.
     """
     rows = np.flatnonzero(p.is_tcp)
@@ -315,7 +322,8 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _directions(p: Packets, r, c, starts, flags) -> np.ndarray:
-    """0 for packets from the originator, 1 for packets from the responder."""
+    """0 for packets from the originator, 1 for packets from the responder (the
+    sides of :func:`tcpchatx.analysis.plain.tracker.group_into_connections`)."""
     src_ep = (p.src[r].astype(np.int64) << 16) | p.sport[r]
     first = r[starts]
     first_src = (p.src[first].astype(np.int64) << 16) | p.sport[first]
@@ -326,7 +334,10 @@ def _directions(p: Packets, r, c, starts, flags) -> np.ndarray:
 
 
 def _relative_numbers(g, flags, seq, ack, n_groups):
-    """2. Each side's ISN (``base``), and every packet's relative seq and ack."""
+    """2. Each side's ISN (``base``), and every packet's relative seq and ack.
+
+    Mirrors :func:`tcpchatx.analysis.plain.tracker.initial_sequence_numbers`.
+    """
     m = len(g)
     is_ack = (flags & ACK) != 0
     first_syn = _group_first(g, (flags & SYN) != 0, n_groups)
@@ -353,7 +364,11 @@ def _relative_numbers(g, flags, seq, ack, n_groups):
 
 
 def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
-    """3. Every packet's :class:`~.states.SegmentKind`, and which ACKs first cover the peer's FIN."""
+    """3. Every packet's :class:`~.states.SegmentKind`, and which ACKs first cover the peer's FIN.
+
+    Mirrors :func:`tcpchatx.analysis.plain.tracker.segment_kind` and the loop of
+    :func:`~tcpchatx.analysis.plain.tracker.follow_connection` that feeds it.
+    """
     m = len(g)
     is_ack = (flags & ACK) != 0
     syn_flag = (flags & SYN) != 0
@@ -411,7 +426,10 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
 
 
 def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups, walks):
-    """4. The state table, run over candidates only (see the module docstring)."""
+    """4. The state table, run over candidates only (see the module docstring).
+
+    Mirrors the table and Zeek in :func:`tcpchatx.analysis.plain.tracker.follow_connection`.
+    """
     is_ack = (flags & ACK) != 0
     control = (flags & (SYN | FIN | RST)) != 0
     first_ack_only = _group_first(g, is_ack & (length == 0) & ~control, n_groups)
@@ -522,7 +540,7 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
         zeek.feed(side, flag, seq, length)
         inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
     # path: (state, kind, side, candidate index) of each change of state, and each RST
-    close_kind, active_closer = _close_kind(path, state)
+    close_kind, active_closer = close_kind_of(path, state)
     handshake = [k for old, kind, _, k in path
                  if kind in (SegmentKind.SYN, SegmentKind.SYN_ACK) or old == State.SYN_RECEIVED]
     closing = [k for old, kind, _, k in path
@@ -559,36 +577,6 @@ def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndar
     return (kind[positions].astype(np.uint16) | side.astype(np.uint16) << 4
             | syn << 5 | fin << 6 | rst << 7 | ack << 8 | (length > 0) << 9 | repeat << 10
             ).astype(np.uint16)
-
-
-def _close_kind(path: list[tuple[int, int, int, int]], final: int) -> tuple[CloseKind, str | None]:
-    """How the connection ended, from the state changes it went through."""
-    sides = (ORIGINATOR, RESPONDER)
-    established = any(new_kind in (SegmentKind.ACK, SegmentKind.DATA) and state == State.SYN_RECEIVED
-                      for state, new_kind, _, _ in path)
-    first_fin = next((side for state, kind, side, _ in path
-                      if kind in (SegmentKind.FIN, SegmentKind.FIN_ACK) ), None)
-    for state, kind, side, _ in path:
-        if kind in (SegmentKind.RST, SegmentKind.RST_ACK) and state == State.SYN_SENT and side == 1:
-            return CloseKind.REFUSED, RESPONDER
-    first_rst = next((side for state, kind, side, _ in path
-                      if kind in (SegmentKind.RST, SegmentKind.RST_ACK) and state != State.RESET), None)
-    if not established:
-        closer = first_fin if first_fin is not None else first_rst
-        return CloseKind.INCOMPLETE, None if closer is None else sides[closer]
-    if final == State.RESET:
-        return CloseKind.RESET, sides[first_rst]
-    states_seen = {state for state, _, _, _ in path} | {final}
-    if State.CLOSING in states_seen:
-        return CloseKind.SIMULTANEOUS, "both"
-    closer = None if first_fin is None else sides[first_fin]
-    if any(kind == SegmentKind.FIN_ACK for _, kind, _, _ in path):
-        return CloseKind.THREE_WAY, closer
-    if final in (State.LAST_ACK, State.TIME_WAIT):
-        return CloseKind.FOUR_WAY, closer
-    if final in (State.FIN_WAIT_1, State.FIN_WAIT_2):
-        return CloseKind.HALF_CLOSED, closer
-    return CloseKind.OPEN, None
 
 
 def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):

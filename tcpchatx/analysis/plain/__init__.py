@@ -1,0 +1,9 @@
+"""The analysis the slow and obvious way: read these first.
+
+Each module here does, one packet or one line at a time, what its fast twin in
+``tcpchatx.analysis`` does with numpy, and tests hold each pair to the same results
+on every capture:
+
+- :mod:`.tracker`: connections, relative numbers, segment kinds, the state table's
+  steps and Zeek's labels (fast twin: :mod:`tcpchatx.analysis.tracker`).
+"""
