@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..analysis.labels import CloseKind
 from .runs import LabRun
 from .tables import packet_table
 
@@ -123,7 +124,7 @@ class Reset:
 def resets(lab_run: LabRun) -> list[Reset]:
     """Every RST of an established connection, with its sender's next unused sequence number."""
     df = lab_run.packets
-    refused = {c.id for c in lab_run.analysis.connections if c.close_kind == "refused"}
+    refused = {c.id for c in lab_run.analysis.connections if c.close_kind == CloseKind.REFUSED}
     out = []
     for frame in lab_run.frames(flags="R"):
         row = df.iloc[frame - 1]
