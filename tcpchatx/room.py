@@ -7,7 +7,7 @@ line, went away, time passed) and the room answers with *actions*: ``Send`` a li
 to some recipients, ``SetNick`` (for the event timeline), or ``Disconnect`` a client
 once what was queued for it has been sent.  The room never touches a socket or a
 clock, so every rule here is tested by feeding it events and a fake ``now``.  Nor
-does it write any text: every line it sends is built in ``protocol.py``.
+does it write any text: every line it sends is built in :mod:`tcpchatx.protocol`.
 
 A client is in one of two states::
 
@@ -276,10 +276,10 @@ class ChatRoom:
 
     @staticmethod
     def _reply(client: int, line: str) -> Send:
-        """Send a reply line (built in protocol.py) to this client alone."""
+        """Send a reply line (built in tcpchatx.protocol) to this client alone."""
         return Send((client,), line, Kind.REPLY)
 
     @staticmethod
     def _error(client: int, line: str) -> Send:
-        """Send an error line (built in protocol.py) to this client alone."""
+        """Send an error line (built in tcpchatx.protocol) to this client alone."""
         return Send((client,), line, Kind.ERROR)

@@ -58,7 +58,9 @@ from .protocol import (
     check_nick,
     encode_line,
     nick_key,
+    notice_line,
     parse_client_line,
+    parse_renamed,
     parse_server_line,
     sanitize,
 )
@@ -145,9 +147,10 @@ class NickTracker:
                 normalised, _ = check_nick(self._wanted)  # the server keeps the NFKC form
                 self.nick = normalised or self._wanted.strip()
             return
-        renamed = f"{self.nick} is now known as "
-        if line.kind is Kind.NOTICE and line.text.startswith(renamed):
-            self.nick = line.text[len(renamed) :]
+        if line.kind is Kind.NOTICE:
+            renamed = parse_renamed(notice_line(line.text))  # a parser reads the whole line
+            if renamed is not None and renamed[0] == self.nick:
+                self.nick = renamed[1]
 
 
 # --------------------------------------------------------------------------- receiving

@@ -246,6 +246,18 @@ def test_the_longest_list_of_the_longest_nicknames_stays_under_the_line_limit():
     assert p.parse_welcome(welcome).online.more > 900
 
 
+@given(nick=nicks, online=st.lists(nicks, max_size=20))
+def test_welcome_nick_reads_any_welcome_and_only_welcomes(nick, online):
+    """The lenient reading: this server's welcome, and another server's in other words."""
+    assert p.welcome_nick(p.welcome_line(nick, online)) == nick
+    assert p.welcome_nick(f"--- Welcome, {nick}! Online: {nick}.") == nick
+    assert p.parse_welcome(f"--- Welcome, {nick}! Online: {nick}.") is None  # strict: not ours
+    assert p.welcome_nick("--- Welcome, Mr Smith! Hello.") == "Mr Smith"  # up to the first "! "
+    for line in [p.PROMPT_LINE, p.notice_line(f"Welcome, {nick}! Hi."), p.online_line(online),
+                 p.bye_line(nick), p.reply_line(f"Welcome, {nick}!"), p.chat_line(nick, "Welcome, x! ")]:
+        assert p.welcome_nick(line) is None, line
+
+
 def test_a_list_cut_short_reads_back():
     assert p.parse_online("--- Online (3): alice and 2 more") == p.Online(3, ("alice",), 2)
     assert p.parse_online("--- Online (0): ") == p.Online(0, ())

@@ -124,7 +124,7 @@ def test_shutdown_says_bye_once_and_no_leave_notices():
 
 def test_every_line_the_room_sends_is_built_by_protocol_and_parses_back():
     """The room writes no text of its own: each line it sends is one that a parser in
-    protocol.py reads (or one of its constant lines), and its Send.kind is its sigil's."""
+    tcpchatx.protocol reads (or one of its constant lines), and its Send.kind is its sigil's."""
     not_one_line = {"parse_server_line", "parse_client_line",  # any line
                     "parse_how_left", "parse_too_slow_reason", "parse_no_fin_reason"}  # fields
     parsers = [f for name, f in vars(p).items() if name.startswith("parse_") and name not in not_one_line]

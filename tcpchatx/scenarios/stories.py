@@ -12,10 +12,11 @@ from __future__ import annotations
 import select
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..client import ChatClient
-from ..protocol import Kind
+from ..protocol import Kind, ServerLine, notice_line, parse_joined
 from ..server import ChatServer
 from .staging import (
     DEFAULT_TIMEOUT,
@@ -115,6 +116,18 @@ def _say_round(speaker: ChatClient, listeners: list[ChatClient], text: str) -> N
         listener.receive_until(lambda line: line.kind is Kind.CHAT and line.text == text, DEFAULT_TIMEOUT)
 
 
+def _joined(nick: str) -> Callable[[ServerLine], bool]:
+    """For ``receive_until``: the server's ``*** NICK joined (N online)``."""
+
+    def announces(line: ServerLine) -> bool:
+        if line.kind is not Kind.NOTICE:
+            return False
+        joined = parse_joined(notice_line(line.text))  # a parser reads the whole line
+        return joined is not None and joined[0] == nick
+
+    return announces
+
+
 # --------------------------------------------------------------------------- the stories
 
 
@@ -141,7 +154,7 @@ def join_and_chat(stage: Stage, clients: int, messages: int, nagle: bool):
     for nick in nicks:
         person = stage.connect(nick, nagle=nagle)
         for earlier in people:  # everyone already in sees "NICK joined"
-            earlier.receive_until(lambda line, nick=nick: line.text.startswith(f"{nick} joined"))
+            earlier.receive_until(_joined(nick))
         people.append(person)
     said = []
     for round_ in range(messages):
@@ -159,8 +172,8 @@ def private(stage: Stage) -> dict:
     broadcast goes to bob and carol: two copies out (the fan-out).
     """
     alice, bob, carol = (stage.connect(nick) for nick in ("alice", "bob", "carol"))
-    alice.receive_until(lambda line: line.text.startswith("carol joined"))
-    bob.receive_until(lambda line: line.text.startswith("carol joined"))
+    alice.receive_until(_joined("carol"))
+    bob.receive_until(_joined("carol"))
     alice.send("/msg bob psst, just between us")
     bob.receive_until(lambda line: line.kind is Kind.PRIVATE)
     _say_round(alice, [bob, carol], "hello everyone")
@@ -364,7 +377,7 @@ def nagle(stage: Stage, messages: int = 5) -> dict:
         raise ValueError("the nagle story needs at least 2 messages")
     alice = stage.connect("alice", nagle=True)
     bob = stage.connect("bob", nagle=False)
-    alice.receive_until(lambda line: line.text.startswith("bob joined"))
+    alice.receive_until(_joined("bob"))
     bursts = {}
     for speaker, listener, nick in ((alice, bob, "alice"), (bob, alice, "bob")):
         for _ in range(3):

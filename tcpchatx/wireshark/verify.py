@@ -248,12 +248,12 @@ class Message:
 
 def _room_events(d: Dissection) -> tuple[dict[int, int], dict[int, int]]:
     """Per client stream: when it joined (the frame of the server's "Welcome, NICK!"
-    reply) and when it started leaving (its /quit, or its first FIN or RST)."""
+    reply, in any server's words: :func:`tcpchatx.protocol.welcome_nick`) and when it
+    started leaving (its /quit, or its first FIN or RST)."""
     joined: dict[int, int] = {}
     leaving: dict[int, int] = {}
     for line in d.lines:
-        if line.direction == SERVER_TO_CLIENT and line.kind == "reply" and \
-                (line.text or "").startswith("Welcome, "):
+        if line.direction == SERVER_TO_CLIENT and proto.welcome_nick(line.line or "") is not None:
             joined.setdefault(line.stream, line.frame)
         if line.direction == CLIENT_TO_SERVER and line.kind == "command" and line.command == "quit":
             leaving.setdefault(line.stream, line.frame)
@@ -298,8 +298,8 @@ def check_broadcast(d: Dissection) -> Check:
     if not messages and not leftover:
         return Check(name, "skip", "no chat messages in the capture")
     joined, leaving = _room_events(d)
-    flood_warned = {line.stream for line in d.lines if line.kind == "error"
-                    and (line.text or "").startswith(("Slow down", "Disconnected for flooding"))}
+    flood_warned = {line.stream for line in d.lines if line.direction == SERVER_TO_CLIENT and (
+        proto.parse_slow_down(line.line or "") is not None or line.line == proto.FLOOD_KICK_LINE)}
     problems: list[str] = []
     frames: list[int] = []
     copies = 0

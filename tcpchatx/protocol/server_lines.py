@@ -1,309 +1,39 @@
-"""The TCPChatX wire protocol, with no sockets and no threads (sans-IO).
+r"""Every line the server sends: a builder, and beside it the parser that reads it back.
 
-Theory of operation
--------------------
-The protocol is line-based UTF-8 text, so a person can speak it with
-``nc localhost 25000``.  Bytes arrive in arbitrary chunks; :class:`LineSplitter`
-turns them into complete lines (``\\n`` or ``\\r\\n``), refusing lines longer than
-:data:`MAX_LINE_BYTES` and lines that are not valid UTF-8.  Splitting happens on
-bytes *before* decoding, so a multi-byte character cut in two by TCP is never
-decoded half-way (the byte ``0x0A`` cannot occur inside a UTF-8 sequence).
+A line with fields has a builder (``joined_line``) and, right below it, its parser
+(``parse_joined``), which gives back the builder's arguments, or None for any
+other line.  A line without fields is a constant (``SHUTDOWN_LINE``): ``==`` is its
+parser.  tests/test_protocol.py holds every pair to a round trip, so a text and
+its reading cannot drift apart.  The room and the server write no text of their own.
 
-Every line the server sends starts with a sigil that says its kind, so that a
-human, the terminal client, the analysis and the Wireshark dissector can all
-tell them apart::
+A parser takes a whole line: sigil included, newline removed.  It reads the text
+after the sigil with a pattern matched in full.  The patterns are public and
+unanchored (like FROM_NICK), so that code reading many lines at once (the
+analysis) can wrap one in ^...$ and run it over all of them in one findall.
+A nickname in a pattern is (\S+): a valid nickname never holds a space, and the
+words after it (matched in full) pin where it ends.
 
-    <alice> hello everyone                  chat     (a broadcast from alice)
-    *alice* psst                            private  (alice wrote to you alone)
-    *** bob joined (2 online)               notice   (the server, to everyone)
-    --- Online (2): alice, bob              reply    (the server, to you only)
-    !!! The nickname "server" is reserved.  error    (the server, to you only)
-
-This module owns the words too: every line the server sends is built by a
-function here (``joined_line``) and read back by the parser beside it
-(``parse_joined``), as h11 pairs its writers with its readers.  The room and the
-server only call the builders; the analysis, the terminal client and the tests
-can call the parsers, so nobody else needs to know what a line looks like.
-
-In this file, top to bottom: framing, sanitising, nicknames, line kinds (sigils,
-:func:`parse_server_line`), every server line (notices, how a client left,
-replies, errors), client lines, flood control.  The full description is in
-``docs/protocol.md``.
+Top to bottom: chat and private lines, notices (``*** ``), how a client left,
+replies (``--- ``), errors (``!!! ``).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 
-DEFAULT_HOST = "localhost"
-DEFAULT_PORT = 25000
-MAX_LINE_BYTES = 1024  # longest line, in bytes, without its terminator
-NICK_MAX_CHARS = 16
-RESERVED_NICKS = frozenset(
-    {"server", "admin", "root", "system", "everyone", "all", "nobody", "tcpchatx"}
+from .kinds import (
+    ERROR_SIGIL,
+    NOTICE_SIGIL,
+    REPLY_SIGIL,
+    Kind,
+    error_line,
+    notice_line,
+    parse_server_line,
+    reply_line,
 )
-ENCODING = "utf-8"
-
-
-# --------------------------------------------------------------------------- framing
-
-
-@dataclass(frozen=True)
-class Line:
-    """One complete, valid line of text (terminator removed)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class LineTooLong:
-    """A line went past MAX_LINE_BYTES; everything up to its end was discarded."""
-
-    limit: int
-
-
-@dataclass(frozen=True)
-class InvalidUtf8:
-    """A complete line that is not valid UTF-8; it was discarded."""
-
-    raw: bytes
-
-
-FrameEvent = Line | LineTooLong | InvalidUtf8
-
-
-class LineSplitter:
-    """Bytes in, complete lines out.
-
-    Invariant: ``self._buffer`` never holds more than ``max_line_bytes + 1`` bytes
-    (the extra byte is a possible ``\\r`` waiting for its ``\\n``), so a peer that
-    never sends a newline costs bounded memory.
-    """
-
-    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self.max_line_bytes = max_line_bytes
-        self._buffer = bytearray()
-        self._discarding = False  # inside an over-long line, waiting for its end
-
-    def feed(self, data: bytes) -> list[FrameEvent]:
-        """Add received bytes; return the events for every line they complete."""
-        events: list[FrameEvent] = []
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            if newline < 0:
-                break
-            chunk = data[start:newline]
-            start = newline + 1
-            if self._discarding:
-                self._discarding = False
-                self._buffer.clear()
-                continue
-            if self._buffer:
-                self._buffer += chunk
-                raw = bytes(self._buffer)
-                self._buffer.clear()
-            else:
-                raw = chunk
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            events.append(self._decode(raw))
-        rest = data[start:]
-        if not self._discarding and rest:
-            self._buffer += rest
-            if len(self._buffer) > self.max_line_bytes + 1 or (
-                len(self._buffer) == self.max_line_bytes + 1 and not self._buffer.endswith(b"\r")
-            ):
-                self._buffer.clear()
-                self._discarding = True
-                events.append(LineTooLong(self.max_line_bytes))
-        return events
-
-    def _decode(self, raw: bytes) -> FrameEvent:
-        if len(raw) > self.max_line_bytes:
-            return LineTooLong(self.max_line_bytes)
-        try:
-            return Line(raw.decode(ENCODING))
-        except UnicodeDecodeError:
-            return InvalidUtf8(raw)
-
-    @property
-    def pending(self) -> int:
-        """Bytes held for an unfinished line."""
-        return len(self._buffer)
-
-
-def encode_line(text: str) -> bytes:
-    """One protocol line on the wire: UTF-8 text and a ``\\n``."""
-    return text.encode(ENCODING) + b"\n"
-
-
-# --------------------------------------------------------------------------- sanitising
-
-# Bidirectional embeddings, overrides and isolates (Trojan Source, CVE-2021-42574),
-# the implicit direction marks, and invisible zero-width characters.
-_INVISIBLE = (
-    "\u061c\u200e\u200f"  # ALM, LRM, RLM
-    "\u202a\u202b\u202c\u202d\u202e"  # LRE RLE PDF LRO RLO
-    "\u2066\u2067\u2068\u2069"  # LRI RLI FSI PDI
-    "\u200b\u200c\u200d\u2060\ufeff\u180e"  # zero-width space/joiners, word joiner, BOM
-)
-# C0 controls except TAB, DEL, C1 controls, and the invisible characters above.
-# Public: the analysis removes them from many texts at once (UNSAFE_CHARACTERS.sub).
-UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f" + _INVISIBLE + "]")
-
-
-def sanitize(text: str) -> tuple[str, int]:
-    """Remove characters that could repaint a terminal or hide text.
-
-    Returns the clean text and how many characters were removed.
-    """
-    clean, removed = UNSAFE_CHARACTERS.subn("", text)
-    return clean, removed
-
-
-# --------------------------------------------------------------------------- nicknames
-
-
-def nick_key(nick: str) -> str:
-    """The identity of a nickname: ``Alice``, ``ALICE`` and ``Ａｌｉｃｅ`` are one."""
-    return unicodedata.normalize("NFKC", nick).casefold()
-
-
-class NickProblem(str, Enum):
-    """Why a nickname is refused.  The value is the error text; ``{nick}`` is the nickname."""
-
-    EMPTY = "A nickname cannot be empty."
-    TOO_LONG = f"A nickname has at most {NICK_MAX_CHARS} characters."
-    NO_LETTER_FIRST = "A nickname starts with a letter."
-    BAD_CHARACTER = "A nickname may use letters, digits, '_' and '-' only."
-    RESERVED = 'The nickname "{nick}" is reserved.'
-    TAKEN = 'The nickname "{nick}" is taken. Try another.'  # the room's rule, not check_nick's
-
-    def says(self, nick: str) -> str:
-        """The words a client reads: the value with the nickname filled in."""
-        return self.value.format(nick=nick)
-
-
-def nick_problem(raw: str) -> tuple[str, NickProblem | None]:
-    """A proposed nickname, NFKC-normalised, and what is wrong with it (None: nothing).
-
-    Uniqueness is the room's business (:attr:`NickProblem.TAKEN`), not this function's.
-    """
-    nick = unicodedata.normalize("NFKC", raw.strip())
-    if not nick:
-        return nick, NickProblem.EMPTY
-    if len(nick) > NICK_MAX_CHARS:
-        return nick, NickProblem.TOO_LONG
-    if not nick[0].isalpha():
-        return nick, NickProblem.NO_LETTER_FIRST
-    if not nick.replace("_", "").replace("-", "").isalnum():  # each character, at C speed
-        return nick, NickProblem.BAD_CHARACTER
-    if nick.casefold() in RESERVED_NICKS:
-        return nick, NickProblem.RESERVED
-    return nick, None
-
-
-def check_nick(raw: str) -> tuple[str | None, str | None]:
-    """Validate a proposed nickname.
-
-    Returns ``(nick, None)`` with the NFKC-normalised nickname, or
-    ``(None, reason)`` saying what is wrong in words a student understands.
-    Uniqueness is the room's business, not this function's.
-    """
-    nick, problem = nick_problem(raw)
-    if problem is None:
-        return nick, None
-    return None, problem.says(nick)
-
-
-# --------------------------------------------------------------------------- line kinds
-
-
-class Kind(str, Enum):
-    """What a line means.  The same names appear in the analysis and the dissector."""
-
-    CHAT = "chat"  # server -> client: a broadcast from a nick
-    PRIVATE = "private"  # server -> client: a private message from a nick
-    NOTICE = "notice"  # server -> everyone
-    REPLY = "reply"  # server -> you, answering a command
-    ERROR = "error"  # server -> you, something you sent was refused
-    NICKNAME = "nickname"  # client -> server: the first line, a nickname
-    COMMAND = "command"  # client -> server: /help, /online, /quit, /nick, /msg
-    MESSAGE = "message"  # client -> server: anything else is chat text
-
-
-# The sigils that start the server's lines (see the module docstring).
-NOTICE_SIGIL = "*** "
-REPLY_SIGIL = "--- "
-ERROR_SIGIL = "!!! "
-
-
-def notice_line(text: str) -> str:
-    """``*** TEXT``: the server, to everyone (or, on connect, to you)."""
-    return NOTICE_SIGIL + text
-
-
-def reply_line(text: str) -> str:
-    """``--- TEXT``: the server, to you alone, answering a command."""
-    return REPLY_SIGIL + text
-
-
-def error_line(text: str) -> str:
-    """``!!! TEXT``: the server, to you alone: something you sent was refused."""
-    return ERROR_SIGIL + text
-
-
-@dataclass(frozen=True)
-class ServerLine:
-    """A server line, parsed: its kind, the nick it is from (chat/private), its text."""
-
-    kind: Kind
-    text: str
-    nick: str | None = None
-
-
-# "<nick> " (chat) or "*nick* " (private): public, the analysis builds on it.
-FROM_NICK = r"<([^<>\s]+)> |\*([^*\s]+)\* "
-_FROM_NICK = re.compile("^(" + FROM_NICK + ")")
-
-
-def parse_server_line(line: str) -> ServerLine:
-    """Tell a server line's kind from its sigil (see the module docstring)."""
-    for sigil, kind in (
-        (NOTICE_SIGIL, Kind.NOTICE),
-        (REPLY_SIGIL, Kind.REPLY),
-        (ERROR_SIGIL, Kind.ERROR),
-    ):
-        if line.startswith(sigil):
-            return ServerLine(kind, line[len(sigil) :])
-    match = _FROM_NICK.match(line)
-    if match:
-        if match.group(2) is not None:
-            return ServerLine(Kind.CHAT, line[match.end() :], match.group(2))
-        return ServerLine(Kind.PRIVATE, line[match.end() :], match.group(3))
-    return ServerLine(Kind.NOTICE, line)  # unknown shape: show it as a plain notice
-
-
-# --------------------------------------------------------------------------- server lines
-#
-# Every line the server sends is built here, and read back here.  A line with
-# fields has a builder (``joined_line``) and, right below it, its parser
-# (``parse_joined``), which gives back the builder's arguments, or None for any
-# other line.  A line without fields is a constant (``SHUTDOWN_LINE``): ``==`` is its
-# parser.  tests/test_protocol.py holds every pair to a round trip, so a text and
-# its reading cannot drift apart.  The room and the server write no text of their own.
-#
-# A parser takes a whole line: sigil included, newline removed.  It reads the text
-# after the sigil with a pattern matched in full.  The patterns are public and
-# unanchored (like FROM_NICK), so that code reading many lines at once (the
-# analysis) can wrap one in ^...$ and run it over all of them in one findall.
-# A nickname in a pattern is (\S+): a valid nickname never holds a space, and the
-# words after it (matched in full) pin where it ends.
+from .nicks import NICK_MAX_CHARS, NickProblem
 
 
 def _match(sigil: str, pattern: re.Pattern[str], line: str) -> re.Match[str] | None:
@@ -527,6 +257,25 @@ def parse_welcome(line: str) -> Welcome | None:
     return Welcome(found[1], _online(found[2], found[3])) if found else None
 
 
+# Any welcome, in this server's words or not: only the nickname, up to the first "! ".
+# (.+?), not (\S+): another server's nickname may hold a space; the dissector and the
+# analysis read a welcome the same way.
+WELCOME_NICK_PATTERN = re.compile(r"Welcome, (.+?)! ")
+
+
+def welcome_nick(line: str) -> str | None:
+    """The nickname of any ``--- Welcome, NICK! ...`` reply, whatever follows it.
+
+    Lenient where :func:`parse_welcome` is strict, for captures made by another
+    server (an older TCPChatX, a student's): they may list who is online in other
+    words, and the Lua dissector and the analysis count them as welcomes too.
+    """
+    if not line.startswith(REPLY_SIGIL):
+        return None
+    found = WELCOME_NICK_PATTERN.match(line, len(REPLY_SIGIL))
+    return found[1] if found else None
+
+
 def online_line(nicks: Sequence[str]) -> str:
     """``--- Online (2): alice, bob``: the answer to /online."""
     return reply_line(f"Online ({len(nicks)}): {_names(nicks)}")
@@ -741,50 +490,3 @@ def parse_disconnected(line: str) -> str | None:
     """:func:`disconnected_line`'s ``reason``."""
     found = _match(ERROR_SIGIL, DISCONNECTED_PATTERN, line)
     return found[1] if found else None
-
-
-# --------------------------------------------------------------------------- client lines
-
-
-@dataclass(frozen=True)
-class ClientLine:
-    """A client line after the nickname: a chat message or a command with its argument."""
-
-    kind: Kind
-    text: str
-    command: str | None = None
-
-
-def parse_client_line(line: str) -> ClientLine:
-    """``/name arg`` is a command; ``//text`` sends ``/text`` as chat; the rest is chat."""
-    if line.startswith("//"):
-        return ClientLine(Kind.MESSAGE, line[1:])
-    if line.startswith("/"):
-        name, _, arg = line[1:].partition(" ")
-        return ClientLine(Kind.COMMAND, arg.strip(), name.lower())
-    return ClientLine(Kind.MESSAGE, line)
-
-
-# --------------------------------------------------------------------------- flood control
-
-
-class TokenBucket:
-    """Flood control: ``burst`` lines at once, then ``rate`` lines per second.
-
-    Time comes in as an argument (seconds, monotonic), so tests need no clock.
-    """
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last: float | None = None
-
-    def allow(self, now: float) -> bool:
-        if self._last is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
