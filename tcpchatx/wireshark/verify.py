@@ -34,6 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from tcpchatx import protocol as proto
+from tcpchatx.analysis.labels import CloseKind
 from tcpchatx.tcp_flags import ACK, FIN, RST, SYN
 
 from .dissector import DissectedLine, Dissection, DissectorError, Segment, dissect
@@ -139,7 +140,7 @@ def check_handshakes(d: Dissection) -> Check:
 @dataclass
 class Teardown:
     stream: int
-    shape: str  # a labels.CLOSE_KINDS word
+    shape: CloseKind  # named as the analysis names it
     ok: bool
     note: str
     frames: list[int] = field(default_factory=list)
@@ -156,10 +157,10 @@ def teardown_of(stream: int, segments: list[Segment], client_port: int | None) -
     established = any(s.flags & (SYN | ACK) == (SYN | ACK) for s in segments)
     rst = next((s for s in segments if s.flags & RST), None)
     if rst is not None and not established:
-        return Teardown(stream, "refused", True, f"refused (RST in frame {rst.frame}): never opened",
+        return Teardown(stream, CloseKind.REFUSED, True, f"refused (RST in frame {rst.frame}): never opened",
                         [rst.frame])
     if rst is not None:
-        return Teardown(stream, "reset", True, f"reset: the {who(rst)} sent a RST in frame {rst.frame}",
+        return Teardown(stream, CloseKind.RESET, True, f"reset: the {who(rst)} sent a RST in frame {rst.frame}",
                         [rst.frame])
     # The first FIN from each side (a retransmission has the same sequence number).
     fins: list[Segment] = []
@@ -167,7 +168,7 @@ def teardown_of(stream: int, segments: list[Segment], client_port: int | None) -
         if s.flags & FIN and all(f.src_port != s.src_port for f in fins):
             fins.append(s)
     if not fins:
-        return Teardown(stream, "open", True, "still open when the capture ended (no FIN, no RST)")
+        return Teardown(stream, CloseKind.OPEN, True, "still open when the capture ended (no FIN, no RST)")
     problems: list[str] = []
     acks: list[Segment | None] = []
     for fin in fins:
@@ -182,16 +183,16 @@ def teardown_of(stream: int, segments: list[Segment], client_port: int | None) -
     if len(fins) == 1:
         problems.append(f"only the {who(fins[0])} sent a FIN (frame {fins[0].frame}); "
                         "the other side never sent its own")
-        return Teardown(stream, "half-closed", False, "; ".join(problems), frames)
+        return Teardown(stream, CloseKind.HALF_CLOSED, False, "; ".join(problems), frames)
     first, second = fins
     first_end = _plus(first.seq, first.length + 1)
     if not (second.flags & ACK and _seq_after(second.ack, first_end)):
-        shape, how = "simultaneous", "both FINs crossed (simultaneous close)"
+        shape, how = CloseKind.SIMULTANEOUS, "both FINs crossed (simultaneous close)"
     elif acks[0] is not None and acks[0].frame < second.frame:
-        shape, how = "four-way", (f"FIN ({who(first)}, frame {first.frame}), ACK (frame {acks[0].frame}), "
+        shape, how = CloseKind.FOUR_WAY, (f"FIN ({who(first)}, frame {first.frame}), ACK (frame {acks[0].frame}), "
                                   f"FIN ({who(second)}, frame {second.frame})")
     else:
-        shape, how = "three-way", (f"FIN ({who(first)}, frame {first.frame}), FIN+ACK "
+        shape, how = CloseKind.THREE_WAY, (f"FIN ({who(first)}, frame {first.frame}), FIN+ACK "
                                    f"({who(second)}, frame {second.frame})")
     if problems:
         return Teardown(stream, shape, False, "; ".join(problems), frames)
@@ -208,7 +209,7 @@ def check_teardowns(d: Dissection) -> Check:
         client_port = handshake_of(stream, segs).client_port
         results.append(teardown_of(stream, segs, client_port))
     name = "proper teardown"
-    closed = [r for r in results if r.shape not in ("open", "refused")]
+    closed = [r for r in results if r.shape not in (CloseKind.OPEN, CloseKind.REFUSED)]
     if not closed:
         return Check(name, "skip", "no connection closed within the capture",
                      details=tuple(f"stream {r.stream}: {r.note}" for r in results))
