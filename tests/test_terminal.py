@@ -355,8 +355,11 @@ def test_piped_client_reports_the_server_closing_first(server):
     )
     try:
         server.timeline.wait_for(lambda e: e.kind == "nick-set" and e.nick == "alice")
-        server.stop()  # stdin is still open: the client must notice the server leaving
-        out, err = process.communicate(timeout=10)
+        server.stop()
+        # stdin stays open until the client has exited: it must notice the server
+        # leaving by itself (communicate() would close stdin first, and race it).
+        process.wait(timeout=10)
+        out, err = process.communicate()
     finally:
         process.kill()
     assert process.returncode == 0
