@@ -1,20 +1,24 @@
-"""The columnar chat layer gives exactly what the object-per-line one gave.
+"""The fast chat layer gives exactly what the plain one, one line at a time, gives.
 
-``analysis_chat_reference`` is the previous implementation (a Python object per
-line, loops over lines); here both run on every reference capture and on crafted
-ones, and every line, message and delivery must be equal, field by field.
+``tcpchatx.analysis.plain.chat`` reads the chat the slow and obvious way (a Python
+object per line, loops over lines); here both run on every reference capture, on
+interleaved copies of the reference chat, and on crafted and random ones, and every
+column, line, message and delivery must be equal, field by field, and so every output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
+import struct
+import tempfile
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
-import analysis_chat_reference as reference
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,34 +26,118 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis_helpers import T0, C, S, Talk, merge, write_capture
-from tcpchatx.analysis import analyze, chat, to_json, write_json
+from tcpchatx import protocol as proto
+from tcpchatx.analysis import (
+    analyze,
+    chat,
+    format_ladder,
+    format_summary,
+    to_json,
+    write_annotated,
+    write_json,
+)
 from tcpchatx.analysis.chat import fanout, model, parsing, reassembly
 from tcpchatx.analysis.chat import lines as chat_lines
 from tcpchatx.analysis.packets import factorize
+from tcpchatx.analysis.plain import chat as plain
 from tcpchatx.analysis.sorting import stable_argsort
 from tcpchatx.analysis.tracker import _endpoint_ids, connect
 
-CAPTURES = sorted((Path(__file__).parent.parent / "captures").glob("*.pcapng"))
+ROOT = Path(__file__).parent.parent
+CAPTURES = sorted((ROOT / "captures").glob("*.pcapng"))
+
+
+def with_plain_chat(a):
+    """The same analysis, its chat read by the plain layer, one line at a time."""
+    return dataclasses.replace(a, chat=plain.analyze_chat_line_by_line(a.packets, a.tracking))
+
+
+# The columns of ids, and the table each one's ids are in.
+ID_COLUMNS = {"line_text": "texts", "line_nick": "nicks", "line_recipient": "nicks",
+              "line_command": "commands", "msg_text_id": "texts", "msg_payload": "payloads"}
+TABLES = {"texts", "nicks", "commands", "payloads", "addressee_of_text"}
+
+
+def named(c: chat.Chat, column: str) -> list:
+    """What the ids of an id column stand for (None for -1)."""
+    table = getattr(c, ID_COLUMNS[column])
+    return [table[k] if k >= 0 else None for k in getattr(c, column).tolist()]
+
+
+def assert_same_columns(fast: chat.Chat, slow: chat.Chat) -> None:
+    """Every field of the two Chats alike: arrays of the same type and values.
+
+    Ids may be numbered apart (the fast layer numbers raw bytes, so ``hi\\r`` and ``hi``
+    are two texts there, and it numbers nicks in the order it parses them, some never
+    used), so id columns are compared by what their ids stand for.
+    """
+    for f in dataclasses.fields(chat.Chat):
+        name = f.name
+        if name.startswith("_") or name in TABLES:
+            continue
+        mine, theirs = getattr(fast, name), getattr(slow, name)
+        if isinstance(mine, np.ndarray):
+            assert mine.dtype == theirs.dtype, name
+            if name in ID_COLUMNS:
+                assert named(fast, name) == named(slow, name), name
+            else:
+                assert np.array_equal(mine, theirs), name
+        else:
+            assert mine == theirs, name
+    assert list(fast.nick_of_conn) == list(slow.nick_of_conn)  # in the same order too
+    assert fast.msg_text == slow.msg_text and fast.msg_to == slow.msg_to
+    assert isinstance(slow.texts, list)  # the plain layer keeps plain lists
 
 
 def assert_same_chat(a) -> None:
-    old = reference.analyze_chat(a.packets, a.tracking, a.chat.server)
-    assert old.server == a.chat.server
-    assert old.nick_of_conn == a.chat.nick_of_conn
-    assert list(old.nick_of_conn) == list(a.chat.nick_of_conn)
-    assert old.gaps == a.chat.gaps
-    assert [asdict(x) for x in old.lines] == [asdict(x) for x in a.lines]
-    assert [asdict(x) for x in old.messages] == [asdict(x) for x in a.messages]
-    for frame in {line.frame for line in old.lines}:
-        assert [x.id for x in a.lines_of_frame(frame)] == [x.id for x in old.lines if x.frame == frame]
-    out = io.StringIO()
-    write_json(a, out)  # written from the columns; to_json from the objects
-    assert json.loads(out.getvalue()) == json.loads(json.dumps(to_json(a)))
+    """The fast chat of ``a`` is the plain one: columns, objects and every output
+    (JSON, summary, ladder, pcapng comments)."""
+    b = with_plain_chat(a)
+    fast, slow = a.chat, b.chat
+    assert_same_columns(fast, slow)
+    assert [asdict(x) for x in slow.lines] == [asdict(x) for x in a.lines]
+    assert [asdict(x) for x in slow.messages] == [asdict(x) for x in a.messages]
+    # The plain Chat keeps its own objects; its columns give them back, too.
+    assert [asdict(x) for x in slow.build_lines(0, slow.n_lines)] == [asdict(x) for x in slow.lines]
+    assert [asdict(x) for x in slow.build_messages(0, slow.n_messages)] == [asdict(x) for x in slow.messages]
+    for frame in {line.frame for line in slow.lines}:
+        assert [x.id for x in a.lines_of_frame(frame)] == [x.id for x in slow.lines if x.frame == frame]
+    want = json.loads(json.dumps(to_json(a)))
+    assert json.loads(json.dumps(to_json(b))) == want
+    for each in (a, b):
+        out = io.StringIO()
+        write_json(each, out)  # written from the columns; to_json from the objects
+        assert json.loads(out.getvalue()) == want
+    assert format_summary(b, max_items=None) == format_summary(a, max_items=None)
+    assert format_ladder(b) == format_ladder(a)
+    with tempfile.TemporaryDirectory() as tmp:  # the pcapng comments
+        copies = [Path(write_annotated(each, Path(tmp) / f"{k}.pcapng")).read_bytes()
+                  for k, each in enumerate((a, b))]
+    assert copies[0] == copies[1]
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])
 def test_reference_captures(path):
     assert_same_chat(analyze(path))
+
+
+def test_interleaved_copies_of_the_reference_chat(tmp_path):
+    """The larger capture of tests/test_golden_outputs.py: 20 copies of the chat at once.
+
+    Their messages share (nick, text), so they compete for the same copies: the
+    fan-out's shared-key path, which matches them in a loop, in order.
+    """
+    from benchmarks.make_capture import build_copies, write_pcapng
+
+    reference = ROOT / "captures" / "chat.pcapng"
+    tracked = int((analyze(reference).tracking.conn >= 0).sum())
+    path = tmp_path / "copies.pcapng"
+    write_pcapng(path, *build_copies(reference, 20 * tracked))
+    a = analyze(path)
+    keys = Counter((m.kind, m.sender, m.text) for m in a.messages)
+    assert max(keys.values()) > 1  # messages do share their keys
+    assert sum(len(m.deliveries) for m in a.messages) > len(a.messages)
+    assert_same_chat(a)
 
 
 def test_lines_of_frame_before_and_after_lines_are_built(tmp_path):
@@ -65,8 +153,8 @@ def test_message_texts_and_addressees_made_on_first_use():
     a = analyze(CAPTURES[[p.stem for p in CAPTURES].index("private")])
     chat = a.chat
     assert "msg_text" not in vars(chat) and "msg_to" not in vars(chat)  # the analysis made none
-    old = reference.analyze_chat(a.packets, a.tracking, chat.server).messages  # one object at a time
-    assert chat.msg_text == [m.text for m in old] and chat.msg_to == [m.to for m in old]
+    slow = plain.analyze_chat_line_by_line(a.packets, a.tracking).messages  # one object at a time
+    assert chat.msg_text == [m.text for m in slow] and chat.msg_to == [m.to for m in slow]
     assert any(chat.msg_to) and None in chat.msg_to  # both kinds of message are there
 
 
@@ -101,6 +189,53 @@ def test_crafted_nick_changes_shared_messages_and_private(tmp_path):
         (2, C, b"bad\x1b[2Jtext\r\n"), (0, S, b"<carol> bad[2Jtext\n"),
     ]
     assert_same_chat(analyze(three_clients(tmp_path, script)))
+
+
+def write_cut_pcap(path: Path, packets, keep: dict[int, int]) -> Path:
+    """A pcap of ``packets`` where packet ``k`` has only its first ``keep[k]`` bytes
+    captured (its IP header still says how long it was): a snap length."""
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    for k, pkt in enumerate(packets):
+        raw = bytes(pkt)
+        cut = raw[: keep.get(k, len(raw))]
+        usec = round(float(pkt.time) * 1_000_000)
+        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(cut), len(raw)) + cut
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_crafted_holes_cut_segments_and_bytes_before_the_isn(tmp_path):
+    """Where exactly a hole cuts a line, segments cut short by the snap length (one
+    to nothing), and data numbered before the ISN (outside the stream)."""
+    t = Talk(isn=(1000, 5000))
+    t.handshake()
+    t.send(C, b"alice\n")
+    t.send(S, b"--- Welcome, alice! Say hi.\n")
+    t.seg(C, "PA", b"early\n", seq=1000 - 10, advance=False)  # relative seq 2**32 - 9
+    t.send(C, b"abc")
+    t.next[C] += 2  # a hole just before the newline: "abc" is lost
+    t.send(C, b"\nnext\n")
+    t.next[C] += 2  # a hole at a line's first byte: the line after it stands
+    t.send(C, b"two\npar")
+    t.next[C] += 3  # a hole inside a line: "par...tial" is lost
+    t.send(C, b"tial\nok\n")
+    cut_short = len(t.packets)
+    t.send(C, b"cut short\n")  # 5 bytes of its 10 captured: the rest is a hole
+    t.send(C, b"more\nok again\n")
+    t.next[C] += 3
+    nothing = len(t.packets)
+    t.send(C, b"gone\n")  # none of its bytes captured: an empty run, after a hole
+    t.send(C, b"after\n")
+    t.send(C, b"after\n", seq=t.next[C] - 6)  # a retransmission
+    t.ack(S)
+    payload_start = len(bytes(t.packets[cut_short])) - len(b"cut short\n")
+    path = write_cut_pcap(tmp_path / "holes.pcap", t.packets,
+                          {cut_short: payload_start + 5, nothing: payload_start})
+    a = analyze(path)
+    assert a.chat.gaps == 6  # the empty run has a hole before it, and one after
+    client = [line.text for line in a.lines if line.direction == C]
+    assert client == ["alice", "next", "two", "ok", "ok again", "after"]
+    assert_same_chat(a)
 
 
 # --------------------------------------------------------------------------- random scripts
@@ -243,12 +378,19 @@ def as_lines(blobs: list[bytes]):
 def test_welcomes_and_renames_found_by_one_findall_are_those_matched_one_by_one():
     texts = ["Welcome, bob! There are 2 of us", "Welcome, ! x", "Welcome, a! b! c", "", "Welcome, x!",
              "x is now known as y", "x is now known as y z", "a  is now known as b", "é is now known as ü",
-             " x is now known as y", "Welcome, élan! ", "welcome, bob! no"]
+             " x is now known as y", "Welcome, élan! ", "welcome, bob! no", "Welcome, a b! x",
+             "a\u00a0b is now known as c"]
     found = parsing._each_line(parsing._WELCOMES, np.array(texts, dtype=object))
     assert found == [m.group(1) if m else "" for m in map(parsing._WELCOME.match, texts)]
     found = parsing._each_line(parsing._RENAMES, np.array(texts, dtype=object))
     assert found == [m.groups() if m else ("", "") for m in map(parsing._RENAMED.match, texts)]
     assert parsing._each_line(parsing._WELCOMES, np.array([], dtype=object)) == []
+    # The plain layer asks the protocol's own parsers, which must read them alike.
+    for text in texts:
+        welcome, renamed = parsing._WELCOME.match(text), parsing._RENAMED.match(text)
+        assert proto.welcome_nick(proto.reply_line(text)) == (welcome[1] if welcome else None), text
+        plain_renamed = proto.RENAMED_PATTERN.fullmatch(text)
+        assert (plain_renamed.groups() if plain_renamed else None) == (renamed.groups() if renamed else None)
 
 
 def test_decode_all_is_decode_line_of_each():
@@ -377,8 +519,6 @@ def test_latency_beyond_exact_float_ticks_is_divided_as_python_does():
 
 
 def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
-    from tcpchatx import protocol as proto
-
     texts = ["<alice> hi", "*bob* psst", "*** alice joined", "--- Welcome, al! Online", "!!! no",
              "<a b> not a nick", "<> empty", "**x* odd", "*** ", "", "plain", "<al>no space",
              "<al>  two spaces", "*b*  x", "<al\u00a0x> nbsp", "<\u00e9> accent", "--- x\r",
@@ -419,8 +559,6 @@ def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
     """The byte scan settles most texts and leaves the rest to the regex; either way
     each text means what parse_server_line says (and a nick or payload seen twice
     gets one id)."""
-    from tcpchatx import protocol as proto
-
     texts = [*texts, "<" + "n" * 20 + "> longer than any nick", "*" + "m" * 17 + "* too"]
     # The same shapes in plain ASCII, as the analysis usually has them: one string
     # for all (chat_lines.AsciiTexts), whose bytes are read in place.
@@ -441,8 +579,6 @@ def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
 
 
 def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
-    from tcpchatx import protocol as proto
-
     texts = ["hello", "/msg bob hi there", "//x", "", "/", "/ x", "a\rb", "\u2028x", "x\x0by",
              "/NICK  Bob ", "/msg  bob  x ", "/msg bob", "/msg bob \x1b[2J", "   ", "/quit",
              "hi \x07bell", "//", "/Msg Carol yo", "/msg\tbob hi"]
@@ -481,7 +617,9 @@ def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_pa
     path = write_capture(tmp_path / "two-servers.pcap", merge(*talks))
     a = analyze(path)
     assert a.chat.server == (winner, 25000)
-    assert chat.find_server(a.packets, connect(a.packets)) == reference.find_server(a.tracking)
+    flows = connect(a.packets)
+    answered = Counter(c.server for c in a.connections).most_common(1)[0][0]  # from the summaries
+    assert chat.find_server(a.packets, flows) == plain.find_server(a.packets, flows) == answered
     whole = chat.analyze_chat(a.packets, a.tracking)  # the chat layer in one call
     assert [asdict(x) for x in whole.lines] == [asdict(x) for x in a.lines]
     assert [asdict(x) for x in whole.messages] == [asdict(x) for x in a.messages]

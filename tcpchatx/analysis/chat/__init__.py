@@ -56,8 +56,8 @@ Modules, in the order the data flows: :mod:`.reassembly` (step 1), :mod:`.lines`
 (step 2), :mod:`.parsing` and :mod:`.nicks` (step 3), :mod:`.fanout` (step 4), all
 called in turn by :mod:`.pipeline`; :mod:`.model` holds the columns and the objects.
 
-``tests/analysis_chat_reference.py`` keeps the object-per-line version; a test
-checks that both give the same lines, messages and deliveries.
+:mod:`tcpchatx.analysis.plain.chat` is the object-per-line version, the one to read
+first; a test checks that both give the same columns, lines, messages and deliveries.
 """
 
 from .lines import decode_line, find_lines

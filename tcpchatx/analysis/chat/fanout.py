@@ -1,4 +1,7 @@
-"""Step 4: each chat message matched with the copies the server sent because of it."""
+"""Step 4: each chat message matched with the copies the server sent because of it.
+
+Mirrors :func:`tcpchatx.analysis.plain.chat.fan_out` (the version to read first).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Step 2: the streams cut into lines, the same lines found by their bytes, and each
-distinct line decoded with the server's rules."""
+distinct line decoded with the server's rules.
+
+Mirrors :func:`tcpchatx.analysis.plain.chat.cut_into_lines` (the version to read first).
+"""
 
 from __future__ import annotations
 

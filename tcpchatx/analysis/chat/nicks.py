@@ -3,6 +3,8 @@
 Nicknames change only on a few lines (a client's first line, the server's
 ``Welcome, nick!`` and ``X is now known as Y``): a loop over those lines records each
 change, and every line then looks up its connection's nick at its own position.
+
+Mirrors :func:`tcpchatx.analysis.plain.chat.interpret` (the version to read first).
 """
 
 from __future__ import annotations

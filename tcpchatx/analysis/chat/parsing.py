@@ -2,6 +2,9 @@
 
 Each distinct text is parsed once; server texts, most of them ``<nick> text``, are
 read as bytes with numpy, so that only their distinct nicks and payloads become strings.
+
+Mirrors the parsing in :func:`tcpchatx.analysis.plain.chat.interpret` and
+:func:`tcpchatx.analysis.plain.chat.fan_out` (the version to read first).
 """
 
 from __future__ import annotations

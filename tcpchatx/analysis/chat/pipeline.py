@@ -1,4 +1,7 @@
-"""The steps in order: the server's streams, their lines, and what the lines say."""
+"""The steps in order: the server's streams, their lines, and what the lines say.
+
+Mirrors :func:`tcpchatx.analysis.plain.chat.analyze_chat_line_by_line` (the version to read first).
+"""
 
 from __future__ import annotations
 

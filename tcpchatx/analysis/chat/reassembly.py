@@ -1,4 +1,7 @@
-"""Step 1: each direction of each connection laid end to end as one byte stream (numpy)."""
+"""Step 1: each direction of each connection laid end to end as one byte stream (numpy).
+
+Mirrors :func:`tcpchatx.analysis.plain.chat.reassemble` (the version to read first).
+"""
 
 from __future__ import annotations
 

@@ -5,5 +5,9 @@ Each module here does, one packet or one line at a time, what its fast twin in
 on every capture:
 
 - :mod:`.tracker`: connections, relative numbers, segment kinds, the state table's
-  steps and Zeek's labels (fast twin: :mod:`tcpchatx.analysis.tracker`).
+  steps and Zeek's labels (fast twin: :mod:`tcpchatx.analysis.tracker`);
+- :mod:`.chat`: byte streams, lines, what they mean, and each message's copies
+  (fast twin: :mod:`tcpchatx.analysis.chat`).
+
+:func:`tcpchatx.analysis.analyze_plainly` (``tcpchatx annotate --plain``) runs both.
 """
