@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--max-packets", type=int, default=200,
                           help="longest ladder to print (default: 200; 0 for all); a ladder "
                                "is drawn when its packets go between at most 24 endpoints")
+    annotate.add_argument("--plain", action="store_true",
+                          help="analyse the slow and obvious way, one packet and one line at a time "
+                               "(tcpchatx.analysis.plain, the code to read first): the same output, "
+                               "much slower on a big capture")
     annotate.add_argument("--all", action="store_true",
                           help="list every connection and message in the summary "
                                "(default: the first 50 of each; the rest are counted)")
@@ -274,6 +278,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
     from .analysis import (
         CaptureFormatError,
         analyze,
+        analyze_plainly,
         format_summary,
         write_annotated,
         write_json,
@@ -283,7 +288,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
     analysing.set()  # the warm-up stops here: the analysis needs both cores
     try:
         with tuned_for_analysis():
-            analysis = analyze(args.capture)
+            analysis = (analyze_plainly if args.plain else analyze)(args.capture)
     except FileNotFoundError:
         print(f"tcpchatx annotate: no such file: {args.capture}", file=sys.stderr)
         return 1

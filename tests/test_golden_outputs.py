@@ -10,7 +10,9 @@ plus a larger capture made here from 20 copies of the reference chat (by its has
 many conversations at once, whose messages share nicks and texts, so the fan-out must
 share their copies out between them.
 
-A restructure must leave all of them unchanged.  When a change is *meant* to change an
+Both analyses must give them: the fast one (``analyze``) and the plain one
+(``annotate --plain``, ``analyze_plainly``), which does the same one packet and one line
+at a time.  A restructure must leave all of them unchanged.  When a change is *meant* to change an
 output, regenerate the files and read their diff before committing it::
 
     TCPCHATX_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_outputs.py
@@ -77,20 +79,26 @@ def check_hash(name: str, data: bytes) -> None:
     assert SUMS.get(name) == digest, f"{name} changed (see this module's docstring)"
 
 
+HOW = pytest.mark.parametrize("how", [(), ("--plain",)], ids=["fast", "plain"])
+
+
+@HOW
 @pytest.mark.parametrize("name", REFERENCES)
-def test_json_is_unchanged(capsys, name):
-    check_text(f"{name}.json", annotate(capsys, f"captures/{name}.pcapng", "--json"))
+def test_json_is_unchanged(capsys, name, how):
+    check_text(f"{name}.json", annotate(capsys, f"captures/{name}.pcapng", "--json", *how))
 
 
+@HOW
 @pytest.mark.parametrize("name", REFERENCES)
-def test_summary_and_ladder_are_unchanged(capsys, name):
-    check_text(f"{name}.summary.txt", annotate(capsys, f"captures/{name}.pcapng"))
+def test_summary_and_ladder_are_unchanged(capsys, name, how):
+    check_text(f"{name}.summary.txt", annotate(capsys, f"captures/{name}.pcapng", *how))
 
 
+@HOW
 @pytest.mark.parametrize("name", REFERENCES)
-def test_annotated_copy_is_unchanged(capsys, tmp_path, name):
+def test_annotated_copy_is_unchanged(capsys, tmp_path, name, how):
     out = tmp_path / f"{name}.annotated.pcapng"
-    annotate(capsys, f"captures/{name}.pcapng", "--comments", str(out))
+    annotate(capsys, f"captures/{name}.pcapng", "--comments", str(out), *how)
     check_hash(f"{name}.annotated.pcapng", out.read_bytes())
 
 
@@ -106,9 +114,12 @@ def copies(tmp_path_factory) -> Path:
     return path
 
 
-def test_a_larger_capture_gives_the_same_outputs(capsys, copies):
-    check_hash("copies.json", annotate(capsys, str(copies), "--json").replace(str(copies), "COPIES").encode())
-    check_hash("copies.summary.txt", annotate(capsys, str(copies), "--all").replace(str(copies), "COPIES").encode())
+@HOW
+def test_a_larger_capture_gives_the_same_outputs(capsys, copies, how):
+    json_text = annotate(capsys, str(copies), "--json", *how)
+    check_hash("copies.json", json_text.replace(str(copies), "COPIES").encode())
+    summary = annotate(capsys, str(copies), "--all", *how)
+    check_hash("copies.summary.txt", summary.replace(str(copies), "COPIES").encode())
     out = copies.with_name("copies.annotated.pcapng")
-    annotate(capsys, str(copies), "--comments", str(out))
+    annotate(capsys, str(copies), "--comments", str(out), *how)
     check_hash("copies.annotated.pcapng", out.read_bytes())

@@ -29,7 +29,7 @@ from .labels import (
 )
 from .packets import Packets, read_packets
 from .pcapng import write_annotated
-from .run import Analysis, analyze
+from .run import Analysis, analyze, analyze_plainly
 from .states import TABLE, SegmentKind, State, Step
 from .text import format_ladder, format_summary
 from .tracker import Connection
@@ -37,6 +37,7 @@ from .tracker import Connection
 __all__ = [
     "CLOSE_KINDS", "CLOSERS", "PHASES", "TABLE", "ZEEK_CONN_STATES", "ZEEK_HISTORY_LETTERS",
     "Analysis", "CaptureFormatError", "ChatLine", "CloseKind", "ConnState", "Connection", "Delivery",
-    "Message", "Packets", "SegmentKind", "State", "Step", "analyze", "format_ladder", "format_summary", "read_packets",
+    "Message", "Packets", "SegmentKind", "State", "Step", "analyze", "analyze_plainly", "format_ladder",
+    "format_summary", "read_packets",
     "to_json", "write_annotated", "write_json",
 ]

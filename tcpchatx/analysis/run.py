@@ -131,3 +131,20 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
         del lines
     tracking = labelled.result()
     return Analysis(os.fspath(path), packets, tracking, chat)
+
+
+def analyze_plainly(path: str | os.PathLike, server: tuple[str, int] | None = None) -> Analysis:
+    """The same :class:`Analysis` as :func:`analyze`, made the slow and obvious way: the
+    plain tracker, one packet at a time, and the plain chat layer, one line at a time
+    (:mod:`tcpchatx.analysis.plain`, the version to read first).
+
+    Only reading the file is shared with :func:`analyze`.  ``tcpchatx annotate --plain``
+    runs this; tests hold its outputs to be byte-identical to :func:`analyze`'s.
+    """
+    from .plain.chat import analyze_chat_line_by_line
+    from .plain.tracker import track_one_by_one
+
+    packets = read_packets(path)
+    tracking = track_one_by_one(packets)
+    chat = analyze_chat_line_by_line(packets, tracking, server)
+    return Analysis(os.fspath(path), packets, tracking, chat)
