@@ -297,7 +297,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.json:
-            # streams: a million packets need no giant dict
+            # streams: a big capture needs no giant dict
             write_json(analysis, sys.stdout, after_each_list=release_freed_memory)
             print()
         else:
@@ -424,8 +424,8 @@ def command() -> int:
 
 def main(argv: list[str] | None = None, exit_at_once: bool = False) -> int:
     # No command multiplies matrices: numpy's BLAS needs no worker threads.  Started
-    # with numpy, one spins on the second core while a short command runs (a
-    # million-packet annotate: 0.1 s more CPU, and ~0.05 s more wall time on 2 cores).
+    # with numpy, one spins on the second core while a short command runs, taking
+    # the core the analysis's own threads need.
     # Only works before numpy is imported, which the commands do lazily.
     for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
@@ -442,8 +442,8 @@ def main(argv: list[str] | None = None, exit_at_once: bool = False) -> int:
 def _exit_at_once(code: int) -> NoReturn:
     """End the process without tearing it down, once its output is out.
 
-    After a million-packet ``annotate``, freeing its objects one by one and
-    finalising the interpreter took ~0.04 s that no one waits for.  Only for
+    After a big ``annotate``, freeing its objects one by one and finalising the
+    interpreter is work no one waits for.  Only for
     commands that need no clean-up (``needs_no_teardown``): no atexit handler, no
     thread left to join, every file they wrote closed.
     """

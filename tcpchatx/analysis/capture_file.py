@@ -151,8 +151,8 @@ def release_pages(buffer, start: int = 0, stop: int | None = None) -> None:
 
 KEEP_MAPPED = 128 << 20
 """Bytes of the file the indexers leave mapped behind them.  The decoder reads the
-same pages right after; had they been released, it would fault each one in again
-(~0.02 s of a million packets' 110 MB).  A 1M-packet chat capture fits whole, and
+same pages right after; had they been released, it would fault each one in again,
+and a page fault per page is what fresh memory costs.  A 1M-packet chat capture fits whole, and
 holding it costs less than the analysis holds later; a bigger file is released
 as the indexers go, this much behind them, as one of big packets should be."""
 

@@ -108,8 +108,8 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
 #
 # How write_json is fast
 # ----------------------
-# A million packets make a million rows of JSON.  Formatting them one at a time (a
-# dict, or a ``%`` per row) costs microseconds each.  Here a chunk of rows is
+# Every packet makes a row of JSON.  Formatting them one at a time (a dict, or a
+# ``%`` per row) runs Python code for each row.  Here a chunk of rows is
 # formatted by ONE ``%`` operation (:func:`_format_rows`):
 #
 # * the text of the rows - keys, and the strings that repeat: addresses, flags,
@@ -129,7 +129,7 @@ def write_json(a, fp: TextIO, notes: bool = True, after_each_list: Callable[[], 
 
     ``json.loads`` of the output equals ``to_json(a, notes)``.  The layout differs
     from ``json.dump(..., indent=1)``: each packet, line and message is one line of
-    compact JSON, so a million packets is a million lines one can ``grep``.  Rows
+    compact JSON, so each packet is a line one can ``grep``.  Rows
     are written a chunk at a time, so memory stays bounded.  ``after_each_list`` is
     called once the packets and once the lines are written: the command passes
     :func:`tcpchatx.memory.release_freed_memory` there, as each list's chunks have
@@ -227,10 +227,10 @@ def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
     """Each float as JSON text that reads back as the same float: ``(part, digits, fast)``.
 
     ``repr`` writes the shortest decimal that reads back as the same float, and it is
-    slow (about 0.4 µs).  When a float is ``ticks / per_second`` rounded once, with
-    ``per_second = 10**k``, the exact decimal of that fraction (the ticks with a point
-    k digits from the right) reads back as the same float, since reading rounds it
-    the same way.  We check "rounded once" for each value against
+    slow: a Python float and a call for each value, and a search for the digits.
+    When a float is ``ticks / per_second`` rounded once, with ``per_second = 10**k``,
+    the exact decimal of that fraction (the ticks with a point k digits from the
+    right) reads back as the same float, since reading rounds it the same way.  We check "rounded once" for each value against
     :func:`.packets.exact_ratio`.
 
     For k <= 6 (microsecond captures) and floats below 2**33, that decimal is also

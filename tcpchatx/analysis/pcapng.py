@@ -50,7 +50,7 @@ def write_annotated(analysis_or_path: Analysis | str | os.PathLike, out_path: st
     index = p.index
     out_path = os.fspath(out_path)
     directory = os.path.dirname(os.path.abspath(out_path))
-    import tempfile  # here: the commands that write no file skip its imports (~4 ms)
+    import tempfile  # here: the commands that write no file skip its imports
 
     fd, tmp = tempfile.mkstemp(prefix=".annotated-", suffix=".pcapng.tmp", dir=directory)
     try:

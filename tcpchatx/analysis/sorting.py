@@ -1,9 +1,10 @@
 """Stable argsorts of integer keys, 16 bits at a time (a least-significant-digit radix sort).
 
-numpy sorts 16-bit integers stably with a radix sort, several times faster than the
-merge sort it uses for wider ones.  Sorting stably by each 16-bit digit in turn,
-lowest first, sorts by the whole key: the classic LSD radix sort.  Two passes sort
-32-bit keys (frame numbers, hashes) 3-5x faster than ``np.argsort(kind="stable")``.
+numpy sorts 16-bit integers stably with a radix sort (linear time), not the merge
+sort it uses for wider ones.  Sorting stably by each 16-bit digit in turn, lowest
+first, sorts by the whole key: the classic LSD radix sort.  So 32-bit keys (frame
+numbers, hashes) take two linear passes instead of ``np.argsort(kind="stable")``'s
+merge sort.
 """
 
 from __future__ import annotations

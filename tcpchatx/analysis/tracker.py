@@ -175,7 +175,7 @@ def connect(p: Packets) -> Connected:
     base, has_syn, first_pkt, rel_seq, rel_ack = _relative_numbers(g, flags, p.seq[r], p.ack[r], 2 * n_conn)
     del flags, g
     _, (server_address, server_port) = _ends(p, r, starts, direction)
-    # Four columns over all frames: each a scatter of a million values, two at once.
+    # Four columns over all frames: each a scatter over every frame, two at once.
     spreads = ((c, -1, np.int32), (direction, -1, np.int8), (rel_seq, 0, np.uint32), (rel_ack, 0, np.uint32))
     conn, direction, rel_seq, rel_ack = in_order(lambda spread: _spread(n, r, *spread), spreads)
     return Connected(
@@ -235,8 +235,8 @@ def fits_beside(f: Connected) -> bool:
     """Whether :func:`label`'s ranges are small enough to run beside the chat layer.
 
     A connection is labelled in one piece, so the temporaries grow with the longest
-    one (~130 bytes a packet): a chat of two clients and a million packets would
-    need ~130 MB more at the chat layer's peak.  Then labelling goes first, alone.
+    one: a chat of two clients in a long capture would add them all at the chat
+    layer's peak, and break the memory budget.  Then labelling goes first, alone.
     """
     longest = int(np.diff(np.r_[f.starts, len(f.rows)]).max()) if len(f.starts) else 0
     return longest <= 4 * LABEL_RANGE

@@ -39,7 +39,7 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
     msg_key = key(msg_private.astype(np.int64), chat.line_nick[msg_line],
                   kinds.message_payload[line_text[msg_line]])
     # Each message's lines: out_key[lo:hi].  (Looked up in key order, each search
-    # starts where the one before ended: ~5x faster than in line order.)
+    # starts where the one before ended, not anywhere in the keys as in line order.)
     by_msg_key = stable_argsort(msg_key)
     sorted_keys = msg_key[by_msg_key]
     lo, hi = np.empty_like(msg_key), np.empty_like(msg_key)
@@ -123,7 +123,7 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
     picked = np.flatnonzero(chosen)
     d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
     del picked
-    pair_msg = out_line = ok = chosen = None  # a million-packet chat: 30 MB, freed here
+    pair_msg = out_line = ok = chosen = None  # freed before the delivery columns: a lower peak
     chat.delivery_line = d_line
     chat.delivery_start = np.searchsorted(d_msg, np.arange(len(msg_line) + 1))
     chat.delivery_latency = latencies(chat, msg_line[d_msg], d_line)

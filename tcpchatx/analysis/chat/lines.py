@@ -24,7 +24,9 @@ def find_lines(s: Streams):
     cannot know it); bytes after a stream's last ``\\n`` are an unfinished line.
     """
     data = np.frombuffer(s.data, dtype=np.uint8)
-    step = 1 << 22  # 4 MB at a time: no 30 MB array of booleans (in fresh memory)
+    # 4 MB at a time: no array of booleans as long as the data (fresh memory costs a
+    # page fault per page).
+    step = 1 << 22
     newline = np.concatenate([np.flatnonzero(data[lo : lo + step] == 10) + lo
                               for lo in range(0, len(data), step)] or [np.zeros(0, np.int64)])
     stream = np.searchsorted(s.begin, newline, "right") - 1
@@ -76,8 +78,8 @@ def line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     each line gets a hash of its 8-byte words (numpy, no Python object per
     line), lines with the same hash (its top 32 bits) are compared word by word
     with the first of them, and only lines that turn out to differ (a collision:
-    ~n**2 / 2**33 pairs among n distinct texts, ~3 for this lab's million-packet
-    benchmark) are sorted out by a dict of their bytes.
+    ~n**2 / 2**33 pairs among n distinct texts, so rare) are sorted out by a dict
+    of their bytes.
     """
     n = len(start)
     length = end - start
@@ -129,7 +131,7 @@ def line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
 
 def joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 18) -> memoryview:
     """The lines ``data[a:b]`` end to end (runs copied as in reassembly), as bytes:
-    a view of the copy, not a second copy (8 MB for the million-packet benchmark)."""
+    a view of the copy, not a second copy of every line's bytes."""
     size = end - start
     return memoryview(gather_runs(data, start, size, np.cumsum(size) - size, chunk)[:-WORD])
 
@@ -179,9 +181,9 @@ def decode_all(joined: bytes | memoryview) -> Sequence[str | None]:
 class AsciiTexts(Sequence):
     """Texts that are all ASCII, kept as one string: text ``k`` is made on demand.
 
-    A million packets have ~160,000 distinct texts, and the analysis reads most
-    of them only as bytes (:func:`_server_facts`): a string each would cost ~12 ms
-    and ~14 MB of fresh memory.  In ASCII a character is a byte, so where a text
+    A busy chat has many distinct texts, and the analysis reads most of them only
+    as bytes (:func:`_server_facts`): a string each would be a Python object made,
+    in fresh memory, for nothing.  In ASCII a character is a byte, so where a text
     sits in ``decoded`` is where its bytes sit in the encoded texts too.
     """
 
@@ -212,7 +214,7 @@ class AsciiTexts(Sequence):
 
 def pick(values: Sequence, ids: np.ndarray) -> list:
     """``[values[k] for k in ids]``, indexed by numpy in C: no Python int per id
-    (``ids.tolist()`` for 137,000 ids: ~10 ms and ~1,800 fresh pages)."""
+    (``ids.tolist()`` would make a Python int per id, in fresh memory: a fault a page)."""
     if isinstance(values, AsciiTexts):
         return values.pick(ids)
     return np.array(values, dtype=object)[ids].tolist()

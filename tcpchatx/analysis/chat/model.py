@@ -159,11 +159,11 @@ class Chat:
 
         Lines are sorted by that frame, so a frame's lines are a range, found by
         bisection.  Before ``chat.lines`` is built, only the range's lines are built
-        (a ladder of 200 packets needs no million objects); after, they are the
+        (a ladder of 200 packets needs no object for every line); after, they are the
         same objects as in ``chat.lines``.  A caller asking about every frame
         should build ``chat.lines`` first.
         """
-        # numpy bisects the column with a key of the column's own type (~1 us): a key
+        # numpy bisects the column in place with a key of the column's own type: a key
         # of another type would have it convert the whole column on every call.
         frames = self.line_frame
         try:
