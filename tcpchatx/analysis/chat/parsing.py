@@ -23,9 +23,10 @@ from .lines import KEEP_LOW_BYTES, AsciiTexts, line_ids, pick
 from .model import CHAT, ERROR, LINE_KIND_CODE, NONE, NOTICE, PRIVATE, REPLY, Ids
 from .reassembly import WORD, every_word
 
-_WELCOME_START = "Welcome, "
-_WELCOME = re.compile("^" + re.escape(_WELCOME_START) + r"(.+?)! ")
-_RENAMED = re.compile(r"^(\S+) is now known as (\S+)$")
+# The protocol's own patterns (tcpchatx.protocol), anchored for a line's text after its sigil.
+_WELCOME_START = "Welcome, "  # how proto.WELCOME_NICK_PATTERN begins: a cheap test first
+_WELCOME = re.compile("^" + proto.WELCOME_NICK_PATTERN.pattern)
+_RENAMED = re.compile("^" + proto.RENAMED_PATTERN.pattern + "$")
 
 
 @dataclass
