@@ -66,64 +66,73 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
         key_of_text[texts_to] = [keys_of.setdefault(proto.nick_key(kinds.message_to[k]), len(keys_of))
                                  for k in texts_to.tolist()]
 
-    # Candidate pairs (message, outbound line), message by message, in line order.
-    # (int32 where it fits: these arrays are the fan-out's peak of memory)
-    count = hi - lo
-    pair_start = np.r_[0, np.cumsum(count)]
-    pair_msg = np.repeat(np.arange(len(msg_line), dtype=np.int32), count)
-    out_line = np.empty(len(pair_msg), dtype=np.int32)
-    ok = np.empty(len(pair_msg), dtype=bool)  # the line may be a delivery of the message
-    chosen = np.zeros(len(pair_msg), dtype=bool)
-    outbound = outbound.astype(np.int32)
-    width = int(chat.line_conn.max()) + 2 if n else 2  # connections, and one for "any"
-
-    def check_pairs(messages: slice) -> None:
-        """The pairs of some messages: ``ok``, and ``chosen`` for messages that stand alone."""
-        pairs = slice(int(pair_start[messages.start]), int(pair_start[messages.stop]))
-        msg, line = pair_msg[pairs], outbound[ranges(lo[messages], count[messages])]
-        out_line[pairs] = line
+    def acceptable(msg: np.ndarray, line: np.ndarray) -> np.ndarray:
+        """Whether each outbound ``line`` may be a copy of message ``msg``: sent on another
+        connection, not before the message, and a private one to its addressee."""
         m_line = msg_line[msg]
         good = chat.line_conn[line] != chat.line_conn[m_line]
         t_out, t_msg = chat.line_time[line], chat.line_time[m_line]
         good &= ~((t_out < t_msg) | ((t_out == t_msg) & (chat.line_frame[line] < chat.line_frame[m_line])))
         del t_out, t_msg, m_line
-        private = msg_private[msg]
-        rows = np.flatnonzero(private)  # a private message's line must go to its addressee
+        rows = np.flatnonzero(msg_private[msg])  # a private message's line must go to its addressee
         if len(rows):
             recipient = nick_key_id[chat.line_recipient[line[rows]]]  # NONE -> last entry (NONE)
             addressee = key_of_text[chat.msg_text_id[msg[rows]]]
             good[rows] &= (recipient == NONE) | (addressee == NONE) | (recipient == addressee)
-        ok[pairs] = good
-        # Alone: the first acceptable line per (message, connection); private: only the first.
-        cand = np.flatnonzero(good & ~shared[msg])
-        group = msg[cand].astype(np.int64) * width + np.where(private[cand], width - 1, chat.line_conn[line[cand]])
+        return good
+
+    # Messages that stand alone: candidate pairs (message, outbound line), message by
+    # message, in line order, each message's first acceptable line per connection.
+    # (int32 where it fits: these arrays are the fan-out's peak of memory)
+    count = np.where(shared, 0, hi - lo)  # shared keys' messages are matched below
+    pair_start = np.r_[0, np.cumsum(count)]
+    pair_msg = np.repeat(np.arange(len(msg_line), dtype=np.int32), count)
+    out_line = np.empty(len(pair_msg), dtype=np.int32)
+    chosen = np.zeros(len(pair_msg), dtype=bool)
+    outbound = outbound.astype(np.int32)
+    width = int(chat.line_conn.max()) + 2 if n else 2  # connections, and one for "any"
+
+    def check_pairs(messages: slice) -> None:
+        """The pairs of some messages that stand alone: which are ``chosen``."""
+        pairs = slice(int(pair_start[messages.start]), int(pair_start[messages.stop]))
+        msg, line = pair_msg[pairs], outbound[ranges(lo[messages], count[messages])]
+        out_line[pairs] = line
+        cand = np.flatnonzero(acceptable(msg, line))
+        # The first acceptable line per (message, connection); private: only the first.
+        private = msg_private[msg[cand]]
+        group = msg[cand].astype(np.int64) * width + np.where(private, width - 1, chat.line_conn[line[cand]])
         _, first = np.unique(group, return_index=True)
         chosen[pairs.start + cand[first]] = True
 
     half = len(msg_line) // 2  # two halves of the messages at once (.workers): their pairs apart
     for_each(check_pairs, (slice(0, half), slice(half, len(msg_line))))
-    # Shared keys: in message order, each takes lines the earlier ones left.
+    picked = np.flatnonzero(chosen)
+    d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
+    del picked
+    pair_msg = out_line = chosen = None  # freed before the delivery columns: a lower peak
+
+    # Shared keys: in message order, each message takes the lines of its key that the
+    # earlier ones left (one pass over the key's lines per message, no pairs kept).
     used: set[int] = set()
-    conn_of = chat.line_conn
+    shared_msg, shared_line = [], []
     for j in np.flatnonzero(shared).tolist():
-        a, b = np.searchsorted(pair_msg, [j, j + 1]).tolist()
+        lines = outbound[lo[j] : hi[j]]
+        lines = lines[acceptable(np.full(len(lines), j), lines)]
         seen: set[int] = set()
-        for x in range(a, b):
-            if not ok[x]:
-                continue
-            line = int(out_line[x])
-            c = int(conn_of[line])
+        for line, c in zip(lines.tolist(), chat.line_conn[lines].tolist(), strict=True):
             if line in used or c in seen:
                 continue
             used.add(line)
             seen.add(c)
-            chosen[x] = True
+            shared_msg.append(j)
+            shared_line.append(line)
             if msg_private[j]:
                 break
-    picked = np.flatnonzero(chosen)
-    d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
-    del picked
-    pair_msg = out_line = ok = chosen = None  # freed before the delivery columns: a lower peak
+    if shared_msg:  # each message's deliveries stay in line order: a stable sort by message
+        d_msg = np.r_[d_msg, np.array(shared_msg, dtype=np.int64)]
+        d_line = np.r_[d_line, np.array(shared_line, dtype=np.int64)]
+        order = np.argsort(d_msg, kind="stable")
+        d_msg, d_line = d_msg[order], d_line[order]
     chat.delivery_line = d_line
     chat.delivery_start = np.searchsorted(d_msg, np.arange(len(msg_line) + 1))
     chat.delivery_latency = latencies(chat, msg_line[d_msg], d_line)
