@@ -7,7 +7,10 @@ on every capture:
 - :mod:`.tracker`: connections, relative numbers, segment kinds, the state table's
   steps and Zeek's labels (fast twin: :mod:`tcpchatx.analysis.tracker`);
 - :mod:`.chat`: byte streams, lines, what they mean, and each message's copies
-  (fast twin: :mod:`tcpchatx.analysis.chat`).
+  (fast twin: :mod:`tcpchatx.analysis.chat`);
+- :mod:`.expert`: Wireshark's TCP expert analysis (retransmissions, duplicate ACKs,
+  windows, keep-alives, ACK RTT, bytes in flight), held to tshark on every packet
+  (no fast twin yet, and not yet in the outputs).
 
 :func:`tcpchatx.analysis.analyze_plainly` (``tcpchatx annotate --plain``) runs both.
 """

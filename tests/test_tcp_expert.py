@@ -1,0 +1,153 @@
+"""Wireshark's TCP expert analysis, the plain way: every packet as tshark names it.
+
+tshark is the oracle.  For every TCP packet of every capture here - the reference
+captures, the crafted close shapes, a busy capture with retransmissions and port
+reuse, and crafted stories of loss, duplicate ACKs, windows and keep-alives - the
+events (``tcp.analysis.<name>``), the duplicate-ACK count and frame, the frame an ACK
+acknowledges, its RTT and the bytes in flight must be what tshark says.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from scapy.all import TCP
+from test_analysis_fastpath import busy_capture
+from test_analysis_tcp import SCENARIOS
+
+from analysis_helpers import TSHARK, C, S, Talk
+from tcpchatx.analysis import analyze
+from tcpchatx.analysis.plain.expert import EVENTS, Finding, analyse_one_by_one
+
+REFERENCES = sorted((Path(__file__).resolve().parents[1] / "captures").glob("*.pcapng"))
+NUMBERS = ("duplicate_ack_num", "duplicate_ack_frame", "acks_frame", "ack_rtt", "bytes_in_flight")
+
+
+def tshark_findings(path) -> dict[int, tuple[list[str], dict[str, str]]]:
+    """Frame -> (tshark's events, its numbers as it prints them)."""
+    fields = ["frame.number"] + [f"tcp.analysis.{name}" for name in EVENTS + NUMBERS]
+    cmd = [TSHARK, "-r", str(path), "-T", "fields", "-E", "occurrence=f"]
+    for name in fields:
+        cmd += ["-e", name]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        values = line.split("\t") + [""] * len(fields)
+        events = sorted(name for name, value in zip(EVENTS, values[1:], strict=False) if value)
+        rows[int(values[0])] = (events, dict(zip(NUMBERS, values[1 + len(EVENTS):], strict=False)))
+    return rows
+
+
+def as_tshark_prints(finding: Finding) -> tuple[list[str], dict[str, str]]:
+    numbers = {name: getattr(finding, name) for name in NUMBERS}
+    shown = {name: "" if value is None else (f"{value:.9f}" if name == "ack_rtt" else str(value))
+             for name, value in numbers.items()}
+    return sorted(finding.events), shown
+
+
+def assert_agrees_with_tshark(path) -> dict[str, int]:
+    """Every TCP packet as tshark sees it; returns how often each event was seen."""
+    a = analyze(path)
+    ours = analyse_one_by_one(a.packets, a.tracking)
+    theirs = tshark_findings(path)
+    seen: dict[str, int] = {}
+    for row, finding in ours.items():
+        frame = int(a.packets.frame[row])
+        assert as_tshark_prints(finding) == theirs[frame], f"{path.name} frame {frame}"
+        for name in finding.events:
+            seen[name] = seen.get(name, 0) + 1
+    return seen
+
+
+pytestmark = pytest.mark.skipif(TSHARK is None, reason="needs tshark")
+
+
+@pytest.mark.parametrize("path", REFERENCES, ids=lambda p: p.name)
+def test_reference_captures(path):
+    assert_agrees_with_tshark(path)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_close_shapes(tmp_path, name):
+    t = Talk()
+    SCENARIOS[name][0](t)
+    assert_agrees_with_tshark(t.write(tmp_path / f"{name}.pcap"))
+
+
+def test_busy_capture_with_retransmissions_port_reuse_and_wrap_around(tmp_path):
+    seen = assert_agrees_with_tshark(busy_capture(tmp_path / "busy.pcap", "pcap"))
+    assert seen.get("retransmission")
+
+
+def window(packet, value: int):
+    packet[TCP].window = value
+    return packet
+
+
+def loss_and_windows(t: Talk) -> None:
+    """A lost segment, duplicate ACKs and a fast retransmission, a timeout's
+    retransmission, a zero window with its probe, a window update and a keep-alive."""
+    t.handshake()
+    t.send(C, b"a" * 100)
+    t.ack(S)
+    lost = t.send(C, b"b" * 100)
+    t.send(C, b"c" * 100)
+    for _ in range(3):
+        t.ack(S, ack=t.next[C] - 200)
+    t.send(C, b"b" * 100, seq=t.next[C] - 200, advance=False)
+    t.ack(S)
+    t.send(C, b"d" * 100)
+    t.send(C, b"d" * 100, seq=t.next[C] - 100, advance=False, dt=0.5)
+    t.ack(S)
+    window(t.ack(S), 0)
+    t.send(C, b"e", advance=False)
+    window(t.ack(S), 0)
+    window(t.ack(S), 1000)
+    t.seg(C, "A", seq=t.next[C] - 1, advance=False)
+    window(t.ack(S), 1000)
+    t.fin(C)
+    t.fin(S)
+    t.ack(C)
+    t.packets.remove(lost)
+
+
+def reordering_and_spurious(t: Talk) -> None:
+    """Segments that arrive out of order, one resent after its ACK (spurious), an ACK
+    of bytes the capture never saw, and a window filled to its edge."""
+    t.handshake()
+    first = t.send(C, b"x" * 50)
+    second = t.send(C, b"y" * 50)
+    first.time, second.time = second.time, first.time
+    t.packets[-2:] = [second, first]  # the later one was captured first, the other 1 ms after
+    t.ack(S)
+    t.send(C, b"y" * 50, seq=t.next[C] - 50, advance=False)  # already acknowledged
+    unseen = t.send(C, b"z" * 50)
+    t.ack(S)
+    t.packets.remove(unseen)
+    window(t.ack(S), 1)  # 128 bytes with the SYN's scale of 7
+    t.send(C, b"w" * 128)
+    t.ack(S)
+    t.fin(S)
+    t.fin(C)
+    t.ack(S)
+
+
+@pytest.mark.parametrize("story", [loss_and_windows, reordering_and_spurious], ids=lambda s: s.__name__)
+def test_crafted_stories(tmp_path, story):
+    t = Talk()
+    story(t)
+    seen = assert_agrees_with_tshark(t.write(tmp_path / "story.pcap"))
+    assert len(seen) >= 5, seen  # the story really shows several events
+
+
+def test_every_event_is_seen_in_the_crafted_stories(tmp_path):
+    seen: dict[str, int] = {}
+    for story in (loss_and_windows, reordering_and_spurious):
+        t = Talk()
+        story(t)
+        for name, count in assert_agrees_with_tshark(t.write(tmp_path / f"{story.__name__}.pcap")).items():
+            seen[name] = seen.get(name, 0) + count
+    missing = set(EVENTS) - set(seen)
+    assert missing <= {"keep_alive_ack"}, missing  # a keep-alive ACK needs an unchanged window
