@@ -1,10 +1,11 @@
-"""Wireshark's TCP expert analysis, the plain way: every packet as tshark names it.
+"""Wireshark's TCP expert analysis, plain and fast: every packet as tshark names it.
 
 tshark is the oracle.  For every TCP packet of every capture here - the reference
 captures, the crafted close shapes, a busy capture with retransmissions and port
 reuse, and crafted stories of loss, duplicate ACKs, windows and keep-alives - the
 events (``tcp.analysis.<name>``), the duplicate-ACK count and frame, the frame an ACK
-acknowledges, its RTT and the bytes in flight must be what tshark says.
+acknowledges, its RTT and the bytes in flight must be what tshark says, and the
+numpy twin (``analysis.expert``) must give exactly what the plain loop gives.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scapy.all import TCP
 from test_analysis_fastpath import busy_capture
@@ -19,6 +21,7 @@ from test_analysis_tcp import SCENARIOS
 
 from analysis_helpers import TSHARK, C, S, Talk
 from tcpchatx.analysis import analyze
+from tcpchatx.analysis.expert import analyse, from_findings
 from tcpchatx.analysis.plain.expert import EVENTS, Finding, analyse_one_by_one
 
 REFERENCES = sorted((Path(__file__).resolve().parents[1] / "captures").glob("*.pcapng"))
@@ -47,10 +50,20 @@ def as_tshark_prints(finding: Finding) -> tuple[list[str], dict[str, str]]:
     return sorted(finding.events), shown
 
 
+def assert_fast_is_plain(a, findings) -> None:
+    """The numpy twin gives every column the plain loop gives."""
+    fast, plain = analyse(a.packets, a.tracking), from_findings(len(a.packets), findings)
+    for name in ("events", "duplicate_ack_num", "duplicate_ack_frame", "acks_frame", "bytes_in_flight"):
+        assert np.array_equal(getattr(fast, name), getattr(plain, name)), name
+    assert np.array_equal(fast.ack_rtt, plain.ack_rtt, equal_nan=True)
+
+
 def assert_agrees_with_tshark(path) -> dict[str, int]:
-    """Every TCP packet as tshark sees it; returns how often each event was seen."""
+    """Every TCP packet as tshark sees it (the plain loop, and its fast twin alike);
+    returns how often each event was seen."""
     a = analyze(path)
     ours = analyse_one_by_one(a.packets, a.tracking)
+    assert_fast_is_plain(a, ours)
     theirs = tshark_findings(path)
     seen: dict[str, int] = {}
     for row, finding in ours.items():
@@ -151,3 +164,15 @@ def test_every_event_is_seen_in_the_crafted_stories(tmp_path):
             seen[name] = seen.get(name, 0) + count
     missing = set(EVENTS) - set(seen)
     assert missing <= {"keep_alive_ack"}, missing  # a keep-alive ACK needs an unchanged window
+
+
+def test_fast_and_plain_agree_on_many_interleaved_connections(tmp_path):
+    """Copies of the reference chat (fresh ISNs, some wrapping past 2**32, nanosecond
+    timestamps): thousands of clean connections, all taken the numpy way."""
+    from benchmarks.make_capture import build_copies, write_pcapng
+
+    path = tmp_path / "copies.pcapng"
+    write_pcapng(path, *build_copies(REFERENCES[0].with_name("chat.pcapng"), 5_000))
+    a = analyze(path)
+    assert_fast_is_plain(a, analyse_one_by_one(a.packets, a.tracking))
+    assert (analyse(a.packets, a.tracking).acks_frame > 0).sum() > 1000
