@@ -176,3 +176,26 @@ def test_fast_and_plain_agree_on_many_interleaved_connections(tmp_path):
     a = analyze(path)
     assert_fast_is_plain(a, analyse_one_by_one(a.packets, a.tracking))
     assert (analyse(a.packets, a.tracking).acks_frame > 0).sum() > 1000
+
+
+def test_a_clean_connection_that_fills_the_window(tmp_path):
+    """Nothing lost or resent (the numpy way): data up to the edge of a scaled window,
+    a duplicate ACK and a window update."""
+    t = Talk()
+    t.handshake()
+    window(t.ack(S), 1)  # 1 << 7 = 128 bytes with the SYNs' scale of 7
+    t.send(C, b"w" * 128)  # up to the edge: window full
+    window(t.ack(S), 1)
+    window(t.ack(S), 1)  # the same ACK again: a duplicate
+    window(t.ack(S), 4)  # a bigger window: an update
+    t.send(C, b"v" * 512)  # 4 << 7: full again
+    t.ack(S)
+    t.fin(C)
+    t.fin(S)
+    t.ack(C)
+    path = t.write(tmp_path / "full.pcap")
+    a = analyze(path)
+    fast = analyse(a.packets, a.tracking)
+    assert [fast.names(i) for i in (4, 6, 7, 8)] == [
+        ["window_full"], ["duplicate_ack"], ["window_update"], ["window_full"]]
+    assert assert_agrees_with_tshark(path) == {"window_full": 2, "duplicate_ack": 1, "window_update": 2}

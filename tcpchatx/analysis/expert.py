@@ -100,7 +100,9 @@ def analyse(p: Packets, t: Flows) -> Expert:
     unclean |= ((flags & ACK) == 0) & ((flags & SYN) == 0)  # a packet without ACK after the SYN
     unclean |= ((flags & SYN) != 0) & (nextseq_before >= 0)  # a second SYN
     # an ACK beyond what the peer was seen to send (Wireshark: "ACKed unseen segment")
-    peer_next = _peer_before(_running_max(ends, by_g, gs), g, idx, gs, by_g)
+    peer_last = _last_of_peer_before(g, idx, gs, by_g)
+    running_end = _running_max(ends, by_g, gs)
+    peer_next = np.where(peer_last >= 0, running_end[np.clip(peer_last, 0, len(rows) - 1)], -1)
     unclean |= ((flags & ACK) != 0) & ((flags & SYN) == 0) & (rel_ack > np.maximum(peer_next, 1))
     bad_conn = np.zeros(n_conn, bool)
     bad_conn[c[unclean]] = True
@@ -114,7 +116,8 @@ def analyse(p: Packets, t: Flows) -> Expert:
 
     # ---- the clean connections, with numpy
     clean = ~bad_conn[c]
-    _clean_columns(p, rows, clean, flags, seglen, window, rel_ack, end, consumes, g, out)
+    _clean_columns(p, rows, clean, flags, seglen, window, rel_ack, end, consumes, g,
+                   (idx, by_g, gs, peer_last), out)
 
     # ---- the rest, one packet at a time
     if bad_conn.any():
@@ -129,80 +132,84 @@ def analyse(p: Packets, t: Flows) -> Expert:
     return out
 
 
-def _clean_columns(p, rows, clean, flags, seglen, window, rel_ack, end, consumes, g, out) -> None:
+def _clean_columns(p, rows, clean, flags, seglen, window, rel_ack, end, consumes, g, order, out) -> None:
     """Window updates, duplicate ACKs, window full, ACK RTT and bytes in flight of the
-    clean connections' packets (``clean``), from running values per direction."""
-    sel = np.flatnonzero(clean)
-    if not len(sel):
-        return
-    r = rows[sel]
-    gg, fl, ln, wn, ak, en, cs = g[sel], flags[sel], seglen[sel], window[sel], rel_ack[sel], end[sel], consumes[sel]
-    idx = np.arange(len(sel))  # capture order within each connection
-    frame = p.frame[r].astype(np.int64)
-    ticks, per_second = p.ts_ticks[r].astype(np.int64), p.ts_tps[r].astype(np.int64)
+    clean connections' packets (``clean``), from running values per direction.
+
+    Computed over every packet (a connection's values depend only on its own
+    packets), kept for the clean ones."""
+    idx, by_g, gs, peer_last = order
+    frame = p.frame[rows].astype(np.int64)
+    ticks, per_second = p.ts_ticks[rows].astype(np.int64), p.ts_tps[rows].astype(np.int64)
     now = ticks // per_second * 10**9 + ticks % per_second * 10**9 // per_second  # ns, no overflow
-    by_g = stable_argsort(gg)
-    gs = gg[by_g]
     first_in_g = np.r_[True, gs[1:] != gs[:-1]]
-    events = np.zeros(len(sel), np.uint16)
+    events = np.zeros(len(rows), np.uint16)
 
     # ---- window updates and duplicate ACKs: a pure ACK repeating the ACK before it
-    raw_ack = p.ack[r].astype(np.int64)
+    raw_ack = p.ack[rows].astype(np.int64)
     prev_ack = _previous(raw_ack, by_g, gs, 0)  # Wireshark's lastack starts at 0
-    control = (fl & (SYN | FIN | RST)) != 0
-    same_place = (ln == 0) & (raw_ack == prev_ack) & ~control
-    prev_window = _previous(wn, by_g, gs, -1)
-    update = same_place & (wn != 0) & (wn != prev_window)
-    dup = same_place & (wn != 0) & (wn == prev_window)
+    control = (flags & (SYN | FIN | RST)) != 0
+    same_place = (seglen == 0) & (raw_ack == prev_ack) & ~control
+    prev_window = _previous(window, by_g, gs, -1)
+    update = same_place & (window != 0) & (window != prev_window)
+    dup = same_place & (window != 0) & (window == prev_window)
     events[update] |= EVENT_BIT["window_update"]
     events[dup] |= EVENT_BIT["duplicate_ack"]
     # Duplicates are counted from the packet where the ACK last changed (its frame is
     # the one they duplicate): a run per (direction, ACK value), in capture order.
-    starts = (raw_ack != prev_ack)[by_g] | first_in_g
-    run_start = np.maximum.accumulate(np.where(starts, np.arange(len(sel)), 0))
+    changed = (raw_ack != prev_ack)[by_g]
+    run_start = np.maximum.accumulate(np.where(changed | first_in_g, np.arange(len(rows)), 0))
     dups = np.r_[0, np.cumsum(dup[by_g])]
-    dup_num = np.empty(len(sel), np.int64)
+    dup_num = np.empty(len(rows), np.int64)
     dup_num[by_g] = dups[1:] - dups[run_start]
-    changed_frame = np.where((raw_ack != prev_ack)[by_g], frame[by_g], 0)  # 0: it never changed
-    run_frame = np.empty(len(sel), np.int64)
-    run_frame[by_g] = changed_frame[run_start]
-    out.duplicate_ack_num[r[dup]] = dup_num[dup]
-    out.duplicate_ack_frame[r[dup]] = run_frame[dup]
+    run_frame = np.empty(len(rows), np.int64)
+    run_frame[by_g] = np.where(changed, frame[by_g], 0)[run_start]  # 0: it never changed
+    keep = dup & clean
+    out.duplicate_ack_num[rows[keep]] = dup_num[keep]
+    out.duplicate_ack_frame[rows[keep]] = run_frame[keep]
 
     # ---- the segment an ACK acknowledges: the peer's segment ending exactly there,
-    # sent before it, the first time this direction's ACK reaches that far
-    seg = np.flatnonzero(cs)
-    seg_key = (gg[seg] << 40) | en[seg]
-    order = np.argsort(seg_key, kind="stable")
-    seg, seg_key = seg[order], seg_key[order]
-    acks = (fl & ACK) != 0
-    want = ((gg ^ 1) << 40) | ak
+    # sent before it, the first time this direction's ACK reaches that far.  (A clean
+    # direction's segments end ever further: in direction order they are sorted.)
+    seg = by_g[(consumes & clean)[by_g]]
+    seg_key = (g[seg] << 40) | end[seg]
+    acks = (flags & ACK) != 0
+    want = ((g ^ 1) << 40) | rel_ack
     pos = np.clip(np.searchsorted(seg_key, want), 0, max(len(seg_key) - 1, 0))
-    match = seg[pos] if len(seg) else np.zeros(len(sel), np.int64)
-    reach = np.where(acks, ak, -1)
-    best_before = _previous(_running_max(reach, by_g, gs), by_g, gs, -1)
-    found = seg_key[pos] == want if len(seg) else np.zeros(len(sel), bool)
-    first_time = acks & found & (match < idx) & (ak > best_before)
-    out.acks_frame[r[first_time]] = frame[match[first_time]]
-    out.ack_rtt[r[first_time]] = (now[first_time] - now[match[first_time]]) / 1e9
+    match = seg[pos] if len(seg) else np.zeros(len(rows), np.int64)
+    found = seg_key[pos] == want if len(seg) else np.zeros(len(rows), bool)
+    reach = np.where(acks, rel_ack, -1)
+    furthest = _running_max(reach, by_g, gs)
+    best_before = _previous(furthest, by_g, gs, -1)
+    first_time = clean & acks & found & (match < idx) & (rel_ack > best_before)
+    out.acks_frame[rows[first_time]] = frame[match[first_time]]
+    out.ack_rtt[rows[first_time]] = (now[first_time] - now[match[first_time]]) / 1e9
 
     # ---- window full: data reaching the right edge of the peer's last advertised window
     # (scaled, unless every packet of the peer so far went without ACK: its SYN)
-    last = _last_of_peer_before(gg, idx, gs, by_g)
-    at = np.clip(last, 0, len(sel) - 1)
-    shift = np.where((fl[at] & ACK) != 0, _window_scales(p, r, gg, fl)[at], 0)
-    edge = (p.ack[r[at]].astype(np.int64) + (wn[at] << shift)) & 0xFFFFFFFF
-    seq_end = (p.seq[r].astype(np.int64) + ln) & 0xFFFFFFFF
-    full = (last >= 0) & (ln > 0) & ~control & (seq_end == edge)
-    events[full] |= EVENT_BIT["window_full"]
-    out.events[r] |= events
+    # Only data reaching the peer's ACK plus its window times a power of two can be
+    # full: the window scales (from the SYNs' options) are read for those alone.
+    at = np.clip(peer_last, 0, len(rows) - 1)
+    seq_end = (p.seq[rows].astype(np.int64) + seglen) & 0xFFFFFFFF
+    reach_edge = (seq_end - raw_ack[at]) & 0xFFFFFFFF
+    peer_window = window[at]
+    multiple = (peer_window > 0) & (reach_edge % np.maximum(peer_window, 1) == 0)
+    ratio = reach_edge // np.maximum(peer_window, 1)
+    maybe = np.flatnonzero((peer_last >= 0) & (seglen > 0) & ~control & multiple & ((ratio & (ratio - 1)) == 0)
+                           & (ratio > 0))
+    if len(maybe):
+        scaled = (flags[at[maybe]] & ACK) != 0
+        shift = np.where(scaled, _window_scales(p, rows, g, flags, g[at[maybe]]), 0)
+        full = maybe[reach_edge[maybe] == peer_window[maybe] << shift]
+        events[full] |= EVENT_BIT["window_full"]
+    out.events[rows[clean]] |= events[clean]
 
     # ---- bytes in flight after a data segment: from the peer's furthest ACK so far
     # (nothing acknowledged yet: from the SYN) to the segment's end
-    acked = np.maximum(_peer_before(_running_max(reach, by_g, gs), gg, idx, gs, by_g), 0)
-    span = en - acked
-    ok = (ln > 0) & (span > 0) & (span < 2_000_000_000)
-    out.bytes_in_flight[r[ok]] = (span - ((fl & (SYN | FIN)) != 0))[ok]
+    acked = np.maximum(np.where(peer_last >= 0, furthest[at], -1), 0)
+    span = end - acked
+    ok = clean & (seglen > 0) & (span > 0) & (span < 2_000_000_000)
+    out.bytes_in_flight[rows[ok]] = (span - ((flags & (SYN | FIN)) != 0))[ok]
 
 
 def _running_max(values, by_g, gs):
@@ -233,20 +240,14 @@ def _last_of_peer_before(g, idx, gs, by_g) -> np.ndarray:
     return np.where((pos >= 0) & ((key[at] >> 40) == peer), by_g[at], -1)
 
 
-def _peer_before(running, g, idx, gs, by_g) -> np.ndarray:
-    """A running value of the peer direction as it stood before each packet (-1: none)."""
-    last = _last_of_peer_before(g, idx, gs, by_g)
-    return np.where(last >= 0, running[np.clip(last, 0, len(running) - 1)], -1)
-
-
-def _window_scales(p, rows, g, flags) -> np.ndarray:
-    """Each packet's direction's window-scale shift once both SYNs are seen: its own
-    option if both SYNs carried one, else 0 (Wireshark's verify_tcp_window_scaling)."""
-    option = {}
-    for k in np.flatnonzero((flags & SYN) != 0).tolist():
-        option[int(g[k])] = p.tcp_options(int(rows[k])).get("wscale")
-    table = np.zeros(int(g.max()) + 2, np.int64)
-    for direction, mine in option.items():
-        theirs = option.get(direction ^ 1)
-        table[direction] = mine if mine is not None and theirs is not None else 0
-    return table[g]
+def _window_scales(p, rows, g, flags, directions) -> np.ndarray:
+    """The window-scale shift of each of ``directions``, both SYNs seen: its own option
+    if both SYNs carried one, else 0 (Wireshark's verify_tcp_window_scaling)."""
+    wanted = set(directions.tolist()) | set((directions ^ 1).tolist())
+    syns = np.flatnonzero(((flags & SYN) != 0) & np.isin(g, list(wanted)))
+    option = {int(g[k]): p.tcp_options(int(rows[k])).get("wscale") for k in syns.tolist()}
+    shifts = []
+    for direction in directions.tolist():
+        mine, theirs = option.get(direction), option.get(direction ^ 1)
+        shifts.append(mine if mine is not None and theirs is not None else 0)
+    return np.array(shifts, dtype=np.int64)
