@@ -69,8 +69,11 @@ class DumpcapBackend:
 
     name = "dumpcap"
 
-    def __init__(self, dumpcap: str | None = None) -> None:
+    def __init__(self, dumpcap: str | None = None, marker_to: str | None = None) -> None:
+        """``marker_to``: on an interface other than loopback, an address across it to
+        send the flush marker to (on loopback the marker goes to itself)."""
         self.dumpcap = dumpcap or find_dumpcap()
+        self.marker_to = marker_to
         if self.dumpcap is None:
             raise CaptureError(
                 "dumpcap is not installed. Install Wireshark (Debian/Ubuntu: "
@@ -90,10 +93,11 @@ class DumpcapBackend:
         self._temporary = temporary
         self._raw = temporary.with_name(temporary.name + ".raw")
         full_filter = capture_filter
-        if is_loopback(interface):
+        if is_loopback(interface) or self.marker_to:
             self._marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._marker.bind(("127.0.0.1", 0))
+            self._marker.bind(("0.0.0.0" if self.marker_to else "127.0.0.1", 0))
             port = self._marker.getsockname()[1]
+            self._marker_address = (self.marker_to or "127.0.0.1", port)
             full_filter = f"({capture_filter}) or (udp src port {port} and udp dst port {port})"
         command = [self.dumpcap, "-i", interface, "-f", full_filter, "-B", str(BUFFER_MIB),
                    "-w", str(self._raw), "-n", "-q"]
@@ -156,7 +160,7 @@ class DumpcapBackend:
         next_send = 0.0
         while not watch.seen():
             if time.monotonic() >= next_send:  # again every second, in case one was dropped
-                self._marker.sendto(token, self._marker.getsockname())
+                self._marker.sendto(token, self._marker_address)
                 next_send = time.monotonic() + 1.0
             if self._proc.poll() is not None:
                 raise CaptureError(f"dumpcap exited while capturing: {self._stderr()}")

@@ -73,7 +73,14 @@ class LiveCapture:
     """
 
     def __init__(self, port: int, out_path: str | os.PathLike[str], backend: str = "auto",
-                 interface: str | None = None, extra_filter: str | None = None) -> None:
+                 interface: str | None = None, extra_filter: str | None = None,
+                 marker_to: str | None = None) -> None:
+        """``marker_to`` (dumpcap only): capturing on an interface other than loopback,
+        an address across it; ``stop()`` sends a marker there and waits until dumpcap
+        has written it, so that no packet sent before ``stop()`` is lost."""
+        if marker_to and backend == "scapy":
+            raise ValueError("marker_to needs the dumpcap backend")
+        self.marker_to = marker_to
         self.port = port
         self.capture_filter = capture_filter_for(port, extra_filter)
         self.backend = pick_backend(backend)
@@ -93,7 +100,7 @@ class LiveCapture:
         if self._engine is not None:
             raise CaptureError("this capture is already running")
         self.interface = self.interface or loopback_interface()
-        engine: Backend = DumpcapBackend() if self.backend == "dumpcap" else ScapyBackend()
+        engine: Backend = DumpcapBackend(marker_to=self.marker_to) if self.backend == "dumpcap" else ScapyBackend()
         self.path = resolve_output_path(self.out_path)
         self._temporary = temporary_sibling(self.path)
         try:

@@ -1,0 +1,84 @@
+"""The lab network: a chat across a real router, built without root, captured at both ends.
+
+Run as root (this process) and, for real, as the unprivileged user ``nobody``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tcpchatx.analysis import analyze
+from tcpchatx.capture import rootless_available
+from tcpchatx.netlab import run_in_lab
+from tcpchatx.netlab.selftest import PORT
+from tcpchatx.netlab.topology import CLIENT, SERVER, commands
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = "/usr/bin/python3"
+TARGET = "tcpchatx.netlab.selftest:chat_through_router"
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory nobody may write to, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="tcpchatx-netlab-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_the_network_is_data():
+    built = [" ".join(c) for c in commands()]
+    assert "ip netns add client" in built and "ip netns add server" in built
+    assert f"ip -n client route add default via {CLIENT.router_address}" in built
+    assert f"ip -n server route add default via {SERVER.router_address}" in built
+
+
+def assert_chat_crossed_the_router(outcome: dict) -> None:
+    assert outcome["bob_heard"] == "hello across the router" and outcome["from"] == "alice"
+    views = {name: analyze(path) for name, path in outcome["views"].items()}
+    for name, a in views.items():
+        assert [(c.client[0], c.server) for c in a.connections] == [(CLIENT.address, (SERVER.address, PORT))] * 2, name
+        assert all(c.conn_state == "SF" and c.close_kind in ("three-way", "four-way")
+                   for c in a.connections), name
+        (message,) = a.messages
+        assert message.text == "hello across the router" and len(message.deliveries) == 1, name
+    # The same packets at both ends: nothing lost on the way.
+    client, server = (views[name].packets for name in ("client", "server"))
+    for column in ("flags", "seq", "ack", "payload_len"):
+        assert np.array_equal(getattr(client, column), getattr(server, column)), column
+
+
+@pytest.mark.skipif(not rootless_available()[0], reason="needs unprivileged user namespaces")
+def test_a_chat_across_the_router(shared_dir):
+    assert_chat_crossed_the_router(run_in_lab(TARGET, {"out_dir": str(shared_dir)}))
+
+
+def _can_become_nobody() -> bool:
+    if not sys.platform.startswith("linux") or not shutil.which("runuser") or not Path(SYSTEM_PYTHON).exists():
+        return False
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                           capture_output=True, text=True, check=False)
+    return probe.stdout.strip() == str(sys.version_info[:2])
+
+
+@pytest.mark.skipif(not _can_become_nobody(), reason="needs root, runuser and a system python3 of the same version")
+def test_a_chat_across_the_router_as_nobody(shared_dir):
+    code = (f"import json; from tcpchatx.netlab import run_in_lab; "
+            f"print(json.dumps(run_in_lab({TARGET!r}, {{'out_dir': {str(shared_dir)!r}}})))")
+    env = f"PYTHONPATH={REPO}:{sysconfig.get_paths()['purelib']}"
+    done = subprocess.run(["runuser", "-u", "nobody", "--", "env", env, SYSTEM_PYTHON, "-c", code],
+                          capture_output=True, text=True, cwd=shared_dir, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(Path(path).stat().st_uid != 0 for path in outcome["views"].values())  # nobody's files
+    assert_chat_crossed_the_router(outcome)
