@@ -23,6 +23,8 @@ from analysis_helpers import TSHARK, C, S, Talk
 from tcpchatx.analysis import analyze
 from tcpchatx.analysis.expert import analyse, from_findings
 from tcpchatx.analysis.plain.expert import EVENTS, Finding, analyse_one_by_one
+from tcpchatx.capture import rootless_available
+from tcpchatx.netlab import run_in_lab
 
 REFERENCES = sorted((Path(__file__).resolve().parents[1] / "captures").glob("*.pcapng"))
 NUMBERS = ("duplicate_ack_num", "duplicate_ack_frame", "acks_frame", "ack_rtt", "bytes_in_flight")
@@ -199,3 +201,17 @@ def test_a_clean_connection_that_fills_the_window(tmp_path):
     assert [fast.names(i) for i in (4, 6, 7, 8)] == [
         ["window_full"], ["duplicate_ack"], ["window_update"], ["window_full"]]
     assert assert_agrees_with_tshark(path) == {"window_full": 2, "duplicate_ack": 1, "window_update": 2}
+
+
+@pytest.mark.skipif(not rootless_available()[0], reason="needs unprivileged user namespaces")
+def test_real_loss_at_a_bottleneck_agrees_with_tshark_at_both_ends(tmp_path):
+    """A megabyte through the lab router's 4 Mbit/s link with a 30 KB queue: the queue
+    overflows, and both captures - the sender's view and the receiver's - say what
+    tshark says of every packet: retransmissions, holes, SACKed duplicate ACKs."""
+    outcome = run_in_lab("tcpchatx.netlab.selftest:bulk_through_bottleneck", {"out_dir": str(tmp_path)})
+    assert outcome["received"] == [1_000_000]
+    assert outcome["dropped"] > 0, "the router's queue never overflowed: no loss to study"
+    sender = assert_agrees_with_tshark(Path(outcome["views"]["client"]))
+    receiver = assert_agrees_with_tshark(Path(outcome["views"]["server"]))
+    assert sender.get("retransmission") and sender.get("duplicate_ack"), sender
+    assert receiver.get("lost_segment") and receiver.get("retransmission"), receiver

@@ -3,8 +3,9 @@
 
 Most connections are *clean*: each direction opens with its SYN, every segment
 starts exactly where the one before ended (nothing lost, resent or reordered), no
-window is ever 0, every packet but the first SYN carries an ACK, and no ACK covers
-bytes the capture did not see.  In a clean connection Wireshark's state reduces to
+window is ever 0, every packet but the first SYN carries an ACK, no ACK covers
+bytes the capture did not see, and no option but timestamps follows the SYNs (no
+SACK blocks).  In a clean connection Wireshark's state reduces to
 a few running values that numpy computes a whole column at a time:
 
 - the only events are ``window_update`` and ``duplicate_ack`` (a pure ACK that
@@ -97,6 +98,9 @@ def analyse(p: Packets, t: Flows) -> Expert:
     nextseq_before = _previous(_running_max(ends, by_g, gs), by_g, gs, -1)  # -1: nothing sent yet
     chained = np.where(nextseq_before >= 0, rel_seq == nextseq_before, (flags & SYN) != 0)
     unclean = ~chained | (window == 0)
+    # options beyond timestamps (NOP, NOP, TS: 12 bytes) may be SACK blocks, which the
+    # bytes in flight must take off: the plain way reads them
+    unclean |= (p.options_len[rows] > 12) & ((flags & SYN) == 0)
     unclean |= ((flags & ACK) == 0) & ((flags & SYN) == 0)  # a packet without ACK after the SYN
     unclean |= ((flags & SYN) != 0) & (nextseq_before >= 0)  # a second SYN
     # an ACK beyond what the peer was seen to send (Wireshark: "ACKed unseen segment")

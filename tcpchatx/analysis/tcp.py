@@ -37,8 +37,8 @@ def tcp_headers(data: np.ndarray, l4: np.ndarray, candidates: np.ndarray) -> tup
 
 
 def parse_tcp_options(raw: bytes) -> dict[str, object]:
-    """The options we know (MSS, window scale, SACK permitted, timestamps) of one
-    segment's option bytes."""
+    """The options we know (MSS, window scale, SACK permitted, timestamps, SACK blocks)
+    of one segment's option bytes."""
     options: dict[str, object] = {}
     pos = 0
     while pos < len(raw):
@@ -60,5 +60,8 @@ def parse_tcp_options(raw: bytes) -> dict[str, object]:
             options["sack_permitted"] = True
         elif kind == 8 and len(value) == 8:
             options["tsval"], options["tsecr"] = struct.unpack("!II", value)
+        elif kind == 5 and len(value) >= 8:  # SACK: (left edge, right edge) of each block
+            edges = struct.unpack(f"!{len(value) // 4}I", value[: len(value) // 8 * 8])
+            options["sack"] = list(zip(edges[0::2], edges[1::2], strict=True))
         pos += length
     return options

@@ -7,6 +7,9 @@ client's view (on ``c1``) and the server's (on ``s1``).
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import threading
 from pathlib import Path
 
 from ..capture import LiveCapture
@@ -44,3 +47,57 @@ def chat_through_router(out_dir: str) -> dict:
         server.stop()
     return {"views": {name: str(path) for name, path in views.items()}, "bob_heard": heard.text,
             "from": heard.nick}
+
+
+BULK_PORT = 25001
+
+
+def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int = 30_000,
+                            size: int = 1_000_000) -> dict:
+    """Send ``size`` bytes from the client to the server through a bottleneck on the
+    router (tbf: ``rate``, a drop-tail queue of ``buffer_bytes``), captured at both
+    ends; return the captures, the bytes received and how many the router dropped.
+
+    A queue that small overflows while TCP's window grows: the router drops segments,
+    and the capture shows the sender's retransmissions and the receiver's holes.
+    """
+    out = Path(out_dir)
+    views = {"client": out / "bulk-client-view.pcapng", "server": out / "bulk-server-view.pcapng"}
+    shape = ["tc", "qdisc", "add", "dev", SERVER.router_link, "root", "tbf", "rate", rate,
+             "burst", "16kb", "limit", str(buffer_bytes)]
+    subprocess.run(shape, check=True, capture_output=True)
+    received: list[int] = []
+    with inside(SERVER.namespace):
+        listener = socket.create_server((SERVER.address, BULK_PORT))
+        server_capture = LiveCapture(BULK_PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
+                                     marker_to=SERVER.router_address).start()
+
+    def receive_all() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            total = 0
+            while chunk := connection.recv(1 << 16):
+                total += len(chunk)
+            received.append(total)
+
+    reader = threading.Thread(target=receive_all, name="bulk-receiver")
+    reader.start()
+    try:
+        with inside(CLIENT.namespace):
+            client_capture = LiveCapture(BULK_PORT, views["client"], backend="dumpcap",
+                                         interface=CLIENT.host_link, marker_to=CLIENT.router_address).start()
+            sender = socket.create_connection((SERVER.address, BULK_PORT))
+        with sender:
+            sender.sendall(b"x" * size)
+            sender.shutdown(socket.SHUT_WR)
+            reader.join(60)
+            sender.recv(1)  # the server's FIN
+        client_capture.stop()
+        server_capture.stop()
+    finally:
+        listener.close()
+    stats = subprocess.run(["tc", "-s", "qdisc", "show", "dev", SERVER.router_link],
+                           capture_output=True, text=True, check=True).stdout
+    dropped = int(stats.split("dropped ")[1].split(",")[0])
+    return {"views": {name: str(path) for name, path in views.items()}, "received": received,
+            "dropped": dropped}

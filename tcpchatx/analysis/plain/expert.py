@@ -18,7 +18,8 @@ Per direction it remembers, as Wireshark does:
 - ``maxseqtobeacked``: how far the sender's bytes are contiguous, to notice an ACK
   for bytes the capture never saw;
 - the segments not yet acknowledged, to say which frame an ACK acknowledges, after
-  how long (``ack_rtt``), and how many bytes are in flight.
+  how long (``ack_rtt``), and how many bytes are in flight (less what the peer's
+  last packet says it holds beyond a hole, in its SACK blocks).
 
 The rules, each checked in this order for every packet (the first three that say
 "stop" end the checks for the packet):
@@ -99,6 +100,7 @@ class _Direction:
     last_events: set[str] = field(default_factory=set)
     unacked: list[_Unacked] = field(default_factory=list)  # newest first, as Wireshark keeps them
     valid_bif: bool = True  # bytes in flight can be told (no loss since the last ACK back)
+    sack_blocks: list[tuple[int, int]] = field(default_factory=list)  # its last SACK (first 3 blocks)
 
 
 def analyse_one_by_one(p: Packets, t: Flows) -> dict[int, Finding]:
@@ -118,6 +120,7 @@ def analyse_one_by_one(p: Packets, t: Flows) -> dict[int, Finding]:
         elif flags & (SYN | ACK) == ACK and conn in syn_time and conn not in first_rtt:
             first_rtt[conn] = now - syn_time[conn]
         findings[row] = _analyse(p, row, fwd, rev, now, first_rtt.get(conn))
+        fwd.sack_blocks = (_sack_blocks(p, row) or [])[:3]  # Wireshark keeps the first 3, per packet
         if flags & SYN:
             _window_scaling(p.tcp_options(row).get("wscale"), bool(flags & ACK), fwd, rev)
         if flags & ACK:
@@ -200,7 +203,7 @@ def _analyse(p: Packets, row: int, fwd: _Direction, rev: _Direction, now: int,
     fwd.window, fwd.lastack, fwd.lastack_time = window, ack, now
     fwd.last_events = set(events)
     _acknowledge(ack, now, rev, found)
-    found.bytes_in_flight = _in_flight(seglen, flags, fwd)
+    found.bytes_in_flight = _in_flight(seglen, flags, fwd, rev)
     return found
 
 
@@ -246,17 +249,29 @@ def _acknowledge(ack: int, now: int, rev: _Direction, found: Finding) -> None:
     rev.unacked = kept
 
 
-def _in_flight(seglen: int, flags: int, fwd: _Direction) -> int | None:
-    """Bytes sent and not yet acknowledged, after a segment with data (Wireshark's way)."""
+def _in_flight(seglen: int, flags: int, fwd: _Direction, rev: _Direction) -> int | None:
+    """Bytes sent and not yet acknowledged, after a segment with data (Wireshark's way):
+    from the oldest unacknowledged byte to the newest, less what the peer's last SACK
+    says it holds."""
     if not seglen or not fwd.unacked or not fwd.valid_bif:
         return None
     base = fwd.base_seq  # offsets from the start, as sequence numbers wrap
     first = min((s.seq - base) & 0xFFFFFFFF for s in fwd.unacked)
     last = max((s.nextseq - base) & 0xFFFFFFFF for s in fwd.unacked)
     in_flight = last - first
+    in_flight = (in_flight - sum((right - left) & 0xFFFFFFFF for left, right in rev.sack_blocks)) & 0xFFFFFFFF
     if not 0 < in_flight < 2_000_000_000:
         return None
     return in_flight - (1 if flags & (SYN | FIN) else 0)
+
+
+def _sack_blocks(p: Packets, row: int) -> list[tuple[int, int]] | None:
+    """The SACK blocks a packet carries, or None (options are read only if they may hold one)."""
+    if not int(p.options_len[row]):
+        return None
+    start = int(p.tcp_header_offsets(row)) + 20
+    raw = bytes(p.buffer[start : start + int(p.options_len[row])])
+    return p.tcp_options(row).get("sack") if 5 in raw else None
 
 
 def _shift(d: _Direction) -> int:
