@@ -215,3 +215,10 @@ def test_real_loss_at_a_bottleneck_agrees_with_tshark_at_both_ends(tmp_path):
     receiver = assert_agrees_with_tshark(Path(outcome["views"]["server"]))
     assert sender.get("retransmission") and sender.get("duplicate_ack"), sender
     assert receiver.get("lost_segment") and receiver.get("retransmission"), receiver
+    # The kernel's own view, sampled meanwhile on the capture's clock: it retransmitted,
+    # and the loss set a slow-start threshold.
+    samples = outcome["tcp_info"]
+    assert samples[-1]["total_retrans"] > 0
+    assert min(s["snd_ssthresh"] for s in samples) < 2**31 - 1
+    packets = analyze(Path(outcome["views"]["client"])).packets
+    assert packets.seconds(0) - 1 <= samples[0]["time"] and samples[-1]["time"] <= packets.seconds(len(packets) - 1) + 1

@@ -16,6 +16,7 @@ from ..capture import LiveCapture
 from ..client import ChatClient
 from ..protocol import Kind
 from ..server import ChatServer
+from ..tcpinfo import Sampler
 from .namespaces import inside
 from .topology import CLIENT, SERVER
 
@@ -60,6 +61,8 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
 
     A queue that small overflows while TCP's window grows: the router drops segments,
     and the capture shows the sender's retransmissions and the receiver's holes.
+    Meanwhile the sender's TCP_INFO is sampled (:class:`tcpchatx.tcpinfo.Sampler`):
+    its congestion window, threshold, RTT and retransmissions on the capture's clock.
     """
     out = Path(out_dir)
     views = {"client": out / "bulk-client-view.pcapng", "server": out / "bulk-server-view.pcapng"}
@@ -87,7 +90,7 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
             client_capture = LiveCapture(BULK_PORT, views["client"], backend="dumpcap",
                                          interface=CLIENT.host_link, marker_to=CLIENT.router_address).start()
             sender = socket.create_connection((SERVER.address, BULK_PORT))
-        with sender:
+        with sender, Sampler({"sender": sender}) as sampler:  # the kernel's view, as it goes
             sender.sendall(b"x" * size)
             sender.shutdown(socket.SHUT_WR)
             reader.join(60)
@@ -100,4 +103,4 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
                            capture_output=True, text=True, check=True).stdout
     dropped = int(stats.split("dropped ")[1].split(",")[0])
     return {"views": {name: str(path) for name, path in views.items()}, "received": received,
-            "dropped": dropped}
+            "dropped": dropped, "tcp_info": sampler.samples}
