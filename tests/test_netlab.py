@@ -82,3 +82,13 @@ def test_a_chat_across_the_router_as_nobody(shared_dir):
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(Path(path).stat().st_uid != 0 for path in outcome["views"].values())  # nobody's files
     assert_chat_crossed_the_router(outcome)
+
+
+@pytest.mark.skipif(not rootless_available()[0], reason="needs unprivileged user namespaces")
+def test_segments_are_cut_as_on_a_wire(shared_dir):
+    """With the veth offloads off, no captured segment is larger than the link's MSS."""
+    outcome = run_in_lab("tcpchatx.netlab.selftest:bulk_through_bottleneck",
+                         {"out_dir": str(shared_dir), "size": 200_000})
+    for path in outcome["views"].values():
+        packets = analyze(path).packets
+        assert int(packets.payload_len.max()) <= 1448, path  # 1500 - IP - TCP with timestamps
