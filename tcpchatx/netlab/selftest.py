@@ -18,6 +18,7 @@ from ..protocol import Kind
 from ..server import ChatServer
 from ..tcpinfo import Sampler
 from .namespaces import inside
+from .queues import QueueSampler
 from .topology import CLIENT, SERVER
 
 PORT = 25000  # every port is free in namespaces of our own
@@ -62,7 +63,8 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
     A queue that small overflows while TCP's window grows: the router drops segments,
     and the capture shows the sender's retransmissions and the receiver's holes.
     Meanwhile the sender's TCP_INFO is sampled (:class:`tcpchatx.tcpinfo.Sampler`):
-    its congestion window, threshold, RTT and retransmissions on the capture's clock.
+    its congestion window, threshold, RTT and retransmissions on the capture's clock;
+    and so is the router's queue (:class:`tcpchatx.netlab.queues.QueueSampler`).
     """
     out = Path(out_dir)
     views = {"client": out / "bulk-client-view.pcapng", "server": out / "bulk-server-view.pcapng"}
@@ -90,7 +92,8 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
             client_capture = LiveCapture(BULK_PORT, views["client"], backend="dumpcap",
                                          interface=CLIENT.host_link, marker_to=CLIENT.router_address).start()
             sender = socket.create_connection((SERVER.address, BULK_PORT))
-        with sender, Sampler({"sender": sender}) as sampler:  # the kernel's view, as it goes
+        # the kernel's view of the sender, and the router's queue, as it goes
+        with sender, Sampler({"sender": sender}) as sampler, QueueSampler(SERVER.router_link) as queue:
             sender.sendall(b"x" * size)
             sender.shutdown(socket.SHUT_WR)
             reader.join(60)
@@ -99,8 +102,5 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
         server_capture.stop()
     finally:
         listener.close()
-    stats = subprocess.run(["tc", "-s", "qdisc", "show", "dev", SERVER.router_link],
-                           capture_output=True, text=True, check=True).stdout
-    dropped = int(stats.split("dropped ")[1].split(",")[0])
     return {"views": {name: str(path) for name, path in views.items()}, "received": received,
-            "dropped": dropped, "tcp_info": sampler.samples}
+            "dropped": queue.samples[-1]["dropped"], "tcp_info": sampler.samples, "queue": queue.samples}
