@@ -237,3 +237,18 @@ def test_time_wait_is_on_the_active_closer(session):
     rows, named = time_wait_rows(fig)
     assert rows == {f"client :{ports['carol']}", f"server :{sport}→{ports['alice']}"}
     assert named <= rows
+
+
+def test_congestion_from_samples():
+    """The congestion figure draws what the samples say: cwnd, ssthresh once set, RTT and
+    RTO, the router's queue and its drops."""
+    tcp = [{"time": 100 + k / 10, "name": "sender", "snd_cwnd": 10 + k, "rtt": 0.02, "rto": 0.22,
+            "snd_ssthresh": 2**31 - 1 if k < 5 else 7} for k in range(10)]
+    queue = [{"time": 100 + k / 10, "backlog_bytes": 1000 * k, "dropped": 0 if k < 6 else 3} for k in range(10)]
+    fig = plots.congestion(tcp, queue)
+    assert fig.tcpchatx == {"kind": "congestion", "samples": 10, "retransmissions": 0, "drops": 3}
+    window, rtt, backlog = fig.axes
+    assert [len(line.get_xdata()) for line in window.get_lines()] == [10, 5]  # ssthresh from its first setting
+    assert len(rtt.get_lines()) == 2 and len(backlog.collections) == 2  # the queue, the drop marks
+    with pytest.raises(ValueError, match="no TCP_INFO samples"):
+        plots.congestion([])

@@ -20,6 +20,7 @@ from test_analysis_fastpath import busy_capture
 from test_analysis_tcp import SCENARIOS
 
 from analysis_helpers import TSHARK, C, S, Talk
+from tcpchatx import plots
 from tcpchatx.analysis import analyze
 from tcpchatx.analysis.expert import analyse, from_findings
 from tcpchatx.analysis.plain.expert import EVENTS, Finding, analyse_one_by_one
@@ -224,5 +225,11 @@ def test_real_loss_at_a_bottleneck_agrees_with_tshark_at_both_ends(tmp_path):
     queue = outcome["queue"]
     assert 0 < max(s["backlog_bytes"] for s in queue) <= 30_000 + 1_514
     assert queue[-1]["dropped"] == outcome["dropped"] > 0 and queue[-1]["backlog_bytes"] == 0
-    packets = analyze(Path(outcome["views"]["client"])).packets
+    a = analyze(Path(outcome["views"]["client"]))
+    packets = a.packets
     assert packets.seconds(0) - 1 <= samples[0]["time"] and samples[-1]["time"] <= packets.seconds(len(packets) - 1) + 1
+    # The figure of it all: every retransmission of the capture, every drop of the queue.
+    fig = plots.congestion(samples, queue, analyse(a.packets, a.tracking), a)
+    assert fig.tcpchatx["retransmissions"] == sender["retransmission"]
+    assert fig.tcpchatx["drops"] == queue[-1]["dropped"] - queue[0]["dropped"]
+    assert fig.tcpchatx["samples"] == len(samples) and len(fig.axes) == 3

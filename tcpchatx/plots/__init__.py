@@ -1,4 +1,4 @@
-"""Figures of an analysis: ladder, time-sequence graph, fan-out, socket states.
+"""Figures of an analysis: ladder, time-sequence graph, fan-out, socket states, congestion.
 
     from tcpchatx.analysis import analyze
     from tcpchatx import plots
@@ -14,9 +14,10 @@ bars...), for tests and for the curious.
 """
 
 from ._common import save
+from .congestion import congestion
 from .fanout import fanout
 from .ladder import ladder
 from .sequence import time_sequence
 from .sockets import socket_states
 
-__all__ = ["fanout", "ladder", "save", "socket_states", "time_sequence"]
+__all__ = ["congestion", "fanout", "ladder", "save", "socket_states", "time_sequence"]
