@@ -92,3 +92,12 @@ def test_segments_are_cut_as_on_a_wire(shared_dir):
     for path in outcome["views"].values():
         packets = analyze(path).packets
         assert int(packets.payload_len.max()) <= 1448, path  # 1500 - IP - TCP with timestamps
+
+
+@pytest.mark.skipif(not rootless_available()[0], reason="needs unprivileged user namespaces")
+def test_a_relative_folder_is_where_the_captures_go(shared_dir, monkeypatch):
+    monkeypatch.chdir(shared_dir)
+    outcome = run_in_lab(TARGET, {"out_dir": "."})
+    assert {Path(path) for path in outcome["views"].values()} == {
+        shared_dir / "client-view.pcapng", shared_dir / "server-view.pcapng"}
+    assert all(Path(path).is_file() for path in outcome["views"].values())

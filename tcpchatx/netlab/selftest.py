@@ -26,7 +26,7 @@ PORT = 25000  # every port is free in namespaces of our own
 
 def chat_through_router(out_dir: str) -> dict:
     """Play the chat; return the two capture paths and what bob received."""
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: a bare file name would go into captures/
     views = {"client": out / "client-view.pcapng", "server": out / "server-view.pcapng"}
     with inside(SERVER.namespace):
         server = ChatServer(SERVER.address, PORT).start()
@@ -66,7 +66,7 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
     its congestion window, threshold, RTT and retransmissions on the capture's clock;
     and so is the router's queue (:class:`tcpchatx.netlab.queues.QueueSampler`).
     """
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: a bare file name would go into captures/
     views = {"client": out / "bulk-client-view.pcapng", "server": out / "bulk-server-view.pcapng"}
     shape = ["tc", "qdisc", "add", "dev", SERVER.router_link, "root", "tbf", "rate", rate,
              "burst", "16kb", "limit", str(buffer_bytes)]
