@@ -18,9 +18,9 @@ import fcntl
 import socket
 import struct
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+
+from .sampling import Periodic
 
 TCP_INFO = getattr(socket, "TCP_INFO", 11)
 SIOCINQ, SIOCOUTQ = 0x541B, 0x5411  # bytes waiting to be read / not yet acknowledged (ioctl)
@@ -76,8 +76,7 @@ def _queue(sock: socket.socket, request: int) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0"))[0]
 
 
-@dataclass
-class Sampler:
+class Sampler(Periodic):
     """Reads TCP_INFO of named sockets every ``interval`` seconds on its own thread.
 
     Use as a context manager around what should be watched; ``samples`` then holds
@@ -85,20 +84,9 @@ class Sampler:
     and the fields.  A socket that was closed meanwhile is simply no longer read.
     """
 
-    sockets: dict[str, socket.socket]
-    interval: float = 0.005
-    samples: list[dict] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tcpinfo-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            self.sample_once()
-            if self._stop.wait(self.interval):
-                self.sample_once()  # the state at the end, too
-                return
+    def __init__(self, sockets: dict[str, socket.socket], interval: float = 0.005) -> None:
+        super().__init__(interval)
+        self.sockets = sockets
 
     def sample_once(self) -> None:
         for name, sock in self.sockets.items():
@@ -107,11 +95,3 @@ class Sampler:
             except OSError:  # closed meanwhile
                 continue
             self.samples.append({"time": time.time(), "name": name, **values})
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()

@@ -16,6 +16,7 @@ import socket
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "capture": capture.result.to_dict(), "value": value}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], run: Callable[[dict[str, Any]], dict[str, Any]] = run) -> int:
+    """Run ``run(SPEC)`` and write its outcome, or what went wrong, to REPORT_PATH as JSON
+    (the lab network's child, :mod:`tcpchatx.netlab.child`, reports the same way)."""
     spec, report = json.loads(argv[0]), Path(argv[1])
     try:
         outcome = run(spec)

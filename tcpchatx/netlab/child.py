@@ -10,13 +10,11 @@ writes the outcome as JSON to REPORT_PATH for the parent, which raises what fail
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from pathlib import Path
 from typing import Any
 
 from ..capture.namespace_child import load_target
+from ..capture.namespace_child import main as report_outcome
 from .offloads import turn_off
 from .topology import build
 
@@ -29,14 +27,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    spec, report = json.loads(argv[0]), Path(argv[1])
-    try:
-        outcome = run(spec)
-    except BaseException as exc:  # everything goes to the parent, which raises it
-        outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc(limit=8)}
-    report.write_text(json.dumps(outcome, default=repr))
-    return 0 if outcome["ok"] else 1
+    return report_outcome(argv, run=run)
 
 
 if __name__ == "__main__":

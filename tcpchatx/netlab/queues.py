@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
+
+from ..sampling import Periodic
 
 _COUNTERS = re.compile(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)")
 _BACKLOG = re.compile(r"backlog (\d+)b (\d+)p")
@@ -30,29 +30,12 @@ def queue_counters(device: str) -> dict[str, int]:
             "backlog_bytes": backlog_bytes, "backlog_packets": backlog_packets}
 
 
-@dataclass
-class QueueSampler:
+class QueueSampler(Periodic):
     """Reads :func:`queue_counters` of *device* every ``interval`` seconds until stopped."""
 
-    device: str
-    interval: float = 0.01
-    samples: list[dict] = field(default_factory=list)
+    def __init__(self, device: str, interval: float = 0.01) -> None:
+        super().__init__(interval)
+        self.device = device
 
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="queue-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            self.samples.append({"time": time.time(), **queue_counters(self.device)})
-            if self._stop.wait(self.interval):
-                self.samples.append({"time": time.time(), **queue_counters(self.device)})
-                return
-
-    def __enter__(self) -> QueueSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample_once(self) -> None:
+        self.samples.append({"time": time.time(), **queue_counters(self.device)})
