@@ -8,7 +8,6 @@ client's view (on ``c1``) and the server's (on ``s1``).
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ..client import ChatClient
 from ..protocol import Kind
 from ..server import ChatServer
 from ..tcpinfo import Sampler
+from .impair import bottleneck
 from .namespaces import inside
 from .queues import QueueSampler
 from .topology import CLIENT, SERVER
@@ -68,9 +68,7 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
     """
     out = Path(out_dir).resolve()  # absolute: a bare file name would go into captures/
     views = {"client": out / "bulk-client-view.pcapng", "server": out / "bulk-server-view.pcapng"}
-    shape = ["tc", "qdisc", "add", "dev", SERVER.router_link, "root", "tbf", "rate", rate,
-             "burst", "16kb", "limit", str(buffer_bytes)]
-    subprocess.run(shape, check=True, capture_output=True)
+    bottleneck(towards=SERVER, rate=rate, buffer_bytes=buffer_bytes)
     received: list[int] = []
     with inside(SERVER.namespace):
         listener = socket.create_server((SERVER.address, BULK_PORT))

@@ -1,0 +1,87 @@
+"""Stories on the lab network: each makes one thing of TCP happen, every run.
+
+A story sets the router up, plays the chat (or a transfer) across it with captures at
+both ends and the kernel's TCP_INFO sampled, checks that its event really happened
+(raising :class:`StoryError` if not: a run that missed its event saves nothing to
+study), and returns what it recorded.  Run one with
+:func:`tcpchatx.netlab.run_in_lab` (``"tcpchatx.netlab.stories:rto"``).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from ..capture import LiveCapture
+from ..client import ChatClient
+from ..protocol import Kind
+from ..server import ChatServer
+from ..tcpinfo import Sampler
+from .impair import TABLE, drop_first
+from .namespaces import inside
+from .topology import CLIENT, SERVER
+
+PORT = 25000
+TCP_HEADER_WITH_TIMESTAMPS = 32  # 20 bytes, and the timestamps option (NOP, NOP, 10 bytes)
+
+
+class StoryError(RuntimeError):
+    """The story's event did not happen; nothing was saved as if it had."""
+
+
+def _set_sysctl(namespace: str, name: str, value: str) -> None:
+    """A TCP setting of one namespace (a /proc/sys/net file belongs to the namespace that opens it)."""
+    with inside(namespace), open(f"/proc/sys/net/ipv4/{name}", "w") as setting:
+        setting.write(value)
+
+
+def rto(out_dir: str, line: str = "this line is lost once, and sent again after a timeout") -> dict:
+    """alice's chat line is lost once at the router; with nothing after it to provoke
+    duplicate ACKs, alice's kernel resends it only when its retransmission timer runs
+    out (the RTO, at least 200 ms on Linux).  bob receives it late, once.
+
+    The tail loss probe, which would resend it after a few milliseconds, is switched
+    off in the client's namespace (``tcp_early_retrans=0``), so that the timer is seen.
+    """
+    out = Path(out_dir).resolve()
+    views = {"client": out / "rto-client-view.pcapng", "server": out / "rto-server-view.pcapng"}
+    for namespace in (CLIENT.namespace, SERVER.namespace):
+        _set_sysctl(namespace, "tcp_timestamps", "1")  # the header length the drop rule counts on
+    _set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")
+    with inside(SERVER.namespace):
+        server = ChatServer(SERVER.address, PORT).start()
+        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
+                                     marker_to=SERVER.router_address).start()
+    try:
+        with inside(CLIENT.namespace):
+            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap", interface=CLIENT.host_link,
+                                         marker_to=CLIENT.router_address).start()
+            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
+            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
+        alice.receive_until(lambda got: "bob joined" in got.text)
+        drop_first(20 + TCP_HEADER_WITH_TIMESTAMPS + len((line + "\n").encode()), towards=SERVER)
+        with Sampler({"alice": alice.sock}) as sampler:
+            alice.send(line)
+            heard = bob.receive_until(lambda got: got.kind is Kind.CHAT, 10)[-1]
+        alice.quit()
+        bob.quit()
+        client_capture.stop()
+        server_capture.stop()
+    finally:
+        server.stop()
+    dropped = _quota_used(TABLE)
+    if not dropped:
+        raise StoryError("the router never saw alice's line, so nothing was lost: no timeout to study")
+    if heard.text != line:
+        raise StoryError(f"bob heard {heard.text!r}, not alice's line")
+    return {"views": {name: str(path) for name, path in views.items()}, "line": line,
+            "dropped_bytes": dropped, "tcp_info": sampler.samples}
+
+
+def _quota_used(table: str) -> int:
+    """Bytes that the drop rule's quota has counted (the packet it dropped)."""
+    text = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, text=True,
+                          check=True).stdout
+    found = re.search(r"used (\d+) bytes", text)
+    return int(found.group(1)) if found else 0

@@ -1,0 +1,72 @@
+"""Stories on the lab network: each one's event happens, and tshark sees it as we do.
+
+Run as root (this process) and as the unprivileged user ``nobody``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import pytest
+from test_netlab import _can_become_nobody
+from test_tcp_expert import assert_agrees_with_tshark
+
+from tcpchatx.analysis import analyze
+from tcpchatx.analysis.expert import analyse
+from tcpchatx.capture import rootless_available
+from tcpchatx.netlab import run_in_lab
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not rootless_available()[0] or shutil.which("nft") is None,
+                                reason="needs unprivileged user namespaces and nft")
+
+
+@pytest.fixture
+def shared_dir():
+    path = Path(tempfile.mkdtemp(prefix="tcpchatx-stories-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def retransmissions(path) -> list[tuple[float, int]]:
+    """(time, frame) of every segment the expert analysis calls a retransmission."""
+    a = analyze(path)
+    expert = analyse(a.packets, a.tracking)
+    return [(float(a.packets.seconds(i)), int(a.packets.frame[i])) for i in range(len(a.packets))
+            if "retransmission" in expert.names(i)]
+
+
+def assert_the_line_timed_out_once(outcome: dict) -> None:
+    client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
+    assert_agrees_with_tshark(client_view)
+    assert_agrees_with_tshark(server_view)
+    ((resent_at, frame),) = retransmissions(client_view)  # alice's kernel resent one segment
+    a = analyze(client_view)
+    payload = a.packets.payload(frame - 1)
+    assert payload == (outcome["line"] + "\n").encode()
+    first = next(i for i in range(frame - 1) if a.packets.payload(i) == payload)
+    assert resent_at - float(a.packets.seconds(first)) >= 0.2  # Linux's smallest RTO
+    assert retransmissions(server_view) == []  # the server never saw the first copy
+    samples = outcome["tcp_info"]
+    assert samples[-1]["total_retrans"] == 1 and samples[-1]["rto"] >= 0.2
+
+
+def test_rto(shared_dir):
+    assert_the_line_timed_out_once(run_in_lab("tcpchatx.netlab.stories:rto", {"out_dir": str(shared_dir)}))
+
+
+@pytest.mark.skipif(not _can_become_nobody(), reason="needs root, runuser and a system python3")
+def test_rto_as_nobody(shared_dir):
+    code = ("import json; from tcpchatx.netlab import run_in_lab; "
+            f"print(json.dumps(run_in_lab('tcpchatx.netlab.stories:rto', {{'out_dir': {str(shared_dir)!r}}})))")
+    env = f"PYTHONPATH={REPO}:{sysconfig.get_paths()['purelib']}"
+    done = subprocess.run(["runuser", "-u", "nobody", "--", "env", env, "/usr/bin/python3", "-c", code],
+                          capture_output=True, text=True, cwd=shared_dir, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_the_line_timed_out_once(json.loads(done.stdout.strip().splitlines()[-1]))
