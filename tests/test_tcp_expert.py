@@ -222,9 +222,10 @@ def test_real_loss_at_a_bottleneck_agrees_with_tshark_at_both_ends(tmp_path):
     assert samples[-1]["total_retrans"] > 0
     assert min(s["snd_ssthresh"] for s in samples) < 2**31 - 1
     # The router's queue filled up to its limit, and its drops are the ones counted.
+    # (It need not be empty at the end: resent copies of delivered bytes may still wait.)
     queue = outcome["queue"]
     assert 0 < max(s["backlog_bytes"] for s in queue) <= 30_000 + 1_514
-    assert queue[-1]["dropped"] == outcome["dropped"] > 0 and queue[-1]["backlog_bytes"] == 0
+    assert queue[-1]["dropped"] == outcome["dropped"] > 0
     a = analyze(Path(outcome["views"]["client"]))
     packets = a.packets
     assert packets.seconds(0) - 1 <= samples[0]["time"] and samples[-1]["time"] <= packets.seconds(len(packets) - 1) + 1
