@@ -70,3 +70,21 @@ def test_rto_as_nobody(shared_dir):
                           capture_output=True, text=True, cwd=shared_dir, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_the_line_timed_out_once(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_backoff(shared_dir):
+    """While the path is broken, each resend of alice's line waits about twice as long
+    as the one before; the first after the path is back gets through."""
+    outcome = run_in_lab("tcpchatx.netlab.stories:backoff", {"out_dir": str(shared_dir)})
+    client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
+    assert_agrees_with_tshark(client_view)
+    assert_agrees_with_tshark(server_view)
+    a = analyze(client_view)
+    line = (outcome["line"] + "\n").encode()
+    sent = [float(a.packets.seconds(i)) for i in range(len(a.packets)) if a.packets.payload(i) == line]
+    assert len(sent) >= 4, sent  # the first copy and at least three resends
+    gaps = [later - earlier for earlier, later in zip(sent, sent[1:])]
+    assert gaps[0] >= 0.2  # Linux's smallest RTO
+    assert all(1.5 <= later / earlier <= 2.5 for earlier, later in zip(gaps, gaps[1:])), gaps
+    b = analyze(server_view)
+    assert sum(b.packets.payload(i) == line for i in range(len(b.packets))) == 1  # only the one that got through

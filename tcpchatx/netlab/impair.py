@@ -5,6 +5,8 @@
 - :func:`drop_first`: drop the first forwarded packet of a given IP length in one
   direction, and only that one (nftables: a rule with a quota of one packet's bytes).
   A chat line of a length of its own is lost once, and its retransmission passes.
+- :func:`break_path` and :func:`heal_path`: drop everything the router forwards, both
+  ways, until healed (a cable pulled out, then back in).
 
 Both are commands the user namespace's root may run on its own router (``tc`` from
 iproute2, ``nft`` from nftables).  The kernel here has no netem, so delay and
@@ -44,3 +46,18 @@ def drop_first(ip_length: int, towards: Side = SERVER) -> None:
     source = CLIENT if towards is SERVER else SERVER
     _run(["nft", "add", "rule", "inet", TABLE, "forward", "iifname", source.router_link,
           "ip", "length", str(ip_length), "quota", "until", str(ip_length), "bytes", "drop"])
+
+
+BROKEN = "tcpchatx-broken"  # a table of its own, so that healing is deleting it
+
+
+def break_path() -> None:
+    """From now on the router forwards nothing, either way."""
+    _run(["nft", "add", "table", "inet", BROKEN])
+    _run(["nft", "add", "chain", "inet", BROKEN, "forward",
+          "{ type filter hook forward priority -10; policy drop; }"])
+
+
+def heal_path() -> None:
+    """The router forwards again."""
+    _run(["nft", "delete", "table", "inet", BROKEN])

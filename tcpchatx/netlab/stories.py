@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from ..capture import LiveCapture
@@ -18,7 +19,7 @@ from ..client import ChatClient
 from ..protocol import Kind
 from ..server import ChatServer
 from ..tcpinfo import Sampler
-from .impair import TABLE, drop_first
+from .impair import TABLE, break_path, drop_first, heal_path
 from .namespaces import inside
 from .topology import CLIENT, SERVER
 
@@ -85,3 +86,49 @@ def _quota_used(table: str) -> int:
                           check=True).stdout
     found = re.search(r"used (\d+) bytes", text)
     return int(found.group(1)) if found else 0
+
+
+def backoff(out_dir: str, broken_for: float = 1.7,
+            line: str = "sent while the path is broken; it gets through once it is back") -> dict:
+    """The path breaks just before alice sends a line, for ``broken_for`` seconds.  Her
+    kernel resends it each time its retransmission timer runs out, and doubles the
+    timer every time (exponential backoff: about 0.2, 0.4, 0.8 s...); the first resend
+    after the path is back gets through, and bob hears the line late, once.
+
+    ``broken_for`` is the story's own timing (how long the cable is out), not a wait
+    for something to happen.
+    """
+    out = Path(out_dir).resolve()
+    views = {"client": out / "backoff-client-view.pcapng", "server": out / "backoff-server-view.pcapng"}
+    _set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")  # the timer alone resends
+    with inside(SERVER.namespace):
+        server = ChatServer(SERVER.address, PORT).start()
+        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
+                                     marker_to=SERVER.router_address).start()
+    try:
+        with inside(CLIENT.namespace):
+            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap", interface=CLIENT.host_link,
+                                         marker_to=CLIENT.router_address).start()
+            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
+            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
+        alice.receive_until(lambda got: "bob joined" in got.text)
+        with Sampler({"alice": alice.sock}, interval=0.01) as sampler:
+            break_path()
+            alice.send(line)
+            time.sleep(broken_for)  # the cable is out this long: the story's own timing
+            heal_path()
+            heard = bob.receive_until(lambda got: got.kind is Kind.CHAT, 30)[-1]
+        alice.quit()
+        bob.quit()
+        client_capture.stop()
+        server_capture.stop()
+    finally:
+        server.stop()
+    resent = max(sample["total_retrans"] for sample in sampler.samples)
+    if resent < 3:
+        raise StoryError(f"alice's kernel resent the line {resent} time(s) while the path was broken; "
+                         "a backoff needs at least 3")
+    if heard.text != line:
+        raise StoryError(f"bob heard {heard.text!r}, not alice's line")
+    return {"views": {name: str(path) for name, path in views.items()}, "line": line,
+            "broken_for": broken_for, "tcp_info": sampler.samples}
