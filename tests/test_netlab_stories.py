@@ -88,3 +88,21 @@ def test_backoff(shared_dir):
     assert all(1.5 <= later / earlier <= 2.5 for earlier, later in zip(gaps, gaps[1:])), gaps
     b = analyze(server_view)
     assert sum(b.packets.payload(i) == line for i in range(len(b.packets))) == 1  # only the one that got through
+
+
+def test_zero_window(shared_dir):
+    """alice stops reading: her window closes, the server's kernel probes it ever more
+    slowly (tshark calls Linux's probes Keep-Alives: they carry no byte), and the
+    server finally cuts her off as too slow."""
+    outcome = run_in_lab("tcpchatx.netlab.stories:zero_window", {"out_dir": str(shared_dir)})
+    assert "too slow" in outcome["notice"]
+    client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
+    assert_agrees_with_tshark(client_view)
+    seen = assert_agrees_with_tshark(server_view)
+    assert seen.get("zero_window", 0) >= 2 and seen.get("window_full"), seen
+    a = analyze(server_view)
+    expert = analyse(a.packets, a.tracking)
+    probes = [float(a.packets.seconds(i)) for i in range(len(a.packets)) if "keep_alive" in expert.names(i)]
+    assert len(probes) >= 3, probes
+    gaps = [later - earlier for earlier, later in zip(probes, probes[1:])]
+    assert all(later >= 1.5 * earlier for earlier, later in zip(gaps, gaps[1:])), gaps  # backing off

@@ -11,7 +11,7 @@ the other, with captures at both ends:
 - :mod:`.offloads`: segments as on a wire (no TSO/GSO super-segments on the veth ends);
 - :mod:`.impair`: what the router does to what it forwards (a bottleneck, a chosen loss);
 - :mod:`.queues`: the router's queue, sampled;
-- :mod:`.stories`: stories that make one thing of TCP happen every run (``rto``, ``backoff``);
+- :mod:`.stories`: stories that make one thing of TCP happen every run (``rto``, ``backoff``, ``zero_window``);
 - :mod:`.child`: what runs inside the namespaces; :func:`run_in_lab` starts it;
 - :mod:`.selftest`: a chat across the router, captured at both ends.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..capture import LiveCapture
 from ..client import ChatClient
 from ..protocol import Kind
+from ..room import RoomConfig
 from ..server import ChatServer
 from ..tcpinfo import Sampler
 from .impair import TABLE, break_path, drop_first, heal_path
@@ -132,3 +133,48 @@ def backoff(out_dir: str, broken_for: float = 1.7,
         raise StoryError(f"bob heard {heard.text!r}, not alice's line")
     return {"views": {name: str(path) for name, path in views.items()}, "line": line,
             "broken_for": broken_for, "tcp_info": sampler.samples}
+
+
+def zero_window(out_dir: str, pause: float = 2.4) -> dict:
+    """alice stops reading.  bob's lines, copied to her by the server, fill her receive
+    window (kept small in the client's namespace): her ACKs announce a window of 0, and
+    the server's kernel probes it, waiting longer before each probe.  After ``pause``
+    seconds bob writes again; the copies waiting for alice pass the server's queue
+    limit, and the server cuts her off as too slow, telling bob so.
+
+    ``pause`` is the story's own timing (how long alice's window stays shut).
+    """
+    out = Path(out_dir).resolve()
+    views = {"client": out / "zero-window-client-view.pcapng", "server": out / "zero-window-server-view.pcapng"}
+    _set_sysctl(CLIENT.namespace, "tcp_rmem", "4096 4096 4096")  # a small receive window for alice
+    _set_sysctl(SERVER.namespace, "tcp_wmem", "4096 4096 4096")  # and a small send buffer for the server
+    with inside(SERVER.namespace):
+        server = ChatServer(SERVER.address, PORT, config=RoomConfig(flood_control=False),
+                            queue_bytes=16_384).start()
+        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
+                                     marker_to=SERVER.router_address).start()
+    try:
+        with inside(CLIENT.namespace):
+            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap", interface=CLIENT.host_link,
+                                         marker_to=CLIENT.router_address).start()
+            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
+            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
+        # From here on alice reads nothing.
+        line = "a line for everyone, " + "x" * 80
+        for _ in range(60):  # ~6 KB of copies for alice: her window and the server's buffer fill
+            bob.send(line)
+        time.sleep(pause)  # her window stays shut this long: the story's own timing
+        cut_off = []
+        for _ in range(400):  # ~40 KB more: past the server's 16 KB queue for her
+            bob.send(line)
+        notices = bob.receive_until(lambda got: got.kind is Kind.NOTICE and got.text.startswith("alice left"), 15)
+        cut_off = [got.text for got in notices if got.kind is Kind.NOTICE and got.text.startswith("alice left")]
+        bob.quit()
+        alice.close()
+        client_capture.stop()
+        server_capture.stop()
+    finally:
+        server.stop()
+    if not cut_off or "too slow" not in cut_off[-1]:
+        raise StoryError(f"the server did not cut alice off as too slow: {cut_off}")
+    return {"views": {name: str(path) for name, path in views.items()}, "notice": cut_off[-1]}
