@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +74,16 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run every path: {reason}"
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory the user nobody may write to (pytest's tmp_path is private to root),
+    removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="tcpchatx-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
 
 
 def open_fds() -> int:

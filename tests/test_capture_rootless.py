@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,15 +53,6 @@ def _can_become_nobody() -> bool:
 
 as_nobody = pytest.mark.skipif(not _can_become_nobody(),
                                reason="needs root, runuser and a system python3 of the same version")
-
-
-@pytest.fixture
-def shared_dir():
-    """A directory nobody may write to (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="tcpchatx-capture-test-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path)
 
 
 def run_as_nobody(code: str, cwd: Path, *, namespace_limit_zero: bool = False,

@@ -5,35 +5,21 @@ Run as root (this process) and, for real, as the unprivileged user ``nobody``.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_capture_rootless import as_nobody, run_as_nobody
 
 from tcpchatx.analysis import analyze
 from tcpchatx.capture import rootless_available
 from tcpchatx.netlab import run_in_lab
-from tcpchatx.netlab.selftest import PORT
+from tcpchatx.netlab.play import PORT
 from tcpchatx.netlab.topology import CLIENT, SERVER, commands
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"
 TARGET = "tcpchatx.netlab.selftest:chat_through_router"
-
-
-@pytest.fixture
-def shared_dir():
-    """A directory nobody may write to, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="tcpchatx-netlab-test-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path)
 
 
 def test_the_network_is_data():
@@ -63,23 +49,15 @@ def test_a_chat_across_the_router(shared_dir):
     assert_chat_crossed_the_router(run_in_lab(TARGET, {"out_dir": str(shared_dir)}))
 
 
-def _can_become_nobody() -> bool:
-    if not sys.platform.startswith("linux") or not shutil.which("runuser") or not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-                           capture_output=True, text=True, check=False)
-    return probe.stdout.strip() == str(sys.version_info[:2])
+def run_in_lab_as_nobody(target: str, kwargs: dict, cwd: Path) -> dict:
+    """:func:`run_in_lab` run for real by the user nobody; its outcome."""
+    return run_as_nobody(f"import json; from tcpchatx.netlab import run_in_lab; "
+                         f"print(json.dumps(run_in_lab({target!r}, {kwargs!r})))", cwd)
 
 
-@pytest.mark.skipif(not _can_become_nobody(), reason="needs root, runuser and a system python3 of the same version")
+@as_nobody
 def test_a_chat_across_the_router_as_nobody(shared_dir):
-    code = (f"import json; from tcpchatx.netlab import run_in_lab; "
-            f"print(json.dumps(run_in_lab({TARGET!r}, {{'out_dir': {str(shared_dir)!r}}})))")
-    env = f"PYTHONPATH={REPO}:{sysconfig.get_paths()['purelib']}"
-    done = subprocess.run(["runuser", "-u", "nobody", "--", "env", env, SYSTEM_PYTHON, "-c", code],
-                          capture_output=True, text=True, cwd=shared_dir, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = run_in_lab_as_nobody(TARGET, {"out_dir": str(shared_dir)}, shared_dir)
     assert all(Path(path).stat().st_uid != 0 for path in outcome["views"].values())  # nobody's files
     assert_chat_crossed_the_router(outcome)
 
@@ -99,5 +77,5 @@ def test_a_relative_folder_is_where_the_captures_go(shared_dir, monkeypatch):
     monkeypatch.chdir(shared_dir)
     outcome = run_in_lab(TARGET, {"out_dir": "."})
     assert {Path(path) for path in outcome["views"].values()} == {
-        shared_dir / "client-view.pcapng", shared_dir / "server-view.pcapng"}
+        shared_dir / "chat-client-view.pcapng", shared_dir / "chat-server-view.pcapng"}
     assert all(Path(path).is_file() for path in outcome["views"].values())

@@ -5,15 +5,12 @@ Run as root (this process) and as the unprivileged user ``nobody``.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sysconfig
-import tempfile
 from pathlib import Path
 
 import pytest
-from test_netlab import _can_become_nobody
+from test_capture_rootless import as_nobody
+from test_netlab import run_in_lab_as_nobody
 from test_tcp_expert import assert_agrees_with_tshark
 
 from tcpchatx.analysis import analyze
@@ -24,14 +21,6 @@ from tcpchatx.netlab import run_in_lab
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not rootless_available()[0] or shutil.which("nft") is None,
                                 reason="needs unprivileged user namespaces and nft")
-
-
-@pytest.fixture
-def shared_dir():
-    path = Path(tempfile.mkdtemp(prefix="tcpchatx-stories-test-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path)
 
 
 def retransmissions(path) -> list[tuple[float, int]]:
@@ -61,15 +50,10 @@ def test_rto(shared_dir):
     assert_the_line_timed_out_once(run_in_lab("tcpchatx.netlab.stories:rto", {"out_dir": str(shared_dir)}))
 
 
-@pytest.mark.skipif(not _can_become_nobody(), reason="needs root, runuser and a system python3")
+@as_nobody
 def test_rto_as_nobody(shared_dir):
-    code = ("import json; from tcpchatx.netlab import run_in_lab; "
-            f"print(json.dumps(run_in_lab('tcpchatx.netlab.stories:rto', {{'out_dir': {str(shared_dir)!r}}})))")
-    env = f"PYTHONPATH={REPO}:{sysconfig.get_paths()['purelib']}"
-    done = subprocess.run(["runuser", "-u", "nobody", "--", "env", env, "/usr/bin/python3", "-c", code],
-                          capture_output=True, text=True, cwd=shared_dir, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert_the_line_timed_out_once(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert_the_line_timed_out_once(
+        run_in_lab_as_nobody("tcpchatx.netlab.stories:rto", {"out_dir": str(shared_dir)}, shared_dir))
 
 
 def test_backoff(shared_dir):

@@ -9,45 +9,25 @@ from __future__ import annotations
 
 import socket
 import threading
-from pathlib import Path
 
-from ..capture import LiveCapture
-from ..client import ChatClient
 from ..protocol import Kind
-from ..server import ChatServer
 from ..tcpinfo import Sampler
 from .impair import bottleneck
 from .namespaces import inside
+from .play import captured, chat_across_router, views
 from .queues import QueueSampler
 from .topology import CLIENT, SERVER
-
-PORT = 25000  # every port is free in namespaces of our own
 
 
 def chat_through_router(out_dir: str) -> dict:
     """Play the chat; return the two capture paths and what bob received."""
-    out = Path(out_dir).resolve()  # absolute: a bare file name would go into captures/
-    views = {"client": out / "client-view.pcapng", "server": out / "server-view.pcapng"}
-    with inside(SERVER.namespace):
-        server = ChatServer(SERVER.address, PORT).start()
-        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
-                                     marker_to=SERVER.router_address).start()
-    try:
-        with inside(CLIENT.namespace):
-            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap",
-                                         interface=CLIENT.host_link, marker_to=CLIENT.router_address).start()
-            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
-            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
-        alice.receive_until(lambda line: "bob joined" in line.text)
+    paths = views(out_dir, "chat")
+    with chat_across_router(paths) as (alice, bob):
         alice.send("hello across the router")
         heard = bob.receive_until(lambda line: line.kind is Kind.CHAT)[-1]
         alice.quit()
         bob.quit()
-        client_capture.stop()
-        server_capture.stop()
-    finally:
-        server.stop()
-    return {"views": {name: str(path) for name, path in views.items()}, "bob_heard": heard.text,
+    return {"views": {name: str(path) for name, path in paths.items()}, "bob_heard": heard.text,
             "from": heard.nick}
 
 
@@ -66,14 +46,11 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
     its congestion window, threshold, RTT and retransmissions on the capture's clock;
     and so is the router's queue (:class:`tcpchatx.netlab.queues.QueueSampler`).
     """
-    out = Path(out_dir).resolve()  # absolute: a bare file name would go into captures/
-    views = {"client": out / "bulk-client-view.pcapng", "server": out / "bulk-server-view.pcapng"}
+    paths = views(out_dir, "bulk")
     bottleneck(towards=SERVER, rate=rate, buffer_bytes=buffer_bytes)
     received: list[int] = []
     with inside(SERVER.namespace):
         listener = socket.create_server((SERVER.address, BULK_PORT))
-        server_capture = LiveCapture(BULK_PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
-                                     marker_to=SERVER.router_address).start()
 
     def receive_all() -> None:
         connection, _ = listener.accept()
@@ -83,22 +60,19 @@ def bulk_through_bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int
                 total += len(chunk)
             received.append(total)
 
-    reader = threading.Thread(target=receive_all, name="bulk-receiver")
-    reader.start()
     try:
-        with inside(CLIENT.namespace):
-            client_capture = LiveCapture(BULK_PORT, views["client"], backend="dumpcap",
-                                         interface=CLIENT.host_link, marker_to=CLIENT.router_address).start()
-            sender = socket.create_connection((SERVER.address, BULK_PORT))
-        # the kernel's view of the sender, and the router's queue, as it goes
-        with sender, Sampler({"sender": sender}) as sampler, QueueSampler(SERVER.router_link) as queue:
-            sender.sendall(b"x" * size)
-            sender.shutdown(socket.SHUT_WR)
-            reader.join(60)
-            sender.recv(1)  # the server's FIN
-        client_capture.stop()
-        server_capture.stop()
+        with captured(paths, BULK_PORT):
+            reader = threading.Thread(target=receive_all, name="bulk-receiver")
+            reader.start()
+            with inside(CLIENT.namespace):
+                sender = socket.create_connection((SERVER.address, BULK_PORT))
+            # the kernel's view of the sender, and the router's queue, as it goes
+            with sender, Sampler({"sender": sender}) as sampler, QueueSampler(SERVER.router_link) as queue:
+                sender.sendall(b"x" * size)
+                sender.shutdown(socket.SHUT_WR)
+                reader.join(60)
+                sender.recv(1)  # the server's FIN
     finally:
         listener.close()
-    return {"views": {name: str(path) for name, path in views.items()}, "received": received,
+    return {"views": {name: str(path) for name, path in paths.items()}, "received": received,
             "dropped": queue.samples[-1]["dropped"], "tcp_info": sampler.samples, "queue": queue.samples}

@@ -12,19 +12,15 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from pathlib import Path
 
-from ..capture import LiveCapture
-from ..client import ChatClient
 from ..protocol import Kind
 from ..room import RoomConfig
-from ..server import ChatServer
 from ..tcpinfo import Sampler
 from .impair import TABLE, break_path, drop_first, heal_path
 from .namespaces import inside
+from .play import chat_across_router, views
 from .topology import CLIENT, SERVER
 
-PORT = 25000
 TCP_HEADER_WITH_TIMESTAMPS = 32  # 20 bytes, and the timestamps option (NOP, NOP, 10 bytes)
 
 
@@ -46,38 +42,23 @@ def rto(out_dir: str, line: str = "this line is lost once, and sent again after 
     The tail loss probe, which would resend it after a few milliseconds, is switched
     off in the client's namespace (``tcp_early_retrans=0``), so that the timer is seen.
     """
-    out = Path(out_dir).resolve()
-    views = {"client": out / "rto-client-view.pcapng", "server": out / "rto-server-view.pcapng"}
+    paths = views(out_dir, "rto")
     for namespace in (CLIENT.namespace, SERVER.namespace):
         _set_sysctl(namespace, "tcp_timestamps", "1")  # the header length the drop rule counts on
     _set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")
-    with inside(SERVER.namespace):
-        server = ChatServer(SERVER.address, PORT).start()
-        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
-                                     marker_to=SERVER.router_address).start()
-    try:
-        with inside(CLIENT.namespace):
-            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap", interface=CLIENT.host_link,
-                                         marker_to=CLIENT.router_address).start()
-            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
-            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
-        alice.receive_until(lambda got: "bob joined" in got.text)
+    with chat_across_router(paths) as (alice, bob):
         drop_first(20 + TCP_HEADER_WITH_TIMESTAMPS + len((line + "\n").encode()), towards=SERVER)
         with Sampler({"alice": alice.sock}) as sampler:
             alice.send(line)
             heard = bob.receive_until(lambda got: got.kind is Kind.CHAT, 10)[-1]
+        dropped = _quota_used(TABLE)
+        if not dropped:
+            raise StoryError("the router never saw alice's line, so nothing was lost: no timeout to study")
+        if heard.text != line:
+            raise StoryError(f"bob heard {heard.text!r}, not alice's line")
         alice.quit()
         bob.quit()
-        client_capture.stop()
-        server_capture.stop()
-    finally:
-        server.stop()
-    dropped = _quota_used(TABLE)
-    if not dropped:
-        raise StoryError("the router never saw alice's line, so nothing was lost: no timeout to study")
-    if heard.text != line:
-        raise StoryError(f"bob heard {heard.text!r}, not alice's line")
-    return {"views": {name: str(path) for name, path in views.items()}, "line": line,
+    return {"views": {name: str(path) for name, path in paths.items()}, "line": line,
             "dropped_bytes": dropped, "tcp_info": sampler.samples}
 
 
@@ -99,39 +80,24 @@ def backoff(out_dir: str, broken_for: float = 1.7,
     ``broken_for`` is the story's own timing (how long the cable is out), not a wait
     for something to happen.
     """
-    out = Path(out_dir).resolve()
-    views = {"client": out / "backoff-client-view.pcapng", "server": out / "backoff-server-view.pcapng"}
+    paths = views(out_dir, "backoff")
     _set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")  # the timer alone resends
-    with inside(SERVER.namespace):
-        server = ChatServer(SERVER.address, PORT).start()
-        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
-                                     marker_to=SERVER.router_address).start()
-    try:
-        with inside(CLIENT.namespace):
-            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap", interface=CLIENT.host_link,
-                                         marker_to=CLIENT.router_address).start()
-            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
-            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
-        alice.receive_until(lambda got: "bob joined" in got.text)
+    with chat_across_router(paths) as (alice, bob):
         with Sampler({"alice": alice.sock}, interval=0.01) as sampler:
             break_path()
             alice.send(line)
             time.sleep(broken_for)  # the cable is out this long: the story's own timing
             heal_path()
             heard = bob.receive_until(lambda got: got.kind is Kind.CHAT, 30)[-1]
+        resent = max(sample["total_retrans"] for sample in sampler.samples)
+        if resent < 3:
+            raise StoryError(f"alice's kernel resent the line {resent} time(s) while the path was broken; "
+                             "a backoff needs at least 3")
+        if heard.text != line:
+            raise StoryError(f"bob heard {heard.text!r}, not alice's line")
         alice.quit()
         bob.quit()
-        client_capture.stop()
-        server_capture.stop()
-    finally:
-        server.stop()
-    resent = max(sample["total_retrans"] for sample in sampler.samples)
-    if resent < 3:
-        raise StoryError(f"alice's kernel resent the line {resent} time(s) while the path was broken; "
-                         "a backoff needs at least 3")
-    if heard.text != line:
-        raise StoryError(f"bob heard {heard.text!r}, not alice's line")
-    return {"views": {name: str(path) for name, path in views.items()}, "line": line,
+    return {"views": {name: str(path) for name, path in paths.items()}, "line": line,
             "broken_for": broken_for, "tcp_info": sampler.samples}
 
 
@@ -144,37 +110,21 @@ def zero_window(out_dir: str, pause: float = 2.4) -> dict:
 
     ``pause`` is the story's own timing (how long alice's window stays shut).
     """
-    out = Path(out_dir).resolve()
-    views = {"client": out / "zero-window-client-view.pcapng", "server": out / "zero-window-server-view.pcapng"}
+    paths = views(out_dir, "zero-window")
     _set_sysctl(CLIENT.namespace, "tcp_rmem", "4096 4096 4096")  # a small receive window for alice
     _set_sysctl(SERVER.namespace, "tcp_wmem", "4096 4096 4096")  # and a small send buffer for the server
-    with inside(SERVER.namespace):
-        server = ChatServer(SERVER.address, PORT, config=RoomConfig(flood_control=False),
-                            queue_bytes=16_384).start()
-        server_capture = LiveCapture(PORT, views["server"], backend="dumpcap", interface=SERVER.host_link,
-                                     marker_to=SERVER.router_address).start()
-    try:
-        with inside(CLIENT.namespace):
-            client_capture = LiveCapture(PORT, views["client"], backend="dumpcap", interface=CLIENT.host_link,
-                                         marker_to=CLIENT.router_address).start()
-            alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
-            bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
+    with chat_across_router(paths, RoomConfig(flood_control=False), queue_bytes=16_384) as (alice, bob):
         # From here on alice reads nothing.
         line = "a line for everyone, " + "x" * 80
         for _ in range(60):  # ~6 KB of copies for alice: her window and the server's buffer fill
             bob.send(line)
         time.sleep(pause)  # her window stays shut this long: the story's own timing
-        cut_off = []
         for _ in range(400):  # ~40 KB more: past the server's 16 KB queue for her
             bob.send(line)
         notices = bob.receive_until(lambda got: got.kind is Kind.NOTICE and got.text.startswith("alice left"), 15)
         cut_off = [got.text for got in notices if got.kind is Kind.NOTICE and got.text.startswith("alice left")]
+        if not cut_off or "too slow" not in cut_off[-1]:
+            raise StoryError(f"the server did not cut alice off as too slow: {cut_off}")
         bob.quit()
-        alice.close()
-        client_capture.stop()
-        server_capture.stop()
-    finally:
-        server.stop()
-    if not cut_off or "too slow" not in cut_off[-1]:
-        raise StoryError(f"the server did not cut alice off as too slow: {cut_off}")
-    return {"views": {name: str(path) for name, path in views.items()}, "notice": cut_off[-1]}
+        alice.close()  # with unread data: the kernel answers with a RST
+    return {"views": {name: str(path) for name, path in paths.items()}, "notice": cut_off[-1]}

@@ -1,0 +1,76 @@
+"""What every story on the lab network does around its own part: captures at both ends,
+and a chat server with alice and bob connected across the router.
+
+:func:`chat_across_router` starts the server in the server namespace and a capture on
+each host's veth end, connects alice and bob from the client namespace, and waits
+until alice has seen bob join.  On the way out it saves both captures - or, if the
+story raised, discards them: a story that missed its event saves nothing to study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..capture import LiveCapture
+from ..client import ChatClient
+from ..room import RoomConfig
+from ..server import ChatServer
+from .namespaces import inside
+from .topology import CLIENT, SERVER, Side
+
+PORT = 25000  # every port is free in namespaces of our own
+
+
+def views(out_dir: str, name: str) -> dict[str, Path]:
+    """The story's two capture files: the client's view and the server's, in *out_dir*
+    (made absolute: LiveCapture would put a bare file name into captures/)."""
+    out = Path(out_dir).resolve()
+    return {side: out / f"{name}-{side}-view.pcapng" for side in ("client", "server")}
+
+
+def capture_on(side: Side, port: int, path: Path) -> LiveCapture:
+    """A started capture of *port* on *side*'s end of its veth pair, in its namespace."""
+    with inside(side.namespace):
+        return LiveCapture(port, path, backend="dumpcap", interface=side.host_link,
+                           marker_to=side.router_address).start()
+
+
+@contextmanager
+def captured(paths: dict[str, Path], port: int) -> Iterator[None]:
+    """Both ends captured for the ``with`` block; saved if it ends well, discarded if not."""
+    captures = [capture_on(SERVER, port, paths["server"])]
+    try:
+        captures.append(capture_on(CLIENT, port, paths["client"]))
+        yield
+    except BaseException:
+        for capture in captures:
+            capture.abort()
+        raise
+    for capture in captures:
+        capture.stop()
+
+
+@contextmanager
+def chat_across_router(paths: dict[str, Path], config: RoomConfig | None = None,
+                       **server_options) -> Iterator[tuple[ChatClient, ChatClient]]:
+    """A chat server in the server namespace, alice and bob connected from the client
+    namespace, both ends captured; yields (alice, bob).  Clients still open at the end
+    are closed before the captures stop."""
+    with inside(SERVER.namespace):
+        server = ChatServer(SERVER.address, PORT, config=config, **server_options).start()
+    try:
+        with captured(paths, PORT):
+            with inside(CLIENT.namespace):
+                alice = ChatClient.connect(SERVER.address, PORT, "alice", nodelay=True)
+                bob = ChatClient.connect(SERVER.address, PORT, "bob", nodelay=True)
+            alice.receive_until(lambda line: "bob joined" in line.text)
+            try:
+                yield alice, bob
+            finally:
+                for client in (alice, bob):
+                    if client.sock.fileno() != -1:
+                        client.close()
+    finally:
+        server.stop()
