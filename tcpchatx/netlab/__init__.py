@@ -9,7 +9,10 @@ the other, with captures at both ends:
   the ``ip`` commands that build it;
 - :mod:`.namespaces`: running code (and creating sockets) in one namespace or the other;
 - :mod:`.offloads`: segments as on a wire (no TSO/GSO super-segments on the veth ends);
-- :mod:`.impair`: what the router does to what it forwards (a bottleneck, a chosen loss);
+- :mod:`.impair`: what the router's kernel does to what it forwards (a bottleneck, a chosen loss);
+- :mod:`.script` and :mod:`.relay`: the router in user space, following a script
+  (delay, jitter, seeded loss, named drops, holds and duplicates), where the kernel
+  has no netem;
 - :mod:`.queues`: the router's queue, sampled;
 - :mod:`.stories`: stories that make one thing of TCP happen every run (``rto``, ``backoff``, ``zero_window``);
 - :mod:`.child`: what runs inside the namespaces; :func:`run_in_lab` starts it;

@@ -6,8 +6,9 @@
     10.77.1.2 [c1] ---veth--- [c0] 10.77.1.1      10.77.2.1 [s0] ---veth--- [s1] 10.77.2.2
 
 Every address lives in namespaces the lab creates itself, so no packet can leave
-the machine.  The router forwards between its two veth ends; impairments (rate,
-buffer, loss, delay) will sit on those ends, one per direction.
+the machine.  The router forwards between its two veth ends - its kernel, or the
+relay (:mod:`tcpchatx.netlab.relay`) when a story scripts delay and loss; a rate
+limit and its buffer sit on those ends, one per direction.
 
 :func:`commands` says how to build it, as ``ip`` commands (iproute2, as on every
 Linux); :func:`build` runs them.  Run inside a user, network and mount namespace
@@ -35,6 +36,21 @@ class Side:
     router_link: str  # the veth end in the router
     prefix: int = 24
 
+    @property
+    def host_mac(self) -> str:
+        return mac_for(self.address)
+
+    @property
+    def router_mac(self) -> str:
+        return mac_for(self.router_address)
+
+
+def mac_for(address: str) -> str:
+    """The lab's MAC address for an IPv4 address: 02:00 and the address's four bytes
+    (02: a locally administered address).  Fixed addresses make captures alike run to
+    run, and tell the relay where each frame goes without asking ARP."""
+    return "02:00:" + ":".join(f"{int(byte):02x}" for byte in address.split("."))
+
 
 CLIENT = Side("client", "10.77.1.2", "10.77.1.1", "c1", "c0")
 SERVER = Side("server", "10.77.2.2", "10.77.2.1", "s1", "s0")
@@ -48,7 +64,8 @@ def commands(sides: tuple[Side, ...] = SIDES) -> list[list[str]]:
         ns = side.namespace
         out += [
             ["ip", "netns", "add", ns],
-            ["ip", "link", "add", side.router_link, "type", "veth", "peer", "name", side.host_link, "netns", ns],
+            ["ip", "link", "add", side.router_link, "address", side.router_mac, "type", "veth",
+             "peer", "name", side.host_link, "address", side.host_mac, "netns", ns],
             ["ip", "addr", "add", f"{side.router_address}/{side.prefix}", "dev", side.router_link],
             ["ip", "link", "set", side.router_link, "up"],
             ["ip", "-n", ns, "link", "set", "lo", "up"],
