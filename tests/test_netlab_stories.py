@@ -1,11 +1,12 @@
 """Stories on the lab network: each one's event happens, and tshark sees it as we do.
 
-Run as root (this process) and as the unprivileged user ``nobody``.
+Every story runs as root (this process) and as the unprivileged user ``nobody``.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,33 @@ from tcpchatx.netlab import run_in_lab
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not rootless_available()[0] or shutil.which("nft") is None,
                                 reason="needs unprivileged user namespaces and nft")
+USERS = ["root", pytest.param("nobody", marks=as_nobody)]
+
+
+def play(story: str, user: str, out_dir: Path, **kwargs) -> dict:
+    """Run ``tcpchatx.netlab.stories:STORY`` in the lab, as *user*; its outcome."""
+    target, kwargs = f"tcpchatx.netlab.stories:{story}", {"out_dir": str(out_dir), **kwargs}
+    outcome = run_in_lab(target, kwargs) if user == "root" else run_in_lab_as_nobody(target, kwargs, out_dir)
+    owners = {Path(path).stat().st_uid for path in _views(outcome)}
+    assert owners and (owners == {0}) == (user == "root"), owners  # nobody's files are nobody's
+    return outcome
+
+
+def _views(outcome) -> list[str]:
+    """Every capture path in a story's outcome, however deep."""
+    if isinstance(outcome, dict):
+        return [*outcome["views"].values()] if "views" in outcome else [
+            path for value in outcome.values() for path in _views(value)]
+    return []
+
+
+def events(path) -> list[tuple[int, list[str], int]]:
+    """(frame, expert events, payload length) of every packet, after checking that tshark
+    names the same events on every packet."""
+    assert_agrees_with_tshark(Path(path))
+    a = analyze(path)
+    expert = analyse(a.packets, a.tracking)
+    return [(int(a.packets.frame[i]), expert.names(i), int(a.packets.payload_len[i])) for i in range(len(a.packets))]
 
 
 def retransmissions(path) -> list[tuple[float, int]]:
@@ -46,20 +74,16 @@ def assert_the_line_timed_out_once(outcome: dict) -> None:
     assert samples[-1]["total_retrans"] == 1 and samples[-1]["rto"] >= 0.2
 
 
-def test_rto(shared_dir):
-    assert_the_line_timed_out_once(run_in_lab("tcpchatx.netlab.stories:rto", {"out_dir": str(shared_dir)}))
+@pytest.mark.parametrize("user", USERS)
+def test_rto(shared_dir, user):
+    assert_the_line_timed_out_once(play("rto", user, shared_dir))
 
 
-@as_nobody
-def test_rto_as_nobody(shared_dir):
-    assert_the_line_timed_out_once(
-        run_in_lab_as_nobody("tcpchatx.netlab.stories:rto", {"out_dir": str(shared_dir)}, shared_dir))
-
-
-def test_backoff(shared_dir):
+@pytest.mark.parametrize("user", USERS)
+def test_backoff(shared_dir, user):
     """While the path is broken, each resend of alice's line waits about twice as long
     as the one before; the first after the path is back gets through."""
-    outcome = run_in_lab("tcpchatx.netlab.stories:backoff", {"out_dir": str(shared_dir)})
+    outcome = play("backoff", user, shared_dir)
     client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
     assert_agrees_with_tshark(client_view)
     assert_agrees_with_tshark(server_view)
@@ -74,11 +98,12 @@ def test_backoff(shared_dir):
     assert sum(b.packets.payload(i) == line for i in range(len(b.packets))) == 1  # only the one that got through
 
 
-def test_zero_window(shared_dir):
+@pytest.mark.parametrize("user", USERS)
+def test_zero_window(shared_dir, user):
     """alice stops reading: her window closes, the server's kernel probes it ever more
     slowly (tshark calls Linux's probes Keep-Alives: they carry no byte), and the
     server finally cuts her off as too slow."""
-    outcome = run_in_lab("tcpchatx.netlab.stories:zero_window", {"out_dir": str(shared_dir)})
+    outcome = play("zero_window", user, shared_dir)
     assert "too slow" in outcome["notice"]
     client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
     assert_agrees_with_tshark(client_view)
@@ -90,3 +115,87 @@ def test_zero_window(shared_dir):
     assert len(probes) >= 3, probes
     gaps = [later - earlier for earlier, later in zip(probes, probes[1:])]
     assert all(later >= 1.5 * earlier for earlier, later in zip(gaps, gaps[1:])), gaps  # backing off
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_fast_retransmit(shared_dir, user):
+    """One line of a burst is lost: duplicate ACKs, then a fast retransmission.  With
+    SACK it resends the lost line alone; without, everything from the hole on."""
+    outcome = play("fast_retransmit", user, shared_dir)
+    resent = {}
+    for run in ("sack", "no_sack"):
+        told = outcome[run]
+        seen = events(told["views"]["client"])
+        fast = [(frame, length) for frame, names, length in seen if "fast_retransmission" in names]
+        assert [frame for frame, _ in fast] == [told["fast_retransmission"]], run
+        dup_acks = [frame for frame, names, _ in seen if "duplicate_ack" in names and frame < fast[0][0]]
+        assert len(dup_acks) >= 2 and dup_acks == told["duplicate_acks"], run
+        timeouts = [frame for frame, names, _ in seen if "retransmission" in names and "fast_retransmission" not in names]
+        assert not timeouts, run  # (Wireshark marks a fast retransmission a retransmission too)
+        (dropped,) = told["relay"]["events"]["to_server"]
+        assert dropped["event"] == "drop data segment 3", run
+        resent[run] = fast[0][1]
+        events(told["views"]["server"])  # (what the server's view calls the resend depends on timing)
+    line = len("line 3 of 10, all written at once\n")
+    assert resent["sack"] == line  # the lost line alone
+    assert resent["no_sack"] > 4 * line  # the lost line and the ones after it
+
+
+def sack_blocks(path) -> int:
+    """How many packets of a capture carry SACK blocks (tshark counts them)."""
+    out = subprocess.run(["tshark", "-r", str(path), "-Y", "tcp.options.sack_le", "-T", "fields",
+                          "-e", "frame.number"], capture_output=True, text=True, check=True).stdout
+    return len(out.split())
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_reorder(shared_dir, user):
+    """A line held back arrives after the next one: out of order at the server, and
+    nothing resent."""
+    outcome = play("reorder", user, shared_dir)
+    at_server = events(outcome["views"]["server"])
+    late = [frame for frame, names, _ in at_server if "out_of_order" in names]
+    assert late == outcome["out_of_order"] and len(late) == 1
+    at_client = events(outcome["views"]["client"])
+    assert not [frame for frame, names, _ in at_client + at_server if "retransmission" in " ".join(names)]
+    # One ACK still asks for the late line's bytes, with a SACK block for the line
+    # after it (a duplicate ACK, if the server had ACKed up to the hole already): not
+    # enough to call a loss.
+    assert sum("duplicate_ack" in names for _, names, _ in at_client) <= 1
+    assert sack_blocks(outcome["views"]["client"]) == 1
+    (held,) = outcome["relay"]["events"]["to_server"]
+    assert held["event"] == "hold data segment 3 for 5 ms"
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_rtt(shared_dir, user):
+    """The handshake takes one round trip; Nagle holds alice's later lines back until
+    the first is acknowledged - a round trip, plus the server's delayed ACK."""
+    outcome = play("rtt", user, shared_dir)
+    assert list(outcome) == ["rtt-0ms", "rtt-50ms", "rtt-200ms"]
+    for name, run in outcome.items():
+        for view in run["views"].values():
+            events(view)
+        rtt = run["rtt_ms"]
+        assert rtt <= run["handshake_ms"] < rtt + 20, name
+        assert run["lines_per_segment"] == [1, 3], name  # the first alone, the held three together
+        assert run["nagle_wait_ms"] >= rtt, name
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_bottleneck(shared_dir, user):
+    """Slow start overflows the router's queue; the sender resends and sets its
+    threshold.  cubic, reno and bbr each cross the same link."""
+    outcome = play("bottleneck", user, shared_dir)
+    assert list(outcome) == ["cubic", "reno", "bbr"]
+    for algorithm, run in outcome.items():
+        assert run["received"] == [600_000], algorithm
+        assert run["dropped"] == run["relay"]["counts"]["to_server"]["queue_full"], algorithm
+        seen = assert_agrees_with_tshark(Path(run["views"]["client"]))
+        if run["dropped"]:
+            assert seen.get("duplicate_ack") and run["retransmitted"] > 0, algorithm
+        assert_agrees_with_tshark(Path(run["views"]["server"]))
+    cubic = outcome["cubic"]
+    assert cubic["dropped"] > 0 and cubic["last_ssthresh"] < 2**31 - 1
+    cwnd = [sample["snd_cwnd"] for sample in cubic["tcp_info"]]
+    assert max(cwnd) > 2 * cwnd[0]  # slow start grew it

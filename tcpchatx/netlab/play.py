@@ -1,14 +1,19 @@
 """What every story on the lab network does around its own part: captures at both ends,
-and a chat server with alice and bob connected across the router.
+and a chat server with alice and bob connected across the router - or a bulk transfer.
 
 :func:`chat_across_router` starts the server in the server namespace and a capture on
 each host's veth end, connects alice and bob from the client namespace, and waits
 until alice has seen bob join.  On the way out it saves both captures - or, if the
 story raised, discards them: a story that missed its event saves nothing to study.
+:func:`bulk_transfer` sends a block of bytes from the client to the server instead,
+with the sender's TCP_INFO and the router's queue sampled as it goes.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +22,14 @@ from ..capture import LiveCapture
 from ..client import ChatClient
 from ..room import RoomConfig
 from ..server import ChatServer
+from ..tcpinfo import Sampler
 from .namespaces import inside
+from .queues import QueueSampler, queue_counters
 from .topology import CLIENT, SERVER, Side
 
 PORT = 25000  # every port is free in namespaces of our own
+BULK_PORT = 25001
+TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
 
 
 def views(out_dir: str, name: str) -> dict[str, Path]:
@@ -74,3 +83,48 @@ def chat_across_router(paths: dict[str, Path], config: RoomConfig | None = None,
                         client.close()
     finally:
         server.stop()
+
+
+def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = None,
+                  port: int = BULK_PORT) -> dict:
+    """Send *size* bytes from the client to the server, captured at both ends; return
+    the bytes received, the seconds it took, the sender's TCP_INFO samples (its
+    congestion window, threshold, RTT and retransmissions on the capture's clock:
+    :class:`tcpchatx.tcpinfo.Sampler`) and the router's queue towards the server
+    (:class:`tcpchatx.netlab.queues.QueueSampler`).  *congestion* picks the sender's
+    congestion control (``"cubic"``, ``"reno"``, ``"bbr"``), for its socket only.
+    """
+    received: list[int] = []
+    with inside(SERVER.namespace):
+        listener = socket.create_server((SERVER.address, port))
+
+    def receive_all() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            total = 0
+            while chunk := connection.recv(1 << 16):
+                total += len(chunk)
+            received.append(total)
+
+    try:
+        with captured(paths, port):
+            reader = threading.Thread(target=receive_all, name="bulk-receiver")
+            reader.start()
+            with inside(CLIENT.namespace):
+                sender = socket.socket()
+            if congestion:
+                sender.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, congestion.encode())
+            sender.connect((SERVER.address, port))
+            dropped_before = queue_counters(SERVER.router_link)["dropped"]  # the qdisc counts from its start
+            with sender, Sampler({"sender": sender}) as sampler, QueueSampler(SERVER.router_link) as queue:
+                started = time.monotonic()
+                sender.sendall(b"x" * size)
+                sender.shutdown(socket.SHUT_WR)
+                reader.join(60)
+                seconds = time.monotonic() - started
+                sender.recv(1)  # the server's FIN
+    finally:
+        listener.close()
+    return {"views": {name: str(path) for name, path in paths.items()}, "received": received,
+            "seconds": seconds, "dropped": queue.samples[-1]["dropped"] - dropped_before, "tcp_info": sampler.samples,
+            "queue": queue.samples}

@@ -1,11 +1,5 @@
-"""Stories on the lab network: each makes one thing of TCP happen, every run.
-
-A story sets the router up, plays the chat (or a transfer) across it with captures at
-both ends and the kernel's TCP_INFO sampled, checks that its event really happened
-(raising :class:`StoryError` if not: a run that missed its event saves nothing to
-study), and returns what it recorded.  Run one with
-:func:`tcpchatx.netlab.run_in_lab` (``"tcpchatx.netlab.stories:rto"``).
-"""
+"""Retransmission timeouts: a lone line lost once (``rto``), and a broken path that
+makes each resend wait twice as long as the one before (``backoff``)."""
 
 from __future__ import annotations
 
@@ -13,25 +7,14 @@ import re
 import subprocess
 import time
 
-from ..protocol import Kind
-from ..room import RoomConfig
-from ..tcpinfo import Sampler
-from .impair import TABLE, break_path, drop_first, heal_path
-from .namespaces import inside
-from .play import chat_across_router, views
-from .topology import CLIENT, SERVER
+from ...protocol import Kind
+from ...tcpinfo import Sampler
+from ..impair import TABLE, break_path, drop_first, heal_path
+from ..play import chat_across_router, views
+from ..topology import CLIENT, SERVER
+from .common import StoryError, set_sysctl
 
 TCP_HEADER_WITH_TIMESTAMPS = 32  # 20 bytes, and the timestamps option (NOP, NOP, 10 bytes)
-
-
-class StoryError(RuntimeError):
-    """The story's event did not happen; nothing was saved as if it had."""
-
-
-def _set_sysctl(namespace: str, name: str, value: str) -> None:
-    """A TCP setting of one namespace (a /proc/sys/net file belongs to the namespace that opens it)."""
-    with inside(namespace), open(f"/proc/sys/net/ipv4/{name}", "w") as setting:
-        setting.write(value)
 
 
 def rto(out_dir: str, line: str = "this line is lost once, and sent again after a timeout") -> dict:
@@ -44,8 +27,8 @@ def rto(out_dir: str, line: str = "this line is lost once, and sent again after 
     """
     paths = views(out_dir, "rto")
     for namespace in (CLIENT.namespace, SERVER.namespace):
-        _set_sysctl(namespace, "tcp_timestamps", "1")  # the header length the drop rule counts on
-    _set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")
+        set_sysctl(namespace, "tcp_timestamps", "1")  # the header length the drop rule counts on
+    set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")
     with chat_across_router(paths) as (alice, bob):
         drop_first(20 + TCP_HEADER_WITH_TIMESTAMPS + len((line + "\n").encode()), towards=SERVER)
         with Sampler({"alice": alice.sock}) as sampler:
@@ -81,7 +64,7 @@ def backoff(out_dir: str, broken_for: float = 1.7,
     for something to happen.
     """
     paths = views(out_dir, "backoff")
-    _set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")  # the timer alone resends
+    set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")  # the timer alone resends
     with chat_across_router(paths) as (alice, bob):
         with Sampler({"alice": alice.sock}, interval=0.01) as sampler:
             break_path()
@@ -99,32 +82,3 @@ def backoff(out_dir: str, broken_for: float = 1.7,
         bob.quit()
     return {"views": {name: str(path) for name, path in paths.items()}, "line": line,
             "broken_for": broken_for, "tcp_info": sampler.samples}
-
-
-def zero_window(out_dir: str, pause: float = 2.4) -> dict:
-    """alice stops reading.  bob's lines, copied to her by the server, fill her receive
-    window (kept small in the client's namespace): her ACKs announce a window of 0, and
-    the server's kernel probes it, waiting longer before each probe.  After ``pause``
-    seconds bob writes again; the copies waiting for alice pass the server's queue
-    limit, and the server cuts her off as too slow, telling bob so.
-
-    ``pause`` is the story's own timing (how long alice's window stays shut).
-    """
-    paths = views(out_dir, "zero-window")
-    _set_sysctl(CLIENT.namespace, "tcp_rmem", "4096 4096 4096")  # a small receive window for alice
-    _set_sysctl(SERVER.namespace, "tcp_wmem", "4096 4096 4096")  # and a small send buffer for the server
-    with chat_across_router(paths, RoomConfig(flood_control=False), queue_bytes=16_384) as (alice, bob):
-        # From here on alice reads nothing.
-        line = "a line for everyone, " + "x" * 80
-        for _ in range(60):  # ~6 KB of copies for alice: her window and the server's buffer fill
-            bob.send(line)
-        time.sleep(pause)  # her window stays shut this long: the story's own timing
-        for _ in range(400):  # ~40 KB more: past the server's 16 KB queue for her
-            bob.send(line)
-        notices = bob.receive_until(lambda got: got.kind is Kind.NOTICE and got.text.startswith("alice left"), 15)
-        cut_off = [got.text for got in notices if got.kind is Kind.NOTICE and got.text.startswith("alice left")]
-        if not cut_off or "too slow" not in cut_off[-1]:
-            raise StoryError(f"the server did not cut alice off as too slow: {cut_off}")
-        bob.quit()
-        alice.close()  # with unread data: the kernel answers with a RST
-    return {"views": {name: str(path) for name, path in paths.items()}, "notice": cut_off[-1]}
