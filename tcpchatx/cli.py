@@ -120,16 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     dissector.set_defaults(run=_run_dissector)
 
     from .scenarios import SCENARIOS
+    from .scenarios.lab import LAB_STORIES
 
     scenario = commands.add_parser(
         "scenario", help="play one scripted story and capture it",
         description="Play a scripted story (an in-process server and clients) while "
-        "capturing it, then print its annotation. Stories: "
-        + "; ".join(f"{name}: {s.summary}" for name, s in SCENARIOS.items()),
+        "capturing it, then print its annotation. Stories on loopback: "
+        + "; ".join(f"{name}: {s.summary}" for name, s in SCENARIOS.items())
+        + ". Stories across the lab's router (Linux; both ends captured): "
+        + "; ".join(f"{name}: {s.summary}" for name, s in LAB_STORIES.items()),
     )
-    scenario.add_argument("name", choices=list(SCENARIOS), metavar="NAME",
-                          help="one of: " + ", ".join(SCENARIOS))
-    scenario.add_argument("--out", help="capture file (default: out/NAME.pcapng)")
+    scenario.add_argument("name", choices=[*SCENARIOS, *LAB_STORIES], metavar="NAME",
+                          help="one of: " + ", ".join([*SCENARIOS, *LAB_STORIES]))
+    scenario.add_argument("--out", help="capture file (default: out/NAME.pcapng); a lab story "
+                          "writes each of its captures (client's view, server's view) into its folder")
     scenario.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto",
                           help="live capture (needs rights) or a rootless namespace (Linux)")
     scenario.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
@@ -146,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     references.add_argument("--out", default=None, help="folder (default: the repository's captures/)")
     references.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto")
     references.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto")
+    references.add_argument("--lab", action="store_true",
+                            help="the lab stories across the router instead, into captures/lab/ (Linux)")
     references.set_defaults(run=_run_references)
 
     from . import replay
@@ -362,6 +368,10 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from .analysis import format_ladder, format_summary
     from .capture import CaptureError
     from .scenarios import run_scenario
+    from .scenarios.lab import LAB_STORIES
+
+    if args.name in LAB_STORIES:
+        return _run_lab_story(args)
 
     out = args.out or f"out/{args.name}.pcapng"
     try:
@@ -378,10 +388,52 @@ def _run_scenario(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_lab_story(args: argparse.Namespace) -> int:
+    """A story across the lab's router: every capture it wrote, and why each resend happened."""
+    from pathlib import Path
+
+    from .analysis.why import explain
+    from .capture import CaptureError
+    from .netlab import run_in_lab
+    from .netlab.references import view_pairs
+    from .scenarios.lab import LAB_STORIES
+
+    folder = Path(args.out).parent if args.out else Path("out")
+    folder.mkdir(parents=True, exist_ok=True)
+    story = LAB_STORIES[args.name]
+    print(f"Playing {args.name} across the lab's router: {story.summary} ...", file=sys.stderr)
+    try:
+        outcome = run_in_lab(f"tcpchatx.netlab.stories:{story.function}",
+                             {"out_dir": str(folder), **_parse_params(args.param)})
+    except (CaptureError, TypeError, ValueError) as error:
+        print(f"tcpchatx scenario: {error}", file=sys.stderr)
+        return 1
+    for views in view_pairs(outcome):
+        print(f"Wrote {views['client']}\n  and {views['server']}")
+        for why in explain(views["client"], views["server"]):
+            print(f"  - {why.sentence()}")
+    print(f"\nOpen them in Wireshark, or: tcpchatx annotate {view_pairs(outcome)[0]['client']}")
+    return 0
+
+
 def _run_references(args: argparse.Namespace) -> int:
     from .capture import CaptureError
     from .references import CAPTURES, regenerate
 
+    if args.lab:
+        from pathlib import Path
+
+        from .netlab.references import LAB_CAPTURES
+        from .netlab.references import regenerate as regenerate_lab
+
+        try:
+            written = regenerate_lab(Path(args.out) if args.out else LAB_CAPTURES, args.names or None,
+                                     progress=lambda text: print(text, file=sys.stderr))
+        except (CaptureError, KeyError) as error:
+            print(f"tcpchatx references: {error}", file=sys.stderr)
+            return 1
+        print(f"Wrote {len(written)} lab capture(s).")
+        return 0
     try:
         written = regenerate(args.out or CAPTURES, args.names or None, backend=args.backend,
                              mode=args.mode)

@@ -27,7 +27,7 @@ from tcpchatx.analysis.plain.expert import EVENTS, Finding, analyse_one_by_one
 from tcpchatx.capture import rootless_available
 from tcpchatx.netlab import run_in_lab
 
-REFERENCES = sorted((Path(__file__).resolve().parents[1] / "captures").glob("*.pcapng"))
+REFERENCES = sorted((Path(__file__).resolve().parents[1] / "captures").rglob("*.pcapng"))  # and captures/lab/
 NUMBERS = ("duplicate_ack_num", "duplicate_ack_frame", "acks_frame", "ack_rtt", "bytes_in_flight")
 
 
