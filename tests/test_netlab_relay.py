@@ -81,3 +81,28 @@ def test_the_relay_carries_a_bulk_transfer_and_a_bottleneck_still_drops(shared_d
     counts = outcome["relay"]["counts"]["to_server"]
     assert counts["queue_full"] > 0 and counts["queue_full"] == outcome["dropped"]  # tbf's tail drops
     assert counts["forwarded"] + counts["queue_full"] == counts["received"]
+
+
+@needs_namespaces
+def test_the_chat_over_loss_and_delay_delivers_every_line_once_in_order():
+    """10 clients x 10 lines over 2% loss and 100 ms each way (the benchmark runs 50 x 100)."""
+    outcome = run_in_lab("tcpchatx.netlab.reliability:chat_over_a_bad_network", {"clients": 10, "messages": 10})
+    assert outcome["problems"] == {}
+    assert outcome["delivered"] == outcome["expected"] == 10 * 9 * 10
+    lost = sum(counts["lost"] for counts in outcome["relay_counts"].values())
+    assert lost > 0  # the path did lose frames: TCP repaired them
+
+
+def test_the_verdict_names_what_went_wrong():
+    from tcpchatx.netlab.reliability import Receiver, verdict
+
+    fine, short, twice = Receiver(0), Receiver(1), Receiver(2)
+    fine.got = [(1, 0), (2, 0), (1, 1), (2, 1)]
+    short.got = [(0, 0), (0, 1), (2, 1)]
+    twice.got = [(0, 1), (0, 0), (0, 1), (1, 0), (1, 1)]
+    twice.notices = ["c1 left (too slow)"]
+    found = verdict([fine, short, twice], clients=3, messages=2)["problems"]
+    assert list(found) == ["c1", "c2"]
+    assert found["c1"] == ["from c2: 1 missing, 0 twice, in order"]
+    assert found["c2"][0] == "from c0: 0 missing, 1 twice, OUT OF order"
+    assert "cut off" in found["c2"][1]

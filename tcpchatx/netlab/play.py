@@ -47,18 +47,21 @@ def capture_on(side: Side, port: int, path: Path) -> LiveCapture:
 
 
 @contextmanager
-def captured(paths: dict[str, Path], port: int) -> Iterator[None]:
-    """Both ends captured for the ``with`` block; saved if it ends well, discarded if not."""
-    captures = [capture_on(SERVER, port, paths["server"])]
+def captured(paths: dict[str, Path], port: int) -> Iterator[dict]:
+    """Both ends captured for the ``with`` block; saved if it ends well, discarded if not.
+    Yields a dict that, once the block is over, holds what each capture recorded
+    (``{"server": CaptureResult, "client": ...}``: its packets, and dumpcap's drops)."""
+    captures = {"server": capture_on(SERVER, port, paths["server"])}
+    recorded: dict = {}
     try:
-        captures.append(capture_on(CLIENT, port, paths["client"]))
-        yield
+        captures["client"] = capture_on(CLIENT, port, paths["client"])
+        yield recorded
     except BaseException:
-        for capture in captures:
+        for capture in captures.values():
             capture.abort()
         raise
-    for capture in captures:
-        capture.stop()
+    for side, capture in captures.items():
+        recorded[side] = capture.stop()
 
 
 @contextmanager
@@ -107,7 +110,7 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
             received.append(total)
 
     try:
-        with captured(paths, port):
+        with captured(paths, port) as recorded:
             reader = threading.Thread(target=receive_all, name="bulk-receiver")
             reader.start()
             with inside(CLIENT.namespace):
@@ -127,4 +130,5 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
         listener.close()
     return {"views": {name: str(path) for name, path in paths.items()}, "received": received,
             "seconds": seconds, "dropped": queue.samples[-1]["dropped"] - dropped_before, "tcp_info": sampler.samples,
-            "queue": queue.samples}
+            "queue": queue.samples,
+            "captured": {side: {"packets": r.packets, "dropped": r.dropped} for side, r in recorded.items()}}
