@@ -394,8 +394,9 @@ def _run_lab_story(args: argparse.Namespace) -> int:
 
     from .analysis.why import explain
     from .capture import CaptureError
+    from .capture.errors import RootlessUnavailableError
     from .netlab import run_in_lab
-    from .netlab.references import view_pairs
+    from .netlab.references import LAB_CAPTURES, view_pairs
     from .scenarios.lab import LAB_STORIES
 
     folder = Path(args.out).parent if args.out else Path("out")
@@ -405,6 +406,11 @@ def _run_lab_story(args: argparse.Namespace) -> int:
     try:
         outcome = run_in_lab(f"tcpchatx.netlab.stories:{story.function}",
                              {"out_dir": str(folder), **_parse_params(args.param)})
+    except RootlessUnavailableError as error:
+        print(f"tcpchatx scenario: the lab network needs namespaces, which this machine does not offer: "
+              f"{error}\nIts reference captures are in {LAB_CAPTURES}/{args.name}*-view.pcapng "
+              "(open them in Wireshark, or tcpchatx annotate them).", file=sys.stderr)
+        return 1
     except (CaptureError, TypeError, ValueError) as error:
         print(f"tcpchatx scenario: {error}", file=sys.stderr)
         return 1

@@ -52,3 +52,13 @@ def test_the_index_says_why_each_resend_happened(tmp_path):
     assert sorted(path.name for path in written) == ["rto-client-view.pcapng", "rto-server-view.pcapng"]
     index = (tmp_path / "README.md").read_text()
     assert "## rto" in index and "1 resend(s)" in index and "timeout (the RTO)" in index
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs the system python3")
+def test_without_namespaces_the_lab_says_so_and_points_to_the_references(tmp_path):
+    """``unshare`` is missing from PATH: the lab cannot start, and says where the stories are."""
+    env = {"PATH": str(tmp_path), "PYTHONPATH": ":".join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "tcpchatx", "scenario", "rto", "--out", "x/y.pcapng"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False, timeout=60)
+    assert done.returncode == 1
+    assert "needs namespaces" in done.stderr and "captures/lab/rto*-view.pcapng" in done.stderr

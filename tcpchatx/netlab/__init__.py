@@ -14,7 +14,10 @@ the other, with captures at both ends:
   (delay, jitter, seeded loss, named drops, holds and duplicates), where the kernel
   has no netem;
 - :mod:`.queues`: the router's queue, sampled;
-- :mod:`.stories`: stories that make one thing of TCP happen every run (``rto``, ``backoff``, ``zero_window``);
+- :mod:`.stories`: stories that make one thing of TCP happen every run (``rto``,
+  ``backoff``, ``fast_retransmit``, ``reorder``, ``zero_window``, ``bottleneck``, ``rtt``);
+- :mod:`.reliability`: the chat across loss and delay, every line checked;
+- :mod:`.references`: the stories' reference captures in ``captures/lab/``;
 - :mod:`.child`: what runs inside the namespaces; :func:`run_in_lab` starts it;
 - :mod:`.selftest`: a chat across the router, captured at both ends.
 
