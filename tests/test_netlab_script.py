@@ -62,6 +62,16 @@ def test_a_duplicated_segment_is_delivered_twice():
     assert len(link(events=[{"do": "duplicate", "data_segment": 1}]).decide(frame(b"x"), 0.0)) == 2
 
 
+def test_a_break_loses_everything_for_its_time_then_heals():
+    line = link(events=[{"do": "break", "text": "now", "for_ms": 100}])
+    assert line.decide(frame(b"before\n"), 0.0)
+    assert not line.decide(frame(b"now\n"), 1.0)  # the frame that breaks it is lost too
+    assert not line.decide(frame(flags="A"), 1.05)  # and everything for 100 ms
+    assert not line.decide(frame(b"now\n"), 1.099)  # (a resend of the same line too)
+    assert line.decide(frame(b"now\n"), 1.1)  # healed
+    assert [entry["event"] for entry in line.log] == ["break the segment carrying 'now': the path breaks for 100 ms"]
+
+
 def test_random_loss_follows_its_seed():
     frames = [frame(b"x", seq=k) for k in range(5000)]
     one = link(loss=0.02, seed=7)
@@ -99,6 +109,7 @@ def test_frames_without_tcp_pass_and_count_for_nothing():
     ({"to_server": {"events": [{"do": "drop", "data_segment": 1, "syn": True}]}}, "exactly one of"),
     ({"to_server": {"events": [{"do": "drop", "data_segment": 0}]}}, "counts from 1"),
     ({"to_server": {"events": [{"do": "hold", "data_segment": 1}]}}, "hold_ms > 0"),
+    ({"to_server": {"events": [{"do": "break", "data_segment": 1}]}}, "for_ms > 0"),
     ({"to_server": {"events": [{"do": "drop", "text": ""}]}}, "non-empty"),
     ([1, 2], "mapping of directions"),
 ])

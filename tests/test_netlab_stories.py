@@ -199,3 +199,15 @@ def test_bottleneck(shared_dir, user):
     assert cubic["dropped"] > 0 and cubic["last_ssthresh"] < 2**31 - 1
     cwnd = [sample["snd_cwnd"] for sample in cubic["tcp_info"]]
     assert max(cwnd) > 2 * cwnd[0]  # slow start grew it
+
+
+def test_the_router_view_shows_the_line_the_router_dropped(shared_dir):
+    """Asked for, the router's end of the client's link is captured too: alice's lost
+    line reached the router (and went no further), then its resend."""
+    outcome = play("rto", "root", shared_dir, router_view=True)
+    line = (outcome["line"] + "\n").encode()
+    copies = {}
+    for side, path in outcome["views"].items():
+        a = analyze(path)
+        copies[side] = sum(a.packets.payload(i) == line for i in range(len(a.packets)))
+    assert copies == {"client": 2, "router": 2, "server": 1}

@@ -32,11 +32,13 @@ BULK_PORT = 25001
 TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
 
 
-def views(out_dir: str, name: str) -> dict[str, Path]:
-    """The story's two capture files: the client's view and the server's, in *out_dir*
-    (made absolute: LiveCapture would put a bare file name into captures/)."""
+def views(out_dir: str, name: str, router_view: bool = False) -> dict[str, Path]:
+    """The story's capture files: the client's view and the server's, and with
+    *router_view* the router's, in *out_dir* (made absolute: LiveCapture would put a
+    bare file name into captures/)."""
     out = Path(out_dir).resolve()
-    return {side: out / f"{name}-{side}-view.pcapng" for side in ("client", "server")}
+    sides = ("client", "server", "router") if router_view else ("client", "server")
+    return {side: out / f"{name}-{side}-view.pcapng" for side in sides}
 
 
 def capture_on(side: Side, port: int, path: Path) -> LiveCapture:
@@ -46,15 +48,26 @@ def capture_on(side: Side, port: int, path: Path) -> LiveCapture:
                            marker_to=side.router_address).start()
 
 
+def capture_at_router(port: int, path: Path) -> LiveCapture:
+    """A started capture of *port* on the router's end of the client's link (``c0``):
+    every frame from the client as it reached the router - the ones the router then
+    dropped too - and every frame the router sent the client."""
+    return LiveCapture(port, path, backend="dumpcap", interface=CLIENT.router_link,
+                       marker_to=CLIENT.address).start()
+
+
 @contextmanager
 def captured(paths: dict[str, Path], port: int) -> Iterator[dict]:
-    """Both ends captured for the ``with`` block; saved if it ends well, discarded if not.
+    """Both ends captured for the ``with`` block (and the router, if *paths* has a
+    ``"router"`` view); saved if it ends well, discarded if not.
     Yields a dict that, once the block is over, holds what each capture recorded
     (``{"server": CaptureResult, "client": ...}``: its packets, and dumpcap's drops)."""
     captures = {"server": capture_on(SERVER, port, paths["server"])}
     recorded: dict = {}
     try:
         captures["client"] = capture_on(CLIENT, port, paths["client"])
+        if "router" in paths:
+            captures["router"] = capture_at_router(port, paths["router"])
         yield recorded
     except BaseException:
         for capture in captures.values():

@@ -12,7 +12,9 @@ Each event says what to do (``"do"``) and to which frame:
 - ``"drop"``: the frame is lost;
 - ``"hold"``: the frame is held back ``hold_ms`` longer than the others, so that the
   ones behind it overtake it (reordering);
-- ``"duplicate"``: the frame is delivered twice.
+- ``"duplicate"``: the frame is delivered twice;
+- ``"break"``: the frame and everything after it in this direction is lost for
+  ``for_ms`` (a broken path, then healed);
 
 and picks its frame with one of:
 
@@ -41,10 +43,10 @@ import struct
 from dataclasses import dataclass, field
 
 DIRECTIONS = ("to_server", "to_client")
-ACTIONS = ("drop", "hold", "duplicate")
+ACTIONS = ("drop", "hold", "duplicate", "break")
 SELECTORS = ("data_segment", "text", "syn")
 DIRECTION_KEYS = {"delay_ms", "jitter_ms", "loss", "seed", "events"}
-EVENT_KEYS = {"do", "hold_ms", "port", "times", *SELECTORS}
+EVENT_KEYS = {"do", "hold_ms", "for_ms", "port", "times", *SELECTORS}
 
 ETHERNET_HEADER = 14
 ETHERTYPE_IPV4 = 0x0800
@@ -67,6 +69,7 @@ class Event:
     port: int | None = None
     times: int = 1
     hold_ms: float = 0.0
+    for_ms: float = 0.0
     done: int = 0  # frames it has applied to so far
     seen: int = 0  # data segments counted so far (for data_segment)
 
@@ -75,7 +78,8 @@ class Event:
                 else f"the segment carrying {self.text.decode(errors='replace')!r}" if self.text is not None
                 else "the next SYN")
         on_port = f" on port {self.port}" if self.port is not None else ""
-        return f"{self.do} {what}{on_port}" + (f" for {self.hold_ms:g} ms" if self.do == "hold" else "")
+        how_long = {"hold": f" for {self.hold_ms:g} ms", "break": f": the path breaks for {self.for_ms:g} ms"}
+        return f"{self.do} {what}{on_port}" + how_long.get(self.do, "")
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Direction:
     seed: int = 1
     events: list[Event] = field(default_factory=list)
     last_release: float = 0.0
+    broken_until: float = 0.0
     log: list[dict] = field(default_factory=list)  # what the events and the loss did, in order
 
     def __post_init__(self) -> None:
@@ -124,13 +129,17 @@ class Direction:
     def decide(self, frame: bytes, now: float) -> list[float]:
         """When to deliver *frame*, received at *now* (seconds): one time per copy to
         deliver, so ``[]`` is a loss, one time a delivery and two a duplicate."""
+        if now < self.broken_until:
+            return []  # the path is broken
         segment = tcp_segment(frame)
         event = self._event_for(segment) if segment is not None else None
         if event is not None:
             event.done += 1
             self.log.append({"at": now, "event": event.describe(), "seq": segment.seq,
                              "length": len(segment.payload)})
-            if event.do == "drop":
+            if event.do == "break":
+                self.broken_until = now + event.for_ms / 1000
+            if event.do in ("drop", "break"):
                 return []
         elif self.loss and self.random.random() < self.loss:
             self.log.append({"at": now, "event": "random loss",
@@ -208,7 +217,8 @@ def _event(where: str, spec: dict) -> Event:
     if len(chosen) != 1:
         raise ScriptError(f"{where}: pick the frame with exactly one of {SELECTORS} (got {chosen or 'none'})")
     event = Event(spec["do"], port=spec.get("port"), times=spec.get("times", 1),
-                  hold_ms=_number(where, "hold_ms", spec.get("hold_ms", 0)))
+                  hold_ms=_number(where, "hold_ms", spec.get("hold_ms", 0)),
+                  for_ms=_number(where, "for_ms", spec.get("for_ms", 0)))
     if "data_segment" in spec:
         if not isinstance(spec["data_segment"], int) or spec["data_segment"] < 1:
             raise ScriptError(f"{where}: data_segment counts from 1, not {spec['data_segment']!r}")
@@ -223,6 +233,8 @@ def _event(where: str, spec: dict) -> Event:
         event.syn = True
     if event.do == "hold" and event.hold_ms <= 0:
         raise ScriptError(f"{where}: a hold needs hold_ms > 0 (how much later the frame leaves)")
+    if event.do == "break" and event.for_ms <= 0:
+        raise ScriptError(f"{where}: a break needs for_ms > 0 (how long the path stays broken)")
     if not isinstance(event.times, int) or event.times < 1:
         raise ScriptError(f"{where}: times is a count of frames, at least 1")
     return event

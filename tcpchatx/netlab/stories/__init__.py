@@ -5,7 +5,10 @@ both ends and the kernel's TCP_INFO sampled, checks that its event really happen
 (raising :class:`StoryError` if not: a run that missed its event saves nothing to
 study), and returns what it recorded.  Run one with
 :func:`tcpchatx.netlab.run_in_lab` (``"tcpchatx.netlab.stories:rto"``), or
-``tcpchatx scenario NAME`` (:data:`STORIES` names them).
+``tcpchatx scenario NAME`` (:data:`STORIES` names them).  Every story writes the
+client's view and the server's; with ``router_view=True`` it also captures the
+router's end of the client's link (``NAME-router-view.pcapng``): what reached the
+router, including what it then dropped.
 
 - :mod:`.timeouts`: ``rto`` and ``backoff``, the retransmission timer;
 - :mod:`.dupacks`: ``fast_retransmit`` and ``reorder``, duplicate ACKs and SACK;

@@ -14,7 +14,7 @@ NO_THRESHOLD = 2**31 - 1  # TCP_INFO's ssthresh before the first loss (Linux's "
 
 
 def bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int = 30_000, size: int = 600_000,
-               delay_ms: float = 10, algorithms: tuple[str, ...] = ("cubic", "reno", "bbr")) -> dict:
+               delay_ms: float = 10, algorithms: tuple[str, ...] = ("cubic", "reno", "bbr"), router_view: bool = False) -> dict:
     """``size`` bytes from the client to the server through a link of ``rate`` whose
     router queues at most ``buffer_bytes`` (then drops: a tail drop), ``delay_ms``
     each way, once per congestion control algorithm.
@@ -31,7 +31,7 @@ def bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int = 30_000, si
     each_way = {"delay_ms": delay_ms}
     runs = {}
     for algorithm in algorithms:
-        paths = views(out_dir, f"bottleneck-{algorithm}")
+        paths = views(out_dir, f"bottleneck-{algorithm}", router_view)
         with Relay({"to_server": each_way, "to_client": each_way}) as relay:
             run = bulk_transfer(paths, size, congestion=algorithm)
         if run["received"] != [size]:

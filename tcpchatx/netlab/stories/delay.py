@@ -14,7 +14,7 @@ from .common import StoryError, confirmed
 SYN, SYN_ACK = 0x02, 0x12
 
 
-def rtt(out_dir: str, rtts_ms: tuple[float, ...] = (0, 50, 200), lines: int = 4) -> dict:
+def rtt(out_dir: str, rtts_ms: tuple[float, ...] = (0, 50, 200), lines: int = 4, router_view: bool = False) -> dict:
     """The same chat over paths with round trips of ``rtts_ms`` (half the delay each way).
 
     - **The handshake** takes one round trip: the client's SYN-ACK comes back an RTT
@@ -34,7 +34,7 @@ def rtt(out_dir: str, rtts_ms: tuple[float, ...] = (0, 50, 200), lines: int = 4)
     runs = {}
     for rtt_ms in rtts_ms:
         name = f"rtt-{rtt_ms:g}ms"
-        paths = views(out_dir, name)
+        paths = views(out_dir, name, router_view)
         each_way = {"delay_ms": rtt_ms / 2}
         written = [f"line {k + 1} of {lines}, written at once" for k in range(lines)]
         last = written[-1]

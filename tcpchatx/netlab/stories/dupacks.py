@@ -25,10 +25,11 @@ def _delayed(delay_ms: float, events: list[dict] | None = None) -> dict:
     return {"to_server": {"delay_ms": delay_ms, "events": events or []}, "to_client": {"delay_ms": delay_ms}}
 
 
-def _burst(name: str, out_dir: str, lines: int, event: dict, delay_ms: float) -> tuple[dict[str, Path], dict]:
+def _burst(name: str, out_dir: str, lines: int, event: dict, delay_ms: float,
+           router_view: bool) -> tuple[dict[str, Path], dict]:
     """alice writes *lines* lines at once while the relay does *event* to one of them;
     bob hears them all.  Returns the saved views and the relay's report."""
-    paths = views(out_dir, name)
+    paths = views(out_dir, name, router_view)
     burst = [f"line {k + 1} of {lines}, all written at once" for k in range(lines)]
     with Relay(_delayed(delay_ms)) as relay:
         with chat_across_router(paths, RoomConfig(flood_control=False)) as (alice, bob):
@@ -43,7 +44,8 @@ def _burst(name: str, out_dir: str, lines: int, event: dict, delay_ms: float) ->
     return paths, relay.final
 
 
-def fast_retransmit(out_dir: str, lines: int = 10, lost: int = 3, delay_ms: float = 25) -> dict:
+def fast_retransmit(out_dir: str, lines: int = 10, lost: int = 3, delay_ms: float = 25,
+                    router_view: bool = False) -> dict:
     """alice writes ``lines`` chat lines at once; the router loses line ``lost``.  Each
     line behind it reaches the server, which answers each with the same ACK again (a
     duplicate ACK: "I still miss the bytes from here"), and with SACK also says which
@@ -60,7 +62,7 @@ def fast_retransmit(out_dir: str, lines: int = 10, lost: int = 3, delay_ms: floa
     for name, sack in (("fast-retransmit", "1"), ("fast-retransmit-no-sack", "0")):
         set_sysctl(CLIENT.namespace, "tcp_sack", sack)
         set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")  # no tail-loss probe racing the dup ACKs
-        paths, relay = _burst(name, out_dir, lines, drop, delay_ms)
+        paths, relay = _burst(name, out_dir, lines, drop, delay_ms, router_view)
         outcome["sack" if sack == "1" else "no_sack"] = {
             "views": {side: str(path) for side, path in paths.items()}, "relay": relay,
             **confirmed(paths, lambda paths=paths: _fast_retransmission(paths["client"]))}
@@ -82,7 +84,8 @@ def _fast_retransmission(client_view: Path) -> dict:
     return {"fast_retransmission": frame, "resent_bytes": length, "duplicate_acks": dup_acks}
 
 
-def reorder(out_dir: str, lines: int = 4, late: int = 3, hold_ms: float = 5, delay_ms: float = 25) -> dict:
+def reorder(out_dir: str, lines: int = 4, late: int = 3, hold_ms: float = 5, delay_ms: float = 25,
+            router_view: bool = False) -> dict:
     """alice writes ``lines`` lines at once; the router holds line ``late`` back for
     ``hold_ms``, so that the line behind it arrives first.  The server answers with an
     ACK that still asks for the late line's bytes, and a SACK block for the line it
@@ -92,7 +95,7 @@ def reorder(out_dir: str, lines: int = 4, late: int = 3, hold_ms: float = 5, del
     neither view has a retransmission.
     """
     paths, relay = _burst("reorder", out_dir, lines, {"do": "hold", "data_segment": late, "hold_ms": hold_ms},
-                          delay_ms)
+                          delay_ms, router_view)
 
     def check() -> dict:
         late_frames = [f for f, _, names, _ in expert_events(paths["server"]) if "out_of_order" in names]

@@ -17,7 +17,8 @@ from .common import StoryError, set_sysctl
 TCP_HEADER_WITH_TIMESTAMPS = 32  # 20 bytes, and the timestamps option (NOP, NOP, 10 bytes)
 
 
-def rto(out_dir: str, line: str = "this line is lost once, and sent again after a timeout") -> dict:
+def rto(out_dir: str, line: str = "this line is lost once, and sent again after a timeout",
+        router_view: bool = False) -> dict:
     """alice's chat line is lost once at the router; with nothing after it to provoke
     duplicate ACKs, alice's kernel resends it only when its retransmission timer runs
     out (the RTO, at least 200 ms on Linux).  bob receives it late, once.
@@ -25,7 +26,7 @@ def rto(out_dir: str, line: str = "this line is lost once, and sent again after 
     The tail loss probe, which would resend it after a few milliseconds, is switched
     off in the client's namespace (``tcp_early_retrans=0``), so that the timer is seen.
     """
-    paths = views(out_dir, "rto")
+    paths = views(out_dir, "rto", router_view)
     for namespace in (CLIENT.namespace, SERVER.namespace):
         set_sysctl(namespace, "tcp_timestamps", "1")  # the header length the drop rule counts on
     set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")
@@ -54,7 +55,8 @@ def _quota_used(table: str) -> int:
 
 
 def backoff(out_dir: str, broken_for: float = 1.7,
-            line: str = "sent while the path is broken; it gets through once it is back") -> dict:
+            line: str = "sent while the path is broken; it gets through once it is back",
+            router_view: bool = False) -> dict:
     """The path breaks just before alice sends a line, for ``broken_for`` seconds.  Her
     kernel resends it each time its retransmission timer runs out, and doubles the
     timer every time (exponential backoff: about 0.2, 0.4, 0.8 s...); the first resend
@@ -63,7 +65,7 @@ def backoff(out_dir: str, broken_for: float = 1.7,
     ``broken_for`` is the story's own timing (how long the cable is out), not a wait
     for something to happen.
     """
-    paths = views(out_dir, "backoff")
+    paths = views(out_dir, "backoff", router_view)
     set_sysctl(CLIENT.namespace, "tcp_early_retrans", "0")  # the timer alone resends
     with chat_across_router(paths) as (alice, bob):
         with Sampler({"alice": alice.sock}, interval=0.01) as sampler:

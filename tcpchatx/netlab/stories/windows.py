@@ -11,7 +11,7 @@ from ..topology import CLIENT, SERVER
 from .common import StoryError, set_sysctl
 
 
-def zero_window(out_dir: str, pause: float = 2.4) -> dict:
+def zero_window(out_dir: str, pause: float = 2.4, router_view: bool = False) -> dict:
     """alice stops reading.  bob's lines, copied to her by the server, fill her receive
     window (kept small in the client's namespace): her ACKs announce a window of 0, and
     the server's kernel probes it, waiting longer before each probe.  After ``pause``
@@ -20,7 +20,7 @@ def zero_window(out_dir: str, pause: float = 2.4) -> dict:
 
     ``pause`` is the story's own timing (how long alice's window stays shut).
     """
-    paths = views(out_dir, "zero-window")
+    paths = views(out_dir, "zero-window", router_view)
     set_sysctl(CLIENT.namespace, "tcp_rmem", "4096 4096 4096")  # a small receive window for alice
     set_sysctl(SERVER.namespace, "tcp_wmem", "4096 4096 4096")  # and a small send buffer for the server
     with chat_across_router(paths, RoomConfig(flood_control=False), queue_bytes=16_384) as (alice, bob):
