@@ -106,3 +106,35 @@ def test_the_verdict_names_what_went_wrong():
     assert found["c1"] == ["from c2: 1 missing, 0 twice, in order"]
     assert found["c2"][0] == "from c0: 0 missing, 1 twice, OUT OF order"
     assert "cut off" in found["c2"][1]
+
+
+def test_netem_commands_are_the_script_in_tc():
+    from tcpchatx.netlab.netem import netem_commands
+
+    script = {"to_server": {"delay_ms": 25, "jitter_ms": 5, "loss": 0.02}, "to_client": {"delay_ms": 25}}
+    assert [" ".join(c) for c in netem_commands(script)] == [
+        "tc qdisc add dev s0 root netem delay 25ms 5ms loss 2%",
+        "tc qdisc add dev c0 root netem delay 25ms"]
+
+
+@needs_namespaces
+@pytest.mark.parametrize(("script", "engine", "expect"), [
+    ({"to_server": {"delay_ms": 25}}, "relay", {"engine": "relay"}),
+    ({"to_server": {"events": [{"do": "drop", "data_segment": 1}]}}, "auto", {"engine": "relay"}),
+    ({"to_server": {"events": [{"do": "drop", "data_segment": 1}]}}, "netem", {"error": "netem cannot pick"}),
+])
+def test_the_lab_says_which_engine_a_script_gets(script, engine, expect):
+    outcome = run_in_lab("tcpchatx.netlab.selftest:which_engine", {"script": script, "engine": engine})
+    for key, value in expect.items():
+        assert value in outcome[key], outcome
+
+
+@needs_namespaces
+def test_where_the_kernel_has_no_netem_auto_takes_the_relay_and_netem_says_why():
+    auto = run_in_lab("tcpchatx.netlab.selftest:which_engine", {"script": DELAY, "engine": "auto"})
+    netem = run_in_lab("tcpchatx.netlab.selftest:which_engine", {"script": DELAY, "engine": "netem"})
+    if auto["netem"]:  # a kernel with netem: auto takes it
+        assert auto["engine"] == "netem" and netem["engine"] == "netem"
+    else:  # this machine's kernel (no sch_netem)
+        assert auto["engine"] == "relay" and "cannot add netem" in auto["why"]
+        assert netem["error"].startswith("NetemUnavailableError: tc cannot add netem here")

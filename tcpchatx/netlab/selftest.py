@@ -54,3 +54,14 @@ def bulk_through_bottleneck(out_dir: str, rate: str | None = "4mbit", buffer_byt
     with through(script) as relay:
         outcome = bulk_transfer(paths, size)
     return {**outcome, "relay": relay.final if relay else None}
+
+
+def which_engine(script: dict, engine: str = "auto") -> dict:
+    """Which engine the lab gives *script* on this kernel, and why (see :mod:`.netem`)."""
+    from .netem import engine_for, netem_available
+
+    try:
+        chosen, why = engine_for(script, engine)
+    except Exception as exc:  # noqa: BLE001 - the outcome is the answer
+        return {"error": f"{type(exc).__name__}: {exc}", "netem": netem_available()[0]}
+    return {"engine": chosen, "why": why, "netem": netem_available()[0]}
