@@ -4,7 +4,10 @@ long each story takes.  Needs unprivileged user namespaces (Linux); run as anyon
 1. **The relay's rate.**  A bulk transfer (50 MB; 10 MB quick) from the client to the
    server with nothing in the way, captured at both ends, once through the relay
    and once through the router's kernel.  Figure: frames the relay forwarded per
-   second, target 50,000; beside it the kernel's rate on the same transfer.
+   second, target 50,000; beside it the kernel's rate on the same transfer, and the
+   relay's own CPU time (about two thirds of it in the kernel: each send() also
+   runs the receiving host's TCP, in the relay's time).  The relay has one core to
+   itself only on a quiet machine: run this benchmark alone.
 2. **dumpcap keeps up.**  The same transfer: packets in each view over the frames the
    relay forwarded that way and back, with dumpcap's own drop count; target 1x, 0 drops.
 3. **Reliability.**  50 clients x 100 lines over 2% loss and 100 ms each way
@@ -57,9 +60,10 @@ def _relay_rows(relayed: dict, kernel: dict, size: int) -> list[Result]:
     captured = relayed["captured"]
     worst = min(side["packets"] for side in captured.values()) / frames
     drops = sum(side["dropped"] or 0 for side in captured.values())
+    cpu = relayed["relay"]["cpu_seconds"]
     return [
         Result(f"relay: {size // 1_000_000} MB bulk, {frames:,} frames in {relayed['seconds']:.2f} s "
-               f"= {per_second:,.0f} frames/s",
+               f"= {per_second:,.0f} frames/s (relay CPU: {cpu['user']:.2f} s user, {cpu['system']:.2f} s system)",
                f"50,000 frames/s; the kernel forwarding the same: ~{kernel_rate:,.0f} frames/s "
                f"({per_second / kernel_rate:.2f}x of it)", per_second / 50_000, 1.0),
         Result(f"dumpcap on both views: fewest packets / frames relayed, {drops} dropped",

@@ -174,7 +174,9 @@ class Forwarder:
         for name in DIRECTIONS:
             events[name] = [{**entry, "at": round(entry["at"] - self.started, 6)}
                             for entry in self.log[name] + self.links[name].log]
+        used = os.times()
         return {"engine": "relay", "counts": self.counts, "events": events, "still_delayed": len(self.pending),
+                "cpu_seconds": {"user": used.user, "system": used.system},
                 "socket_drops": sum(port.socket_drops() for port in self.ports.values())}
 
 
