@@ -351,6 +351,71 @@ def test_watch_sees_the_handshake_before_accept(capsys):
     assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in capsys.readouterr().out
 
 
+rootless_only = pytest.mark.skipif(not rootless_available()[0], reason="no user namespaces here")
+
+
+@rootless_only
+def test_watch_in_rootless_mode_captures_the_sockets_it_makes(capsys):
+    """Each block's sockets come from the session's namespace, so the listener of one block
+    accepts the client of the next, and each block's capture shows what it sent."""
+    lab.capture_mode("rootless", quiet=True)
+    port = lab.pick_port()
+    with lab.watch(port, "listen") as listening:
+        listener = listening.socket()
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+    with lab.watch(port, "connect") as connecting:
+        client = connecting.socket()
+        client.connect(("127.0.0.1", port))
+    with lab.watch(port, "accept") as accepting:
+        server_side, _ = listener.accept()
+    with lab.watch(port, "talk") as talking:
+        client.sendall(b"hello\n")
+        assert server_side.recv(1024) == b"hello\n"
+    for sock in (client, server_side, listener):
+        sock.close()
+    session = lab.current_session()
+    assert {w.namespace for w in (listening, connecting, accepting, talking)} == {session.sockets}
+    assert (listening.packets, connecting.packets, accepting.packets) == (0, 3, 0)
+    assert connecting.run.mode == "rootless" and connecting.run.port == port
+    assert connecting.run.packets["step"].tolist() == ["SYN", "SYN-ACK", "ACK (handshake)"]
+    assert talking.run.packets["len"].tolist()[0] == len(b"hello\n")
+    out = capsys.readouterr().out
+    assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in out
+    assert "listen: 0 packet(s) on the wire." in out and "accept: 0 packet(s) on the wire." in out
+    assert lab.handshake_run(connecting) is connecting.run
+    with socket.socket() as outsider, pytest.raises(ConnectionRefusedError):
+        outsider.connect(("127.0.0.1", port))  # nothing listens out here: no leak either way
+    factory = session.sockets
+    lab.reset_session()  # ends the namespace's child with the session
+    assert not factory.running
+
+
+@rootless_only
+def test_watch_in_rootless_mode_says_plain_sockets_are_not_captured(capsys):
+    lab.capture_mode("rootless", quiet=True)
+    port = lab.pick_port()
+    with lab.watch(port, "plain") as seen:
+        listener = socket.socket()  # made out here, where the namespace's capture cannot see
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)):
+            pass
+    listener.close()
+    assert seen.run is None
+    assert "plain: done, but not captured: in rootless mode only the sockets made with w.socket()" \
+        in capsys.readouterr().out
+
+
+def test_watch_socket_is_a_plain_socket_outside_rootless_mode():
+    with lab.watch(lab.pick_port(mode="reference"), "plain", mode="reference") as seen:
+        with seen.socket() as made:
+            assert (made.family, made.type) == (socket.AF_INET, socket.SOCK_STREAM)
+        with seen.socket(socket.AF_INET6, socket.SOCK_DGRAM) as made:
+            assert (made.family, made.type) == (socket.AF_INET6, socket.SOCK_DGRAM)
+    assert seen.namespace is None and lab.current_session().sockets is None  # no namespace started
+
+
 @live_only
 @pytest.mark.parametrize("variant", ["abort", "close"])
 def test_exercise_close_variants(variant):

@@ -6,7 +6,7 @@
   site-packages on PYTHONPATH (the venv's own interpreter lives under /root, which
   nobody cannot read), in a scratch directory nobody owns; no mode is forced, so
   the notebooks pick the rootless namespace (or, where namespaces are off, the
-  reference captures) by themselves;
+  reference captures) by themselves; notebook 01 captures its own handshake there too;
 * **papermill**: notebook 04 with two sets of parameters; its self-checks must pass.
 
 Each executed notebook must have no error, nothing on stderr in any cell (no thread
@@ -100,6 +100,16 @@ def assert_clean_run(nb, mode: str | tuple[str, ...]) -> str:
     return named.group(1)
 
 
+def assert_own_handshake(nb) -> None:
+    """Notebook 01's story, told by its own sockets: listen 0 packets, connect 3, accept 0,
+    and the numbers are read from that handshake."""
+    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+    assert "socket, bind, listen: 0 packet(s) on the wire." in text
+    assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
+    assert "accept: 0 packet(s) on the wire." in text
+    assert "Using your own handshake: packets 1-3 of " in text
+
+
 def execute_here(path: Path, mode: str, out: Path, monkeypatch) -> nbformat.NotebookNode:
     """Execute ``path`` in a fresh kernel started from this process, in capture ``mode``."""
     from nbclient import NotebookClient
@@ -157,11 +167,8 @@ live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "li
 def test_notebook_live(name, tmp_path, monkeypatch):
     nb = execute_here(NOTEBOOK_DIR / name, "live", tmp_path, monkeypatch)
     assert_clean_run(nb, "live")
-    if name == "01_handshake.ipynb":  # the story its cells tell: listen 0 packets, connect 3, accept 0
-        text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
-        assert "socket, bind, listen: 0 packet(s) on the wire." in text
-        assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
-        assert "accept: 0 packet(s) on the wire." in text
+    if name == "01_handshake.ipynb":
+        assert_own_handshake(nb)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -216,16 +223,20 @@ def _can_become_nobody() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def nobody_runs():
-    """Execute every notebook once as nobody (one driver process); the executed notebooks."""
+def nobody_runs(request):
+    """Execute every selected notebook once as nobody (one driver process for all of them,
+    so ``-k 01`` runs only notebook 01); the executed notebooks."""
     why_not = _can_become_nobody()
     if why_not:
         pytest.skip(why_not)
+    selected = {item.callspec.params["name"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_notebook_as_nobody"}
+    notebooks = [path for path in NOTEBOOKS if path.name in selected]
     scratch = Path(tempfile.mkdtemp(prefix="tcpchatx-notebooks-nobody-"))
     try:
         work = scratch / "notebooks"
         work.mkdir()
-        for path in NOTEBOOKS:
+        for path in notebooks:
             shutil.copy(path, work / path.name)
         for name in ("home", "runtime", "ipython", "mpl", "out"):
             (scratch / name).mkdir()
@@ -241,7 +252,7 @@ def nobody_runs():
             "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}",
             "LANG": "C.UTF-8",
         }
-        spec = {"notebooks": [str(work / path.name) for path in NOTEBOOKS],
+        spec = {"notebooks": [str(work / path.name) for path in notebooks],
                 "timeout": CELL_TIMEOUT, "cwd": str(work)}
         done = subprocess.run(
             ["runuser", "-u", "nobody", "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
@@ -266,6 +277,8 @@ def test_notebook_as_nobody(name, nobody_runs):
     expected = "rootless" if rootless_available()[0] else "reference"
     assert error is None, error
     assert assert_clean_run(nb, ("rootless", "reference")) == expected
+    if name == "01_handshake.ipynb" and expected == "rootless":  # its own sockets, in the namespace
+        assert_own_handshake(nb)
 
 
 # --------------------------------------------------------------------------- papermill

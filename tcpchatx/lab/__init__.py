@@ -31,7 +31,9 @@ Theory of operation
 *Modes.*  A notebook works the same in three modes (:func:`capture_mode` picks one
 and says why): **live** captures this machine's loopback; **rootless** plays each
 scenario inside a private user + network namespace, where an ordinary user may
-capture (:func:`tcpchatx.capture.run_rootless`); **reference** opens the captures
+capture (:func:`tcpchatx.capture.run_rootless`), and makes the sockets of a
+:func:`watch` block in another one (:class:`tcpchatx.capture.NamespaceSockets`, one
+per session); **reference** opens the captures
 shipped in ``captures/``, made with each scenario's default parameters.  The
 environment variable ``TCPCHATX_CAPTURE_MODE`` (or ``capture_mode(mode)``) forces
 one, which is how the tests play every notebook in every mode.

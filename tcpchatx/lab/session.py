@@ -1,4 +1,5 @@
-"""What one notebook has chosen and done so far: its capture mode and its self-checks.
+"""What one notebook has chosen and done so far: its capture mode, its self-checks, and
+(rootless mode) the namespace its own sockets are made in.
 
 A notebook kernel is one lab session: the first cell chooses a capture mode, later
 cells reuse it, and every :func:`~tcpchatx.lab.check` adds a verdict.  All of that
@@ -9,7 +10,10 @@ import: importing the lab changes nothing, and :func:`reset_session` starts afre
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass, field
+
+from ..capture.namespace_sockets import NamespaceSockets
 
 
 @dataclass
@@ -19,6 +23,25 @@ class Session:
     mode: str | None = None  # chosen by capture_mode(); None until then
     backend: str = "auto"  # the capture backend capture_mode() was given
     checks: list[tuple[str, str]] = field(default_factory=list)  # (name, "PASS"/"FAIL"/"SKIP"), in order
+    # Rootless mode: the one namespace this notebook's own sockets are made in (lab.watch),
+    # started on first use; one for the whole session, so that its sockets can talk.
+    sockets: NamespaceSockets | None = None
+    own_sockets: int = 0  # how many sockets Watch.socket() has made in it
+
+    def namespace_sockets(self) -> NamespaceSockets:
+        """The session's socket factory in a private namespace, started the first time."""
+        if self.sockets is None or not self.sockets.running:
+            self.close()  # one that died: forget it
+            self.sockets = NamespaceSockets().start()
+            atexit.register(self.sockets.close)  # tidy; its child would also end with us
+        return self.sockets
+
+    def close(self) -> None:
+        """End the namespace's socket factory, if one was started (its sockets keep working)."""
+        if self.sockets is not None:
+            atexit.unregister(self.sockets.close)
+            self.sockets.close()
+            self.sockets = None
 
 
 _current: Session | None = None  # made on first use by current_session()
@@ -33,6 +56,9 @@ def current_session() -> Session:
 
 
 def reset_session() -> None:
-    """Forget the chosen mode and the self-checks: the next call starts a new session."""
+    """Forget the chosen mode and the self-checks, and end the session's namespace:
+    the next call starts a new session."""
     global _current
+    if _current is not None:
+        _current.close()
     _current = None
