@@ -4,8 +4,9 @@ Figures, for the pcap and the pcapng file (see :mod:`benchmarks.make_capture`):
 
 * the command-line summary, ``tcpchatx annotate FILE``, as a subprocess: its packet
   rate over tshark's (``tshark -T fields`` with frame number, stream, flags, seq, ack
-  and length, i.e. with TCP sequence analysis), best of 3 runs each, taking turns;
-  target 20x;
+  and length, and the TCP sequence analysis's flags, ACK RTT and the frame it
+  acknowledges, bytes in flight and duplicate-ACK number and frame: the expert
+  analysis our outputs carry too), best of 3 runs each, taking turns; target 20x;
 * the full machine output, ``tcpchatx annotate FILE --json``: target 5x over tshark;
 * the analysis in this process, ``analyze(FILE)`` and the summary: its packet rate
   over a bare ``scapy`` ``RawPcapReader`` loop touching one byte of each packet
@@ -43,7 +44,11 @@ from .make_capture import (
 
 REFERENCE_CHAT = Path(__file__).resolve().parents[1] / "captures" / "chat.pcapng"
 
-TSHARK_FIELDS = ("frame.number", "tcp.stream", "tcp.flags", "tcp.seq", "tcp.ack", "tcp.len")
+TSHARK_FIELDS = ("frame.number", "tcp.stream", "tcp.flags", "tcp.seq", "tcp.ack", "tcp.len",
+                 # what our outputs carry of the expert analysis (docs/analysis-json.md)
+                 "tcp.analysis.flags", "tcp.analysis.acks_frame", "tcp.analysis.ack_rtt",
+                 "tcp.analysis.bytes_in_flight", "tcp.analysis.duplicate_ack_num",
+                 "tcp.analysis.duplicate_ack_frame")
 RSS_LIMIT_MB = 300.0
 
 

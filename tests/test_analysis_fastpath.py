@@ -27,7 +27,7 @@ from tcpchatx.analysis.capture_file import PCAP_MAGIC, open_buffer, walk_pcap, w
 from tcpchatx.analysis.export import write_json
 from tcpchatx.analysis.packets import read_packets
 from tcpchatx.analysis.plain.tracker import track_one_by_one
-from tcpchatx.analysis.tracker import _connection_ranges, connect, label, track
+from tcpchatx.analysis.tracker import connect, connection_ranges, label, track
 
 REFERENCE_CAPTURES = sorted(
     p for p in (Path(__file__).parent.parent / "captures").glob("*") if p.suffix in (".pcap", ".pcapng")
@@ -100,7 +100,7 @@ def test_labels_range_by_range_are_the_labels_of_the_whole_capture(tmp_path, chu
     connections must give what one range of all of them gives."""
     p = read_packets(busy_capture(tmp_path / "busy.pcap", "pcap"))
     flows = connect(p)
-    assert len(_connection_ranges(flows.starts, len(flows.rows), chunk)) >= 3
+    assert len(connection_ranges(flows.starts, len(flows.rows), chunk)) >= 3
     whole, ranged = (label(p, flows, chunk=size) for size in (10**9, chunk))
     for name in ("conn", "direction", "rel_seq", "rel_ack", "kind", "state_before", "step", "isn"):
         assert np.array_equal(getattr(whole, name), getattr(ranged, name)), name

@@ -138,6 +138,41 @@ def test_annotated_pcapng_shows_comments_in_tshark(capture, tmp_path):
     assert list(after.seq) == list(before.seq)
 
 
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_the_expert_analysis_in_the_tables_text_and_comments(tmp_path):
+    """A story of loss and windows (tests/test_tcp_expert.py): every output names
+    the findings - the packets' table, the summary's counts, the ladder's and the
+    comments' marks as Wireshark's Info column shows them - the fast way and the plain."""
+    import pandas as pd
+    from test_tcp_expert import loss_and_windows
+
+    from tcpchatx.analysis import analyze_plainly
+
+    t = Talk()
+    loss_and_windows(t)
+    path = t.write(tmp_path / "story.pcap")
+    a = analyze(path)
+    df = a.packets_df()
+    pd.testing.assert_frame_equal(df, analyze_plainly(path).packets_df())
+    dup, fast = df.iloc[6], df.iloc[9]  # frames 7 and 10
+    assert (dup.analysis, dup.info_marks) == (("duplicate_ack",), "[TCP Dup ACK 5#1]")
+    assert (dup.duplicate_ack_of_frame, dup.duplicate_ack_number) == (5, 1)
+    assert fast.analysis == ("retransmission", "fast_retransmission")
+    assert (fast.info_marks, fast.bytes_in_flight) == ("[TCP Fast Retransmission]", 200)
+    assert (df.acks_frame[1], df.ack_rtt[1]) == (1, 0.001)  # the SYN-ACK acknowledges the SYN
+    assert pd.isna(df.acks_frame[0]) and np.isnan(df.ack_rtt[0]) and pd.isna(df.duplicate_ack_number[0])
+    assert df.analysis.map(lambda found: "retransmission" in found).sum() == 2
+    summary = format_summary(a)
+    assert "TCP expert analysis (as in Wireshark): 1 [TCP Retransmission], 1 [TCP Fast Retransmission]," in summary
+    assert "3 [TCP Dup ACK]" in summary
+    rows = format_ladder(a).splitlines()
+    assert rows[7].endswith("-|  [TCP Dup ACK 5#1]") and rows[1].endswith(">|")
+    out = write_annotated(a, tmp_path / "story.pcapng")
+    comments = tshark_comments(out)
+    assert "expert analysis: [TCP ZeroWindowProbeAck] [TCP ZeroWindow]" in comments[17]
+    assert "expert analysis" not in comments[1]
+
+
 def test_annotated_copy_of_a_microsecond_pcap(tmp_path):
     path = chat_talk().write(tmp_path / "c.pcap")
     out = write_annotated(analyze(path), tmp_path / "c.pcapng")

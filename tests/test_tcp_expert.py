@@ -6,10 +6,17 @@ reuse, and crafted stories of loss, duplicate ACKs, windows and keep-alives - th
 events (``tcp.analysis.<name>``), the duplicate-ACK count and frame, the frame an ACK
 acknowledges, its RTT and the bytes in flight must be what tshark says, and the
 numpy twin (``analysis.expert``) must give exactly what the plain loop gives.
+
+And so must what ``tcpchatx annotate`` writes of them, made the fast and the plain
+way: every packet's keys in ``--json``, and the marks of the ladder, which must be
+the ones tshark's Info column starts with.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,7 +28,7 @@ from test_analysis_tcp import SCENARIOS
 
 from analysis_helpers import TSHARK, C, S, Talk
 from tcpchatx import plots
-from tcpchatx.analysis import analyze
+from tcpchatx.analysis import analyze, analyze_plainly, expert, format_ladder, write_json
 from tcpchatx.analysis.expert import analyse, from_findings
 from tcpchatx.analysis.plain.expert import EVENTS, Finding, analyse_one_by_one
 from tcpchatx.capture import rootless_available
@@ -33,7 +40,13 @@ NUMBERS = ("duplicate_ack_num", "duplicate_ack_frame", "acks_frame", "ack_rtt", 
 
 def tshark_findings(path) -> dict[int, tuple[list[str], dict[str, str]]]:
     """Frame -> (tshark's events, its numbers as it prints them)."""
-    fields = ["frame.number"] + [f"tcp.analysis.{name}" for name in EVENTS + NUMBERS]
+    return {frame: finding for frame, (finding, _) in tshark_view(path).items()}
+
+
+def tshark_view(path) -> dict[int, tuple[tuple[list[str], dict[str, str]], str]]:
+    """Frame -> ((tshark's events, its numbers as it prints them), the expert
+    analysis's marks its Info column starts with), from one run of tshark."""
+    fields = ["frame.number"] + [f"tcp.analysis.{name}" for name in EVENTS + NUMBERS] + ["_ws.col.Info"]
     cmd = [TSHARK, "-r", str(path), "-T", "fields", "-E", "occurrence=f"]
     for name in fields:
         cmd += ["-e", name]
@@ -42,8 +55,16 @@ def tshark_findings(path) -> dict[int, tuple[list[str], dict[str, str]]]:
     for line in out.splitlines():
         values = line.split("\t") + [""] * len(fields)
         events = sorted(name for name, value in zip(EVENTS, values[1:], strict=False) if value)
-        rows[int(values[0])] = (events, dict(zip(NUMBERS, values[1 + len(EVENTS):], strict=False)))
+        numbers = dict(zip(NUMBERS, values[1 + len(EVENTS):], strict=False))
+        rows[int(values[0])] = ((events, numbers), info_marks(values[len(fields) - 1]))
     return rows
+
+
+def info_marks(info: str) -> str:
+    """The expert analysis's marks an Info column starts with: ``"[TCP Dup ACK 5#1]"``
+    (the mark of a reused port, which is not a finding of the analysis, left out)."""
+    marks = re.match(r"(?:\[TCP [^\]]+\] )*", info).group(0).split("] ")
+    return " ".join(f"{mark}]" for mark in marks if mark and mark != "[TCP Port numbers reused")
 
 
 def as_tshark_prints(finding: Finding) -> tuple[list[str], dict[str, str]]:
@@ -54,27 +75,71 @@ def as_tshark_prints(finding: Finding) -> tuple[list[str], dict[str, str]]:
 
 
 def assert_fast_is_plain(a, findings) -> None:
-    """The numpy twin gives every column the plain loop gives."""
-    fast, plain = analyse(a.packets, a.tracking), from_findings(len(a.packets), findings)
-    for name in ("events", "duplicate_ack_num", "duplicate_ack_frame", "acks_frame", "bytes_in_flight"):
-        assert np.array_equal(getattr(fast, name), getattr(plain, name)), name
-    assert np.array_equal(fast.ack_rtt, plain.ack_rtt, equal_nan=True)
+    """The numpy twin gives every column the plain loop gives, and the RTT worked
+    out from ``acks_frame`` is the one the plain loop measured."""
+    fast, plain = analyse(a.packets, a.tracking), from_findings(a.packets, findings)
+    assert_same(fast, plain)
+    measured = np.full(len(a.packets), np.nan)
+    for row, finding in findings.items():
+        if finding.ack_rtt is not None:
+            measured[row] = finding.ack_rtt
+    assert np.array_equal(plain.ack_rtt(), measured, equal_nan=True)
 
 
-def assert_agrees_with_tshark(path) -> dict[str, int]:
+def assert_same(x, y) -> None:
+    """Two expert analyses are the same, column by column."""
+    for name in ("events", "acks_frame", "bytes_in_flight"):
+        assert np.array_equal(getattr(x, name), getattr(y, name)), name
+    for name, column in x.duplicate_acks._asdict().items():
+        assert np.array_equal(column, getattr(y.duplicate_acks, name)), name
+
+
+def assert_agrees_with_tshark(path, outputs: bool = False) -> dict[str, int]:
     """Every TCP packet as tshark sees it (the plain loop, and its fast twin alike);
-    returns how often each event was seen."""
+    returns how often each event was seen.  With ``outputs``, what ``tcpchatx
+    annotate`` writes of every packet too (:func:`assert_outputs_agree`)."""
     a = analyze(path)
     ours = analyse_one_by_one(a.packets, a.tracking)
     assert_fast_is_plain(a, ours)
-    theirs = tshark_findings(path)
+    view = tshark_view(path)
     seen: dict[str, int] = {}
     for row, finding in ours.items():
         frame = int(a.packets.frame[row])
-        assert as_tshark_prints(finding) == theirs[frame], f"{path.name} frame {frame}"
+        assert as_tshark_prints(finding) == view[frame][0], f"{path.name} frame {frame}"
         for name in finding.events:
             seen[name] = seen.get(name, 0) + 1
+    if outputs:
+        for analysis in (a, analyze_plainly(path)):
+            assert_outputs_agree(analysis, view)
     return seen
+
+
+def as_tshark_prints_json(packet: dict) -> tuple[list[str], dict[str, str]]:
+    """A packet of ``--json`` as tshark prints its expert analysis."""
+    dup = packet["duplicate_ack"] or {}
+    return as_tshark_prints(Finding(
+        events=packet["analysis"], duplicate_ack_num=dup.get("number"), duplicate_ack_frame=dup.get("of_frame"),
+        acks_frame=packet["acks_frame"], ack_rtt=packet["ack_rtt"], bytes_in_flight=packet["bytes_in_flight"]))
+
+
+def assert_outputs_agree(a, view) -> None:
+    """Every packet of ``--json`` (every frame, TCP or not) carries the expert
+    analysis's keys, its findings in EVENTS order, all as tshark says; the ladder
+    marks every packet as tshark's Info column does."""
+    out = io.StringIO()
+    write_json(a, out)
+    packets = json.loads(out.getvalue())["packets"]
+    assert [packet["frame"] for packet in packets] == sorted(view)
+    for packet in packets:
+        frame = packet["frame"]
+        assert packet["analysis"] == [name for name in EVENTS if name in packet["analysis"]]
+        assert as_tshark_prints_json(packet) == view[frame][0], f"{a.path} frame {frame}"
+        assert a.info(frame - 1) == view[frame][1], f"{a.path} frame {frame}"
+    ladder = format_ladder(a).splitlines()
+    if not ladder[0].startswith("(no ladder"):
+        rows = {int(row.split()[0]): row.rsplit("|", 1)[1].strip() for row in ladder[1:] if row[:5].strip().isdigit()}
+        assert rows == {frame: view[frame][1] for frame in rows}
+        assert len(rows) == int((a.tracking.conn >= 0).sum())
 
 
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="needs tshark")
@@ -82,18 +147,18 @@ pytestmark = pytest.mark.skipif(TSHARK is None, reason="needs tshark")
 
 @pytest.mark.parametrize("path", REFERENCES, ids=lambda p: p.name)
 def test_reference_captures(path):
-    assert_agrees_with_tshark(path)
+    assert_agrees_with_tshark(path, outputs=True)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_close_shapes(tmp_path, name):
     t = Talk()
     SCENARIOS[name][0](t)
-    assert_agrees_with_tshark(t.write(tmp_path / f"{name}.pcap"))
+    assert_agrees_with_tshark(t.write(tmp_path / f"{name}.pcap"), outputs=True)
 
 
 def test_busy_capture_with_retransmissions_port_reuse_and_wrap_around(tmp_path):
-    seen = assert_agrees_with_tshark(busy_capture(tmp_path / "busy.pcap", "pcap"))
+    seen = assert_agrees_with_tshark(busy_capture(tmp_path / "busy.pcap", "pcap"), outputs=True)
     assert seen.get("retransmission")
 
 
@@ -154,7 +219,7 @@ def reordering_and_spurious(t: Talk) -> None:
 def test_crafted_stories(tmp_path, story):
     t = Talk()
     story(t)
-    seen = assert_agrees_with_tshark(t.write(tmp_path / "story.pcap"))
+    seen = assert_agrees_with_tshark(t.write(tmp_path / "story.pcap"), outputs=True)
     assert len(seen) >= 5, seen  # the story really shows several events
 
 
@@ -169,7 +234,15 @@ def test_every_event_is_seen_in_the_crafted_stories(tmp_path):
     assert missing <= {"keep_alive_ack"}, missing  # a keep-alive ACK needs an unchanged window
 
 
-def test_fast_and_plain_agree_on_many_interleaved_connections(tmp_path):
+@pytest.fixture
+def numpy_only(monkeypatch):
+    """The fast twin may not hand any connection to the plain loop: all are clean."""
+    def refuse(p, t, connections, out):
+        raise AssertionError(f"connections {connections.tolist()} are not clean")
+    monkeypatch.setattr(expert, "_one_by_one", refuse)
+
+
+def test_fast_and_plain_agree_on_many_interleaved_connections(tmp_path, numpy_only):
     """Copies of the reference chat (fresh ISNs, some wrapping past 2**32, nanosecond
     timestamps): thousands of clean connections, all taken the numpy way."""
     from benchmarks.make_capture import build_copies, write_pcapng
@@ -181,7 +254,7 @@ def test_fast_and_plain_agree_on_many_interleaved_connections(tmp_path):
     assert (analyse(a.packets, a.tracking).acks_frame > 0).sum() > 1000
 
 
-def test_a_clean_connection_that_fills_the_window(tmp_path):
+def test_a_clean_connection_that_fills_the_window(tmp_path, numpy_only):
     """Nothing lost or resent (the numpy way): data up to the edge of a scaled window,
     a duplicate ACK and a window update."""
     t = Talk()
@@ -202,6 +275,45 @@ def test_a_clean_connection_that_fills_the_window(tmp_path):
     assert [fast.names(i) for i in (4, 6, 7, 8)] == [
         ["window_full"], ["duplicate_ack"], ["window_update"], ["window_full"]]
     assert assert_agrees_with_tshark(path) == {"window_full": 2, "duplicate_ack": 1, "window_update": 2}
+
+
+def test_duplicate_acks_of_a_clean_connection_are_numbered(tmp_path, numpy_only):
+    """Duplicates counted from the ACK they repeat, both ways, again after the ACK
+    moves on; the numpy way, as tshark counts them."""
+    t = Talk()
+    t.handshake()
+    t.send(C, b"a" * 10)
+    t.ack(S)
+    t.ack(S)  # frame 6: Dup ACK 5#1
+    t.ack(S)  # frame 7: Dup ACK 5#2
+    t.send(S, b"b" * 20)
+    t.ack(C)
+    t.ack(C)  # frame 10: Dup ACK 9#1
+    t.send(C, b"c" * 30)
+    t.ack(S)
+    t.ack(S)  # frame 13: Dup ACK 12#1
+    t.fin(C)
+    t.fin(S)
+    t.ack(C)
+    path = t.write(tmp_path / "dups.pcap")
+    a = analyze(path)
+    assert [a.info(i) for i in (5, 6, 9, 12)] == [
+        "[TCP Dup ACK 5#1]", "[TCP Dup ACK 5#2]", "[TCP Dup ACK 9#1]", "[TCP Dup ACK 12#1]"]
+    assert assert_agrees_with_tshark(path, outputs=True) == {"duplicate_ack": 4}
+
+
+@pytest.mark.parametrize("size", [1, 5, 64])
+def test_the_ranges_of_connections_do_not_change_the_columns(monkeypatch, size):
+    """However the connections are cut into ranges, the columns are the same (a
+    lab capture with loss, the reference chat: plain and numpy connections)."""
+    for path in (REFERENCES[0].parent / "lab" / "fast-retransmit-client-view.pcapng",
+                 REFERENCES[0].with_name("chat.pcapng")):
+        a = analyze(path)
+        whole = analyse(a.packets, a.tracking)
+        monkeypatch.setattr(expert, "RANGE", size)
+        cut = analyse(a.packets, a.tracking)
+        monkeypatch.undo()
+        assert_same(whole, cut)
 
 
 @pytest.mark.skipif(not rootless_available()[0], reason="needs unprivileged user namespaces")

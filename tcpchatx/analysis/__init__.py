@@ -9,10 +9,10 @@ Modules, in the order data flows through them:
 ``capture_file`` (find records) -> ``packets`` (header columns, decoded by
 ``link``, ``ip``, ``tcp``: one module per layer) -> ``states`` (the table) + ``zeek``
 (Zeek's labels) -> ``tracker`` (connections, steps) -> ``chat`` (lines, messages)
--> ``run`` (:func:`analyze`) -> ``tables``, ``export``, ``text``, ``pcapng``
-(outputs).  ``labels`` defines every label once; the pcapng format and the TCP
-flag bits live one level up, shared with live capture (``tcpchatx.pcapng_format``,
-``tcpchatx.tcp_flags``).
+-> ``expert`` (Wireshark's TCP expert analysis) -> ``run`` (:func:`analyze`) ->
+``tables``, ``export``, ``text``, ``pcapng`` (outputs).  ``labels`` defines every
+label once; the pcapng format and the TCP flag bits live one level up, shared with
+live capture (``tcpchatx.pcapng_format``, ``tcpchatx.tcp_flags``).
 """
 
 from .capture_file import CaptureFormatError

@@ -12,6 +12,7 @@ from typing import TextIO
 import numpy as np
 
 from .chat import LINE_KIND_NAMES
+from .expert import EVENT_BIT, NO_FRAME, Expert
 from .labels import (
     CLOSE_KINDS,
     DIRECTIONS,
@@ -23,6 +24,7 @@ from .labels import (
     flag_string,
 )
 from .packets import exact_ratio, unique_codes
+from .plain.expert import EVENTS
 from .states import STEPS, SegmentKind, State
 
 FORMAT_VERSION = 1
@@ -97,11 +99,26 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
             }
             if notes:
                 row["note"] = a.note(i)
+        row |= expert_keys(a.expert, i)
+        if p.is_tcp[i]:
             lines = a.lines_of_frame(int(p.frame[i]))
             if lines:
                 row["lines"] = [line.id for line in lines]
         packets.append(row)
     return packets
+
+
+def expert_keys(x: Expert, i: int) -> dict:
+    """Row ``i``'s findings of Wireshark's expert analysis, under Wireshark's names
+    (``tcp.analysis.<name>``); every packet has these keys."""
+    acked, dup = x.acks_frame[i] != NO_FRAME, x.duplicate_ack(i)
+    return {
+        "analysis": x.names(i),
+        "acks_frame": int(x.acks_frame[i]) if acked else None,
+        "ack_rtt": float(x.ack_rtt([i])[0]) if acked else None,
+        "bytes_in_flight": int(x.bytes_in_flight[i]) if x.bytes_in_flight[i] >= 0 else None,
+        "duplicate_ack": {"of_frame": dup[0], "number": dup[1]} if dup else None,
+    }
 
 
 # --------------------------------------------------------------------------- streaming
@@ -265,7 +282,9 @@ def _seconds(values: np.ndarray, ticks: np.ndarray, per_second: np.ndarray):
     keys, inverse = unique_codes((whole * 16 + places)[fast])  # places <= 9: close together
     part[fast] = np.array([f"{key >> 4}.%0{key & 15}d" for key in keys.tolist()], dtype=object)[inverse]
     slow = np.flatnonzero(~fast)
-    part[slow] = [repr(x) for x in values[slow].tolist()]
+    if len(slow):  # each distinct float's repr once (a 12 µs RTT comes back again and again)
+        distinct, inverse = unique_codes(values[slow].view(np.int64))  # bits: -0.0 is not 0.0
+        part[slow] = np.array([repr(x) for x in distinct.view(np.float64).tolist()], dtype=object)[inverse]
     return part, digits, fast
 
 
@@ -288,12 +307,15 @@ class _PacketRows:
         ,\\n  {"frame":%d,"time":   1700000000.%06d   ,"ts_ticks":%d,"ts_per_second":   1000000
         ,"tcp":true,"phase":"data"   ,"src":"10.0.0.1","sport":40000,"dst":...,"dport":25000
         ,"flags":"AP"   ,"seq":%d,"ack":%d,"len":%d,"conn":%d,"direction":"originator",
-        "step":"DATA","note":"Client sends %d bytes (relative seq %d..%d)."   }
+        "step":"DATA","note":"Client sends %d bytes (relative seq %d..%d)."
+        ,"analysis":[],"acks_frame":%d,"ack_rtt":   0.%06d   ,"bytes_in_flight":%d
+        ,"duplicate_ack":null   }
 
     Whether the frame is TCP, its phase, the words of its step and note depend on
     the row's *body*: 0 not TCP, 1 a TCP frame no connection claimed, and
     ``2 + 2 * step + direction``; the note's numbers (``{len}``, ``{seq}``...) are
-    numbers of the row like the others.  A non-TCP row stops after its phase.
+    numbers of the row like the others.  A non-TCP row goes from its phase straight
+    to the expert analysis's keys (:meth:`_expert`).
     """
 
     NOTE_NUMBERS = ("isn", "len", "seq", "seq_end", "ack", "port")  # rows of note_values in parts()
@@ -322,6 +344,11 @@ class _PacketRows:
         width = max(map(len, note_numbers))  # -1: no number there
         self.note_numbers = np.array([x + [-1] * (width - len(x)) for x in note_numbers], dtype=np.int64)
         self.line_ends = np.array(["}", ',"lines":[%d]}'], dtype=object)  # by number of lines (0, 1)
+        self.acks = np.array([',"acks_frame":null,"ack_rtt":null', ',"acks_frame":%d,"ack_rtt":'], dtype=object)
+        self.tails = np.array([',"bytes_in_flight":null,"duplicate_ack":null',  # by 2 * in flight + duplicate
+                               ',"bytes_in_flight":null,"duplicate_ack":{"of_frame":%d,"number":%d}',
+                               ',"bytes_in_flight":%d,"duplicate_ack":null',
+                               ',"bytes_in_flight":%d,"duplicate_ack":{"of_frame":%d,"number":%d}'], dtype=object)
 
     def _endpoint_table(self) -> None:
         """',"src":...,"dport":N' of each (connection, direction), and those four values.
@@ -354,13 +381,46 @@ class _PacketRows:
             notes = [note_values[np.maximum(w, 0), np.arange(k)] for w in which.T]
         first_line, line_end = self._lines(p.frame[r], tcp)
         flags = np.where(tcp, p.flags[r] & 0x1FF, len(FLAG_STRINGS))  # the last entry is ""
+        expert_parts, expert_numbers, expert_used = self._expert(r)
         parts = [ROW + '{"frame":%d,"time":', time,
                  ',"ts_ticks":%d,"ts_per_second":', _as_text(p.ts_tps[r]), self.heads[body],
-                 self._endpoints(r, tcp, tracked), self.flags[flags], self.middles[body], line_end]
-        numbers = [p.frame[r], time_digits, p.ts_ticks[r], seq, ack, length, conn, *notes, first_line]
+                 self._endpoints(r, tcp, tracked), self.flags[flags], self.middles[body], *expert_parts, line_end]
+        numbers = [p.frame[r], time_digits, p.ts_ticks[r], seq, ack, length, conn, *notes, *expert_numbers,
+                   first_line]
         always = np.ones(k, bool)
         used = np.column_stack([always, fast, always, np.repeat(tcp[:, None], 4, axis=1),
-                                which >= 0, first_line >= 0])
+                                which >= 0, expert_used, first_line >= 0])
+        return parts, numbers, used
+
+    def _expert(self, r: slice) -> tuple[list, list, np.ndarray]:
+        """The expert analysis's keys of rows ``r`` (:func:`expert_keys`): three parts,
+        the numbers (acks_frame, ack_rtt's digits, bytes_in_flight, duplicate_ack's
+        of_frame and number) and which rows show them.
+
+        The first part is the findings' list, picked by their bits (a capture has few
+        distinct sets of findings), joined with the start of ``acks_frame``; the second
+        ``ack_rtt``'s float (:func:`_seconds`); the third the last two keys."""
+        x, p = self.a.expert, self.a.packets
+        events, acks_frame = x.events[r], x.acks_frame[r]
+        kinds, kind = unique_codes(events)
+        analysis = [',"analysis":[' + ",".join(f'"{name}"' for name in EVENTS if bits & EVENT_BIT[name]) + "]"
+                    for bits in kinds.tolist()]
+        acked = acks_frame != NO_FRAME
+        heads = np.array([text + ack for text in analysis for ack in self.acks], dtype=object)
+        rtt, rtt_digits = np.full(len(events), "", dtype=object), np.zeros(len(events), np.int64)
+        rtt_fast = np.zeros(len(events), bool)
+        shown = np.flatnonzero(acked)
+        if len(shown):  # the RTT is a number of ticks: written as the frames' times are
+            rows, earlier = r.start + shown, acks_frame[shown].astype(np.int64) - 1  # frame -> row
+            per_second = p.ts_tps[rows]
+            same_clock = per_second == p.ts_tps[earlier]
+            rtt[shown], rtt_digits[shown], rtt_fast[shown] = _seconds(
+                x.ack_rtt(rows), p.ts_ticks[rows] - p.ts_ticks[earlier], np.where(same_clock, per_second, 0))
+        in_flight = x.bytes_in_flight[r]
+        dup, of_frame, number = x.duplicate_acks.of(np.arange(r.start, r.stop))
+        parts = [heads[kind * 2 + acked], rtt, self.tails[(in_flight >= 0) * 2 + dup]]
+        numbers = [acks_frame, rtt_digits, in_flight, of_frame, number]
+        used = np.column_stack([acked, rtt_fast, in_flight >= 0, dup, dup])
         return parts, numbers, used
 
     def _endpoints(self, r: slice, tcp: np.ndarray, tracked: np.ndarray) -> np.ndarray:

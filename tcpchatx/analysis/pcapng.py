@@ -6,7 +6,8 @@ tshark::
     tshark -r annotated.pcapng -Y frame.comment -T fields -e frame.comment
 
 Each tracked TCP packet gets one ``opt_comment`` (option 1) on its Enhanced Packet
-Block: the step, the note, and the chat line(s) it completed.  Timestamps keep
+Block: the step, the note, what Wireshark's expert analysis marks it with (as its
+Info column shows it), and the chat line(s) it completed.  Timestamps keep
 their precision: every interface is copied with its ``if_tsresol`` (nanoseconds
 from dumpcap stay nanoseconds) and the original tick counts are written unchanged.
 The file is written beside the target and renamed into place, so a reader never
@@ -31,11 +32,15 @@ from .run import Analysis, analyze
 
 
 def comment_for(a: Analysis, i: int) -> str | None:
-    """The comment of row ``i``: "step: note", then each chat line it completed."""
+    """The comment of row ``i``: "step: note", the expert analysis's marks, then each
+    chat line it completed."""
     step = a.step(i)
     if step is None:
         return None
     text = f"{step.name}: {a.note(i)}"
+    marks = a.info(i)
+    if marks:
+        text += f"\nexpert analysis: {marks}"
     for line in a.lines_of_frame(int(a.packets.frame[i])):
         shown = line.text if line.text is not None else "(invalid line)"
         text += f'\nchat ({line.kind}): "{shown}"'

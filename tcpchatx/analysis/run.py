@@ -1,8 +1,9 @@
-"""The pipeline in one call: capture -> packets -> connections -> chat -> Analysis.
+"""The pipeline in one call: capture -> packets -> connections -> chat, expert -> Analysis.
 
 Data flows one way: :mod:`.packets` reads columns, :mod:`.tracker`
-adds connections and steps, :mod:`.chat` adds lines and messages.  An
-:class:`Analysis` holds all three; tables, text and pcapng comments are made from it.
+adds connections and steps, :mod:`.chat` adds lines and messages, :mod:`.expert`
+Wireshark's TCP expert analysis of every packet.  An :class:`Analysis` holds them
+all; tables, JSON, text and pcapng comments are made from it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines, reassemble_chat
+from .expert import Expert, analyse
 from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
@@ -29,6 +31,7 @@ class Analysis:
     packets: Packets
     tracking: Tracking
     chat: Chat
+    expert: Expert  # Wireshark's TCP expert analysis, a column each (analysis.expert)
 
     # ------------------------------------------------------------------ the parts
 
@@ -78,6 +81,14 @@ class Analysis:
             ack=int(t.rel_ack[i]), port=conn.server[1],
             state=State(int(t.state_before[i])).name,
         )
+
+    def events(self, i: int) -> list[str]:
+        """What Wireshark's expert analysis finds in row ``i`` (``tcp.analysis.<name>``)."""
+        return self.expert.names(i)
+
+    def info(self, i: int) -> str:
+        """Row ``i``'s findings as Wireshark's Info column starts: ``"[TCP Dup ACK 5#1]"``, or ``""``."""
+        return self.expert.info(i)
 
     def lines_of_frame(self, frame: int) -> list[ChatLine]:
         """Chat lines completed by this frame (the frame carrying their newline)."""
@@ -130,21 +141,27 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
         chat = read_chat_lines(packets, lines)
         del lines
     tracking = labelled.result()
-    return Analysis(os.fspath(path), packets, tracking, chat)
+    # After the chat layer, whose peak this then stays under: the heap has room for
+    # the expert's columns where the chat layer's temporaries were.
+    expert = analyse(packets, tracking)
+    return Analysis(os.fspath(path), packets, tracking, chat, expert)
 
 
 def analyze_plainly(path: str | os.PathLike, server: tuple[str, int] | None = None) -> Analysis:
     """The same :class:`Analysis` as :func:`analyze`, made the slow and obvious way: the
-    plain tracker, one packet at a time, and the plain chat layer, one line at a time
-    (:mod:`tcpchatx.analysis.plain`, the version to read first).
+    plain tracker and expert analysis, one packet at a time, and the plain chat layer,
+    one line at a time (:mod:`tcpchatx.analysis.plain`, the version to read first).
 
     Only reading the file is shared with :func:`analyze`.  ``tcpchatx annotate --plain``
     runs this; tests hold its outputs to be byte-identical to :func:`analyze`'s.
     """
+    from .expert import from_findings
     from .plain.chat import analyze_chat_line_by_line
+    from .plain.expert import analyse_one_by_one
     from .plain.tracker import track_one_by_one
 
     packets = read_packets(path)
     tracking = track_one_by_one(packets)
     chat = analyze_chat_line_by_line(packets, tracking, server)
-    return Analysis(os.fspath(path), packets, tracking, chat)
+    expert = from_findings(packets, analyse_one_by_one(packets, tracking))
+    return Analysis(os.fspath(path), packets, tracking, chat, expert)

@@ -1,6 +1,7 @@
 """pandas tables of an :class:`~.run.Analysis`: packets, connections, lines, messages.
 
-Column names are the same as the JSON keys (docs/analysis-json.md).
+Column names are the same as the JSON keys (docs/analysis-json.md); a nested key
+becomes two columns (``duplicate_ack.of_frame`` is ``duplicate_ack_of_frame``).
 """
 
 from __future__ import annotations
@@ -8,12 +9,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .expert import EVENT_BIT, NO_FRAME
 from .labels import DIRECTIONS, FLAG_STRINGS, flag_string  # noqa: F401 (flag_string: re-exported)
+from .plain.expert import EVENTS
 from .states import STEPS
 
 
 def packets_df(a, notes: bool = True) -> pd.DataFrame:
-    """One row per frame.  ``notes=False`` skips the per-packet sentences (faster)."""
+    """One row per frame.  ``notes=False`` skips the per-packet sentences (faster).
+
+    The expert analysis's columns: ``analysis`` (the names of its findings, a tuple,
+    ``()`` for none), ``info_marks`` (as Wireshark's Info column marks the packet,
+    ``""`` for none), and ``acks_frame``, ``ack_rtt``, ``bytes_in_flight``,
+    ``duplicate_ack_of_frame``, ``duplicate_ack_number``, missing (``<NA>``, NaN)
+    where there is none.  ``df[df.analysis.map(lambda e: "retransmission" in e)]``
+    picks the retransmissions.
+    """
     p, t = a.packets, a.tracking
     addresses = np.array(p.addresses + [""], dtype=object)  # id -1 -> ""
     step_names = np.array([s.name for s in STEPS] + [""], dtype=object)
@@ -37,12 +48,40 @@ def packets_df(a, notes: bool = True) -> pd.DataFrame:
         "phase": a.phase,
         "step": step_names[t.step],
     })
+    df = df.join(_expert_columns(a))
     if notes:
         df["note"] = [a.note(i) for i in range(len(p))]
         _ = a.lines  # build every line once: lines_of_frame then slices that list
         df["chat"] = [" | ".join(line.text or "(invalid line)" for line in a.lines_of_frame(f))
                       for f in p.frame.tolist()]
     return df
+
+
+def _expert_columns(a) -> pd.DataFrame:
+    """The expert analysis's columns of :func:`packets_df`."""
+    x = a.expert
+    kinds, inverse = np.unique(x.events, return_inverse=True)  # a few distinct sets of findings
+    names = np.empty(len(kinds), dtype=object)
+    for k, bits in enumerate(kinds.tolist()):
+        names[k] = tuple(name for name in EVENTS if bits & EVENT_BIT[name])
+    info = np.full(len(x.events), "", dtype=object)
+    for i in np.flatnonzero(x.events).tolist():
+        info[i] = x.info(i)
+    dup, of_frame, number = x.duplicate_acks.of(np.arange(len(x.events)))
+    return pd.DataFrame({
+        "analysis": names[inverse],
+        "info_marks": info,
+        "acks_frame": _missing_unless(x.acks_frame != NO_FRAME, x.acks_frame),
+        "ack_rtt": x.ack_rtt(),
+        "bytes_in_flight": _missing_unless(x.bytes_in_flight >= 0, x.bytes_in_flight),
+        "duplicate_ack_of_frame": _missing_unless(dup, of_frame),
+        "duplicate_ack_number": _missing_unless(dup, number),
+    })
+
+
+def _missing_unless(present: np.ndarray, values: np.ndarray) -> pd.Series:
+    """Integers, and pandas' missing value (``<NA>``) where there is none."""
+    return pd.Series(values, dtype="Int64").where(present)
 
 
 def connections_df(a) -> pd.DataFrame:

@@ -2,11 +2,13 @@
 
 The ladder puts each client on a lane at the left and the server on the right;
 each packet is an arrow between its two lanes, labelled with its flags, relative
-seq/ack, length, step and the chat text it completed::
+seq/ack, length, step and the chat text it completed, and followed by what
+Wireshark's expert analysis marks it with, as its Info column does::
 
     frame  time      10.0.0.1:40000                              10.0.0.2:25000
         1  0.000000  |---- S  seq=0 ack=0 len=0 (SYN) ------------------>|
         2  0.000100  |<--- SA seq=0 ack=1 len=0 (SYN-ACK) ---------------|
+        9  0.004100  |<--- A seq=1 ack=101 len=0 (ACK) ------------------|  [TCP Dup ACK 5#1]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .labels import CLOSE_KINDS, ZEEK_CONN_STATES, flag_string
+from .plain.expert import info_mark
 
 SUMMARY_ITEMS = 50  # connections and messages listed one by one; the rest are counted
 MAX_LANES = 24  # endpoints a ladder draws side by side (58 characters each)
@@ -33,6 +36,7 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
     out = [f"{a.path}: {len(a.packets)} frames, {len(a.connections)} TCP connection(s)"]
     if a.chat.server:
         out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
+    out.append(expert_summary(a))
     connections = a.connections if max_items is None else a.connections[:max_items]
     for c in connections:
         nick = a.chat.nick_of_conn.get(c.id)
@@ -75,6 +79,21 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
     if max_items is not None and (len(connections) < len(a.connections) or shown < chat.n_messages):
         out += ["", "(tcpchatx annotate --all lists every one; --json gives everything as JSON)"]
     return "\n".join(out)
+
+
+def expert_summary(a, width: int = 100) -> str:
+    """How many packets Wireshark's expert analysis marks, mark by mark, as its Info
+    column marks them: ``3 [TCP Retransmission], 12 [TCP Dup ACK]``.  Long lists go
+    on over indented lines, never breaking a mark."""
+    line, lines = "TCP expert analysis (as in Wireshark):", []
+    marks = [f"{n} {info_mark(name)}" for name, n in a.expert.info_counts().items()] or ["no packet marked"]
+    for k, mark in enumerate(marks):
+        mark += "," if k < len(marks) - 1 else ""
+        if len(line) + 1 + len(mark) > width and line.strip():
+            lines.append(line)
+            line = " "
+        line += " " + mark
+    return "\n".join([*lines, line])
 
 
 def percentile(values: np.ndarray, q: float) -> float:
@@ -153,7 +172,8 @@ def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[
             line[col] = "|"
         line[left + 1 : right] = list(arrow[:span].ljust(span, "-"))
         prefix = f"{int(p.frame[i]):5d}  {float(p.seconds(i)) - t0:10.6f}  "
-        yield prefix + "".join(line)
+        marks = a.info(i)
+        yield prefix + "".join(line) + (f"  {marks}" if marks else "")
         for chat_line in a.lines_of_frame(int(p.frame[i])):
             text = chat_line.text if chat_line.text is not None else "(invalid line)"
             yield " " * len(prefix) + " " * (left + 2) + f'"{text}"'

@@ -206,7 +206,7 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
     step = np.full(n, -1, dtype=np.int16)
     connections: list[Connection] = []
     walks: dict[bytes, _Walk] = {}  # shapes already walked, shared by the ranges
-    for c0, c1 in _connection_ranges(starts, m, chunk):
+    for c0, c1 in connection_ranges(starts, m, chunk):
         a = int(starts[c0])
         b = int(starts[c1]) if c1 < n_conn else m
         rows = r[a:b].astype(np.int64)
@@ -242,7 +242,7 @@ def fits_beside(f: Connected) -> bool:
     return longest <= 4 * LABEL_RANGE
 
 
-def _connection_ranges(starts: np.ndarray, m: int, chunk: int) -> list[tuple[int, int]]:
+def connection_ranges(starts: np.ndarray, m: int, chunk: int) -> list[tuple[int, int]]:
     """Connections [c0, c1) holding about ``chunk`` of the ``m`` rows each (a bigger
     connection is one range by itself)."""
     cuts = [0]

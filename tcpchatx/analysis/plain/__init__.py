@@ -10,7 +10,7 @@ on every capture:
   (fast twin: :mod:`tcpchatx.analysis.chat`);
 - :mod:`.expert`: Wireshark's TCP expert analysis (retransmissions, duplicate ACKs,
   windows, keep-alives, ACK RTT, bytes in flight), held to tshark on every packet
-  (no fast twin yet, and not yet in the outputs).
+  (fast twin: :mod:`tcpchatx.analysis.expert`).
 
-:func:`tcpchatx.analysis.analyze_plainly` (``tcpchatx annotate --plain``) runs both.
+:func:`tcpchatx.analysis.analyze_plainly` (``tcpchatx annotate --plain``) runs all three.
 """

@@ -60,6 +60,46 @@ FAST_RETRANSMISSION_WINDOW = 20_000_000  # ns after the last duplicate ACK (Wire
 OUT_OF_ORDER_DEFAULT = 3_000_000  # ns, when the handshake's RTT is not known (Wireshark's 3 ms)
 MAX_UNACKED = 10_000  # segments remembered per direction (Wireshark's TCP_MAX_UNACKED_SEGMENTS)
 
+#: How Wireshark's Info column shows each finding, in the order it shows them: it
+#: puts each in front of the ones before, in the reverse of this order (packet-tcp.c,
+#: ``tcp_print_sequence_number_analysis``).  A fast or spurious retransmission is
+#: shown as that alone, not also as a "[TCP Retransmission]".
+INFO = {
+    "zero_window_probe_ack": "[TCP ZeroWindowProbeAck]",
+    "zero_window": "[TCP ZeroWindow]",
+    "zero_window_probe": "[TCP ZeroWindowProbe]",
+    "duplicate_ack": "[TCP Dup ACK {frame}#{number}]",
+    "keep_alive_ack": "[TCP Keep-Alive ACK]",
+    "keep_alive": "[TCP Keep-Alive]",
+    "window_full": "[TCP Window Full]",
+    "window_update": "[TCP Window Update]",
+    "ack_lost_segment": "[TCP ACKed unseen segment]",
+    "lost_segment": "[TCP Previous segment not captured]",
+    "out_of_order": "[TCP Out-Of-Order]",
+    "spurious_retransmission": "[TCP Spurious Retransmission]",
+    "fast_retransmission": "[TCP Fast Retransmission]",
+    "retransmission": "[TCP Retransmission]",
+}
+
+
+def shown_in_info(events) -> list[str]:
+    """The findings Wireshark's Info column shows, in its order (see :data:`INFO`)."""
+    resent_as = {"fast_retransmission", "spurious_retransmission"}
+    return [name for name in INFO if name in events
+            and not (name == "retransmission" and resent_as & set(events))]
+
+
+def info_mark(name: str) -> str:
+    """How the Info column marks a finding, without its numbers: ``"[TCP Dup ACK]"``."""
+    return INFO[name].replace(" {frame}#{number}", "")
+
+
+def info(events, duplicate_ack_frame: int | None = None, duplicate_ack_num: int | None = None) -> str:
+    """The findings as Wireshark's Info column starts: ``"[TCP Dup ACK 5#2]"``,
+    ``"[TCP ZeroWindowProbeAck] [TCP ZeroWindow]"``; ``""`` for none."""
+    return " ".join(INFO[name].format(frame=duplicate_ack_frame, number=duplicate_ack_num)
+                    for name in shown_in_info(events))
+
 
 @dataclass
 class Finding:
