@@ -45,7 +45,6 @@ import numpy as np
 
 from ..tcp_flags import ACK, FIN, SYN
 from .capture_file import as_array, gather_u8, gather_u16
-from .expert import analyse
 from .link import network_layer
 from .run import analyze
 
@@ -144,8 +143,7 @@ def pair_views(client_view: str | os.PathLike, server_view: str | os.PathLike) -
 def read_view(view: str, path: str | os.PathLike) -> list[Packet]:
     """Every tracked TCP packet of one capture, with its expert findings."""
     a = analyze(path)
-    p, t = a.packets, a.tracking
-    expert = analyse(p, t)
+    p, t, expert = a.packets, a.tracking, a.expert
     ip_id, ttl = _ip_id_and_ttl(p)
     out = []
     for row in np.flatnonzero(t.conn >= 0).tolist():

@@ -23,12 +23,10 @@ def expert_events(path: Path) -> list[tuple[int, float, list[str], int]]:
     """(frame, seconds, Wireshark's expert events, payload length) of every TCP packet
     of a capture, from the project's own analysis (which agrees with tshark's)."""
     from ...analysis import analyze
-    from ...analysis.expert import analyse
 
     a = analyze(path)
     p = a.packets
-    expert = analyse(p, a.tracking)
-    return [(int(p.frame[i]), float(p.seconds(i)), expert.names(i), int(p.payload_len[i]))
+    return [(int(p.frame[i]), float(p.seconds(i)), a.events(i), int(p.payload_len[i]))
             for i in range(len(p)) if p.is_tcp[i]]
 
 
