@@ -85,4 +85,4 @@ def test_the_benchmark_command_finds_every_benchmark_and_no_helper():
     generator and the seed server are helpers (running them as benchmarks crashed)."""
     from benchmarks.run import benchmark_modules
 
-    assert benchmark_modules() == ["annotate", "capture", "fanout", "notebooks"]
+    assert benchmark_modules() == ["annotate", "capture", "fanout", "netlab", "notebooks"]
