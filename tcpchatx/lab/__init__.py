@@ -13,6 +13,7 @@ Every name is used as ``lab.NAME``; each lives in the module that has its job:
 * ``mode.py``: the capture mode, why it was chosen, and where new captures go;
 * ``runs.py``: :class:`LabRun`, and :func:`run`, :func:`run_exercise`, :func:`open_capture`;
 * ``playing.py``: what plays a scenario or the exercise where its sockets live;
+* ``stories.py``: the lab network's stories (loss, windows, congestion), played or opened;
 * ``watch.py``: capturing what your own sockets do in a ``with lab.watch(...)`` block;
 * ``tables.py``: the packets and connections as tables, coloured by phase;
 * ``facts.py``: the facts a question is about (ACKs, FINs, RSTs, byte counts, copies);
@@ -74,6 +75,7 @@ from .playing import CLOSE_VARIANTS, exercise_story, play_and_sample, play_exerc
 from .runs import LabRun, open_capture, reference_capture, run, run_exercise
 from .session import Session, current_session, reset_session
 from .socket_states import socket_states_figure, time_wait, time_wait_holders
+from .stories import StoryRun, reference_story, story
 from .tables import (
     PACKET_COLUMNS,
     PHASE_BACKGROUNDS,
@@ -91,6 +93,8 @@ __all__ = [
     # runs, and what plays them
     "CLOSE_VARIANTS", "LabRun", "exercise_story", "open_capture", "play_and_sample", "play_exercise",
     "reference_capture", "run", "run_exercise",
+    # the lab network's stories (across a router)
+    "StoryRun", "reference_story", "story",
     # your own sockets
     "Watch", "handshake_run", "pick_port", "watch",
     # tables
