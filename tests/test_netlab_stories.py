@@ -101,8 +101,8 @@ def test_backoff(shared_dir, user):
 @pytest.mark.parametrize("user", USERS)
 def test_zero_window(shared_dir, user):
     """alice stops reading: her window closes, the server's kernel probes it ever more
-    slowly (tshark calls Linux's probes Keep-Alives: they carry no byte), and the
-    server finally cuts her off as too slow."""
+    slowly (tshark calls Linux's probes Keep-Alives: they carry no byte); she reads
+    again (a window update), stops again, and the server finally cuts her off as too slow."""
     outcome = play("zero_window", user, shared_dir)
     assert "too slow" in outcome["notice"]
     client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
@@ -115,6 +115,11 @@ def test_zero_window(shared_dir, user):
     assert len(probes) >= 3, probes
     gaps = [later - earlier for earlier, later in zip(probes, probes[1:])]
     assert all(later >= 1.5 * earlier for earlier, later in zip(gaps, gaps[1:])), gaps  # backing off
+    # When alice reads again, her window opens: a window update, after the zero windows.
+    seen = events(outcome["views"]["client"])
+    updates = [frame for frame, names, _ in seen if "window_update" in names]
+    assert outcome["window_update"] in updates and outcome["window_update"] > max(outcome["zero_windows"])
+    assert max(sample["receive_queue"] for sample in outcome["tcp_info"]) > 1_000  # her queue filled
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -197,7 +202,9 @@ def test_bottleneck(shared_dir, user):
         assert_agrees_with_tshark(Path(run["views"]["server"]))
     cubic = outcome["cubic"]
     assert cubic["dropped"] > 0 and cubic["last_ssthresh"] < 2**31 - 1
-    cwnd = [sample["snd_cwnd"] for sample in cubic["tcp_info"]]
+    cwnd = [sample["snd_cwnd"] for sample in cubic["tcp_info"] if sample["name"] == "sender"]
+    receiver = [sample["receive_queue"] for sample in cubic["tcp_info"] if sample["name"] == "receiver"]
+    assert len(receiver) > 10  # the receiver's end is sampled too (its receive queue)
     assert max(cwnd) > 2 * cwnd[0]  # slow start grew it
 
 

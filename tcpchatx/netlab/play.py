@@ -104,8 +104,9 @@ def chat_across_router(paths: dict[str, Path], config: RoomConfig | None = None,
 def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = None,
                   port: int = BULK_PORT) -> dict:
     """Send *size* bytes from the client to the server, captured at both ends; return
-    the bytes received, the seconds it took, the sender's TCP_INFO samples (its
-    congestion window, threshold, RTT and retransmissions on the capture's clock:
+    the bytes received, the seconds it took, TCP_INFO samples of both ends (named
+    ``"sender"``: its congestion window, threshold, RTT, retransmissions and send
+    queue; and ``"receiver"``: its receive queue; on the capture's clock:
     :class:`tcpchatx.tcpinfo.Sampler`) and the router's queue towards the server
     (:class:`tcpchatx.netlab.queues.QueueSampler`).  *congestion* picks the sender's
     congestion control (``"cubic"``, ``"reno"``, ``"bbr"``), for its socket only.
@@ -114,8 +115,7 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
     with inside(SERVER.namespace):
         listener = socket.create_server((SERVER.address, port))
 
-    def receive_all() -> None:
-        connection, _ = listener.accept()
+    def receive_all(connection: socket.socket) -> None:
         with connection:
             total = 0
             while chunk := connection.recv(1 << 16):
@@ -124,15 +124,17 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
 
     try:
         with captured(paths, port) as recorded:
-            reader = threading.Thread(target=receive_all, name="bulk-receiver")
-            reader.start()
             with inside(CLIENT.namespace):
                 sender = socket.socket()
             if congestion:
                 sender.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, congestion.encode())
             sender.connect((SERVER.address, port))
+            connection, _ = listener.accept()
+            reader = threading.Thread(target=receive_all, args=(connection,), name="bulk-receiver")
+            reader.start()
             dropped_before = queue_counters(SERVER.router_link)["dropped"]  # the qdisc counts from its start
-            with sender, Sampler({"sender": sender}) as sampler, QueueSampler(SERVER.router_link) as queue:
+            both_ends = {"sender": sender, "receiver": connection}  # samples named by end
+            with sender, Sampler(both_ends) as sampler, QueueSampler(SERVER.router_link) as queue:
                 started = time.monotonic()
                 sender.sendall(b"x" * size)
                 sender.shutdown(socket.SHUT_WR)

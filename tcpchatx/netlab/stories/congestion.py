@@ -36,7 +36,7 @@ def bottleneck(out_dir: str, rate: str = "4mbit", buffer_bytes: int = 30_000, si
             run = bulk_transfer(paths, size, congestion=algorithm)
         if run["received"] != [size]:
             raise StoryError(f"{algorithm}: the server received {run['received']} of {size} bytes")
-        samples = run["tcp_info"]
+        samples = [sample for sample in run["tcp_info"] if sample["name"] == "sender"]
         run.update(relay=relay.final, algorithm=algorithm,
                    goodput_mbit_s=size * 8 / run["seconds"] / 1e6,
                    max_cwnd=max(s["snd_cwnd"] for s in samples),
