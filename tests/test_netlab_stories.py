@@ -218,3 +218,22 @@ def test_the_router_view_shows_the_line_the_router_dropped(shared_dir):
         a = analyze(path)
         copies[side] = sum(a.packets.payload(i) == line for i in range(len(a.packets)))
     assert copies == {"client": 2, "router": 2, "server": 1}
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_limits(shared_dir, user):
+    """Three transfers, three limits, as the kernel counts them: the receive window,
+    the application, the congestion window (at a bottleneck, with tail drops)."""
+    outcome = play("limits", user, shared_dir)
+    assert list(outcome) == ["rwnd", "app", "cwnd"]
+    assert {name: run["limited_by"] for name, run in outcome.items()} == {"rwnd": "rwnd", "app": "app", "cwnd": "cwnd"}
+    assert outcome["rwnd"]["shares"]["rwnd"] >= 0.2 and outcome["cwnd"]["shares"]["rwnd"] == 0
+    assert outcome["app"]["app_limited_samples"] > 0.5 > outcome["cwnd"]["app_limited_samples"]
+    assert outcome["cwnd"]["dropped"] > 0 and outcome["rwnd"]["dropped"] == 0
+    for run in outcome.values():
+        assert run["received"] == [150_000 if run["limit"] != "app" else 150_000 // 8]
+        events(run["views"]["client"])
+    # The receiver's window really was small: no segment beyond it, and its ACKs say so.
+    a = analyze(outcome["rwnd"]["views"]["client"])
+    in_flight = a.expert.bytes_in_flight
+    assert 0 < int(in_flight.max()) <= 16_384

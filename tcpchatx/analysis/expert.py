@@ -348,8 +348,8 @@ def _ns(ticks: np.ndarray, per_second: np.ndarray, rows: np.ndarray) -> np.ndarr
 
 def _window_full(p, rows, candidates, peers, beyond_ack, window, direction, syn) -> np.ndarray:
     """Rows (of ``candidates``) whose data reaches the right edge of the peer's last
-    advertised window: its ACK plus its window, scaled (a clean connection's data
-    comes after the peer's first ACK).  ``beyond_ack``: how far each row's data
+    advertised window: its ACK plus its window, scaled - unless the peer's last packet
+    was its SYN-ACK, whose window is never scaled.  ``beyond_ack``: how far each row's data
     ends beyond the peer's last ACK.  Only data reaching the peer's ACK plus its
     window times a power of two can be full: the window scales (from the SYNs'
     options) are read for those alone."""
@@ -363,7 +363,9 @@ def _window_full(p, rows, candidates, peers, beyond_ack, window, direction, syn)
     d, at, reach, peer_window = d[maybe], at[maybe], reach[maybe], peer_window[maybe]
     if not len(d):
         return d
-    return d[reach == peer_window << _window_scales(p, rows, direction, syn, direction[at])]
+    shift = _window_scales(p, rows, direction, syn, direction[at])
+    shift = np.where(syn[at], 0, shift)  # the peer's last word was its SYN-ACK: a window never scaled
+    return d[reach == peer_window << shift]
 
 
 def _window_scales(p, rows, direction, syn, directions) -> np.ndarray:

@@ -102,7 +102,7 @@ def chat_across_router(paths: dict[str, Path], config: RoomConfig | None = None,
 
 
 def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = None,
-                  port: int = BULK_PORT) -> dict:
+                  port: int = BULK_PORT, pace: tuple[int, float] | None = None) -> dict:
     """Send *size* bytes from the client to the server, captured at both ends; return
     the bytes received, the seconds it took, TCP_INFO samples of both ends (named
     ``"sender"``: its congestion window, threshold, RTT, retransmissions and send
@@ -110,6 +110,8 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
     :class:`tcpchatx.tcpinfo.Sampler`) and the router's queue towards the server
     (:class:`tcpchatx.netlab.queues.QueueSampler`).  *congestion* picks the sender's
     congestion control (``"cubic"``, ``"reno"``, ``"bbr"``), for its socket only.
+    *pace* ``(chunk, interval)`` makes the sender an application with little to say:
+    it writes *chunk* bytes every *interval* seconds instead of all at once.
     """
     received: list[int] = []
     with inside(SERVER.namespace):
@@ -136,7 +138,10 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
             both_ends = {"sender": sender, "receiver": connection}  # samples named by end
             with sender, Sampler(both_ends) as sampler, QueueSampler(SERVER.router_link) as queue:
                 started = time.monotonic()
-                sender.sendall(b"x" * size)
+                if pace is None:
+                    sender.sendall(b"x" * size)
+                else:
+                    _paced(sender, size, *pace)
                 sender.shutdown(socket.SHUT_WR)
                 reader.join(60)
                 seconds = time.monotonic() - started
@@ -147,3 +152,10 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
             "seconds": seconds, "dropped": queue.samples[-1]["dropped"] - dropped_before, "tcp_info": sampler.samples,
             "queue": queue.samples,
             "captured": {side: {"packets": r.packets, "dropped": r.dropped} for side, r in recorded.items()}}
+
+
+def _paced(sender: socket.socket, size: int, chunk: int, interval: float) -> None:
+    """*size* bytes, *chunk* at a time, one chunk every *interval* seconds."""
+    for start in range(0, size, chunk):
+        sender.sendall(b"x" * min(chunk, size - start))
+        time.sleep(interval)  # the application's own pace, not a wait for something

@@ -26,4 +26,6 @@ LAB_STORIES = {story.name: story for story in [
     LabStory("bottleneck", "bottleneck",
              "a bulk transfer through a slow link and a small queue: cwnd, ssthresh, tail drops; cubic, reno, bbr"),
     LabStory("rtt", "rtt", "the same chat at 0, 50 and 200 ms: the handshake, Nagle and delayed ACKs"),
+    LabStory("limits", "limits", "three transfers held back by the receiver's window, the application, "
+             "and the congestion window"),
 ]}

@@ -136,7 +136,7 @@ class _Direction:
     maxseqtobeacked: int = 0
     window: int | None = None  # the last raw window field (None: nothing sent yet)
     win_scale: int = -1  # -1 unknown, -2 no scaling, else the shift
-    first_ack: bool = True  # no segment with ACK sent yet: its window is not scaled
+    first_ack: bool = True  # no ACK but a SYN-ACK sent yet: its window is not scaled
     last_events: set[str] = field(default_factory=set)
     unacked: list[_Unacked] = field(default_factory=list)  # newest first, as Wireshark keeps them
     valid_bif: bool = True  # bytes in flight can be told (no loss since the last ACK back)
@@ -163,7 +163,7 @@ def analyse_one_by_one(p: Packets, t: Flows) -> dict[int, Finding]:
         fwd.sack_blocks = (_sack_blocks(p, row) or [])[:3]  # Wireshark keeps the first 3, per packet
         if flags & SYN:
             _window_scaling(p.tcp_options(row).get("wscale"), bool(flags & ACK), fwd, rev)
-        if flags & ACK:
+        if flags & (SYN | ACK) == ACK:  # a SYN-ACK's window is never scaled: only a later ACK's is
             fwd.first_ack = False
     return findings
 

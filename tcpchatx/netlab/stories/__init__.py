@@ -14,6 +14,7 @@ router, including what it then dropped.
 - :mod:`.dupacks`: ``fast_retransmit`` and ``reorder``, duplicate ACKs and SACK;
 - :mod:`.windows`: ``zero_window``, a reader that stops;
 - :mod:`.congestion`: ``bottleneck``, the congestion window at a slow link;
+- :mod:`.limits`: ``limits``, what holds a transfer back: cwnd, rwnd or the application;
 - :mod:`.delay`: ``rtt``, what a round trip costs the handshake, Nagle and ACKs;
 - :mod:`.common`: what they share.
 """
@@ -24,6 +25,7 @@ from .common import StoryError
 from .congestion import bottleneck
 from .delay import rtt
 from .dupacks import fast_retransmit, reorder
+from .limits import limits
 from .timeouts import backoff, rto
 from .windows import zero_window
 
@@ -35,7 +37,8 @@ STORIES = {
     "zero-window": zero_window,
     "bottleneck": bottleneck,
     "rtt": rtt,
+    "limits": limits,
 }
 
-__all__ = ["STORIES", "StoryError", "backoff", "bottleneck", "fast_retransmit", "reorder", "rto", "rtt",
+__all__ = ["STORIES", "StoryError", "backoff", "bottleneck", "fast_retransmit", "limits", "reorder", "rto", "rtt",
            "zero_window"]
