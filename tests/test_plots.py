@@ -1,34 +1,39 @@
 """The figures, drawn from a real chat captured on loopback while the kernel's socket
 states were sampled: three clients talk; alice sends /quit (the server closes first),
-carol calls close() (the client closes first), bob stays.  Every check counts the
-artists really drawn (arrows, bars, spans), not just what the figure says it drew."""
+carol calls close() (the client closes first), bob stays.  Then the lab's figures, from
+the reference stories in captures/lab/ (both ends' captures, and what the kernel said):
+held against tshark, the kernel's own counts and the other view.  Every check counts
+the artists really drawn (arrows, bars, spans), not just what the figure says it drew."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
+import subprocess
 import sys
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from matplotlib.collections import LineCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from tcpchatx import plots
+from tcpchatx import lab, plots
 from tcpchatx.analysis import analyze
+from tcpchatx.analysis.views import pair_views
+from tcpchatx.analysis.why import explain
 from tcpchatx.client import ChatClient
+from tcpchatx.netlab.stories import bottleneck
+from tcpchatx.plots._kernel import INFINITE
 from tcpchatx.protocol import Kind
 from tcpchatx.server import ChatServer
 from tcpchatx.sockstate import SocketKey, SocketStateSampler
+from tcpchatx.tcp_flags import ACK
 
 HOST = "127.0.0.1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("dumpcap") is None or not sys.platform.startswith("linux"),
-    reason="needs dumpcap and Linux (/proc/net/tcp)",
-)
 
 
 def wait_for(predicate, timeout=5.0, what="condition"):
@@ -43,6 +48,8 @@ def wait_for(predicate, timeout=5.0, what="condition"):
 def session(tmp_path_factory):
     from tcpchatx.capture import LiveCapture, live_capture_available
 
+    if shutil.which("dumpcap") is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs dumpcap and Linux (/proc/net/tcp)")
     able, why = live_capture_available("dumpcap")
     if not able:
         pytest.skip(why)
@@ -162,8 +169,8 @@ def test_time_sequence_one_bar_per_data_segment(session, direction):
     fig = plots.time_sequence(a, alice.id, direction, window=True)
     df = a.packets_df()
     data = df[(df.conn == alice.id) & (df.direction == direction) & (df.len > 0)]
-    bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
-    assert len(bars) == 1
+    bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection) and c.get_gid() == "data"]
+    assert len(bars) == 1  # (SACK blocks, if any, are another LineCollection)
     segments = bars[0].get_segments()
     assert len(segments) == len(data) == fig.tcpchatx["bars"] > 0
     # Each bar spans seq .. seq+len, at the segment's time.
@@ -252,3 +259,231 @@ def test_congestion_from_samples():
     assert len(rtt.get_lines()) == 2 and len(backlog.collections) == 2  # the queue, the drop marks
     with pytest.raises(ValueError, match="no TCP_INFO samples"):
         plots.congestion([])
+
+
+# --------------------------------------------------------------------------- the lab's figures
+# Drawn from the reference stories (captures/lab/): both ends' captures of a connection
+# across the lab's router, and the kernel's numbers sampled meanwhile.
+
+TSHARK = shutil.which("tshark")
+needs_tshark = pytest.mark.skipif(TSHARK is None, reason="needs Wireshark's tshark")
+
+
+def tshark_fields(path, display_filter: str, *fields: str) -> list[list[str]]:
+    """Each packet tshark's ``display_filter`` picks, as the values of ``fields``."""
+    cmd = [TSHARK, "-r", str(path), "-Y", display_filter, "-T", "fields"]
+    for name in fields:
+        cmd += ["-e", name]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def conn_of_nick(analysis, nick: str) -> int:
+    return next(conn for conn, name in analysis.chat.nick_of_conn.items() if name == nick)
+
+
+def by_gid(ax, prefix: str) -> list:
+    """The artists of ``ax`` whose gid starts with ``prefix``."""
+    artists = [*ax.lines, *ax.collections, *ax.patches]
+    return [a for a in artists if (a.get_gid() or "").startswith(prefix)]
+
+
+def highest(area) -> float:
+    """The top of a filled area (fill_between's PolyCollection), in data units."""
+    return float(max(path.vertices[:, 1].max() for path in area.get_paths()))
+
+
+@pytest.fixture(scope="module")
+def fast_retransmit():
+    story = lab.story("fast-retransmit", mode="reference")
+    return story.analysis("client", part="sack"), story.views("sack")
+
+
+@needs_tshark
+def test_time_sequence_marks_the_fast_retransmission_tshark_names(fast_retransmit):
+    a, views = fast_retransmit
+    alice = conn_of_nick(a, "alice")
+    fig = plots.time_sequence(a, alice, "originator", window=True)
+    ax = fig.axes[0]
+    fast = tshark_fields(views["client"], "tcp.analysis.fast_retransmission", "frame.number")
+    named = [int(frame) for frame, in fast]
+    assert len(named) == 1
+    assert fig.tcpchatx["resends"] == {"fast": named}  # and no other resend
+    marks = by_gid(ax, "resend:fast")
+    assert len(marks) == 1
+    row = named[0] - 1
+    top = int(a.tracking.rel_seq[row]) + int(a.packets.payload_len[row])
+    assert marks[0].get_ydata()[0] == top  # on the resent bar, at its top
+    callout = f"frame {named[0]}: [TCP Fast Retransmission]"
+    assert callout in fig.tcpchatx["labels"]
+
+
+@needs_tshark
+def test_time_sequence_draws_the_sack_blocks_the_duplicate_acks_carry(fast_retransmit):
+    a, views = fast_retransmit
+    fig = plots.time_sequence(a, conn_of_nick(a, "alice"), "originator")
+    rows = tshark_fields(views["client"], "tcp.options.sack_le", "frame.number",
+                         "tcp.options.sack_le", "tcp.options.sack_re", "tcp.analysis.duplicate_ack")
+    expected = sorted((int(frame), int(left), int(right)) for frame, lefts, rights, _ in rows
+                      for left, right in zip(lefts.split(","), rights.split(","), strict=True))
+    assert sorted(fig.tcpchatx["sack_blocks"]) == expected
+    duplicates = {int(frame) for frame, *_, dup in rows if dup}
+    assert duplicates and duplicates <= {frame for frame, _, _ in expected}  # every dup ACK's blocks
+    assert fig.tcpchatx["events"]["duplicate_ack"] == sorted(duplicates)
+    # ... as really drawn: one vertical bar per block, over the bytes it covers.
+    (blocks,) = by_gid(fig.axes[0], "sack")
+    spans = sorted((float(low[1]), float(high[1])) for low, high in blocks.get_segments())
+    assert spans == sorted((float(left), float(right)) for _, left, right in expected)
+
+
+@needs_tshark
+def test_time_sequence_window_line_is_the_scaled_window_above_the_acks(fast_retransmit):
+    a, views = fast_retransmit
+    alice = conn_of_nick(a, "alice")
+    fig = plots.time_sequence(a, alice, "originator", window=True)
+    ax = fig.axes[0]
+    (ack,), (window,) = by_gid(ax, "ack"), by_gid(ax, "window")
+    assert list(ack.get_xdata()) == list(window.get_xdata())
+    edge, acked = np.asarray(window.get_ydata()), np.asarray(ack.get_ydata())
+    assert (edge > acked).all()  # the window never closed in this story
+    # The distance between them is the window tshark calculates (scaled; a SYN's is not).
+    acks = (a.tracking.conn == alice) & (a.tracking.direction == 1) & ((a.packets.flags & ACK) != 0)
+    server_port = a.connections[alice].server[1]
+    windows = dict(tshark_fields(views["client"], f"tcp.srcport == {server_port} && tcp.flags.ack == 1",
+                                 "frame.number", "tcp.window_size"))
+    frames = a.packets.frame[acks].tolist()
+    assert [int(windows[str(f)]) for f in frames] == (edge - acked).astype(int).tolist()
+    assert fig.tcpchatx["window_scale"] == 10
+
+
+@needs_tshark
+def test_time_sequence_of_a_closed_window_marks_zero_windows_and_probes():
+    story = lab.story("zero-window", mode="reference")
+    a, path = story.analysis("server"), story.views()["server"]
+    alice = conn_of_nick(a, "alice")
+    fig = plots.time_sequence(a, alice, "responder", window=True)
+    port = a.connections[alice].client[1]
+    zero = [int(f) for f, in tshark_fields(path, f"tcp.analysis.zero_window && tcp.srcport == {port}",
+                                            "frame.number")]
+    probing = f"(tcp.analysis.keep_alive || tcp.analysis.zero_window_probe) && tcp.dstport == {port}"
+    probes = [int(f) for f, in tshark_fields(path, probing, "frame.number")]
+    assert zero and fig.tcpchatx["events"]["zero_window"] == zero
+    assert probes and fig.tcpchatx["probes"] == probes  # Linux's probes: keep-alives at a zero window
+    assert len(by_gid(fig.axes[0], "event:zero_window_keep_alive")) == len(probes)
+    # Where the window is 0, its line meets the ACK line.
+    (ack,), (window,) = by_gid(fig.axes[0], "ack"), by_gid(fig.axes[0], "window")
+    closed = np.asarray(window.get_ydata()) == np.asarray(ack.get_ydata())
+    assert closed.sum() == len(zero)
+
+
+@pytest.fixture(scope="module")
+def cubic():
+    story = lab.story("bottleneck", mode="reference")
+    return story.part("cubic"), story.analysis("client", part="cubic")
+
+
+def test_tcp_state_draws_ssthresh_only_after_the_first_loss(cubic):
+    run, a = cubic
+    sender = [s for s in run["tcp_info"] if s["name"] == "sender"]
+    fig = plots.tcp_state(run["tcp_info"], a, name="sender")
+    window, times = fig.axes
+    t0 = float(a.packets.seconds(0))  # the capture's clock
+    (cwnd,), (ssthresh,) = by_gid(window, "cwnd"), by_gid(window, "ssthresh")
+    assert len(cwnd.get_xdata()) == len(sender)
+    set_at = [s["time"] - t0 for s in sender if s["snd_ssthresh"] < INFINITE]
+    assert np.allclose(ssthresh.get_xdata(), set_at) and INFINITE not in ssthresh.get_ydata()
+    # The first loss: the router's first drop, then the first duplicate ACK back.
+    queue = run["queue"]
+    first_drop = next(later["time"] for earlier, later in zip(queue, queue[1:])
+                      if later["dropped"] > earlier["dropped"]) - t0
+    first_dup = next(i for i in range(len(a.packets)) if "duplicate_ack" in a.events(i))
+    first_dup = float(a.packets.seconds(first_dup)) - t0
+    assert first_drop - 0.02 < first_dup <= min(set_at)  # (queue samples are 10 ms apart)
+    assert all(s["snd_ssthresh"] == INFINITE for s in sender if s["time"] - t0 < min(set_at))
+    assert fig.tcpchatx["ssthresh_from"] == pytest.approx(min(set_at))
+    # Every resend the kernel counted is marked, from the capture.
+    resends = fig.tcpchatx["retransmissions"]
+    assert sum(map(len, resends.values())) == sender[-1]["total_retrans"] > 0
+    assert len(by_gid(window, "resend:")) == sender[-1]["total_retrans"]
+    # Bytes in flight, in segments of the sender's MSS, one dot per data segment.
+    (in_flight,) = by_gid(window, "in_flight")
+    bif = a.expert.bytes_in_flight[(a.tracking.direction == 0) & (a.packets.payload_len > 0)]
+    assert np.allclose(np.sort(in_flight.get_ydata() * sender[0]["snd_mss"]), np.sort(bif[bif >= 0]))
+    assert "segments" in fig.tcpchatx["in_flight_unit"]
+    (ack_rtt,) = by_gid(times, "ack_rtt")
+    assert len(ack_rtt.get_xdata()) == fig.tcpchatx["ack_rtts"] > 100
+
+
+def test_buffers_router_queue_stays_within_its_limit(cubic):
+    run, a = cubic
+    limit = inspect.signature(bottleneck).parameters["buffer_bytes"].default  # 30 KB
+    sender = [s for s in run["tcp_info"] if s["name"] == "sender"]
+    receiver = [s for s in run["tcp_info"] if s["name"] == "receiver"]
+    fig = plots.buffers(sender, run["queue"], receiver or None, analysis=a, queue_limit=limit)
+    send_ax, router_ax, receive_ax = fig.axes
+    (queued,) = by_gid(router_ax, "router_queue")
+    assert 0.8 * limit < highest(queued) == fig.tcpchatx["router_max_bytes"] <= limit
+    assert fig.tcpchatx["drops"] == run["dropped"] > 0  # tail drops, as the story counted them
+    assert len(by_gid(router_ax, "router_drops")) == 1
+    # The send queue: in flight (sent, not acknowledged) below, not yet sent above it.
+    (in_flight,) = by_gid(send_ax, "send_queue_in_flight")
+    (not_sent,) = by_gid(send_ax, "send_queue_not_sent")
+    assert highest(in_flight) == max(s["send_queue"] - s["notsent_bytes"] for s in sender)
+    assert highest(not_sent) == max(s["send_queue"] for s in sender) == fig.tcpchatx["sender_max_bytes"]
+    if receiver:
+        assert fig.tcpchatx["receiver_max_bytes"] == max(s["receive_queue"] for s in receiver)
+    # Without the receiver's samples, its panel says so and the others are the same.
+    fig = plots.buffers(sender, run["queue"], None, analysis=a, queue_limit=limit)
+    assert fig.tcpchatx["receiver_max_bytes"] is None and fig.tcpchatx["router_max_bytes"] <= limit
+    assert any("not sampled" in t.get_text() for t in fig.axes[2].texts)
+    assert not [c for c in fig.axes[2].collections if isinstance(c, PolyCollection)]
+
+
+def test_ladder_through_router_ends_alices_lost_line_at_the_router():
+    story = lab.story("rto", mode="reference")
+    client, server = story.analysis("client"), story.analysis("server")
+    fig = plots.ladder_through_router(client, server)
+    ax = fig.axes[0]
+    dropped = fig.tcpchatx["dropped"]
+    assert len(dropped) == 1
+    (lost,) = dropped
+    assert lost["nick"] == "alice" and lost["from"] == "client"
+    assert lost["text"] == story.outcome["line"]
+    # It is the copy that the two views say was lost (tcpchatx.analysis.why).
+    (why,) = explain(story.views()["client"], story.views()["server"])
+    assert why.lost == (lost["client_frame"],) and lost["server_frame"] is None
+    # As drawn: one ✕, on the router's lane, where that one arrow ends.
+    (cross,) = by_gid(ax, "dropped:")
+    assert cross.get_xdata()[0] == 1.0 and cross.get_gid() == f"dropped:client:{lost['client_frame']}"
+    (arrow,) = [p for p in ax.patches if p.get_gid() == f"client:{lost['client_frame']}"]
+    assert arrow._posA_posB[1] == (1.0, lost["y_arrived"]) == (1.0, cross.get_ydata()[0])
+    # Every other segment reaches the other end; the resend says what Wireshark says.
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    pairing = pair_views(story.views()["client"], story.views()["server"])
+    sent = sum(1 for pair in pairing.connections for view in ("client", "server")
+               for packet in pair.packets[view] if pair.sender_view(packet) == view)
+    assert len(arrows) == fig.tcpchatx["arrows"] == sent
+    (resend,) = [s for s in fig.tcpchatx["segments"] if s["retransmission"]]
+    assert resend["info"] == "[TCP Retransmission]" and resend["text"] == lost["text"]
+    assert resend["to"] == "server" and resend["client_frame"] == why.frame
+
+
+def test_ladder_through_router_slants_the_held_line_across_the_next():
+    story = lab.story("reorder", mode="reference")
+    client, server = story.analysis("client"), story.analysis("server")
+    fig = plots.ladder_through_router(client, server)
+    segments = fig.tcpchatx["segments"]
+    assert not fig.tcpchatx["dropped"] and fig.tcpchatx["delayed"]  # 25 ms each way: all slanted
+    (held,) = [s for s in segments if s["receiver_info"] == "[TCP Out-Of-Order]"]
+    assert held["server_frame"] == story.outcome["out_of_order"][0]
+    # The line sent after it arrived before it: their arrows cross.
+    behind = next(s for s in segments if s["client_frame"] == held["client_frame"] + 1)
+    assert behind["from"] == "client" and behind["text"].startswith("line 4")
+    assert behind["y_sent"] > held["y_sent"] and behind["y_arrived"] < held["y_arrived"]
+    assert held["transit_ms"] > behind["transit_ms"] + 4  # held back 5 ms
+    # A frame range of the client's view: just those frames.
+    first, last = held["client_frame"] - 3, held["client_frame"] + 3
+    fig = plots.ladder_through_router(client, server, frames=(first, last))
+    shown = [s["client_frame"] for s in fig.tcpchatx["segments"]]
+    assert shown and all(first <= frame <= last for frame in shown)
+    assert sorted(shown) == list(range(first, last + 1))
