@@ -7,7 +7,8 @@
   nobody cannot read), in a scratch directory nobody owns; no mode is forced, so
   the notebooks pick the rootless namespace (or, where namespaces are off, the
   reference captures) by themselves; notebook 01 captures its own handshake there too;
-* **papermill**: notebook 04 with two sets of parameters; its self-checks must pass.
+* **papermill**: notebooks 04 and 06 with two sets of parameters each; their self-checks
+  must pass.
 
 Each executed notebook must have no error, nothing on stderr in any cell (no thread
 may print into a cell) and a first cell that names the mode.  The run time of every
@@ -37,6 +38,7 @@ NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 NAMES = [path.name for path in NOTEBOOKS]
 EXERCISE = NOTEBOOK_DIR / "04_lab_exercises.ipynb"
+LOSS = NOTEBOOK_DIR / "06_loss_and_retransmission.ipynb"
 FIRST_CELL = "from tcpchatx import lab\n\nmode = lab.capture_mode()"
 CELL_TIMEOUT = 120  # seconds per cell
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -44,6 +46,11 @@ PAPERMILL_PARAMETERS = [
     {"clients": 3, "messages": 2, "nagle": True, "close_variant": "quit"},
     {"clients": 4, "messages": 2, "nagle": False, "close_variant": "abort"},
 ]
+LOSS_PARAMETERS = [
+    {"delay_ms": 25, "lost": 3, "hold_ms": 5, "broken_for": 1.7},  # the defaults
+    {"delay_ms": 40, "lost": 5, "hold_ms": 8, "broken_for": 1.0},
+]
+LINE_BYTES = 34  # "line K of 10, all written at once\n", K < 10: fast-retransmit's lines
 
 TIMES: dict[str, float] = {}  # "mode: notebook" -> seconds
 
@@ -143,7 +150,7 @@ def test_stored_notebook_is_clean(name):
 
 def test_every_notebook_is_tested():
     assert NAMES == ["01_handshake.ipynb", "02_messages_and_broadcast.ipynb", "03_the_close.ipynb",
-                     "04_lab_exercises.ipynb", "05_pcap_replay.ipynb"]
+                     "04_lab_exercises.ipynb", "05_pcap_replay.ipynb", "06_loss_and_retransmission.ipynb"]
 
 
 def test_exercise_has_a_parameters_cell():
@@ -152,6 +159,14 @@ def test_exercise_has_a_parameters_cell():
     assert len(tagged) == 1
     for name in ("clients = 3", "messages = 2", "nagle = True", 'close_variant = "quit"',
                  "port = 0", 'backend = "auto"'):
+        assert name in tagged[0].source
+
+
+def test_06_has_a_parameters_cell():
+    nb = nbformat.read(LOSS, as_version=4)
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("delay_ms = 25", "lost = 3", "hold_ms = 5", "broken_for = 1.7"):
         assert name in tagged[0].source
 
 
@@ -309,3 +324,35 @@ def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
     expected_close = "reset" if parameters["close_variant"] == "abort" else "four-way"
     assert f"({expected_close})" in text
     assert "a RST consumes no sequence number" in text and "a FIN consumes one sequence number" in text
+
+
+@live_only
+@pytest.mark.parametrize("parameters", LOSS_PARAMETERS,
+                         ids=lambda p: f"delay={p['delay_ms']}-lost={p['lost']}-hold={p['hold_ms']}-broken={p['broken_for']}")
+def test_06_with_papermill(parameters, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
+    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
+    executed = tmp_path / "loss.ipynb"
+    started = time.monotonic()
+    papermill.execute_notebook(str(LOSS), str(executed), parameters=parameters,
+                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
+    TIMES[f"papermill: 06 {parameters}"] = time.monotonic() - started
+    nb = nbformat.read(executed, as_version=4)
+    assert_clean_run(nb, "live")
+    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+    assert "FAIL" not in text, text
+    # Nine checks; "your RTO" is skipped unless answered, and the kernel's sample after the
+    # resent line's ACK only where TCP_INFO was still read by then.
+    assert text.count("PASS: ") >= 8, text
+    assert "Self-checks: " in text and " 0 failed" in text
+    # The stories were played with the parameters: the path's outage, the lost line, the hold.
+    assert f"The path came back about {parameters['broken_for']} s after packet" in text
+    hole = 1 + len("alice\n") + LINE_BYTES * (parameters["lost"] - 1)
+    assert f"never reached the server. The server's ACKs that ask for seq {hole} " in text
+    late = re.search(r"reached the server ([0-9.]+) ms after the packet that overtook it", text)
+    # Held back hold_ms: never less (the relay releases no frame early); later only as
+    # late as a busy machine makes the relay's loop.
+    assert late and parameters["hold_ms"] - 1 <= float(late.group(1)) < parameters["hold_ms"] + 50, text

@@ -14,6 +14,9 @@ Every name is used as ``lab.NAME``; each lives in the module that has its job:
 * ``runs.py``: :class:`LabRun`, and :func:`run`, :func:`run_exercise`, :func:`open_capture`;
 * ``playing.py``: what plays a scenario or the exercise where its sockets live;
 * ``stories.py``: the lab network's stories (loss, windows, congestion), played or opened;
+* ``loss.py``: a story's two views side by side, its resends and why, what arrived out
+  of order, the ACKs' RTT samples, and what TCP_INFO said meanwhile;
+* ``rtt.py``: the retransmission timeout from RTT samples, as RFC 6298 and as Linux compute it;
 * ``watch.py``: capturing what your own sockets do in a ``with lab.watch(...)`` block;
 * ``tables.py``: the packets and connections as tables, coloured by phase;
 * ``facts.py``: the facts a question is about (ACKs, FINs, RSTs, byte counts, copies);
@@ -70,8 +73,24 @@ from .facts import (
     resets,
     tcp_options,
 )
+from .loss import (
+    TICK_MS,
+    TIMER_SLACK,
+    ack_rtts,
+    both_views,
+    connection_of,
+    fired_on_time,
+    kernel_after,
+    kernel_before,
+    lost_copies,
+    out_of_order,
+    resends,
+    rfc6298_table,
+    rtt_samples,
+)
 from .mode import MODE_ENV, MODE_MEANINGS, MODES, OUT_ENV, capture_mode, current_mode, out_dir
 from .playing import CLOSE_VARIANTS, exercise_story, play_and_sample, play_exercise
+from .rtt import linux_rto, rfc6298
 from .runs import LabRun, open_capture, reference_capture, run, run_exercise
 from .session import Session, current_session, reset_session
 from .socket_states import socket_states_figure, time_wait, time_wait_holders
@@ -95,6 +114,10 @@ __all__ = [
     "reference_capture", "run", "run_exercise",
     # the lab network's stories (across a router)
     "StoryRun", "reference_story", "story",
+    # loss and retransmission in a story, and the RTO from RTT samples
+    "TICK_MS", "TIMER_SLACK", "ack_rtts", "both_views", "connection_of", "fired_on_time", "kernel_after",
+    "kernel_before", "linux_rto", "lost_copies", "out_of_order", "resends", "rfc6298", "rfc6298_table",
+    "rtt_samples",
     # your own sockets
     "Watch", "handshake_run", "pick_port", "watch",
     # tables

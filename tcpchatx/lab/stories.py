@@ -16,9 +16,11 @@ SACK; ``bottleneck``: one per congestion control; ``rtt``: one per delay) has *p
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,20 @@ class StoryRun:
         return _analyse(str(self.views(part)[side]))
 
 
-@cache
 def _analyse(path: str) -> Analysis:
+    """The capture at *path*, analysed once per version of the file: a story played again
+    writes its captures under the same names."""
+    return _analyse_version(path, *file_version(path))
+
+
+def file_version(path: str) -> tuple[int, int]:
+    """What tells one version of a file from the next: its modification time and size."""
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+@lru_cache(maxsize=64)
+def _analyse_version(path: str, mtime_ns: int, size: int) -> Analysis:
     return analyze(path)
 
 
@@ -98,11 +112,21 @@ def reference_story(name: str, requested: dict[str, Any] | None = None) -> Story
     if not record.exists():
         raise CaptureError(f"no reference record {record}: `tcpchatx references --lab` makes it")
     run = StoryRun(name, "reference", with_folder(json.loads(record.read_text()), LAB_CAPTURES), requested or {})
-    if requested:
+    other = not_the_defaults(name, requested or {})
+    if other:
         _say(f"The reference captures of {name} were made with the default parameters, "
-             f"not with {requested}.")
+             f"not with {other}.")
     _say_views(run)
     return run
+
+
+def not_the_defaults(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Those of *params* that differ from story *name*'s defaults (which its references used)."""
+    from ..netlab import stories as played  # the story functions, with their defaults
+
+    signature = inspect.signature(getattr(played, LAB_STORIES[name].function))
+    defaults = {key: p.default for key, p in signature.parameters.items() if p.default is not p.empty}
+    return {key: value for key, value in params.items() if key not in defaults or defaults[key] != value}
 
 
 def _say_views(run: StoryRun) -> None:
