@@ -52,6 +52,11 @@ def test_the_index_says_why_each_resend_happened(tmp_path):
     assert sorted(path.name for path in written) == ["rto-client-view.pcapng", "rto-server-view.pcapng"]
     index = (tmp_path / "README.md").read_text()
     assert "## rto" in index and "1 resend(s)" in index and "timeout (the RTO)" in index
+    # Each view is annotated: a comment on every packet, the resend's naming Wireshark's mark.
+    comments = subprocess.run(["tshark", "-r", str(tmp_path / "rto-client-view.pcapng"), "-T", "fields",
+                               "-e", "frame.comment"], capture_output=True, text=True, check=True).stdout
+    assert all(line for line in comments.splitlines())
+    assert "[TCP Retransmission]" in comments
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs the system python3")

@@ -1,5 +1,5 @@
 """The lab stories' reference captures in ``captures/lab/``: both views of each story,
-for students whose machine has no namespaces (macOS, Windows without WSL), what the
+annotated (a comment on every packet, as ``tcpchatx annotate --comments`` writes), for students whose machine has no namespaces (macOS, Windows without WSL), what the
 story recorded beside them (``NAME.json``: the kernel's TCP_INFO, the router's queue,
 the relay's report, with the views as file names), and an index that says what each
 shows and why each resend happened.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..analysis import write_annotated
 from ..analysis.why import explain
 from ..scenarios.lab import LAB_STORIES
 from . import run_in_lab
@@ -57,7 +58,10 @@ def regenerate(folder: Path = LAB_CAPTURES, names: list[str] | None = None, prog
         story = LAB_STORIES[name]
         progress(f"{name}: {story.summary} ...")
         outcome = run_in_lab(f"tcpchatx.netlab.stories:{story.function}", {"out_dir": str(folder)})
-        written += [Path(path) for views in view_pairs(outcome) for path in views.values()]
+        for views in view_pairs(outcome):
+            for path in views.values():
+                write_annotated(path, path)  # each packet's comment says what it is (and Wireshark's marks)
+                written.append(Path(path))
         (folder / f"{name}.json").write_text(json.dumps(with_file_names(outcome), separators=(",", ":")) + "\n")
     _write_index(folder)
     return written
