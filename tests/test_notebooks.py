@@ -150,7 +150,8 @@ def test_stored_notebook_is_clean(name):
 
 def test_every_notebook_is_tested():
     assert NAMES == ["01_handshake.ipynb", "02_messages_and_broadcast.ipynb", "03_the_close.ipynb",
-                     "04_lab_exercises.ipynb", "05_pcap_replay.ipynb", "06_loss_and_retransmission.ipynb"]
+                     "04_lab_exercises.ipynb", "05_pcap_replay.ipynb", "06_loss_and_retransmission.ipynb",
+                     "07_flow_control.ipynb", "08_congestion_control.ipynb"]
 
 
 def test_exercise_has_a_parameters_cell():

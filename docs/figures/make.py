@@ -54,6 +54,19 @@ def buffers_bottleneck_cubic():
                          analysis=story.analysis("client", part="cubic"), queue_limit=QUEUE_LIMIT)
 
 
+def notebook_07_time_sequence_rwnd():
+    """Notebook 07: a receiver with a 16 KB buffer; each round trip the sender fills the
+    window (ACK + window, the dashed line) and waits for the next ACK."""
+    transfer = lab.flow(lab.story("limits", mode="reference"), "rwnd", view="client")
+    return plots.time_sequence(transfer.analysis, transfer.conn, transfer.direction, window=True)
+
+
+def notebook_08_algorithms():
+    """Notebook 08: cubic, reno and bbr through the same 4 Mbit/s link: each one's window,
+    and the router's queue it kept (bbr's probes overflow it every eight round trips)."""
+    return lab.algorithms_figure(lab.story("bottleneck", mode="reference"))
+
+
 def ladder_router_rto():
     """alice's line dropped at the router, resent when her timer runs out."""
     story = lab.story("rto", mode="reference")
@@ -76,6 +89,8 @@ FIGURES = {
     "buffers-bottleneck-cubic.png": buffers_bottleneck_cubic,
     "ladder-router-rto.png": ladder_router_rto,
     "ladder-router-reorder.png": ladder_router_reorder,
+    "notebook-07-time-sequence-rwnd.png": notebook_07_time_sequence_rwnd,
+    "notebook-08-algorithms.png": notebook_08_algorithms,
 }
 
 

@@ -17,6 +17,10 @@ Every name is used as ``lab.NAME``; each lives in the module that has its job:
 * ``loss.py``: a story's two views side by side, its resends and why, what arrived out
   of order, the ACKs' RTT samples, and what TCP_INFO said meanwhile;
 * ``rtt.py``: the retransmission timeout from RTT samples, as RFC 6298 and as Linux compute it;
+* ``congestion.py``: a bulk transfer's slow start, tail drops and recoveries, congestion
+  controls side by side, and what limited a transfer, as the kernel counts it;
+* ``windows.py``: flow control in a story: each ACK's window, scaled; a window that closes,
+  its probes and its update; where the bytes of a transfer wait;
 * ``watch.py``: capturing what your own sockets do in a ``with lab.watch(...)`` block;
 * ``tables.py``: the packets and connections as tables, coloured by phase;
 * ``facts.py``: the facts a question is about (ACKs, FINs, RSTs, byte counts, copies);
@@ -59,6 +63,27 @@ those sockets exist), and in reference mode the states come from the
 from __future__ import annotations
 
 from .checks import check, check_counts, check_summary
+from .congestion import (
+    BETAS,
+    SlowStart,
+    algorithms_figure,
+    bdp_bytes,
+    bits_per_second,
+    bulk_connection,
+    compare_algorithms,
+    limits_figure,
+    marked_frames,
+    queue_delay_ms,
+    recoveries,
+    round_trips,
+    router_refused,
+    slow_start,
+    slow_start_rounds,
+    tail_drops,
+    transfer_packets,
+    used_parameters,
+    what_limited,
+)
 from .facts import (
     Acked,
     Reset,
@@ -104,6 +129,31 @@ from .tables import (
     show_packets,
 )
 from .watch import Watch, handshake_run, pick_port, watch
+from .windows import (
+    INVALID_RATELIMIT_MS,
+    CutOff,
+    FirstWindow,
+    Flow,
+    WindowUse,
+    ZeroWindow,
+    announced_windows,
+    answered_as_linux_limits,
+    cut_off,
+    first_window,
+    flow,
+    handshake_windows,
+    kernel_while_closed,
+    kernel_windows,
+    past_the_edge,
+    ratios,
+    read_again_ms,
+    where_bytes_wait,
+    window_full,
+    window_shift,
+    window_table,
+    window_use,
+    zero_window,
+)
 from .wireshark import packet_comments, wireshark_fields
 
 __all__ = [
@@ -118,6 +168,16 @@ __all__ = [
     "TICK_MS", "TIMER_SLACK", "ack_rtts", "both_views", "connection_of", "fired_on_time", "kernel_after",
     "kernel_before", "linux_rto", "lost_copies", "out_of_order", "resends", "rfc6298", "rfc6298_table",
     "rtt_samples",
+    # congestion control in a story: slow start, tail drops, recovery, algorithms, limits
+    "BETAS", "SlowStart", "algorithms_figure", "bdp_bytes", "bits_per_second", "bulk_connection",
+    "compare_algorithms", "limits_figure", "marked_frames", "queue_delay_ms", "recoveries", "round_trips",
+    "router_refused", "slow_start", "slow_start_rounds", "tail_drops", "transfer_packets", "used_parameters",
+    "what_limited",
+    # flow control in a story: windows, a zero window and its probes, where the bytes wait
+    "INVALID_RATELIMIT_MS", "CutOff", "FirstWindow", "Flow", "WindowUse", "ZeroWindow", "announced_windows",
+    "answered_as_linux_limits", "cut_off", "first_window", "flow", "handshake_windows", "kernel_while_closed",
+    "kernel_windows", "past_the_edge", "ratios", "read_again_ms", "where_bytes_wait", "window_full",
+    "window_shift", "window_table", "window_use", "zero_window",
     # your own sockets
     "Watch", "handshake_run", "pick_port", "watch",
     # tables

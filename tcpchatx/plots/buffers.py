@@ -82,7 +82,7 @@ def buffers(sender_samples: list[dict], queue_samples: list[dict] | None = None,
         if top is not None:
             ax.yaxis.set_major_formatter(BYTES)
             ax.set_ylabel("bytes")
-            ax.set_ylim(0, HEADROOM * top if top else 1)  # room above the data for the legend
+            ax.set_ylim(0, HEADROOM * top if top else 1000)  # room above the data for the legend (1 kB if none)
         ax.grid(True, color="#e5e7eb", lw=0.6)
         ax.set_axisbelow(True)
         if ax.get_legend_handles_labels()[0]:

@@ -1,0 +1,65 @@
+"""Notebook 07 (flow control) under papermill, live, with two sets of parameters: its
+self-checks must pass, and the stories must have been played with the parameters given.
+
+tests/test_notebooks.py runs every notebook, this one included, live, in reference mode
+and as nobody; this file adds what it does for notebooks 04 and 06: the parameters cell,
+and papermill.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+from test_notebooks import CELL_TIMEOUT, NOTEBOOK_DIR, assert_clean_run, cell_text, live_only
+
+FLOW = NOTEBOOK_DIR / "07_flow_control.ipynb"
+FLOW_PARAMETERS = [
+    {"receive_buffer": 16384, "delay_ms": 20, "pause": 2.4},  # the defaults
+    {"receive_buffer": 32768, "delay_ms": 10, "pause": 3.0},
+]
+
+
+def test_07_has_a_parameters_cell():
+    nb = nbformat.read(FLOW, as_version=4)
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("receive_buffer = 16384", "delay_ms = 20", "pause = 2.4"):
+        assert name in tagged[0].source
+
+
+def number(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} is not in the notebook's output:\n{text}"
+    return float(found.group(1).replace(",", ""))
+
+
+@live_only
+@pytest.mark.parametrize("parameters", FLOW_PARAMETERS,
+                         ids=lambda p: f"buffer={p['receive_buffer']}-delay={p['delay_ms']}-pause={p['pause']}")
+def test_07_with_papermill(parameters, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
+    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
+    executed = tmp_path / "flow.ipynb"
+    papermill.execute_notebook(str(FLOW), str(executed), parameters=parameters,
+                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
+    nb = nbformat.read(executed, as_version=4)
+    assert_clean_run(nb, "live")
+    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+    assert "FAIL" not in text, text
+    # Twelve checks; "your window" is skipped unless answered.
+    assert text.count("PASS: ") >= 11, text
+    assert "Self-checks: " in text and " 0 failed" in text
+    # The stories were played with the parameters: the path's round trip, the receiver's
+    # window (a share of its buffer: the kernel keeps the rest for each segment's overhead),
+    # alice's pause (she reads again after it, and before the story's next step).
+    round_trip = number(r"the handshake's took ([0-9.]+) ms", text)
+    assert 2 * parameters["delay_ms"] <= round_trip < 2 * parameters["delay_ms"] + 10, text
+    window = number(r"Later the receiver says window ([0-9,]+) bytes", text)
+    assert parameters["receive_buffer"] / 4 < window < parameters["receive_buffer"], text
+    read_again = number(r"started reading again: ([0-9.]+) ms after her SYN", text)
+    assert 1000 * parameters["pause"] <= read_again < 1000 * (parameters["pause"] + 1), text

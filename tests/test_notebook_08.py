@@ -1,0 +1,104 @@
+"""Notebook 08 (congestion control) under papermill, live, with two sets of parameters:
+its self-checks must pass, and the stories must have been played with the parameters.
+
+tests/test_notebooks.py runs it as stored, in every capture mode; this file adds what
+papermill does to it (the ``parameters`` cell), as that file does for notebooks 04 and 06.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tcpchatx.capture import choose_capture_mode
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "08_congestion_control.ipynb"
+FIRST_CELL = "from tcpchatx import lab\n\nmode = lab.capture_mode()"
+CELL_TIMEOUT = 120  # seconds per cell
+PARAMETERS = [
+    {"rate": "4mbit", "buffer_bytes": 30000, "delay_ms": 10, "size": 600000,  # the defaults
+     "algorithms": ["cubic", "reno", "bbr"], "receive_buffer": 16384},
+    # A faster link, a longer path, a shorter queue; reno first (cubic's HyStart may leave
+    # slow start before a queue overflows, and the story needs a loss from the first).
+    {"rate": "8mbit", "buffer_bytes": 20000, "delay_ms": 15, "size": 400000,
+     "algorithms": ["reno", "cubic", "bbr"], "receive_buffer": 32768},
+]
+
+live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "live",
+                               reason="live capture needs root (or capture rights) here")
+
+
+def cell_text(cell) -> str:
+    """All the text a cell printed or displayed."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        elif "data" in output:
+            parts.append(output["data"].get("text/plain", ""))
+        elif output.get("output_type") == "error":
+            parts.append("\n".join(output.get("traceback", [])))
+    return "".join(parts)
+
+
+def test_08_has_a_parameters_cell():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ('rate = "4mbit"', "buffer_bytes = 30000", "delay_ms = 10", "size = 600000",
+                 'algorithms = ("cubic", "reno", "bbr")', "receive_buffer = 16384"):
+        assert name in tagged[0].source
+
+
+def test_08s_defaults_are_the_stories():
+    """The parameters cell asks for what the reference captures were made with, so that
+    reference mode shows them without a note that they differ."""
+    from tcpchatx.lab.stories import not_the_defaults
+
+    defaults = {"rate": "4mbit", "buffer_bytes": 30000, "delay_ms": 10, "size": 600000,
+                "algorithms": ("cubic", "reno", "bbr")}
+    assert not_the_defaults("bottleneck", defaults) == {}
+    assert not_the_defaults("limits", {"rate": "4mbit", "receive_buffer": 16384}) == {}
+
+
+@live_only
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("parameters", PARAMETERS,
+                         ids=lambda p: f"{p['rate']}-{p['buffer_bytes']}B-{p['delay_ms']}ms-{p['algorithms'][0]}")
+def test_08_with_papermill(parameters, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
+    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
+    executed = tmp_path / "congestion.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=parameters, kernel_name="python3",
+                               cwd=str(NOTEBOOK.parent), progress_bar=False, execution_timeout=CELL_TIMEOUT)
+    nb = nbformat.read(executed, as_version=4)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code_cells[0].source == FIRST_CELL
+    for cell in code_cells:
+        for output in cell.get("outputs", []):
+            assert output.get("output_type") != "error", cell.source
+            assert output.get("name") != "stderr", f"{cell.source}\n{output.get('text')}"
+    text = "".join(cell_text(cell) for cell in code_cells)
+    assert "Capture mode: live" in text
+    assert "FAIL" not in text, text
+    # Eleven checks; bbr's is skipped when its run lost nothing.
+    assert text.count("PASS: ") >= 10, text
+    assert "Self-checks: " in text and " 0 failed" in text
+    # The stories were played with the parameters: the transfer, the link, the path, the buffer.
+    main = parameters["algorithms"][0]
+    assert (f"{main}: {parameters['size']:,} bytes in " in text
+            and f"a link of {parameters['rate']} with a queue of {parameters['buffer_bytes']:,} bytes" in text), text
+    least = re.search(r"The least RTT the kernel measured was ([0-9.]+) ms", text)
+    assert least and abs(float(least.group(1)) - 2 * parameters["delay_ms"]) < 3, text
+    window = re.search(r"against a receiver's window of ([0-9,]+)", text)  # the rwnd run's, at its middle sample
+    assert window and parameters["receive_buffer"] / 4 < int(window.group(1).replace(",", "")) < parameters[
+        "receive_buffer"], text
+    for name in parameters["algorithms"]:
+        assert re.search(rf"^{name}\s+[0-9.]+\s", text, re.MULTILINE), f"no row for {name} in the comparison"
