@@ -110,6 +110,8 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
     :class:`tcpchatx.tcpinfo.Sampler`) and the router's queue towards the server
     (:class:`tcpchatx.netlab.queues.QueueSampler`).  *congestion* picks the sender's
     congestion control (``"cubic"``, ``"reno"``, ``"bbr"``), for its socket only.
+    Without *congestion* the namespace's default runs (the machine's: cubic on most,
+    bbr on some); ``"congestion"`` in the result says which.
     *pace* ``(chunk, interval)`` makes the sender an application with little to say:
     it writes *chunk* bytes every *interval* seconds instead of all at once.
     """
@@ -131,6 +133,7 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
             if congestion:
                 sender.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, congestion.encode())
             sender.connect((SERVER.address, port))
+            used = sender.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16).rstrip(b"\0").decode()
             connection, _ = listener.accept()
             reader = threading.Thread(target=receive_all, args=(connection,), name="bulk-receiver")
             reader.start()
@@ -149,7 +152,7 @@ def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = No
     finally:
         listener.close()
     return {"views": {name: str(path) for name, path in paths.items()}, "received": received,
-            "seconds": seconds, "dropped": queue.samples[-1]["dropped"] - dropped_before, "tcp_info": sampler.samples,
+            "seconds": seconds, "congestion": used, "dropped": queue.samples[-1]["dropped"] - dropped_before, "tcp_info": sampler.samples,
             "queue": queue.samples,
             "captured": {side: {"packets": r.packets, "dropped": r.dropped} for side, r in recorded.items()}}
 
