@@ -7,19 +7,13 @@ papermill does to it (the ``parameters`` cell), as that file does for notebooks 
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
+from test_notebooks import CELL_TIMEOUT, NOTEBOOK_DIR, assert_clean_run, cell_text, live_only
 
-from tcpchatx.capture import choose_capture_mode
-
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "08_congestion_control.ipynb"
-FIRST_CELL = "from tcpchatx import lab\n\nmode = lab.capture_mode()"
-CELL_TIMEOUT = 120  # seconds per cell
+NOTEBOOK = NOTEBOOK_DIR / "08_congestion_control.ipynb"
 PARAMETERS = [
     {"rate": "4mbit", "buffer_bytes": 30000, "delay_ms": 10, "size": 600000,  # the defaults
      "algorithms": ["cubic", "reno", "bbr"], "receive_buffer": 16384},
@@ -28,22 +22,6 @@ PARAMETERS = [
     {"rate": "8mbit", "buffer_bytes": 20000, "delay_ms": 15, "size": 400000,
      "algorithms": ["reno", "cubic", "bbr"], "receive_buffer": 32768},
 ]
-
-live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "live",
-                               reason="live capture needs root (or capture rights) here")
-
-
-def cell_text(cell) -> str:
-    """All the text a cell printed or displayed."""
-    parts = []
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream":
-            parts.append(output.get("text", ""))
-        elif "data" in output:
-            parts.append(output["data"].get("text/plain", ""))
-        elif output.get("output_type") == "error":
-            parts.append("\n".join(output.get("traceback", [])))
-    return "".join(parts)
 
 
 def test_08_has_a_parameters_cell():
@@ -79,14 +57,8 @@ def test_08_with_papermill(parameters, tmp_path, monkeypatch):
     papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=parameters, kernel_name="python3",
                                cwd=str(NOTEBOOK.parent), progress_bar=False, execution_timeout=CELL_TIMEOUT)
     nb = nbformat.read(executed, as_version=4)
-    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert code_cells[0].source == FIRST_CELL
-    for cell in code_cells:
-        for output in cell.get("outputs", []):
-            assert output.get("output_type") != "error", cell.source
-            assert output.get("name") != "stderr", f"{cell.source}\n{output.get('text')}"
-    text = "".join(cell_text(cell) for cell in code_cells)
-    assert "Capture mode: live" in text
+    assert_clean_run(nb, "live")
+    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
     assert "FAIL" not in text, text
     # Eleven checks; bbr's is skipped when its run lost nothing.
     assert text.count("PASS: ") >= 10, text
