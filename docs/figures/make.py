@@ -54,6 +54,13 @@ def buffers_bottleneck_cubic():
                          analysis=story.analysis("client", part="cubic"), queue_limit=QUEUE_LIMIT)
 
 
+def notebook_06_backoff():
+    """Notebook 06: the path breaks, and alice's kernel resends her line after 0.2, 0.4,
+    0.8, 1.7 s: the RTO doubles each time, and cwnd falls to one segment."""
+    story = lab.story("backoff", mode="reference")
+    return plots.tcp_state(story.outcome["tcp_info"], story.analysis("client"), name="alice")
+
+
 def notebook_07_time_sequence_rwnd():
     """Notebook 07: a receiver with a 16 KB buffer; each round trip the sender fills the
     window (ACK + window, the dashed line) and waits for the next ACK."""
@@ -89,6 +96,7 @@ FIGURES = {
     "buffers-bottleneck-cubic.png": buffers_bottleneck_cubic,
     "ladder-router-rto.png": ladder_router_rto,
     "ladder-router-reorder.png": ladder_router_reorder,
+    "notebook-06-backoff.png": notebook_06_backoff,
     "notebook-07-time-sequence-rwnd.png": notebook_07_time_sequence_rwnd,
     "notebook-08-algorithms.png": notebook_08_algorithms,
 }
