@@ -4,7 +4,7 @@
         listener = sockets.socket()                   # a plain socket.socket, made in there
         listener.bind(("127.0.0.1", 5000))
         listener.listen()
-        sockets.start_capture(5000, "/tmp/mine.pcapng")
+        sockets.start_capture(5000, "./mine.pcapng")
         client = sockets.socket()
         client.connect(("127.0.0.1", 5000))            # the namespace's loopback carries it
         ...
