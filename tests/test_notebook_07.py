@@ -12,7 +12,7 @@ import re
 
 import nbformat
 import pytest
-from test_notebooks import CELL_TIMEOUT, NOTEBOOK_DIR, assert_clean_run, cell_text, live_only
+from test_notebooks import NOTEBOOK_DIR, live_only, run_with_papermill
 
 FLOW = NOTEBOOK_DIR / "07_flow_control.ipynb"
 FLOW_PARAMETERS = [
@@ -39,21 +39,8 @@ def number(pattern: str, text: str) -> float:
 @pytest.mark.parametrize("parameters", FLOW_PARAMETERS,
                          ids=lambda p: f"buffer={p['receive_buffer']}-delay={p['delay_ms']}-pause={p['pause']}")
 def test_07_with_papermill(parameters, tmp_path, monkeypatch):
-    import papermill
-
-    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
-    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
-    executed = tmp_path / "flow.ipynb"
-    papermill.execute_notebook(str(FLOW), str(executed), parameters=parameters,
-                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
-                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
-    nb = nbformat.read(executed, as_version=4)
-    assert_clean_run(nb, "live")
-    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
-    assert "FAIL" not in text, text
     # Twelve checks; "your window" is skipped unless answered.
-    assert text.count("PASS: ") >= 11, text
-    assert "Self-checks: " in text and " 0 failed" in text
+    text = run_with_papermill(FLOW, parameters, tmp_path, monkeypatch, passes=11)
     # The stories were played with the parameters: the path's round trip, the receiver's
     # window (a share of its buffer: the kernel keeps the rest for each segment's overhead),
     # alice's pause (she reads again after it, and before the story's next step).

@@ -11,7 +11,7 @@ import re
 
 import nbformat
 import pytest
-from test_notebooks import CELL_TIMEOUT, NOTEBOOK_DIR, assert_clean_run, cell_text, live_only
+from test_notebooks import NOTEBOOK_DIR, live_only, run_with_papermill
 
 NOTEBOOK = NOTEBOOK_DIR / "08_congestion_control.ipynb"
 PARAMETERS = [
@@ -49,20 +49,8 @@ def test_08s_defaults_are_the_stories():
 @pytest.mark.parametrize("parameters", PARAMETERS,
                          ids=lambda p: f"{p['rate']}-{p['buffer_bytes']}B-{p['delay_ms']}ms-{p['algorithms'][0]}")
 def test_08_with_papermill(parameters, tmp_path, monkeypatch):
-    import papermill
-
-    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
-    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
-    executed = tmp_path / "congestion.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=parameters, kernel_name="python3",
-                               cwd=str(NOTEBOOK.parent), progress_bar=False, execution_timeout=CELL_TIMEOUT)
-    nb = nbformat.read(executed, as_version=4)
-    assert_clean_run(nb, "live")
-    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
-    assert "FAIL" not in text, text
     # Eleven checks; bbr's is skipped when its run lost nothing.
-    assert text.count("PASS: ") >= 10, text
-    assert "Self-checks: " in text and " 0 failed" in text
+    text = run_with_papermill(NOTEBOOK, parameters, tmp_path, monkeypatch, passes=10)
     # The stories were played with the parameters: the transfer, the link, the path, the buffer.
     main = parameters["algorithms"][0]
     assert (f"{main}: {parameters['size']:,} bytes in " in text

@@ -300,26 +300,35 @@ def test_notebook_as_nobody(name, nobody_runs):
 # --------------------------------------------------------------------------- papermill
 
 
-@live_only
-@pytest.mark.parametrize("parameters", PAPERMILL_PARAMETERS,
-                         ids=lambda p: f"clients={p['clients']}-nagle={p['nagle']}-{p['close_variant']}")
-def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
+def run_with_papermill(notebook: Path, parameters: dict, tmp_path: Path, monkeypatch, passes: int) -> str:
+    """Execute *notebook* live under papermill with *parameters*; check that it ran clean
+    and that its self-checks passed, at least *passes* of them and none failing; return
+    everything its code cells printed (for the caller's checks that the parameters were used)."""
     import papermill
 
     monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
     monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
-    executed = tmp_path / "exercise.ipynb"
+    executed = tmp_path / notebook.name
     started = time.monotonic()
-    papermill.execute_notebook(str(EXERCISE), str(executed), parameters=parameters,
+    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
                                kernel_name="python3", cwd=str(NOTEBOOK_DIR),
                                progress_bar=False, execution_timeout=CELL_TIMEOUT)
-    TIMES[f"papermill: 04 {parameters}"] = time.monotonic() - started
+    TIMES[f"papermill: {notebook.name[:2]} {parameters}"] = time.monotonic() - started
     nb = nbformat.read(executed, as_version=4)
     assert_clean_run(nb, "live")
     text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
     assert "FAIL" not in text, text
-    assert text.count("PASS: ") >= 4, text
+    assert text.count("PASS: ") >= passes, text
     assert "Self-checks: " in text and " 0 failed" in text
+    return text
+
+
+
+@live_only
+@pytest.mark.parametrize("parameters", PAPERMILL_PARAMETERS,
+                         ids=lambda p: f"clients={p['clients']}-nagle={p['nagle']}-{p['close_variant']}")
+def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
+    text = run_with_papermill(EXERCISE, parameters, tmp_path, monkeypatch, passes=4)
     # The run really used the parameters: the digest line counts one connection per client.
     assert f"{parameters['clients']} connection(s)" in text
     expected_close = "reset" if parameters["close_variant"] == "abort" else "four-way"
@@ -331,24 +340,9 @@ def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
 @pytest.mark.parametrize("parameters", LOSS_PARAMETERS,
                          ids=lambda p: f"delay={p['delay_ms']}-lost={p['lost']}-hold={p['hold_ms']}-broken={p['broken_for']}")
 def test_06_with_papermill(parameters, tmp_path, monkeypatch):
-    import papermill
-
-    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
-    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
-    executed = tmp_path / "loss.ipynb"
-    started = time.monotonic()
-    papermill.execute_notebook(str(LOSS), str(executed), parameters=parameters,
-                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
-                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
-    TIMES[f"papermill: 06 {parameters}"] = time.monotonic() - started
-    nb = nbformat.read(executed, as_version=4)
-    assert_clean_run(nb, "live")
-    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
-    assert "FAIL" not in text, text
     # Nine checks; "your RTO" is skipped unless answered, and the kernel's sample after the
     # resent line's ACK only where TCP_INFO was still read by then.
-    assert text.count("PASS: ") >= 8, text
-    assert "Self-checks: " in text and " 0 failed" in text
+    text = run_with_papermill(LOSS, parameters, tmp_path, monkeypatch, passes=8)
     # The stories were played with the parameters: the path's outage, the lost line, the hold.
     assert f"The path came back about {parameters['broken_for']} s after packet" in text
     hole = 1 + len("alice\n") + LINE_BYTES * (parameters["lost"] - 1)
