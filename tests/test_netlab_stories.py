@@ -237,3 +237,35 @@ def test_limits(shared_dir, user):
     a = analyze(outcome["rwnd"]["views"]["client"])
     in_flight = a.expert.bytes_in_flight
     assert 0 < int(in_flight.max()) <= 16_384
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_random_loss(shared_dir, user):
+    """The router loses frames at random (seeded): the frames it says it dropped are the
+    data segments the server's view never saw, and each was sent again and arrived."""
+    outcome = play("random_loss", user, shared_dir)
+    assert outcome["received"] == [300_000] and outcome["sack"] is True
+    dropped = [e for e in outcome["lost_at_random"] if e["length"]]
+    assert dropped and outcome["relay"]["counts"]["to_server"]["lost"] == len(outcome["lost_at_random"])
+    client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
+    assert_agrees_with_tshark(client_view)
+    assert_agrees_with_tshark(server_view)
+    sent, arrived = analyze(client_view).packets, analyze(server_view).packets
+    for loss in dropped:  # by raw sequence number: both views see the same numbers
+        assert carrying(sent, loss["seq"]) >= 2, loss  # the copy the router dropped, and a resend
+        assert carrying(arrived, loss["seq"]) == 1, loss  # the resend, once
+
+
+def carrying(packets, seq: int) -> int:
+    """How many data segments of *packets* carry the byte at raw sequence number *seq*."""
+    return sum(0 <= (seq - int(packets.seq[i])) % 2**32 < packets.payload_len[i] for i in range(len(packets)))
+
+
+def test_random_loss_without_sack_and_a_bad_rate(shared_dir):
+    outcome = play("random_loss", "root", shared_dir, sack=False, seed=3)
+    assert outcome["sack"] is False and outcome["received"] == [300_000]
+    a = analyze(outcome["views"]["client"])
+    syn = next(i for i in range(len(a.packets)) if a.packets.flags[i] & 0x02)
+    assert not a.packets.tcp_options(syn).get("sack_permitted")  # alice's SYN no longer offers SACK
+    with pytest.raises(Exception, match="loss_rate is the share of frames"):
+        play("random_loss", "root", shared_dir, loss_rate=0.7)

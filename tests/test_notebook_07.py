@@ -1,9 +1,10 @@
 """Notebook 07 (flow control) under papermill, live, with two sets of parameters: its
 self-checks must pass, and the stories must have been played with the parameters given.
 
-tests/test_notebooks.py runs every notebook, this one included, live, in reference mode
-and as nobody; this file adds what it does for notebooks 04 and 06: the parameters cell,
-and papermill.
+tests/test_notebooks.py runs every notebook, this one included, in reference mode and
+as nobody; this file adds what it does for notebooks 04 and 06: the parameters cell, and
+papermill.  The first set is the parameters cell's own, and that run is the notebook's
+live run (``LIVE_BY_PAPERMILL`` there).
 """
 
 from __future__ import annotations

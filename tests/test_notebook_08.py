@@ -1,8 +1,10 @@
 """Notebook 08 (congestion control) under papermill, live, with two sets of parameters:
 its self-checks must pass, and the stories must have been played with the parameters.
 
-tests/test_notebooks.py runs it as stored, in every capture mode; this file adds what
-papermill does to it (the ``parameters`` cell), as that file does for notebooks 04 and 06.
+tests/test_notebooks.py runs it as stored in reference mode and as nobody; this file adds
+what papermill does to it (the ``parameters`` cell), as that file does for notebooks 04
+and 06.  The first set is the parameters cell's own, and that run is the notebook's live
+run (``LIVE_BY_PAPERMILL`` there).
 """
 
 from __future__ import annotations

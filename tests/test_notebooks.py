@@ -7,8 +7,10 @@
   nobody cannot read), in a scratch directory nobody owns; no mode is forced, so
   the notebooks pick the rootless namespace (or, where namespaces are off, the
   reference captures) by themselves; notebook 01 captures its own handshake there too;
-* **papermill**: notebooks 04 and 06 with two sets of parameters each; their self-checks
-  must pass.
+* **papermill**: notebooks 04, 06, 07 and 08 with two sets of parameters each; their
+  self-checks must pass.  For 06, 07 and 08 the first set is the parameters cell's own
+  (checked here), so that papermill run is their live run (``LIVE_BY_PAPERMILL``): one
+  live execution of each, not two.
 
 Each executed notebook must have no error, nothing on stderr in any cell (no thread
 may print into a cell) and a first cell that names the mode.  The run time of every
@@ -17,6 +19,7 @@ notebook is printed at the end of the session (pytest's terminal summary).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -47,9 +50,12 @@ PAPERMILL_PARAMETERS = [
     {"clients": 4, "messages": 2, "nagle": False, "close_variant": "abort"},
 ]
 LOSS_PARAMETERS = [
-    {"delay_ms": 25, "lost": 3, "hold_ms": 5, "broken_for": 1.7},  # the defaults
-    {"delay_ms": 40, "lost": 5, "hold_ms": 8, "broken_for": 1.0},
+    {"delay_ms": 25, "lost": 3, "hold_ms": 5, "broken_for": 1.7, "loss_rate": 0.02, "sack": True},  # the defaults
+    {"delay_ms": 40, "lost": 5, "hold_ms": 8, "broken_for": 1.0, "loss_rate": 0.04, "sack": False},
 ]
+#: The notebooks whose live run is their papermill run with the parameters cell's own
+#: values (the first set of each: test_papermill_runs_the_defaults_first checks it).
+LIVE_BY_PAPERMILL = ("06_loss_and_retransmission.ipynb", "07_flow_control.ipynb", "08_congestion_control.ipynb")
 LINE_BYTES = 34  # "line K of 10, all written at once\n", K < 10: fast-retransmit's lines
 
 TIMES: dict[str, float] = {}  # "mode: notebook" -> seconds
@@ -163,12 +169,35 @@ def test_exercise_has_a_parameters_cell():
         assert name in tagged[0].source
 
 
-def test_06_has_a_parameters_cell():
-    nb = nbformat.read(LOSS, as_version=4)
+def parameters_cell(path: Path) -> dict:
+    """The values a notebook's one ``parameters`` cell assigns (literals only)."""
+    nb = nbformat.read(path, as_version=4)
     tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
-    assert len(tagged) == 1
-    for name in ("delay_ms = 25", "lost = 3", "hold_ms = 5", "broken_for = 1.7"):
-        assert name in tagged[0].source
+    assert len(tagged) == 1, path.name
+    values = {}
+    for statement in ast.parse(tagged[0].source).body:
+        assert isinstance(statement, ast.Assign) and len(statement.targets) == 1, ast.unparse(statement)
+        values[statement.targets[0].id] = ast.literal_eval(statement.value)
+    return values
+
+
+def test_06_has_a_parameters_cell():
+    assert parameters_cell(LOSS) == {"delay_ms": 25, "lost": 3, "hold_ms": 5, "broken_for": 1.7,
+                                     "loss_rate": 0.02, "sack": True}
+
+
+def test_papermill_runs_the_defaults_first():
+    """The first papermill set of each notebook in LIVE_BY_PAPERMILL is its parameters
+    cell, so that run is the notebook's live run as stored."""
+    from test_notebook_07 import FLOW, FLOW_PARAMETERS
+    from test_notebook_08 import NOTEBOOK as CONGESTION
+    from test_notebook_08 import PARAMETERS as CONGESTION_PARAMETERS
+
+    runs = {LOSS: LOSS_PARAMETERS[0], FLOW: FLOW_PARAMETERS[0], CONGESTION: CONGESTION_PARAMETERS[0]}
+    assert sorted(path.name for path in runs) == sorted(LIVE_BY_PAPERMILL)
+    for path, first in runs.items():
+        as_tuples = {key: tuple(value) if isinstance(value, list) else value for key, value in first.items()}
+        assert as_tuples == parameters_cell(path), path.name
 
 
 # --------------------------------------------------------------------------- live and reference
@@ -179,7 +208,7 @@ live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "li
 
 
 @live_only
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in LIVE_BY_PAPERMILL])
 def test_notebook_live(name, tmp_path, monkeypatch):
     nb = execute_here(NOTEBOOK_DIR / name, "live", tmp_path, monkeypatch)
     assert_clean_run(nb, "live")
@@ -338,11 +367,13 @@ def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
 
 @live_only
 @pytest.mark.parametrize("parameters", LOSS_PARAMETERS,
-                         ids=lambda p: f"delay={p['delay_ms']}-lost={p['lost']}-hold={p['hold_ms']}-broken={p['broken_for']}")
+                         ids=lambda p: f"delay={p['delay_ms']}-lost={p['lost']}-hold={p['hold_ms']}-broken={p['broken_for']}"
+                                       f"-loss={p['loss_rate']}-sack={p['sack']}")
 def test_06_with_papermill(parameters, tmp_path, monkeypatch):
-    # Nine checks; "your RTO" is skipped unless answered, and the kernel's sample after the
-    # resent line's ACK only where TCP_INFO was still read by then.
-    text = run_with_papermill(LOSS, parameters, tmp_path, monkeypatch, passes=8)
+    # Eleven checks; "your RTO" is skipped unless answered, the kernel's sample after the
+    # resent line's ACK only where TCP_INFO was still read by then, and Wireshark's names
+    # for the random losses' resends when it called none Out-Of-Order or Retransmission.
+    text = run_with_papermill(LOSS, parameters, tmp_path, monkeypatch, passes=9)
     # The stories were played with the parameters: the path's outage, the lost line, the hold.
     assert f"The path came back about {parameters['broken_for']} s after packet" in text
     hole = 1 + len("alice\n") + LINE_BYTES * (parameters["lost"] - 1)
@@ -351,3 +382,5 @@ def test_06_with_papermill(parameters, tmp_path, monkeypatch):
     # Held back hold_ms: never less (the relay releases no frame early); later only as
     # late as a busy machine makes the relay's loop.
     assert late and parameters["hold_ms"] - 1 <= float(late.group(1)) < parameters["hold_ms"] + 50, text
+    # Section 6 lost frames at the rate asked for, with SACK or without.
+    assert f"With loss_rate {parameters['loss_rate']} and SACK {'on' if parameters['sack'] else 'off'}: " in text

@@ -49,8 +49,13 @@ RTO, so the last resend of a chain, with no successor to compare, is taken for a
 timeout.
 
 Only connections both views have are explained (:attr:`.views.Pairing.only_in`
-lists the others), and only retransmissions that the *sender's* view marks: the
-receiver's view calls a segment a retransmission by what it saw, not by what was sent.
+lists the others), and only resends that the *sender's* view marks: the receiver's
+view calls a segment a retransmission by what it saw, not by what was sent.  In the
+sender's view, a segment Wireshark calls ``[TCP Out-Of-Order]`` is a resend too (a
+sender sends its new bytes in order): Wireshark calls a segment that does not advance
+the sequence *out of order* rather than a retransmission when it comes less than one
+round trip (the handshake's, or 3 ms) after the newest one, and not a fast
+retransmission; so a resend soon after new data, in a long recovery, is named so.
 
     from tcpchatx.analysis.why import explain
     for why in explain("rto-client-view.pcapng", "rto-server-view.pcapng"):
@@ -66,8 +71,9 @@ from ..tcp_flags import ACK
 from .labels import Label
 from .views import VIEWS, ConnectionPair, Endpoint, Packet, Pairing, pair_views
 
-#: The expert analysis's names of a resend, most specific first (plain.expert.EVENTS).
-RETRANSMISSIONS = ("spurious_retransmission", "fast_retransmission", "retransmission")
+#: The expert analysis's names of a resend, most specific first (plain.expert.EVENTS);
+#: ``out_of_order`` only in the sender's own view (see the module's docstring).
+RETRANSMISSIONS = ("spurious_retransmission", "fast_retransmission", "retransmission", "out_of_order")
 #: Linux's smallest retransmission timeout (TCP_RTO_MIN; RFC 6298 asks for 1 s, 2.4).
 MIN_RTO = 0.200
 #: A timer that backed off waits twice as long; less than this many times as long is
@@ -129,7 +135,7 @@ class Why:
     peer_view: str  # the receiver's view
     sender: Endpoint
     receiver: Endpoint
-    label: str  # the expert analysis's name: retransmission, fast_ or spurious_retransmission
+    label: str  # the expert analysis's name: retransmission, fast_ or spurious_retransmission, out_of_order
     seq: int  # the bytes it carries: seq up to (not including) end
     end: int
     repeats: tuple[int, ...]  # earlier frames carrying any of these bytes, oldest first
@@ -219,8 +225,8 @@ def explain_pairing(pairing: Pairing) -> list[Why]:
     whys = []
     for pair in pairing.connections:
         for view in VIEWS:
-            resends = [p for p in pair.packets[view]
-                       if "retransmission" in p.events and pair.sender_view(p) == view]
+            resends = [p for p in pair.packets[view] if pair.sender_view(p) == view
+                       and ("retransmission" in p.events or "out_of_order" in p.events)]
             whys += _explain_resends(pair, view, resends)
     offset = pairing.clock_offset or 0.0  # the server view's clock minus the client view's
     return sorted(whys, key=lambda why: why.time - offset if why.view == "server" else why.time)

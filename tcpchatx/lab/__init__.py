@@ -16,6 +16,7 @@ Every name is used as ``lab.NAME``; each lives in the module that has its job:
 * ``stories.py``: the lab network's stories (loss, windows, congestion), played or opened;
 * ``loss.py``: a story's two views side by side, its resends and why, what arrived out
   of order, the ACKs' RTT samples, and what TCP_INFO said meanwhile;
+* ``lossy.py``: a path that loses at random: each resend, what Wireshark calls it, and a tally;
 * ``rtt.py``: the retransmission timeout from RTT samples, as RFC 6298 and as Linux compute it;
 * ``congestion.py``: a bulk transfer's slow start, tail drops and recoveries, congestion
   controls side by side, and what limited a transfer, as the kernel counts it;
@@ -113,6 +114,7 @@ from .loss import (
     rfc6298_table,
     rtt_samples,
 )
+from .lossy import handshake_rtt_ms, loss_tally, lost_segments, random_resends
 from .mode import MODE_ENV, MODE_MEANINGS, MODES, OUT_ENV, capture_mode, current_mode, out_dir
 from .playing import CLOSE_VARIANTS, exercise_story, play_and_sample, play_exercise
 from .rtt import linux_rto, rfc6298
@@ -168,6 +170,8 @@ __all__ = [
     "TICK_MS", "TIMER_SLACK", "ack_rtts", "both_views", "connection_of", "fired_on_time", "kernel_after",
     "kernel_before", "linux_rto", "lost_copies", "out_of_order", "resends", "rfc6298", "rfc6298_table",
     "rtt_samples",
+    # a path that loses at random: what was lost, resent, and what Wireshark called it
+    "handshake_rtt_ms", "loss_tally", "lost_segments", "random_resends",
     # congestion control in a story: slow start, tail drops, recovery, algorithms, limits
     "BETAS", "SlowStart", "algorithms_figure", "bdp_bytes", "bits_per_second", "bulk_connection",
     "compare_algorithms", "limits_figure", "marked_frames", "queue_delay_ms", "recoveries", "round_trips",

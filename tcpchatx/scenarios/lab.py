@@ -28,4 +28,6 @@ LAB_STORIES = {story.name: story for story in [
     LabStory("rtt", "rtt", "the same chat at 0, 50 and 200 ms: the handshake, Nagle and delayed ACKs"),
     LabStory("limits", "limits", "three transfers held back by the receiver's window, the application, "
              "and the congestion window"),
+    LabStory("random-loss", "random_loss",
+             "a bulk transfer across a path that loses 2% of the frames at random: every loss resent"),
 ]}

@@ -14,6 +14,7 @@ router, including what it then dropped.
 - :mod:`.dupacks`: ``fast_retransmit`` and ``reorder``, duplicate ACKs and SACK;
 - :mod:`.windows`: ``zero_window``, a reader that stops;
 - :mod:`.congestion`: ``bottleneck``, the congestion window at a slow link;
+- :mod:`.lossy`: ``random_loss``, a path that loses a share of the frames at random;
 - :mod:`.limits`: ``limits``, what holds a transfer back: cwnd, rwnd or the application;
 - :mod:`.delay`: ``rtt``, what a round trip costs the handshake, Nagle and ACKs;
 - :mod:`.common`: what they share.
@@ -26,6 +27,7 @@ from .congestion import bottleneck
 from .delay import rtt
 from .dupacks import fast_retransmit, reorder
 from .limits import limits
+from .lossy import random_loss
 from .timeouts import backoff, rto
 from .windows import zero_window
 
@@ -38,7 +40,8 @@ STORIES = {
     "bottleneck": bottleneck,
     "rtt": rtt,
     "limits": limits,
+    "random-loss": random_loss,
 }
 
-__all__ = ["STORIES", "StoryError", "backoff", "bottleneck", "fast_retransmit", "limits", "reorder", "rto", "rtt",
+__all__ = ["STORIES", "StoryError", "backoff", "bottleneck", "fast_retransmit", "limits", "random_loss", "reorder", "rto", "rtt",
            "zero_window"]
