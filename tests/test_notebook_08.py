@@ -57,8 +57,11 @@ def test_08_with_papermill(parameters, tmp_path, monkeypatch):
     main = parameters["algorithms"][0]
     assert (f"{main}: {parameters['size']:,} bytes in " in text
             and f"a link of {parameters['rate']} with a queue of {parameters['buffer_bytes']:,} bytes" in text), text
+    # The least RTT is never below the path's two delays (the relay holds each frame at least
+    # that long); above them by a segment's time on the link, and by however late a busy
+    # machine runs the relay's loop: a loose bound, which still tells 20 ms from 30.
     least = re.search(r"The least RTT the kernel measured was ([0-9.]+) ms", text)
-    assert least and abs(float(least.group(1)) - 2 * parameters["delay_ms"]) < 3, text
+    assert least and 2 * parameters["delay_ms"] - 0.5 <= float(least.group(1)) < 2 * parameters["delay_ms"] + 8, text
     window = re.search(r"against a receiver's window of ([0-9,]+)", text)  # the rwnd run's, at its middle sample
     assert window and parameters["receive_buffer"] / 4 < int(window.group(1).replace(",", "")) < parameters[
         "receive_buffer"], text
