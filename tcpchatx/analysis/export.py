@@ -17,6 +17,7 @@ from .labels import (
     CLOSE_KINDS,
     DIRECTIONS,
     FLAG_STRINGS,
+    OFFLOAD_NOTE,
     PHASES,
     ROLE_NAMES,
     UNTRACKED_NOTE,
@@ -25,6 +26,7 @@ from .labels import (
 )
 from .packets import exact_ratio, unique_codes
 from .plain.expert import EVENTS
+from .skipped import report as skipped_report
 from .states import STEPS, SegmentKind, State
 
 FORMAT_VERSION = 1
@@ -67,7 +69,8 @@ def to_json_header(a) -> dict:
         })
     return {
         "format": {"name": "tcpchatx-analysis", "version": FORMAT_VERSION, "phases": PHASES},
-        "capture": {"path": a.path, "frames": len(p), "kind": p.index.kind},
+        "capture": {"path": a.path, "frames": len(p), "kind": p.index.kind,
+                    "not_tcp": skipped_report(p.skipped), "length_from_frame": len(p.length_from_frame)},
         "server": None if a.chat.server is None else
         {"address": a.chat.server[0], "port": a.chat.server[1]},
         "connections": connections,
@@ -98,8 +101,10 @@ def _packet_dicts(a, notes: bool) -> list[dict]:
                 "step": step.name if step else None,
             }
             if notes:
-                row["note"] = a.note(i)
+                row["note"] = a.step_note(i)
         row |= expert_keys(a.expert, i)
+        if i in a.offloaded:
+            row["length_from_frame"] = OFFLOAD_NOTE
         if p.is_tcp[i]:
             lines = a.lines_of_frame(int(p.frame[i]))
             if lines:
@@ -343,7 +348,8 @@ class _PacketRows:
         self.middles = np.array(middles, dtype=object)
         width = max(map(len, note_numbers))  # -1: no number there
         self.note_numbers = np.array([x + [-1] * (width - len(x)) for x in note_numbers], dtype=np.int64)
-        self.line_ends = np.array(["}", ',"lines":[%d]}'], dtype=object)  # by number of lines (0, 1)
+        self.line_ends = np.array(["}", ',"lines":[%d]}'], dtype=object)
+        self.offloaded_piece = ',"length_from_frame":' + _piece(OFFLOAD_NOTE)  # by number of lines (0, 1)
         self.acks = np.array([',"acks_frame":null,"ack_rtt":null', ',"acks_frame":%d,"ack_rtt":'], dtype=object)
         self.tails = np.array([',"bytes_in_flight":null,"duplicate_ack":null',  # by 2 * in flight + duplicate
                                ',"bytes_in_flight":null,"duplicate_ack":{"of_frame":%d,"number":%d}',
@@ -380,6 +386,8 @@ class _PacketRows:
             note_values = np.stack([p.seq[r], length, seq, seq + np.maximum(length, 1) - 1, ack, port])
             notes = [note_values[np.maximum(w, 0), np.arange(k)] for w in which.T]
         first_line, line_end = self._lines(p.frame[r], tcp)
+        for i in self._offloaded_in(lo, hi):  # rare: a capture made on the sending host
+            line_end[i - lo] = self.offloaded_piece + line_end[i - lo]
         flags = np.where(tcp, p.flags[r] & 0x1FF, len(FLAG_STRINGS))  # the last entry is ""
         expert_parts, expert_numbers, expert_used = self._expert(r)
         parts = [ROW + '{"frame":%d,"time":', time,
@@ -435,6 +443,10 @@ class _PacketRows:
             pieces[i] = _endpoints_piece(p.addresses[p.src[j]], int(p.sport[j]), p.addresses[p.dst[j]],
                                          int(p.dport[j]))
         return pieces
+
+    def _offloaded_in(self, lo: int, hi: int) -> list[int]:
+        rows = self.a.packets.length_from_frame
+        return rows[(rows >= lo) & (rows < hi)].tolist()
 
     def _lines(self, frames: np.ndarray, tcp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first line each frame completed (-1: none), and the row's end: ``,"lines":[...]}``."""

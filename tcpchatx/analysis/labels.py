@@ -38,6 +38,9 @@ PHASES: dict[str, str] = {
 }
 #: The note of a packet in no tracked connection (the step notes are in states.STEPS).
 UNTRACKED_NOTE = "Not a TCP segment of a tracked connection."
+#: Added to the note of a segment whose IP header said length 0 (``Packets.length_from_frame``).
+OFFLOAD_NOTE = ("Its IP header says length 0: it was captured on the sending host before the network card "
+                "cut it into packets (segmentation offload), so its length is the frame's, as Wireshark reads it.")
 
 # --------------------------------------------------------------------------- Zeek conn_state
 

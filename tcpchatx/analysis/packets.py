@@ -10,7 +10,8 @@ gathered with :func:`~.capture_file.gather_u32` and friends.  No packet ever
 becomes a Python object; a packet *is* a row number in these arrays.
 
 A packet that is not an unfragmented TCP segment over IPv4/IPv6 keeps its row
-(so frame numbers match Wireshark) with ``is_tcp`` False.
+(so frame numbers match Wireshark) with ``is_tcp`` False, and is counted by its
+reason (:mod:`.skipped`: ``Packets.skipped``), never dropped without a word.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import operator
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -33,7 +34,9 @@ from .capture_file import (
     rows_where,
 )
 from .ip import IPPROTO_TCP, ip_layer
-from .link import network_layer
+from .link import link_layer
+from .skipped import Skip, reason
+from .skipped import count as skipped_count
 from .tcp import parse_tcp_options, tcp_headers
 from .workers import in_order
 
@@ -68,6 +71,10 @@ class Packets:
     header_len: np.ndarray  # uint8: TCP header length (data offset * 4)
     options_len: np.ndarray  # uint8: captured bytes of TCP options (header_len - 20 unless cut)
     addresses: list[str]
+    #: Frames not read as TCP, by reason (:mod:`.skipped`): reason code -> how many.
+    skipped: dict[int, int] = field(default_factory=dict)
+    #: Rows whose IP length was 0 (segmentation offload): their length is the frame's.
+    length_from_frame: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -138,7 +145,12 @@ def decode(index: RecordIndex) -> Packets:
 
     chunks = range(0, n, DECODE_CHUNK)
     one_address: dict[tuple[int, int], int] = {}  # chunks between one address and itself: its id
-    for lo, hi, addresses in in_order(decode_chunk, chunks):
+    skipped: dict[int, int] = {}
+    offloaded: list[np.ndarray] = []
+    for lo, hi, (addresses, chunk_skipped, chunk_offloaded) in in_order(decode_chunk, chunks):
+        for code, count in chunk_skipped.items():
+            skipped[code] = skipped.get(code, 0) + count
+        offloaded.append(chunk_offloaded + lo)
         # Addresses are numbered in order of first appearance: chunk by chunk, in order.
         src, dst = book.ids(*addresses)  # -1: not IP
         if is_constant(src):  # loopback: written below only if other chunks differ
@@ -161,6 +173,8 @@ def decode(index: RecordIndex) -> Packets:
         ts_ticks=ts_ticks,
         ts_tps=index.ts_tps,
         addresses=book.addresses,
+        skipped=skipped,
+        length_from_frame=np.concatenate(offloaded) if offloaded else np.zeros(0, dtype=np.int64),
         **columns,
     )
 
@@ -178,18 +192,25 @@ COLUMN_TYPES = {
 
 def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out: dict):
     """Decode packets ``lo`` to ``hi - 1`` into ``out[name][lo:hi]``, all but ``src``
-    and ``dst``: for those, return the arguments of :meth:`_AddressBook.ids`."""
+    and ``dst``: for those, return the arguments of :meth:`_AddressBook.ids`; with them,
+    the chunk's frames not read as TCP (reason -> count), and the rows (from ``lo``)
+    whose IP length was 0."""
     data = as_array(index.buffer)
     start = index.data_offset[lo:hi]
     end = start + index.caplen[lo:hi]
+    wire_end = start + index.origlen[lo:hi]
 
     # The layers in turn: link (where IP starts), IP (where TCP starts), TCP.
-    l3, ip_version = network_layer(data, start, linktype)
-    l4, protocol, l4_len, unfragmented, src_hi, src_lo, dst_hi, dst_lo = ip_layer(
-        data, l3, ip_version)
+    l3, ip_version, skip = link_layer(data, start, end, linktype)
+    ip = ip_layer(data, l3, ip_version, wire_end)
+    skip = np.where(skip == 0, ip.skip, skip)
+    l4, l4_len = ip.l4, ip.l4_len
     is_ip = ip_version > 0
-    candidates = is_ip & unfragmented & (protocol == IPPROTO_TCP) & (l4 + 20 <= end)
-    tcp, doff = tcp_headers(data, l4, candidates)  # takes unreadable ones out of candidates
+    candidates = is_ip & ip.unfragmented & (ip.protocol == IPPROTO_TCP)
+    cut = candidates & (l4 + 20 > end)
+    skip[cut] = reason(Skip.TRUNCATED, 4)
+    candidates &= ~cut
+    tcp, doff = tcp_headers(data, l4, candidates, skip)  # takes unreadable ones out of candidates
     t = rows_where(candidates)
     tcp_start = l4[t]
     payload_offset = tcp_start + doff
@@ -203,13 +224,14 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
     out["seq"][t_rows] = tcp["seq"]
     out["ack"][t_rows] = tcp["ack"]
     out["window"][t_rows] = tcp["window"]
-    # Link, IP (with at most four 2 KiB IPv6 extension headers) and TCP headers: < 64 KiB.
+    # Link, IP (with at most eight 2 KiB IPv6 extension headers) and TCP headers: < 64 KiB.
     out["payload_start"][t_rows] = payload_offset - start[t]
     out["payload_len"][t_rows] = payload_len
     out["payload_caplen"][t_rows] = np.clip(end[t] - payload_offset, 0, payload_len)
     out["header_len"][t_rows] = doff
     out["options_len"][t_rows] = np.clip(np.minimum(doff, end[t] - tcp_start) - 20, 0, None)
-    return is_ip, src_hi, src_lo, dst_hi, dst_lo
+    addresses = (is_ip, ip.src_hi, ip.src_lo, ip.dst_hi, ip.dst_lo)
+    return addresses, skipped_count(skip), np.flatnonzero(ip.length_from_frame & candidates)
 
 
 def exact_ratio(ticks: np.ndarray, per_second: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines, reassemble_chat
 from .expert import Expert, analyse
-from .labels import DIRECTIONS, ROLE_NAMES, UNTRACKED_NOTE
+from .labels import DIRECTIONS, OFFLOAD_NOTE, ROLE_NAMES, UNTRACKED_NOTE
 from .packets import Packets, read_packets
 from .states import STEPS, State, Step
 from .tracker import Connection, Tracking, connect, fits_beside, label
@@ -66,7 +66,19 @@ class Analysis:
         return DIRECTIONS[d] if d >= 0 else None
 
     def note(self, i: int) -> str:
-        """The plain-English sentence for row ``i``."""
+        """The plain-English sentence for row ``i``: its step's, and why its length is
+        the frame's when its IP header said 0 (segmentation offload)."""
+        if i in self.offloaded:
+            return f"{self.step_note(i)} {OFFLOAD_NOTE}"
+        return self.step_note(i)
+
+    @cached_property
+    def offloaded(self) -> frozenset[int]:
+        """Rows whose IP length was 0, read from the frame (``Packets.length_from_frame``)."""
+        return frozenset(self.packets.length_from_frame.tolist())
+
+    def step_note(self, i: int) -> str:
+        """The sentence of row ``i``'s step in the state table."""
         step = self.step(i)
         if step is None:
             return UNTRACKED_NOTE

@@ -14,6 +14,7 @@ import struct
 import numpy as np
 
 from .capture_file import gather
+from .skipped import Skip, reason
 
 TCP_HEADER = np.dtype([
     ("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("data_offset", "u1"),
@@ -21,17 +22,22 @@ TCP_HEADER = np.dtype([
 ])
 
 
-def tcp_headers(data: np.ndarray, l4: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tcp_headers(data: np.ndarray, l4: np.ndarray, candidates: np.ndarray,
+                skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The TCP headers at ``l4[candidates]`` and their lengths (data offset * 4, int64).
 
     A header whose data offset is under 5 words is not one we can read: its row
-    is taken out of ``candidates`` (in place), and of the results.
+    is taken out of ``candidates`` (in place), and of the results, and gets its
+    reason in ``skip`` (:mod:`.skipped`), when given.
     """
     tcp = gather(data, l4[candidates], TCP_HEADER)
     doff = (tcp["data_offset"] >> 4).astype(np.int64) * 4
     good = doff >= 20  # a data offset under 5 words: not a TCP header we can read
     if not good.all():
-        candidates[np.flatnonzero(candidates)[~good]] = False
+        bad = np.flatnonzero(candidates)[~good]
+        candidates[bad] = False
+        if skip is not None:
+            skip[bad] = reason(Skip.BAD_TCP, doff[~good] // 4)
         tcp, doff = tcp[good], doff[good]
     return tcp, doff
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .labels import CLOSE_KINDS, ZEEK_CONN_STATES, flag_string
 from .plain.expert import info_mark
+from .skipped import sentence as skipped_sentence
 
 SUMMARY_ITEMS = 50  # connections and messages listed one by one; the rest are counted
 MAX_LANES = 24  # endpoints a ladder draws side by side (58 characters each)
@@ -34,6 +35,12 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
     ``max_items=None`` lists everything; ``--json`` always has everything.
     """
     out = [f"{a.path}: {len(a.packets)} frames, {len(a.connections)} TCP connection(s)"]
+    if a.packets.skipped:
+        skipped = sum(a.packets.skipped.values())
+        out.append(f"not read as TCP: {skipped:,} frame(s): {skipped_sentence(a.packets.skipped)}")
+    if len(a.packets.length_from_frame):
+        out.append(f"{len(a.packets.length_from_frame):,} segment(s) with IP length 0 (captured before "
+                   "segmentation offload): their length is the frame's, as Wireshark reads it")
     if a.chat.server:
         out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
     out.append(expert_summary(a))
