@@ -20,6 +20,7 @@ from scapy.all import IP, TCP, Ether, IPv6, Raw, wrpcap
 from scapy.layers.l2 import CookedLinux
 
 C, S = 0, 1  # client (originator) and server (responder)
+WELCOME = b"*** Welcome to TCPChatX! Choose a nickname.\n"  # a TCPChatX server's first words
 T0 = 1_700_000_000.0
 TSHARK = shutil.which("tshark")
 

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis_helpers import T0, C, S, Talk, merge, write_capture
+from analysis_helpers import T0, WELCOME, C, S, Talk, merge, write_capture
 from tcpchatx import protocol as proto
 from tcpchatx.analysis import (
     analyze,
@@ -612,6 +612,7 @@ def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_pa
         for _ in range(count):
             talk = Talk(client=("10.0.0.1", 40000 + len(talks)), server=(server, 25000), start=T0 + len(talks))
             talk.handshake()
+            talk.send(S, WELCOME)
             talk.send(C, b"hi\n")
             talks.append(talk)
     path = write_capture(tmp_path / "two-servers.pcap", merge(*talks))
@@ -625,5 +626,5 @@ def test_the_chat_server_answered_most_connections_the_first_one_on_a_tie(tmp_pa
     assert [asdict(x) for x in whole.messages] == [asdict(x) for x in a.messages]
     server, streams = chat.reassemble_chat(a.packets, a.tracking, ("10.0.0.3", 25000))
     lines = chat.find_chat_lines(a.packets, streams, server)
-    assert len(lines.conn) == counts[1] and set(lines.conn.tolist()) == {
+    assert len(lines.conn) == 2 * counts[1] and set(lines.conn.tolist()) == {  # the welcome, and hi
         c.id for c in a.connections if c.server == ("10.0.0.3", 25000)}

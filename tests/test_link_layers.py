@@ -34,6 +34,7 @@ from scapy.all import (
 
 from analysis_helpers import (
     TSHARK,
+    WELCOME,
     C,
     S,
     Talk,
@@ -54,6 +55,7 @@ needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is the oracle h
 def chat(v6: bool = False) -> Talk:
     t = Talk(client=("2001:db8::1", 40000), server=("2001:db8::2", 25000), v6=True) if v6 else Talk()
     t.handshake()
+    t.send(S, WELCOME)
     t.send(C, b"alice\n")
     t.ack(S)
     t.fin(C)
@@ -136,7 +138,8 @@ def test_every_wrapper_decodes_as_tshark_does(name, tmp_path, over_ethernet):
     (mine,), (plain,) = a.connections, over_ethernet.connections
     assert (mine.conn_state, mine.history, mine.payload_bytes) == (plain.conn_state, plain.history,
                                                                    plain.payload_bytes)
-    assert [line.text for line in a.lines] == [line.text for line in over_ethernet.lines] == ["alice"]
+    assert [line.text for line in a.lines] == [line.text for line in over_ethernet.lines] == [WELCOME[:-1].decode(),
+                                                                                          "alice"]
 
 
 @needs_tshark
@@ -154,7 +157,7 @@ def test_ipv6_extension_headers_are_stepped_over(tmp_path):
     a = analyze(path)
     assert a.packets.is_tcp.all() and set(a.packets.ip_version) == {6}
     assert assert_agrees_with_tshark(a, path) == len(a.packets)
-    assert [line.text for line in a.lines] == ["alice"]
+    assert [line.text for line in a.lines if line.direction == 0] == ["alice"]
 
 
 # --------------------------------------------------------------------------- what is not read, and why
@@ -168,7 +171,7 @@ def skipped_kinds(a) -> dict[str, int]:
 def test_frames_not_read_are_counted_by_kind_and_named(tmp_path):
     t = chat()
     ip = ip_packets(t)
-    inner = t.packets[3]  # alice's line, to put inside tunnels and fragments
+    inner = t.packets[4]  # alice's line, to put inside tunnels and fragments
     frames = [ether(0x0800, p) for p in ip] + [
         raw(Ether() / ARP()),
         raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / GRE() / inner[IP]),
@@ -236,19 +239,19 @@ def test_total_length_zero_takes_the_length_from_the_frame(tmp_path):
     """A capture on the sending host holds segments before the card cut them: IP length 0."""
     t = chat()
     big = b"x" * 1808
-    t.packets.pop(3)  # alice's line becomes one big segment, captured before segmentation
+    t.packets.pop(4)  # alice's line becomes one big segment, captured before segmentation
     t.next[C] -= len(b"alice\n")
     t.send(C, big)
-    t.packets.insert(3, t.packets.pop())
+    t.packets.insert(4, t.packets.pop())
     ip = ip_packets(t)
-    ip[3] = ip[3][:2] + b"\0\0" + ip[3][4:]  # total length 0, as Linux leaves it under TSO
+    ip[4] = ip[4][:2] + b"\0\0" + ip[4][4:]  # total length 0, as Linux leaves it under TSO
     frames = [ether(0x0800, p) for p in ip]
     path = write_raw_pcap(tmp_path / "tso.pcap", frames, 1, [float(p.time) for p in t.packets])
     a = analyze(path)
-    assert a.packets.payload_len[3] == len(big)
-    assert a.packets.length_from_frame.tolist() == [3]
-    assert "segmentation offload" in a.note(3) and "length 0" in a.note(3)
-    assert "segmentation offload" not in a.note(2)
+    assert a.packets.payload_len[4] == len(big)
+    assert a.packets.length_from_frame.tolist() == [4]
+    assert "segmentation offload" in a.note(4) and "length 0" in a.note(4)
+    assert "segmentation offload" not in a.note(3)
     assert assert_agrees_with_tshark(a, path) == len(a.packets)  # tshark reads 1808 bytes too
 
 

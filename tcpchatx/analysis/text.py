@@ -43,6 +43,10 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
                    "segmentation offload): their length is the frame's, as Wireshark reads it")
     if a.chat.server:
         out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
+        read = [c.id for c in a.connections if c.server == a.chat.server]
+        out.append(f"read as chat: {len(read)} of {len(a.connections)} connection(s): {_ranges(read)}")
+    elif a.connections:
+        out.append("read as chat: none (no server's first segment is a TCPChatX server's)")
     out.append(expert_summary(a))
     connections = a.connections if max_items is None else a.connections[:max_items]
     for c in connections:
@@ -186,3 +190,14 @@ def ladder_rows(a, max_packets: int | None = None, width: int = 56) -> Iterator[
             yield " " * len(prefix) + " " * (left + 2) + f'"{text}"'
     if len(shown_rows) < len(tracked):
         yield f"... {len(tracked) - len(shown_rows)} more packets"
+
+
+def _ranges(ids: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``"0-2, 5"``."""
+    spans: list[list[int]] = []
+    for k in ids:
+        if spans and k == spans[-1][1] + 1:
+            spans[-1][1] = k
+        else:
+            spans.append([k, k])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

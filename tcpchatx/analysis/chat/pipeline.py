@@ -23,12 +23,32 @@ from .model import INVALID, NICKNAME, NONE, Chat, Ids
 from .nicks import follow_nicks, nick_at
 from .parsing import kinds_of_texts
 from .reassembly import Streams, reassemble_all
+from .recognise import looks_like_server
 
 
 def find_server(p: Packets, t: Flows) -> tuple[str, int] | None:
-    """The endpoint that answered most connections (the first of them on a tie)."""
-    counts = Counter(zip(map(p.addresses.__getitem__, t.server_address.tolist()), t.server_port.tolist()))
+    """The endpoint that answered most connections whose server speaks TCPChatX (the
+    first of them on a tie; :mod:`.recognise`); None if no connection's does."""
+    conns = np.flatnonzero(chat_like(p, t))
+    counts = Counter(zip(map(p.addresses.__getitem__, t.server_address[conns].tolist()),
+                         t.server_port[conns].tolist()))
     return counts.most_common(1)[0][0] if counts else None
+
+
+def chat_like(p: Packets, t: Flows) -> np.ndarray:
+    """Per connection: does the first segment its server sent look like a TCPChatX
+    server's (:func:`.recognise.looks_like_server`)?  Most chat servers send the same
+    welcome, so each distinct payload is tested once."""
+    rows = np.flatnonzero((t.conn >= 0) & (t.direction == 1) & (p.payload_len > 0) & ((p.flags & RST) == 0))
+    conns, first = np.unique(t.conn[rows], return_index=True)  # each connection's first server segment
+    verdict: dict[bytes, bool] = {}
+    like = np.zeros(len(t.server_port), dtype=bool)
+    for conn, row in zip(conns.tolist(), rows[first].tolist(), strict=True):
+        payload = p.payload(row)
+        if payload not in verdict:
+            verdict[payload] = looks_like_server(payload)
+        like[conn] = verdict[payload]
+    return like
 
 
 def _connections_to(p: Packets, t: Flows, server: tuple[str, int]) -> np.ndarray:

@@ -42,6 +42,7 @@ from tcpchatx.protocol import Kind
 from tcpchatx.tcp_flags import RST
 
 from ..chat.model import LINE_KIND_CODE, Chat, ChatLine, Delivery, Ids, Message
+from ..chat.recognise import looks_like_server
 from ..packets import Packets
 from ..tracker import Flows
 
@@ -60,11 +61,20 @@ def analyze_chat_line_by_line(p: Packets, t: Flows, server: tuple[str, int] | No
 
 
 def find_server(p: Packets, t: Flows) -> tuple[str, int] | None:
-    """The endpoint that answered most connections (the first of them on a tie)."""
+    """The endpoint that answered most connections whose server speaks TCPChatX (the
+    first of them on a tie), judged by the first segment each server sent, by the
+    Wireshark dissector's own test (:func:`~tcpchatx.analysis.chat.recognise.looks_like_server`);
+    None if no connection's server does: then nothing is read as chat."""
+    first_from_server: dict[int, bytes] = {}
+    for row in range(len(p)):
+        conn = int(t.conn[row])
+        if conn >= 0 and t.direction[row] == 1 and p.payload_len[row] > 0 and not p.flags[row] & RST:
+            first_from_server.setdefault(conn, p.payload(row))
     answered: dict[tuple[str, int], int] = {}
-    for conn in range(len(t.server_port)):
-        server = (p.addresses[int(t.server_address[conn])], int(t.server_port[conn]))
-        answered[server] = answered.get(server, 0) + 1
+    for conn in sorted(first_from_server):
+        if looks_like_server(first_from_server[conn]):
+            server = (p.addresses[int(t.server_address[conn])], int(t.server_port[conn]))
+            answered[server] = answered.get(server, 0) + 1
     return max(answered, key=answered.get) if answered else None  # max keeps the first of equals
 
 
