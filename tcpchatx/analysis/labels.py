@@ -96,6 +96,8 @@ ZEEK_HISTORY_LETTERS: dict[str, str] = {
     "r": "packet with RST bit set",
     "i": "inconsistent packet (e.g. FIN+RST bits set)",
     "q": "multi-flag packet (SYN+FIN or SYN+RST bits set)",
+    "t": "packet with retransmitted payload (written at the 1st, 10th, 100th... such packet)",
+    "w": "packet with a zero window advertisement (written at the 1st, 10th, 100th... such packet)",
 }
 
 # --------------------------------------------------------------------------- how it ended

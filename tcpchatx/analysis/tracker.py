@@ -47,7 +47,8 @@ from .packets import Packets, shared_codes
 from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, SegmentKind, State
 from .workers import in_order
-from .zeek import ZeekConnection
+from .zeek import SCALING_BASE, TOO_LARGE_SEQ_DELTA, ZeekConnection
+from .zeek import Endpoint as ZeekEndpoint
 
 # Wireshark's tcp.completeness bits (what the connection was seen to contain).
 COMPLETENESS_BITS = {"SYN": 1, "SYN-ACK": 2, "ACK": 4, "DATA": 8, "FIN": 16, "RST": 32}
@@ -221,7 +222,8 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
         kinds, newly_acks_fin = _segment_kinds(g, flags, seq, ack, length,
                                                f.rel_seq[rows].astype(np.int64), n_groups)
         runner, state_before[rows], step[rows] = _states(
-            g, c, direction, flags, seq, length, kinds, newly_acks_fin, first, n_groups, walks)
+            g, c, direction, flags, seq, length, kinds, newly_acks_fin, first, n_groups, walks,
+            p.window[rows], f.rel_seq[rows].astype(np.int64))
         kind[rows] = kinds
         del newly_acks_fin
         connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
@@ -425,7 +427,8 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
     return kind, newly_acks_fin
 
 
-def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups, walks):
+def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups, walks,
+            window, rel_seq):
     """4. The state table, run over candidates only (see the module docstring).
 
     Mirrors the table and Zeek in :func:`tcpchatx.analysis.plain.tracker.follow_connection`.
@@ -446,15 +449,85 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
         last = np.maximum.accumulate(np.where(candidate, position, -1))
         state_before = np.where(candidate, runner.state_before, runner.state_after[last])
         moves = NEXT_STATE[state_before, kind] != state_before
-        zeek_inactive = runner.zeek_inactive_after[last, direction]
-        del last
+        zeek_inactive = runner.zeek_after[last, direction] == ZeekEndpoint.INACTIVE
         violators = ~candidate & (moves | zeek_inactive)
         del moves, zeek_inactive
         if not violators.any():
             break
         candidate |= violators
+        del last
+    # Zeek's scaled letters (w, t): their events need every packet's endpoint states,
+    # which change on candidates only; the packets that write one join the candidates,
+    # so that the walk puts the letter where it belongs in the history.
+    if _no_scaled_events(flags, length, window, rel_seq, kind):
+        step = np.where(candidate, runner.step, STEP_ID[state_before, kind])
+        return runner, state_before, step
+    zeek_before = np.where(candidate[:, None], runner.zeek_before, runner.zeek_after[last])
+    letters = _scaled_letters(g, direction, flags, length, window, rel_seq, zeek_before, first_pkt, n_groups)
+    if letters.any():
+        candidate |= letters != 0
+        runner.scaled = letters
+        runner.run(np.flatnonzero(candidate))
     step = np.where(candidate, runner.step, STEP_ID[state_before, kind])
     return runner, state_before, step
+
+
+def _no_scaled_events(flags, length, window, rel_seq, kind) -> bool:
+    """Whether no packet can be an event of ``w`` or ``t``: no zero window, and no payload
+    that could end at or below what its side had sent (a resend the state table saw, or
+    payload on a SYN, FIN or RST, or at the SYN's own sequence number).  Most captures
+    of a healthy chat: then the exact count below is skipped."""
+    carries = length > 0
+    return not ((window == 0).any() or (kind == SegmentKind.DATA_AGAIN).any()
+                or (carries & ((flags & (SYN | FIN | RST)) != 0)).any() or (carries & (rel_seq == 0)).any())
+
+
+def _scaled_letters(g, direction, flags, length, window, rel_seq, zeek_before, first_pkt, n_groups):
+    """Per packet, the scaled letters it writes: 1 for ``w``, 2 for ``t`` (both: 3).
+
+    Mirrors :meth:`tcpchatx.analysis.zeek.ZeekConnection._scaled_letters`, for all
+    packets at once: an event is a zero window, or a retransmission (payload ending at
+    or below the furthest ``seq + seg_len`` that side had sent, counted over the packets
+    Zeek trusts); the 1st, 10th, 100th... event of each side writes its letter.
+    """
+    m = len(g)
+    rows = np.arange(m)
+    me = zeek_before[rows, direction]
+    peer = zeek_before[rows, 1 - direction]
+    syn, fin, rst = ((flags & bit) != 0 for bit in (SYN, FIN, RST))
+    zero_window = (window == 0) & ~rst & (peer != ZeekEndpoint.CLOSED) & (me != ZeekEndpoint.RESET)
+    # Zeek's LastSeq: the furthest end sent, set by each side's first packet (its start,
+    # or a SYN's end), raised by every later packet that goes further.
+    end = rel_seq + np.where(rst, 0, length) + syn + fin
+    first = np.zeros(m, dtype=bool)
+    first[first_pkt[first_pkt >= 0]] = True
+    order_g = stable_argsort(g)
+    ge = g[order_g]
+    offset = ge.astype(np.int64) << 40  # keep each group's running max apart
+    start = np.where(first, np.where(syn, end, rel_seq), np.iinfo(np.int64).min // 4)
+    trusted = (me != ZeekEndpoint.RESET) | first
+    raises = np.where(trusted, end, np.iinfo(np.int64).min // 4)
+    value = np.maximum(start, raises)[order_g]
+    running = np.maximum.accumulate(offset + np.where(value < 0, 0, value) + (value >= 0)) - offset - 1
+    before = np.r_[-1, running[:-1]]
+    before[np.r_[True, ge[1:] != ge[:-1]] if m else []] = -1
+    last_end = np.empty(m, dtype=np.int64)
+    last_end[order_g] = before
+    last_end = np.where(first, start, last_end)  # the first packet compares with its own start
+    delta = end - last_end
+    untrusted = (syn | rst) & (np.abs(delta) > TOO_LARGE_SEQ_DELTA)
+    retransmission = (length > 0) & (delta <= 0) & ~untrusted & (me != ZeekEndpoint.RESET)
+    letters = np.zeros(m, dtype=np.int8)
+    for bit, events in ((1, zero_window), (2, retransmission)):
+        count = _running_count(events, order_g, ge)
+        letters |= np.where(events & _scaled_count(count), bit, 0).astype(np.int8)
+    return letters
+
+
+def _scaled_count(count: np.ndarray) -> np.ndarray:
+    """Whether each count is 1, 10, 100, ...: the events that write a scaled letter."""
+    powers = SCALING_BASE ** np.arange(19, dtype=np.int64)
+    return np.isin(count, powers)
 
 
 class _Runner:
@@ -478,7 +551,9 @@ class _Runner:
         self.state_before = np.zeros(m, dtype=np.int8)
         self.state_after = np.zeros(m, dtype=np.int8)
         self.step = np.zeros(m, dtype=np.int16)
-        self.zeek_inactive_after = np.zeros((m, 2), dtype=bool)
+        self.zeek_before = np.zeros((m, 2), dtype=np.int8)  # Zeek's endpoint states before each
+        self.zeek_after = np.zeros((m, 2), dtype=np.int8)
+        self.scaled = np.zeros(m, dtype=np.int8)  # the scaled letters each writes (_scaled_letters)
         self.walks = walks  # key: _walk_codes of a connection's candidates
         self.positions = np.zeros(0, dtype=np.int64)  # the last run's candidates
         self.facts: dict[int, tuple[_Walk, int]] = {}  # conn -> (walk, index of its first candidate)
@@ -487,7 +562,7 @@ class _Runner:
         self.positions = positions
         conn = self.conn[positions]
         codes = _walk_codes(positions, conn, self.flags, self.seq, self.length,
-                            self.direction, self.kind)
+                            self.direction, self.kind, self.scaled)
         bounds = np.flatnonzero(np.r_[True, conn[1:] != conn[:-1], True]) if len(conn) else np.zeros(1, int)
         walks, self.facts = [], {}
         for a, b, this_conn in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
@@ -496,12 +571,12 @@ class _Runner:
             walk = self.walks.get(key)
             if walk is None:
                 walk = self.walks[key] = _walk(*(c[positions[a:b]].tolist() for c in (
-                    self.kind, self.direction, self.flags, self.seq, self.length)))
+                    self.kind, self.direction, self.flags, self.seq, self.length, self.scaled)))
             walks.append(walk)
             self.facts[this_conn] = (walk, a)
         if not walks:
             return
-        for name in ("state_before", "state_after", "step", "zeek_inactive_after"):
+        for name in ("state_before", "state_after", "step", "zeek_before", "zeek_after"):
             getattr(self, name)[positions] = np.concatenate([getattr(w, name) for w in walks])
 
 
@@ -512,7 +587,8 @@ class _Walk:
     state_before: np.ndarray  # per candidate
     state_after: np.ndarray
     step: np.ndarray
-    zeek_inactive_after: np.ndarray  # (candidates, 2)
+    zeek_before: np.ndarray  # (candidates, 2): Zeek's endpoint states before each
+    zeek_after: np.ndarray  # (candidates, 2): and after it
     final: str  # the state after the last candidate, by name
     conn_state: str
     history: str
@@ -522,14 +598,17 @@ class _Walk:
     closing: list[int]
 
 
-def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
+SCALED = ["", "w", "t", "wt"]  # _scaled_letters' bits, as letters in the order Zeek writes them
+
+
+def _walk(kinds, sides, flags, seqs, lengths, scaled) -> _Walk:
     """Feed one connection's candidates through the table and Zeek, in order."""
     step_id, next_state = STEP_ID.tolist(), NEXT_STATE.tolist()
-    state_before, state_after, steps, inactive, path = [], [], [], [], []
+    state_before, state_after, steps, zeek_before, zeek_after, path = [], [], [], [], [], []
     state = State.CLOSED
     zeek = ZeekConnection()
-    for k, (kind, side, flag, seq, length) in enumerate(
-            zip(kinds, sides, flags, seqs, lengths, strict=True)):
+    for k, (kind, side, flag, seq, length, letters) in enumerate(
+            zip(kinds, sides, flags, seqs, lengths, scaled, strict=True)):
         new = next_state[state][kind]
         state_before.append(state)
         steps.append(step_id[state][kind])
@@ -537,8 +616,9 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
             path.append((state, kind, side, k))
         state = new
         state_after.append(state)
-        zeek.feed(side, flag, seq, length)
-        inactive.append((zeek.state[0] == 0, zeek.state[1] == 0))
+        zeek_before.append(tuple(zeek.state))
+        zeek.feed(side, flag, seq, length, scaled=SCALED[letters])
+        zeek_after.append(tuple(zeek.state))
     # path: (state, kind, side, candidate index) of each change of state, and each RST
     close_kind, active_closer = close_kind_of(path, state)
     handshake = [k for old, kind, _, k in path
@@ -546,12 +626,13 @@ def _walk(kinds, sides, flags, seqs, lengths) -> _Walk:
     closing = [k for old, kind, _, k in path
                if old >= State.ESTABLISHED and kind not in (SegmentKind.SYN, SegmentKind.SYN_ACK)]
     return _Walk(np.array(state_before, np.int8), np.array(state_after, np.int8),
-                 np.array(steps, np.int16), np.array(inactive, bool).reshape(-1, 2),
+                 np.array(steps, np.int16), np.array(zeek_before, np.int8).reshape(-1, 2),
+                 np.array(zeek_after, np.int8).reshape(-1, 2),
                  State(state).name, zeek.conn_state(), zeek.history, close_kind, active_closer,
                  handshake, closing)
 
 
-def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndarray:
+def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled) -> np.ndarray:
     """One number per candidate holding everything :func:`_walk` looks at.
 
     SegmentKind, side, the SYN/FIN/RST/ACK bits and "carries bytes" are read directly.
@@ -576,7 +657,7 @@ def _walk_codes(positions, conn, flags, seq, length, direction, kind) -> np.ndar
     repeat &= letter > 0
     return (kind[positions].astype(np.uint16) | side.astype(np.uint16) << 4
             | syn << 5 | fin << 6 | rst << 7 | ack << 8 | (length > 0) << 9 | repeat << 10
-            ).astype(np.uint16)
+            | scaled[positions].astype(np.uint16) << 11).astype(np.uint16)
 
 
 def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):

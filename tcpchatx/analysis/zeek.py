@@ -10,15 +10,27 @@ the end maps the pair of endpoint states to a ``conn_state`` label
 those two pieces, so our labels agree with a real ``conn.log``.  The labels and
 their meanings live in :mod:`.labels`.
 
-The history string follows Zeek's rules too: one letter per event, upper case for
-the originator; ``a`` and ``d`` at most once per direction; ``s``, ``h``, ``f``,
-``r`` again only when the sequence number differs from the last one seen with that
-flag.  Not modelled: ``c``, ``g``, ``t``, ``w`` (checksums, gaps, retransmissions,
-zero windows) and the ``^`` direction flip (we never flip: see :mod:`.tracker`).
+The history string follows Zeek's rules too (``TCPSessionAdapter::update_history``,
+``update_window``, ``update_last_seq``): one letter per event, upper case for the
+originator, in the order Zeek writes them for one packet (its flags' letter, then
+``w``, then ``t``):
 
-Only packets that can change something are fed in (see :meth:`ZeekConnection.inert`):
-control packets, and data/ACK packets from an endpoint that is still INACTIVE or
-that has not yet shown an ``a`` or ``d``.
+- ``a`` and ``d`` at most once per direction (a pure ACK; payload without SYN, FIN or
+  RST); ``i`` (FIN and RST) and ``q`` (SYN with FIN or RST) likewise;
+- ``s``, ``h``, ``f``, ``r`` again only when the sequence number differs from the last
+  one seen with that flag (``f``: the sequence number after its payload);
+- ``t`` (a retransmission: payload that ends at or below the furthest byte that side
+  had sent, as Zeek's ``LastSeq`` counts it, SYN and FIN included; not from a side
+  already reset) and ``w`` (a zero window: the window field 0, not on a RST, not from a
+  side already reset, not after the peer's FIN) are *scaled*: written at the 1st,
+  10th, 100th... such packet of each side (``Connection::ScaledHistoryEntry``).
+
+Not modelled: ``c`` (checksums), ``g`` (content gaps), the connection boundaries of
+Zeek's timers, and the ``^`` direction flip (see :mod:`.tracker`).
+
+The plain tracker feeds every packet in; the fast one feeds only the packets that can
+change something (control packets, first ACKs and data, and the packets that write a
+scaled letter, which it finds with numpy and passes in ``scaled``).
 """
 
 from __future__ import annotations
@@ -42,6 +54,20 @@ class Endpoint(IntEnum):
 
 E = Endpoint
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+SCALING_BASE = 10  # a scaled letter is written at the 1st, 10th, 100th... event
+TOO_LARGE_SEQ_DELTA = 1 << 20  # Zeek's bound on a SYN's or RST's jump in sequence space
+
+
+def scaled_events(count: int) -> bool:
+    """Whether the *count*-th event of a scaled letter writes it (1, 10, 100, ...)."""
+    while count % SCALING_BASE == 0:
+        count //= SCALING_BASE
+    return count == 1
+
+
+def _delta(a: int, b: int) -> int:
+    """``a - b`` in sequence space, as a signed 32-bit number."""
+    return (a - b + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
 class ZeekConnection:
@@ -54,6 +80,8 @@ class ZeekConnection:
         self.history = ""
         self._seen: set[str] = set()
         self._last_seq: dict[str, int] = {}
+        self.last_end: list[int | None] = [None, None]  # Zeek's LastSeq: the furthest seq + seg_len sent
+        self.scaled_count: dict[str, int] = {}  # letter (cased) -> events so far
 
     # ------------------------------------------------------------------ history
 
@@ -89,9 +117,47 @@ class ZeekConnection:
         self.prev_state[side] = self.state[side]
         self.state[side] = state
 
-    def feed(self, side: int, flags: int, seq: int, length: int) -> None:
-        """One packet from ``side`` (0 = originator, 1 = responder)."""
+    def _scaled(self, letter: str, side: int) -> None:
+        """One event of a scaled letter: written at its 1st, 10th, 100th... event."""
+        code = letter.upper() if side == 0 else letter
+        self.scaled_count[code] = self.scaled_count.get(code, 0) + 1
+        if scaled_events(self.scaled_count[code]):
+            self.history += code
+
+    def _scaled_letters(self, side: int, flags: int, seq: int, length: int, window: int) -> str:
+        """Which of ``w`` and ``t`` this packet is an event of (states before it)."""
+        found = ""
+        me, peer = self.state[side], self.state[1 - side]
+        if window == 0 and not flags & RST and peer != E.CLOSED and me != E.RESET:
+            found += "w"
+        seg_len = (0 if flags & RST else length) + bool(flags & SYN) + bool(flags & FIN)
+        end = (seq + seg_len) & 0xFFFFFFFF
+        last = self.last_end[side]
+        if last is None:  # the side's first packet: Zeek's init_endpoint
+            last = self.last_end[side] = end if flags & SYN else seq
+        delta = _delta(end, last)
+        if flags & (SYN | RST) and abs(delta) > TOO_LARGE_SEQ_DELTA:
+            pass  # not trusted
+        elif me == E.RESET:
+            pass  # nor is anything from a side that reset
+        elif delta > 0:
+            self.last_end[side] = end
+        elif length > 0:
+            found += "t"
+        return found
+
+    def feed(self, side: int, flags: int, seq: int, length: int, window: int = 1,
+             scaled: str | None = None) -> None:
+        """One packet from ``side`` (0 = originator, 1 = responder), with its raw window
+        field.  ``scaled`` says which scaled letters it writes (``"w"``, ``"t"``, both,
+        ``""``), for a caller that counted them itself; by default they are counted here."""
         self._update_history(side, flags, seq, length)
+        if scaled is None:
+            for letter in self._scaled_letters(side, flags, seq, length, window):
+                self._scaled(letter, side)
+        else:
+            for letter in scaled:
+                self.history += letter.upper() if side == 0 else letter
         if length and not flags & RST:
             self.size[side] += length
         peer = 1 - side
@@ -134,15 +200,6 @@ class ZeekConnection:
         elif me == E.CLOSED:
             if rst and self.state[peer] != E.CLOSED:
                 self._set(side, E.RESET)
-
-    def inert(self, side: int, flags: int, length: int) -> bool:
-        """Would this packet change nothing?  (Then it need not be fed.)"""
-        if flags & (SYN | FIN | RST) or self.state[side] == E.INACTIVE:
-            return False
-        letter = ("d" if length else "a") if (length or flags & ACK) else None
-        if letter is None:
-            return True
-        return (letter.upper() if side == 0 else letter) in self._seen
 
     # ------------------------------------------------------------------ the label
 

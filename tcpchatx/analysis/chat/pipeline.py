@@ -38,16 +38,22 @@ def find_server(p: Packets, t: Flows) -> tuple[str, int] | None:
 def chat_like(p: Packets, t: Flows) -> np.ndarray:
     """Per connection: does the first segment its server sent look like a TCPChatX
     server's (:func:`.recognise.looks_like_server`)?  Most chat servers send the same
-    welcome, so each distinct payload is tested once."""
+    welcome, so each distinct payload is tested once.
+
+    Mirrors :func:`tcpchatx.analysis.plain.chat.find_server`'s test."""
     rows = np.flatnonzero((t.conn >= 0) & (t.direction == 1) & (p.payload_len > 0) & ((p.flags & RST) == 0))
     conns, first = np.unique(t.conn[rows], return_index=True)  # each connection's first server segment
-    verdict: dict[bytes, bool] = {}
-    like = np.zeros(len(t.server_port), dtype=bool)
-    for conn, row in zip(conns.tolist(), rows[first].tolist(), strict=True):
-        payload = p.payload(row)
+    rows = rows[first]
+    starts = p.payload_offsets(rows).tolist()
+    ends = (p.payload_offsets(rows) + p.payload_caplen[rows]).tolist()
+    buffer, verdict, found = p.buffer, {}, []
+    for start, end in zip(starts, ends, strict=True):
+        payload = bytes(buffer[start:end])
         if payload not in verdict:
             verdict[payload] = looks_like_server(payload)
-        like[conn] = verdict[payload]
+        found.append(verdict[payload])
+    like = np.zeros(len(t.server_port), dtype=bool)
+    like[conns] = found
     return like
 
 

@@ -198,7 +198,7 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
         step_number = int(STEP_ID[state, kind])  # the step's place in states.STEPS
         columns.put(row, conn.id, side, rel_seq, rel_ack, kind, state, step_number)
         state = step.new_state
-        zeek.feed(side, flags, seq, length)
+        zeek.feed(side, flags, seq, length, int(p.window[row]))
 
         packets[side] += 1
         payload[side] += length

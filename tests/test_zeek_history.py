@@ -1,0 +1,125 @@
+"""Zeek's scaled history letters: ``t`` (retransmission) and ``w`` (zero window).
+
+Zeek writes each at the 1st, 10th, 100th... event of each side (``ScaledHistoryEntry``),
+in the order its packets came, right after that packet's own flag letter.  Each case
+is a crafted capture whose history follows from the rules in ``analysis.zeek`` (from
+Zeek's ``TCPSessionAdapter``: ``update_history``, ``update_window``,
+``update_last_seq``); the fast tracker and the plain one must both give it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scapy.all import TCP
+
+from analysis_helpers import WELCOME, C, S, Talk
+from tcpchatx.analysis import analyze, analyze_plainly
+from tcpchatx.analysis.zeek import scaled_events
+
+
+def histories(t: Talk, tmp_path) -> set[tuple[str, str]]:
+    """(conn_state, history) of the capture's one connection, by both trackers."""
+    path = t.write(tmp_path / "case.pcap")
+    found = set()
+    for read in (analyze, analyze_plainly):
+        (c,) = read(path).connections
+        found.add((str(c.conn_state), c.history))
+    return found
+
+
+def closed(t: Talk) -> Talk:
+    t.fin(C)
+    t.fin(S)
+    t.ack(C)
+    return t
+
+
+def test_the_events_that_write_a_scaled_letter():
+    assert [n for n in range(1, 1001) if scaled_events(n)] == [1, 10, 100, 1000]
+
+
+@pytest.mark.parametrize("resends, letters", [(1, "T"), (9, "T"), (10, "TT"), (99, "TT"), (100, "TTT")])
+def test_retransmissions_write_t_at_the_1st_10th_and_100th(tmp_path, resends, letters):
+    t = Talk()
+    t.handshake()
+    t.send(C, b"alice\n")
+    for _ in range(resends):
+        t.send(C, b"alice\n", seq=t.next[C] - 6)  # the same bytes again
+    t.ack(S)
+    assert histories(closed(t), tmp_path) == {("SF", f"ShAD{letters}aFf")}
+
+
+def test_a_keep_alive_with_a_byte_is_a_retransmission_and_one_without_is_not(tmp_path):
+    t = Talk()
+    t.handshake()
+    t.send(C, b"alice\n")
+    t.ack(S)
+    t.ack(C, seq=t.next[C] - 1)  # Linux's keep-alive: one byte before, no payload
+    t.send(S, b"x", seq=t.next[S] - 1, advance=False)  # the other kind: the last byte again
+    t.ack(C)
+    assert histories(closed(t), tmp_path) == {("SF", "ShADadtFf")}  # its own d, then t
+
+
+def test_out_of_order_data_is_a_retransmission_to_zeek(tmp_path):
+    """Zeek counts a segment below the furthest end already sent, whatever the reason."""
+    t = Talk()
+    t.handshake()
+    first = t.next[C]
+    t.send(C, b"bob\n", seq=first + 6)  # the second line first
+    t.send(C, b"alice\n", seq=first, advance=False)
+    t.next[C] = first + 10
+    t.ack(S)
+    assert histories(closed(t), tmp_path) == {("SF", "ShADTaFf")}
+
+
+def test_nothing_from_a_side_that_reset_is_a_retransmission(tmp_path):
+    t = Talk()
+    t.handshake()
+    t.send(C, b"alice\n")
+    t.seg(C, "RA")
+    t.send(C, b"alice\n", seq=t.next[C] - 6)  # after its own RST: not trusted
+    assert histories(t, tmp_path) == {("RSTO", "ShADR")}
+
+
+def test_a_syn_with_data_is_written_t_at_once(tmp_path):
+    """A quirk of Zeek's rule: the SYN's own end is its first LastSeq, so its payload
+    (TCP Fast Open) looks resent."""
+    t = Talk()
+    t.seg(C, "S", b"alice\n")
+    t.seg(S, "SA")
+    t.ack(C)
+    assert histories(t, tmp_path) == {("S1", "SThA")}
+
+
+def zero_window(t: Talk, side: int, count: int) -> None:
+    for _ in range(count):
+        t.ack(side)[TCP].window = 0
+
+
+@pytest.mark.parametrize("count, letters", [(1, "w"), (9, "w"), (10, "ww")])
+def test_zero_windows_write_w_at_the_1st_and_10th(tmp_path, count, letters):
+    t = Talk()
+    t.handshake()
+    t.send(S, WELCOME)
+    t.send(C, b"alice\n")
+    zero_window(t, S, count)
+    assert histories(closed(t), tmp_path) == {("SF", f"ShAdD{'a' + letters}Ff")}
+
+
+def test_no_zero_window_on_a_reset_or_after_the_peers_fin(tmp_path):
+    t = Talk()
+    t.handshake()
+    t.send(C, b"alice\n")
+    t.fin(C)
+    zero_window(t, S, 3)  # the peer (the client) has closed: not counted
+    t.seg(S, "RA")[TCP].window = 0  # a RST: not counted
+    assert histories(t, tmp_path) == {("RSTR", "ShADFar")}
+
+
+def test_w_follows_its_packets_own_letter(tmp_path):
+    """A zero-window SYN-ACK: its ``h``, then ``w``."""
+    t = Talk()
+    t.seg(C, "S")
+    t.seg(S, "SA")[TCP].window = 0
+    t.ack(C)
+    assert histories(t, tmp_path) == {("S1", "ShwA")}
