@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from scapy.all import TCP
 
-from analysis_helpers import WELCOME, C, S, Talk
+from analysis_helpers import TSHARK, WELCOME, C, S, Talk, assert_agrees_with_tshark
 from tcpchatx.analysis import analyze, analyze_plainly
 from tcpchatx.analysis.zeek import scaled_events
 
@@ -123,3 +123,59 @@ def test_w_follows_its_packets_own_letter(tmp_path):
     t.seg(S, "SA")[TCP].window = 0
     t.ack(C)
     assert histories(t, tmp_path) == {("S1", "ShwA")}
+
+
+# --------------------------------------------------------------------------- roles (^)
+
+
+def syn_ack_first(server_port: int) -> Talk:
+    """A chat whose capture caught the SYN-ACK before the SYN it answers."""
+    t = Talk(server=("10.0.0.2", server_port))
+    t.handshake()
+    t.packets[0].time, t.packets[1].time = t.packets[1].time, t.packets[0].time
+    t.packets[0], t.packets[1] = t.packets[1], t.packets[0]
+    t.send(S, WELCOME)
+    t.send(C, b"alice\n")
+    return closed(t)
+
+
+@pytest.mark.parametrize("server_port, history", [
+    (80, "^hSAdDFf"),  # a likely server port: Zeek flips at the SYN-ACK, which the server sent
+    (25000, "Hs^AdDFf"),  # not one: the SYN-ACK's sender is Zeek's originator until the SYN comes
+])
+def test_a_syn_ack_before_its_syn_is_one_connection(tmp_path, server_port, history):
+    t = syn_ack_first(server_port)
+    path = t.write(tmp_path / "synack-first.pcap")
+    for read in (analyze, analyze_plainly):
+        a = read(path)
+        (c,) = a.connections
+        assert (c.client, c.server) == (("10.0.0.1", 40000), ("10.0.0.2", server_port))
+        assert (str(c.conn_state), c.history) == ("SF", history)
+    if TSHARK:
+        assert assert_agrees_with_tshark(analyze(path), path) == len(t.packets)  # one tcp.stream
+
+
+@pytest.mark.parametrize("ports, first_from, client_port, history", [
+    ((40000, 80), S, 40000, "^dDaFf"),  # data from a likely server port: flipped
+    ((40000, 7000), S, 7000, "DdAfF"),  # not a likely port: the first sender is the originator
+    ((8080, 443), S, 8080, "^dDaFf"),  # both likely: from the lower port, flipped
+    ((443, 8080), S, 8080, "DdAfF"),  # both likely, from the higher: not
+])
+def test_without_a_syn_zeek_decides_the_roles_by_the_ports(tmp_path, ports, first_from, client_port, history):
+    t = Talk(client=("10.0.0.1", ports[0]), server=("10.0.0.2", ports[1]))
+    t.send(first_from, b"*** hello\n")
+    t.send(1 - first_from, b"hi\n")
+    t.ack(first_from)
+    t.fin(C)
+    t.fin(S)
+    for read in (analyze, analyze_plainly):
+        (c,) = read(t.write(tmp_path / "midstream.pcap")).connections
+        assert c.client[1] == client_port
+        assert (str(c.conn_state), c.history) == ("SF", history)
+
+
+@pytest.mark.parametrize("server_port, history", [(80, "^h"), (25000, "H")])
+def test_a_syn_ack_alone(tmp_path, server_port, history):
+    t = Talk(server=("10.0.0.2", server_port))
+    t.seg(S, "SA", ack=1001)
+    assert histories(t, tmp_path) == {("OTH", history)}

@@ -47,7 +47,7 @@ from .packets import Packets, shared_codes
 from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, SegmentKind, State
 from .workers import in_order
-from .zeek import SCALING_BASE, TOO_LARGE_SEQ_DELTA, ZeekConnection
+from .zeek import LIKELY_SERVER_PORTS, SCALING_BASE, TOO_LARGE_SEQ_DELTA, ZeekConnection
 from .zeek import Endpoint as ZeekEndpoint
 
 # Wireshark's tcp.completeness bits (what the connection was seen to contain).
@@ -221,9 +221,14 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
         first = np.where(first >= 0, first - a, -1)
         kinds, newly_acks_fin = _segment_kinds(g, flags, seq, ack, length,
                                                f.rel_seq[rows].astype(np.int64), n_groups)
+        conn_first = rows[starts[c0:c1] - a]  # each connection's first packet
+        first_flags = p.flags[conn_first]
+        flipped = zeek_flips_all(first_flags, p.sport[conn_first], p.dport[conn_first])
+        swapped = ((first_flags & (SYN | ACK)) == (SYN | ACK)) & ~flipped
+        roles = (flipped.astype(np.int8) | swapped.astype(np.int8) << 1)[c]  # per packet
         runner, state_before[rows], step[rows] = _states(
             g, c, direction, flags, seq, length, kinds, newly_acks_fin, first, n_groups, walks,
-            p.window[rows], f.rel_seq[rows].astype(np.int64))
+            p.window[rows], f.rel_seq[rows].astype(np.int64), roles)
         kind[rows] = kinds
         del newly_acks_fin
         connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
@@ -308,7 +313,15 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
         seq = p.seq[r[syn_pos]]
         new_isn = seq != p.seq[r[np.maximum(prev, 0)]]
         closed_between = closed_so_far[syn_pos] - closed_so_far[np.maximum(prev, 0)] > 0
-        split[syn_pos] = np.where(same_flow, new_isn | closed_between, ~flow_start[syn_pos])
+        # The flow's first SYN: a new connection, unless the flow began with the SYN-ACK
+        # that answers it (its ACK number less one), with no FIN or RST since.
+        flow_starts = np.flatnonzero(flow_start)
+        flow_first = flow_starts[np.searchsorted(flow_starts, syn_pos, "right") - 1]
+        first_flags = flags[flow_first]
+        answered = (((first_flags & (SYN | ACK)) == (SYN | ACK))
+                    & (((p.ack[r[flow_first]].astype(np.int64) - 1) & 0xFFFFFFFF) == seq)
+                    & (closed_so_far[syn_pos] - closed_so_far[flow_first] == 0))
+        split[syn_pos] = np.where(same_flow, new_isn | closed_between, ~flow_start[syn_pos] & ~answered)
     conn_in_flow = np.cumsum(flow_start | split) - 1
     del f, flags, pure_syn, flow_start, closed_so_far, split
     # Number connections in order of their first packet, then sort by connection.
@@ -325,14 +338,24 @@ def _connections(p: Packets) -> tuple[np.ndarray, np.ndarray]:
 
 def _directions(p: Packets, r, c, starts, flags) -> np.ndarray:
     """0 for packets from the originator, 1 for packets from the responder (the
-    sides of :func:`tcpchatx.analysis.plain.tracker.group_into_connections`)."""
+    sides of :func:`tcpchatx.analysis.plain.tracker.group_into_connections`): the
+    first packet's sender, unless it is a SYN-ACK or Zeek flips it by its ports."""
     src_ep = (p.src[r].astype(np.int64) << 16) | p.sport[r]
     first = r[starts]
     first_src = (p.src[first].astype(np.int64) << 16) | p.sport[first]
     first_dst = (p.dst[first].astype(np.int64) << 16) | p.dport[first]
     first_is_synack = (flags[starts] & (SYN | ACK)) == (SYN | ACK)
-    orig_ep = np.where(first_is_synack, first_dst, first_src)
+    flipped = zeek_flips_all(flags[starts], p.sport[first], p.dport[first])
+    orig_ep = np.where(first_is_synack | flipped, first_dst, first_src)
     return (src_ep != orig_ep[c]).astype(np.int64)
+
+
+def zeek_flips_all(flags, sport, dport) -> np.ndarray:
+    """:func:`tcpchatx.analysis.zeek.zeek_flips` of every connection's first packet."""
+    pure_syn = ((flags & SYN) != 0) & ((flags & ACK) == 0)
+    likely = np.array(sorted(LIKELY_SERVER_PORTS))
+    src_likely, dst_likely = np.isin(sport, likely), np.isin(dport, likely)
+    return ~pure_syn & src_likely & (~dst_likely | (((flags & SYN) == 0) & (sport < dport)))
 
 
 def _relative_numbers(g, flags, seq, ack, n_groups):
@@ -428,7 +451,7 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
 
 
 def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups, walks,
-            window, rel_seq):
+            window, rel_seq, roles):
     """4. The state table, run over candidates only (see the module docstring).
 
     Mirrors the table and Zeek in :func:`tcpchatx.analysis.plain.tracker.follow_connection`.
@@ -442,7 +465,7 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
     for firsts in (first_pkt, first_ack_only, first_data_only):
         candidate[firsts[firsts >= 0]] = True
 
-    runner = _Runner(flags, seq, length, direction, c, kind, walks)
+    runner = _Runner(flags, seq, length, direction, c, kind, walks, roles)
     position = np.arange(len(g))
     while True:
         runner.run(np.flatnonzero(candidate))
@@ -544,7 +567,7 @@ class _Runner:
     the result for every connection that has the same one.
     """
 
-    def __init__(self, flags, seq, length, direction, conn, kind, walks: dict[bytes, _Walk]) -> None:
+    def __init__(self, flags, seq, length, direction, conn, kind, walks: dict[bytes, _Walk], roles) -> None:
         m = len(flags)
         self.flags, self.seq, self.length = flags, seq, length
         self.direction, self.conn, self.kind = direction, conn, kind
@@ -554,6 +577,7 @@ class _Runner:
         self.zeek_before = np.zeros((m, 2), dtype=np.int8)  # Zeek's endpoint states before each
         self.zeek_after = np.zeros((m, 2), dtype=np.int8)
         self.scaled = np.zeros(m, dtype=np.int8)  # the scaled letters each writes (_scaled_letters)
+        self.roles = roles  # its connection's Zeek roles: 1 flipped at the start, 2 swapped
         self.walks = walks  # key: _walk_codes of a connection's candidates
         self.positions = np.zeros(0, dtype=np.int64)  # the last run's candidates
         self.facts: dict[int, tuple[_Walk, int]] = {}  # conn -> (walk, index of its first candidate)
@@ -562,7 +586,7 @@ class _Runner:
         self.positions = positions
         conn = self.conn[positions]
         codes = _walk_codes(positions, conn, self.flags, self.seq, self.length,
-                            self.direction, self.kind, self.scaled)
+                            self.direction, self.kind, self.scaled, self.roles)
         bounds = np.flatnonzero(np.r_[True, conn[1:] != conn[:-1], True]) if len(conn) else np.zeros(1, int)
         walks, self.facts = [], {}
         for a, b, this_conn in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
@@ -571,7 +595,7 @@ class _Runner:
             walk = self.walks.get(key)
             if walk is None:
                 walk = self.walks[key] = _walk(*(c[positions[a:b]].tolist() for c in (
-                    self.kind, self.direction, self.flags, self.seq, self.length, self.scaled)))
+                    self.kind, self.direction, self.flags, self.seq, self.length, self.scaled, self.roles)))
             walks.append(walk)
             self.facts[this_conn] = (walk, a)
         if not walks:
@@ -601,12 +625,12 @@ class _Walk:
 SCALED = ["", "w", "t", "wt"]  # _scaled_letters' bits, as letters in the order Zeek writes them
 
 
-def _walk(kinds, sides, flags, seqs, lengths, scaled) -> _Walk:
+def _walk(kinds, sides, flags, seqs, lengths, scaled, roles) -> _Walk:
     """Feed one connection's candidates through the table and Zeek, in order."""
     step_id, next_state = STEP_ID.tolist(), NEXT_STATE.tolist()
     state_before, state_after, steps, zeek_before, zeek_after, path = [], [], [], [], [], []
     state = State.CLOSED
-    zeek = ZeekConnection()
+    zeek = ZeekConnection(flipped=bool(roles[0] & 1), swapped=bool(roles[0] & 2))
     for k, (kind, side, flag, seq, length, letters) in enumerate(
             zip(kinds, sides, flags, seqs, lengths, scaled, strict=True)):
         new = next_state[state][kind]
@@ -616,9 +640,9 @@ def _walk(kinds, sides, flags, seqs, lengths, scaled) -> _Walk:
             path.append((state, kind, side, k))
         state = new
         state_after.append(state)
-        zeek_before.append(tuple(zeek.state))
+        zeek_before.append(zeek.states_by_side())
         zeek.feed(side, flag, seq, length, scaled=SCALED[letters])
-        zeek_after.append(tuple(zeek.state))
+        zeek_after.append(zeek.states_by_side())
     # path: (state, kind, side, candidate index) of each change of state, and each RST
     close_kind, active_closer = close_kind_of(path, state)
     handshake = [k for old, kind, _, k in path
@@ -632,7 +656,7 @@ def _walk(kinds, sides, flags, seqs, lengths, scaled) -> _Walk:
                  handshake, closing)
 
 
-def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled) -> np.ndarray:
+def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled, roles) -> np.ndarray:
     """One number per candidate holding everything :func:`_walk` looks at.
 
     SegmentKind, side, the SYN/FIN/RST/ACK bits and "carries bytes" are read directly.
@@ -657,7 +681,8 @@ def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled) ->
     repeat &= letter > 0
     return (kind[positions].astype(np.uint16) | side.astype(np.uint16) << 4
             | syn << 5 | fin << 6 | rst << 7 | ack << 8 | (length > 0) << 9 | repeat << 10
-            | scaled[positions].astype(np.uint16) << 11).astype(np.uint16)
+            | scaled[positions].astype(np.uint16) << 11 | roles[positions].astype(np.uint16) << 13
+            ).astype(np.uint16)
 
 
 def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):
@@ -673,6 +698,10 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
         syn * b["SYN"] | synack * b["SYN-ACK"] | (((flags & ACK) != 0) & ~synack) * b["ACK"]
         | (length > 0) * b["DATA"] | ((flags & FIN) != 0) * b["FIN"] | ((flags & RST) != 0) * b["RST"]
     )
+    # Wireshark counts a SYN only when nothing came before it (a SYN-ACK, an ACK...).
+    seen = np.cumsum(bits != 0)
+    seen_before = seen - (bits != 0) - np.repeat(seen[starts] - (bits[starts] != 0), np.diff(np.r_[starts, len(r)]))
+    bits = np.where(syn & (seen_before > 0), bits & ~b["SYN"], bits)
     completeness = np.bitwise_or.reduceat(bits, starts) if len(starts) else np.zeros(0, np.int64)
     first, last = r[starts], r[ends - 1]
     (client_addr, client_port), (server_addr, server_port) = _ends(p, r, starts, direction)

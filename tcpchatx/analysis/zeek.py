@@ -25,8 +25,18 @@ originator, in the order Zeek writes them for one packet (its flags' letter, the
   side already reset, not after the peer's FIN) are *scaled*: written at the 1st,
   10th, 100th... such packet of each side (``Connection::ScaledHistoryEntry``).
 
-Not modelled: ``c`` (checksums), ``g`` (content gaps), the connection boundaries of
-Zeek's timers, and the ``^`` direction flip (see :mod:`.tracker`).
+*Roles* (``^``).  Zeek's originator is the sender of a connection's first packet,
+unless that packet is not a pure SYN and comes from a *likely server port*
+(:data:`LIKELY_SERVER_PORTS`; both ports likely: only a non-SYN packet from the lower
+one): then Zeek flips the roles at once, and the history starts with ``^``
+(``TCPAnalyzer::WantConnection``).  The tracker's originator follows the same rule,
+except for a first SYN-ACK, whose receiver is always the tracker's originator: where
+Zeek made the SYN-ACK's sender the originator (``swapped``), its letters are cased by
+Zeek's roles, and when the SYN it answers comes, Zeek flips the roles then (``s^``:
+``UpdateInactiveState``), and the two agree again.
+
+Not modelled: ``c`` (checksums), ``g`` (content gaps), and the connection boundaries
+of Zeek's timers.
 
 The plain tracker feeds every packet in; the fast one feeds only the packets that can
 change something (control packets, first ACKs and data, and the packets that write a
@@ -55,6 +65,29 @@ class Endpoint(IntEnum):
 E = Endpoint
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 SCALING_BASE = 10  # a scaled letter is written at the 1st, 10th, 100th... event
+#: Zeek's default TCP ``likely_server_ports`` (5.x/6.x base scripts: each protocol
+#: script's ``redef likely_server_ports += {...}``): FTP, SSH, SMTP, DNS, HTTP and its
+#: proxies, Kerberos, DCE-RPC, LDAP, TLS services, Modbus, SOCKS, RDP, XMPP, IRC, IMAP,
+#: SMB, DNP3, MQTT.  ``zeek -e 'print likely_server_ports'`` prints a build's own.
+LIKELY_SERVER_PORTS = frozenset({
+    21, 2811, 22, 25, 587, 53, 80, 81, 631, 1080, 3128, 8000, 8080, 8888, 88, 135, 389, 3268,
+    443, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223, 502, 3389, 5222, 5269,
+    6666, 6667, 6668, 6669, 143, 139, 445, 20000, 1883,
+})
+
+
+def zeek_flips(flags: int, sport: int, dport: int) -> bool:
+    """Whether Zeek makes a connection's first packet's *receiver* its originator
+    (``TCPAnalyzer::WantConnection``): never for a pure SYN; for anything else when the
+    source port is a likely server port and the destination's is not, or, both likely,
+    for a non-SYN packet from the lower port."""
+    if flags & SYN and not flags & ACK:
+        return False
+    if sport not in LIKELY_SERVER_PORTS:
+        return False
+    if dport not in LIKELY_SERVER_PORTS:
+        return True
+    return not flags & SYN and sport < dport
 TOO_LARGE_SEQ_DELTA = 1 << 20  # Zeek's bound on a SYN's or RST's jump in sequence space
 
 
@@ -73,15 +106,19 @@ def _delta(a: int, b: int) -> int:
 class ZeekConnection:
     """Two endpoint states and a history string; feed packets in capture order."""
 
-    def __init__(self) -> None:
-        self.state = [E.INACTIVE, E.INACTIVE]  # [originator, responder]
+    def __init__(self, flipped: bool = False, swapped: bool = False) -> None:
+        """``flipped``: Zeek flipped the roles at the first packet (the history starts
+        with ``^``); ``swapped``: Zeek's originator is the caller's responder (a first
+        SYN-ACK that Zeek did not flip), until the SYN comes."""
+        self.swapped = swapped
+        self.state = [E.INACTIVE, E.INACTIVE]  # [originator, responder], Zeek's
         self.prev_state = [E.INACTIVE, E.INACTIVE]
         self.size = [0, 0]  # payload bytes per direction (for the REJ rule)
-        self.history = ""
+        self.history = "^" if flipped else ""
         self._seen: set[str] = set()
         self._last_seq: dict[str, int] = {}
         self.last_end: list[int | None] = [None, None]  # Zeek's LastSeq: the furthest seq + seg_len sent
-        self.scaled_count: dict[str, int] = {}  # letter (cased) -> events so far
+        self.scaled_count: list[dict[str, int]] = [{}, {}]  # per endpoint: letter -> events so far
 
     # ------------------------------------------------------------------ history
 
@@ -119,10 +156,10 @@ class ZeekConnection:
 
     def _scaled(self, letter: str, side: int) -> None:
         """One event of a scaled letter: written at its 1st, 10th, 100th... event."""
-        code = letter.upper() if side == 0 else letter
-        self.scaled_count[code] = self.scaled_count.get(code, 0) + 1
-        if scaled_events(self.scaled_count[code]):
-            self.history += code
+        counts = self.scaled_count[side]
+        counts[letter] = counts.get(letter, 0) + 1
+        if scaled_events(counts[letter]):
+            self.history += letter.upper() if side == 0 else letter
 
     def _scaled_letters(self, side: int, flags: int, seq: int, length: int, window: int) -> str:
         """Which of ``w`` and ``t`` this packet is an event of (states before it)."""
@@ -150,7 +187,9 @@ class ZeekConnection:
              scaled: str | None = None) -> None:
         """One packet from ``side`` (0 = originator, 1 = responder), with its raw window
         field.  ``scaled`` says which scaled letters it writes (``"w"``, ``"t"``, both,
-        ``""``), for a caller that counted them itself; by default they are counted here."""
+        ``""``), for a caller that counted them itself; by default they are counted here.
+        ``side`` is the caller's; Zeek's is the other one while ``swapped``."""
+        side ^= self.swapped
         self._update_history(side, flags, seq, length)
         if scaled is None:
             for letter in self._scaled_letters(side, flags, seq, length, window):
@@ -168,6 +207,12 @@ class ZeekConnection:
             if syn:
                 if side == 0:
                     self._set(side, E.SYN_ACK_SENT if ack else E.SYN_SENT)
+                elif not ack and self.state[peer] == E.SYN_ACK_SENT:
+                    # The SYN that the first packet, a SYN-ACK, answered: Zeek had taken
+                    # the SYN-ACK's sender for the originator, and flips the roles now.
+                    self._flip()
+                    self.state = [E.ESTABLISHED, E.ESTABLISHED]
+                    return
                 else:
                     if self.state[peer] == E.SYN_SENT:
                         self._set(peer, E.ESTABLISHED)
@@ -200,6 +245,18 @@ class ZeekConnection:
         elif me == E.CLOSED:
             if rst and self.state[peer] != E.CLOSED:
                 self._set(side, E.RESET)
+
+    def states_by_side(self) -> tuple[Endpoint, Endpoint]:
+        """The two endpoint states, the caller's originator first (Zeek's roles may be swapped)."""
+        return (self.state[1], self.state[0]) if self.swapped else (self.state[0], self.state[1])
+
+    def _flip(self) -> None:
+        """``Connection::FlipRoles``: the endpoints change roles (the letters written
+        so far keep their case), and ``^`` is written."""
+        self.swapped = not self.swapped
+        for pair in (self.state, self.prev_state, self.size, self.last_end, self.scaled_count):
+            pair.reverse()
+        self.history += "^"
 
     # ------------------------------------------------------------------ the label
 

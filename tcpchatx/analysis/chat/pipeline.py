@@ -5,7 +5,6 @@ Mirrors :func:`tcpchatx.analysis.plain.chat.analyze_chat_line_by_line` (the vers
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,34 +26,33 @@ from .recognise import looks_like_server
 
 
 def find_server(p: Packets, t: Flows) -> tuple[str, int] | None:
-    """The endpoint that answered most connections whose server speaks TCPChatX (the
-    first of them on a tie; :mod:`.recognise`); None if no connection's does."""
-    conns = np.flatnonzero(chat_like(p, t))
-    counts = Counter(zip(map(p.addresses.__getitem__, t.server_address[conns].tolist()),
-                         t.server_port[conns].tolist()))
-    return counts.most_common(1)[0][0] if counts else None
+    """The endpoint that answered most connections (the first of them on a tie), among
+    those whose server speaks TCPChatX (:mod:`.recognise`): the first endpoint, in that
+    order, one of whose connections began, on the server's side, with a segment that
+    looks like a TCPChatX server's.  None if none did.  A chat server's first connection
+    settles it, so a chat capture reads one segment here (a page of the file, not one
+    per connection: the analysis's peak memory is what it was)."""
+    endpoint = t.server_address.astype(np.int64) << 16 | t.server_port  # each connection's server
+    if not len(endpoint):
+        return None
+    keys, first_conn, answered = np.unique(endpoint, return_index=True, return_counts=True)
+    conns, rows = first_server_segments(p, t)
+    segments_of = {}  # endpoint -> the rows of its connections' first server segments, in order
+    for key, row in zip(endpoint[conns].tolist(), rows.tolist(), strict=True):
+        segments_of.setdefault(key, []).append(row)
+    for k in np.lexsort((first_conn, -answered)).tolist():  # most connections first, ties: first seen
+        if any(looks_like_server(p.payload(row)) for row in segments_of.get(int(keys[k]), [])):
+            return p.addresses[int(keys[k]) >> 16], int(keys[k]) & 0xFFFF
+    return None
 
 
-def chat_like(p: Packets, t: Flows) -> np.ndarray:
-    """Per connection: does the first segment its server sent look like a TCPChatX
-    server's (:func:`.recognise.looks_like_server`)?  Most chat servers send the same
-    welcome, so each distinct payload is tested once.
-
-    Mirrors :func:`tcpchatx.analysis.plain.chat.find_server`'s test."""
-    rows = np.flatnonzero((t.conn >= 0) & (t.direction == 1) & (p.payload_len > 0) & ((p.flags & RST) == 0))
-    conns, first = np.unique(t.conn[rows], return_index=True)  # each connection's first server segment
-    rows = rows[first]
-    starts = p.payload_offsets(rows).tolist()
-    ends = (p.payload_offsets(rows) + p.payload_caplen[rows]).tolist()
-    buffer, verdict, found = p.buffer, {}, []
-    for start, end in zip(starts, ends, strict=True):
-        payload = bytes(buffer[start:end])
-        if payload not in verdict:
-            verdict[payload] = looks_like_server(payload)
-        found.append(verdict[payload])
-    like = np.zeros(len(t.server_port), dtype=bool)
-    like[conns] = found
-    return like
+def first_server_segments(p: Packets, t: Flows) -> tuple[np.ndarray, np.ndarray]:
+    """The connections whose server sent data, and the row of the first segment it sent
+    in each (not a RST), in connection order."""
+    rows = np.flatnonzero(p.payload_len > 0)  # the few columns below are read for these rows only
+    rows = rows[(t.direction[rows] == 1) & (t.conn[rows] >= 0) & ((p.flags[rows] & RST) == 0)]
+    conns, first = np.unique(t.conn[rows], return_index=True)
+    return conns, rows[first]
 
 
 def _connections_to(p: Packets, t: Flows, server: tuple[str, int]) -> np.ndarray:

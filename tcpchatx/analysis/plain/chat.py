@@ -61,21 +61,25 @@ def analyze_chat_line_by_line(p: Packets, t: Flows, server: tuple[str, int] | No
 
 
 def find_server(p: Packets, t: Flows) -> tuple[str, int] | None:
-    """The endpoint that answered most connections whose server speaks TCPChatX (the
-    first of them on a tie), judged by the first segment each server sent, by the
-    Wireshark dissector's own test (:func:`~tcpchatx.analysis.chat.recognise.looks_like_server`);
-    None if no connection's server does: then nothing is read as chat."""
+    """The endpoint that answered most connections (the first of them on a tie), among
+    those whose server speaks TCPChatX: whose connections include one that began, on the
+    server's side, with a segment that passes the Wireshark dissector's own test
+    (:func:`~tcpchatx.analysis.chat.recognise.looks_like_server`).  None if no
+    endpoint's does: then nothing is read as chat."""
+    answered: dict[tuple[str, int], list[int]] = {}  # endpoint -> its connections, in order
+    for conn in range(len(t.server_port)):
+        server = (p.addresses[int(t.server_address[conn])], int(t.server_port[conn]))
+        answered.setdefault(server, []).append(conn)
     first_from_server: dict[int, bytes] = {}
     for row in range(len(p)):
         conn = int(t.conn[row])
         if conn >= 0 and t.direction[row] == 1 and p.payload_len[row] > 0 and not p.flags[row] & RST:
             first_from_server.setdefault(conn, p.payload(row))
-    answered: dict[tuple[str, int], int] = {}
-    for conn in sorted(first_from_server):
-        if looks_like_server(first_from_server[conn]):
-            server = (p.addresses[int(t.server_address[conn])], int(t.server_port[conn]))
-            answered[server] = answered.get(server, 0) + 1
-    return max(answered, key=answered.get) if answered else None  # max keeps the first of equals
+    by_count = sorted(answered, key=lambda server: -len(answered[server]))  # stable: ties keep their order
+    for server in by_count:
+        if any(looks_like_server(first_from_server[conn]) for conn in answered[server] if conn in first_from_server):
+            return server
+    return None
 
 
 # --------------------------------------------------------------------------- 1. reassembly

@@ -8,9 +8,12 @@ three passes over the TCP packets, in capture order:
 1. **Connections** (:func:`group_into_connections`).  Packets between the same two
    endpoints form a *flow*.  A flow holds several connections when a port is
    reused: a SYN (without ACK) starts a new connection unless it repeats the
-   flow's last SYN (same sequence number, and no FIN or RST since).  The
-   originator is the sender of the connection's first packet, unless that packet
-   is a SYN-ACK (we missed the SYN): then its receiver is.
+   flow's last SYN (same sequence number, and no FIN or RST since), or is the SYN
+   that the connection's first packet, a SYN-ACK, answered (its ACK number less one).
+   The originator is the sender of the connection's first packet, unless that packet
+   is a SYN-ACK (the capture missed the SYN, or caught it late): then its receiver
+   is; or unless it has no SYN and Zeek would flip it, by its ports
+   (:func:`~tcpchatx.analysis.zeek.zeek_flips`: it comes from a likely server port).
 2. **Numbers** (:func:`initial_sequence_numbers`).  Relative sequence and
    acknowledgement numbers count from each side's ISN, as Wireshark shows them.
    The ISN is the sequence number of the side's first SYN; without one, one less
@@ -39,7 +42,7 @@ from ..closing import close_kind_of
 from ..packets import Packets
 from ..states import STEP_ID, SegmentKind, State, lookup
 from ..tracker import COMPLETENESS_BITS, Connection, Tracking
-from ..zeek import ZeekConnection
+from ..zeek import ZeekConnection, zeek_flips
 
 
 def track_one_by_one(p: Packets) -> Tracking:
@@ -64,6 +67,8 @@ class OneConnection:
     id: int
     originator: tuple[int, int]  # (address id, port)
     responder: tuple[int, int]
+    zeek_flipped: bool = False  # Zeek flipped the roles at the first packet (``^``)
+    zeek_swapped: bool = False  # Zeek's originator is our responder (a first SYN-ACK it did not flip)
     rows: list[int] = field(default_factory=list)
     sides: list[int] = field(default_factory=list)  # 0: from the originator, 1: from the responder
 
@@ -93,13 +98,16 @@ def group_into_connections(p: Packets) -> list[OneConnection]:
             flow.last_syn_seq is None  # a SYN after traffic with none: a new connection
             or seq != flow.last_syn_seq or flow.closed_since_syn))
         if starts_a_connection:
-            synack = flags & (SYN | ACK) == SYN | ACK  # we missed the SYN: the receiver began
-            originator, responder = (dst, src) if synack else (src, dst)
-            conn = OneConnection(len(connections), originator, responder)
+            synack = flags & (SYN | ACK) == SYN | ACK  # we missed the SYN (or it comes late)
+            flipped = zeek_flips(flags, src[1], dst[1])
+            originator, responder = (dst, src) if synack or flipped else (src, dst)
+            conn = OneConnection(len(connections), originator, responder, flipped, synack and not flipped)
             connections.append(conn)
             if flow is None:
                 flow = flows[(min(src, dst), max(src, dst))] = _Flow(conn, None)
             flow.current = conn
+            if synack:  # the SYN it answers, if it comes, belongs to this connection
+                flow.last_syn_seq, flow.closed_since_syn = (int(p.ack[row]) - 1) & 0xFFFFFFFF, False
         if pure_syn:  # the next SYN is compared with this one
             flow.last_syn_seq, flow.closed_since_syn = seq, False
         flow.current.rows.append(row)
@@ -169,7 +177,7 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
     fin_end: list[int | None] = [None, None]  # raw sequence number just past each side's first FIN
     fin_acked = [False, False]  # has the peer acknowledged this side's first FIN?
     state = State.CLOSED
-    zeek = ZeekConnection()
+    zeek = ZeekConnection(conn.zeek_flipped, conn.zeek_swapped)
     path = []  # (state before, kind, side, frame) of every change of state, and every RST
     packets, payload, completeness = [0, 0], [0, 0], 0
     for row, side in zip(conn.rows, conn.sides, strict=True):
@@ -202,7 +210,10 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
 
         packets[side] += 1
         payload[side] += length
-        completeness |= _completeness_bits(flags, length)
+        bits = _completeness_bits(flags, length)
+        if completeness:  # Wireshark counts a SYN only before anything else
+            bits &= ~COMPLETENESS_BITS["SYN"]
+        completeness |= bits
 
     close_kind, active_closer = close_kind_of(path, state)
     first, last = conn.rows[0], conn.rows[-1]
