@@ -9,13 +9,12 @@ each story is made to show (said so where it is)."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections import Counter
 from functools import cache
 from types import SimpleNamespace
 
 import pytest
+from lab_tshark import marks, sack_blocks, tshark_packets
 
 from tcpchatx import lab
 from tcpchatx.lab import congestion
@@ -106,35 +105,8 @@ TEXTS = {"ip_id", "sack_le", "sack_re", "info"}
 
 @cache
 def tshark(path) -> tuple[SimpleNamespace, ...]:
-    """Every TCP packet of ``path`` as tshark dissects it: ``FIELDS``, as numbers (None:
-    absent), the expert findings as booleans, SACK edges as tshark's comma-separated text."""
-    command = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "occurrence=a",
-               "-E", "aggregator=,"]
-    for field in FIELDS.values():
-        command += ["-e", field]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return tuple(SimpleNamespace(**{name: _value(name, text) for name, text in zip(FIELDS, line.split("\t"))})
-                 for line in out.splitlines())
-
-
-def _value(name: str, text: str):
-    if name in TEXTS:
-        return text
-    if name in FLAGS:
-        return text not in ("", "0")
-    if not text:
-        return None
-    return float(text) if name in ("at", "ack_rtt") else int(text)
-
-
-def marks(info: str) -> str:
-    """The bracketed marks that tshark's Info column starts with ("[TCP Out-Of-Order]")."""
-    return re.match(r"((?:\[[^]]*\] ?)*)", info).group(1).strip()
-
-
-def sack_blocks(p: SimpleNamespace) -> str:
-    """tshark's SACK blocks of an ACK (relative), written as the helpers write them."""
-    return " ".join(f"{left}-{right}" for left, right in zip(p.sack_le.split(","), p.sack_re.split(",")) if left)
+    """Every TCP packet of ``path`` as tshark dissects it: ``FIELDS`` (:mod:`lab_tshark`)."""
+    return tshark_packets(path, FIELDS, FLAGS, TEXTS, {"at", "ack_rtt"})
 
 
 def transfer(story, part: str) -> SimpleNamespace:

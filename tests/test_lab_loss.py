@@ -10,15 +10,14 @@ plays the stories again.  What stays literal is what each story is made to show
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from lab_tshark import marks, sack_blocks, tshark_packets
 
 from tcpchatx import lab
 from tcpchatx.lab.stories import StoryRun, not_the_defaults
@@ -53,26 +52,8 @@ TEXTS = {"ip_id", "payload", "sack_le", "sack_re", "info"}
 
 @cache
 def tshark(path) -> tuple[SimpleNamespace, ...]:
-    """Every TCP packet of ``path`` as tshark dissects it (one pass, two-pass analysis
-    off, as the Wireshark GUI): ``FIELDS``, as numbers where they are (None: absent), the
-    expert findings as booleans, SACK edges as tshark's comma-separated text."""
-    command = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "occurrence=a",
-               "-E", "aggregator=,"]
-    for field in FIELDS.values():
-        command += ["-e", field]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return tuple(SimpleNamespace(**{name: _value(name, text) for name, text in zip(FIELDS, line.split("\t"))})
-                 for line in out.splitlines())
-
-
-def _value(name: str, text: str):
-    if name in TEXTS:
-        return text
-    if name in FLAGS:
-        return text not in ("", "0")
-    if not text:
-        return None
-    return float(text) if name in FLOATS else int(text)
+    """Every TCP packet of ``path`` as tshark dissects it: ``FIELDS`` (:mod:`lab_tshark`)."""
+    return tshark_packets(path, FIELDS, FLAGS, TEXTS, FLOATS)
 
 
 def alice(path) -> tuple[int, int]:
@@ -89,16 +70,6 @@ def hers(path) -> list[SimpleNamespace]:
 
 def packet(path, frame: int) -> SimpleNamespace:
     return next(p for p in tshark(path) if p.frame == frame)
-
-
-def marks(info: str) -> str:
-    """The bracketed marks that tshark's Info column starts with ("[TCP Dup ACK 33#1]")."""
-    return re.match(r"((?:\[[^]]*\] ?)*)", info).group(1).strip()
-
-
-def sack_blocks(p: SimpleNamespace) -> str:
-    """tshark's SACK blocks of an ACK (relative), written as the helpers write them."""
-    return " ".join(f"{left}-{right}" for left, right in zip(p.sack_le.split(","), p.sack_re.split(",")) if left)
 
 
 def arrivals(story: StoryRun, part: str | None = None) -> dict[int, int | None]:

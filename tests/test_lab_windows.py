@@ -8,7 +8,6 @@ the tests still hold when ``tcpchatx references --lab`` plays the stories again.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections import Counter
 from dataclasses import replace
@@ -16,6 +15,7 @@ from functools import cache
 from types import SimpleNamespace
 
 import pytest
+from lab_tshark import marks, tshark_packets
 
 from tcpchatx import lab
 from tcpchatx.lab.loss import TICK_MS
@@ -77,24 +77,8 @@ FLAGS = {"syn", "ack_flag", "fin", "rst", "window_full", "zero_window", "keep_al
 
 @cache
 def tshark(path) -> tuple[SimpleNamespace, ...]:
-    """Every TCP packet of ``path`` as tshark dissects it: ``FIELDS``, as numbers (None:
-    absent), the expert findings as booleans, the Info column as text."""
-    command = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields"]
-    for field in FIELDS.values():
-        command += ["-e", field]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return tuple(SimpleNamespace(**{name: _value(name, text) for name, text in zip(FIELDS, line.split("\t"))})
-                 for line in out.splitlines())
-
-
-def _value(name: str, text: str):
-    if name in ("info", "ip_id"):
-        return text
-    if name in FLAGS:
-        return text not in ("", "0")
-    if not text:
-        return None
-    return float(text) if name == "at" else int(text)
+    """Every TCP packet of ``path`` as tshark dissects it: ``FIELDS`` (:mod:`lab_tshark`)."""
+    return tshark_packets(path, FIELDS, FLAGS, {"info", "ip_id"}, {"at"})
 
 
 @cache
@@ -103,11 +87,6 @@ def matching(path, display_filter: str) -> tuple[int, ...]:
     out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
                          capture_output=True, text=True, check=True).stdout
     return tuple(int(line) for line in out.splitlines() if line)
-
-
-def marks(info: str) -> str:
-    """The bracketed marks that tshark's Info column starts with ("[TCP Window Full]")."""
-    return re.match(r"((?:\[[^]]*\] ?)*)", info).group(1).strip()
 
 
 def bulk(path) -> SimpleNamespace:
