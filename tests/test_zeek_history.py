@@ -179,3 +179,47 @@ def test_a_syn_ack_alone(tmp_path, server_port, history):
     t = Talk(server=("10.0.0.2", server_port))
     t.seg(S, "SA", ack=1001)
     assert histories(t, tmp_path) == {("OTH", history)}
+
+
+# --------------------------------------------------------------------------- content gaps (g)
+
+
+def with_gaps(gaps: int, acked: bool = True) -> Talk:
+    """The server sends ``gaps`` pairs of segments whose first the capture missed; the
+    client acknowledges each pair (across the bytes it never saw)."""
+    t = Talk()
+    t.handshake()
+    for _ in range(gaps):
+        t.send(S, b"x" * 100)
+        t.packets.pop()  # not captured
+        t.send(S, b"y" * 100)
+        if acked:
+            t.ack(C)
+    return t
+
+
+@pytest.mark.parametrize("gaps, letters", [(1, "g"), (9, "g"), (10, "gg")])
+def test_an_ack_across_bytes_never_seen_is_a_content_gap(tmp_path, gaps, letters):
+    """Zeek's example: the server's segment was not captured, its next one was, and the
+    client's ACK covers both: a gap, charged to the server (``g``)."""
+    assert histories(closed(with_gaps(gaps)), tmp_path) == {("SF", f"ShAd{letters}Ff")}
+
+
+def test_no_gap_until_an_ack_covers_the_missing_bytes(tmp_path):
+    t = with_gaps(1, acked=False)
+    t.ack(C, ack=t.next[S] - 200)  # acknowledges only what came before the hole
+    assert histories(t, tmp_path) == {("S1", "ShAd")}
+    t.fin(C)  # its ACK covers the hole: the gap, right after the FIN's letter
+    assert histories(t, tmp_path) == {("S2", "ShAdFg")}
+
+
+def test_no_gap_in_a_partial_connection_or_on_a_reset(tmp_path):
+    partial = Talk()
+    partial.send(S, b"x" * 100)
+    partial.packets.pop()
+    partial.send(S, b"y" * 100)
+    partial.ack(C)
+    assert histories(partial, tmp_path) == {("OTH", "Da")}  # the first sender is the originator here
+    reset = with_gaps(1, acked=False)
+    reset.seg(C, "RA")  # its ACK covers the hole, but the client is RESET by then
+    assert histories(reset, tmp_path) == {("RSTO", "ShAdR")}

@@ -96,6 +96,7 @@ ZEEK_HISTORY_LETTERS: dict[str, str] = {
     "r": "packet with RST bit set",
     "i": "inconsistent packet (e.g. FIN+RST bits set)",
     "q": "multi-flag packet (SYN+FIN or SYN+RST bits set)",
+    "g": "a content gap: an ACK across bytes the capture never saw (at the 1st, 10th, 100th... gap)",
     "t": "packet with retransmitted payload (written at the 1st, 10th, 100th... such packet)",
     "w": "packet with a zero window advertisement (written at the 1st, 10th, 100th... such packet)",
 }

@@ -47,7 +47,14 @@ from .packets import Packets, shared_codes
 from .sorting import stable_argsort
 from .states import NEXT_STATE, STEP_ID, STEPS, SegmentKind, State
 from .workers import in_order
-from .zeek import LIKELY_SERVER_PORTS, SCALING_BASE, TOO_LARGE_SEQ_DELTA, ZeekConnection
+from .zeek import (
+    LIKELY_SERVER_PORTS,
+    SCALING_BASE,
+    TOO_LARGE_SEQ_DELTA,
+    Reassembly,
+    ZeekConnection,
+    reassemble,
+)
 from .zeek import Endpoint as ZeekEndpoint
 
 # Wireshark's tcp.completeness bits (what the connection was seen to contain).
@@ -226,9 +233,11 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
         flipped = zeek_flips_all(first_flags, p.sport[conn_first], p.dport[conn_first])
         swapped = ((first_flags & (SYN | ACK)) == (SYN | ACK)) & ~flipped
         roles = (flipped.astype(np.int8) | swapped.astype(np.int8) << 1)[c]  # per packet
+        holes = _content_gaps(p, rows, c, direction, flags, seq, length, f.rel_seq[rows].astype(np.int64),
+                              f.rel_ack[rows].astype(np.int64), f.has_syn[2 * c0 : 2 * c1])
         runner, state_before[rows], step[rows] = _states(
             g, c, direction, flags, seq, length, kinds, newly_acks_fin, first, n_groups, walks,
-            p.window[rows], f.rel_seq[rows].astype(np.int64), roles)
+            p.window[rows], f.rel_seq[rows].astype(np.int64), roles, holes)
         kind[rows] = kinds
         del newly_acks_fin
         connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
@@ -450,8 +459,49 @@ def _segment_kinds(g, flags, seq, ack, length, rel_seq, n_groups):
     return kind, newly_acks_fin
 
 
+def _content_gaps(p, rows, c, direction, flags, seq, length, rel_seq, rel_ack, has_syn) -> np.ndarray:
+    """Per packet, the content gaps its ACK skips (:class:`tcpchatx.analysis.zeek.Reassembly`).
+
+    Mirrors the reassembly that :class:`~tcpchatx.analysis.zeek.ZeekConnection` does for
+    every packet it is fed, run here only over the connections where a gap can be: a
+    payload cut short by the capture, data that starts past what its side sent before
+    (a hole), an ACK past what the peer sent before, or a side with no SYN.  Elsewhere
+    (almost every connection of a healthy capture) there is none, and nothing runs.
+    """
+    m = len(rows)
+    holes = np.zeros(m, dtype=np.int64)
+    if not m:
+        return holes
+    syn, fin, rst, is_ack = ((flags & bit) != 0 for bit in (SYN, FIN, RST, ACK))
+    end = rel_seq + np.where(rst, 0, length) + syn + fin
+    offset = c.astype(np.int64) << 40
+    reach = []  # per direction: the furthest end it had sent, up to each packet (-1: nothing yet)
+    for d in (0, 1):
+        mine = np.where(direction == d, end + 1, 0)
+        reach.append(np.maximum.accumulate(offset + mine) - offset - 1)
+    reach = np.stack(reach)
+    own_before = np.where(direction == 0, np.r_[-1, reach[0][:-1]], np.r_[-1, reach[1][:-1]])
+    own_before[np.r_[True, c[1:] != c[:-1]]] = -1
+    peer_reach = np.where(direction == 0, reach[1], reach[0])
+    suspect = ((p.payload_caplen[rows] < length) | ((length > 0) & (own_before >= 0) & (rel_seq > own_before))
+               | (is_ack & (rel_ack > peer_reach)))
+    partial = ~has_syn.reshape(-1, 2).all(axis=1)
+    conns = np.unique(np.r_[c[suspect], np.flatnonzero(partial)]).tolist()
+    if not conns:
+        return holes
+    starts = np.searchsorted(c, conns)
+    stops = np.searchsorted(c, conns, "right")
+    caplen = p.payload_caplen[rows]
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        data = [Reassembly(), Reassembly()]
+        for k in range(a, b):
+            side, f, s, n = int(direction[k]), int(flags[k]), int(seq[k]), int(length[k])
+            holes[k] = reassemble(data, side, f, s, n, int(p.ack[rows[k]]), int(caplen[k]))
+    return holes
+
+
 def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt, n_groups, walks,
-            window, rel_seq, roles):
+            window, rel_seq, roles, holes):
     """4. The state table, run over candidates only (see the module docstring).
 
     Mirrors the table and Zeek in :func:`tcpchatx.analysis.plain.tracker.follow_connection`.
@@ -460,12 +510,12 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
     control = (flags & (SYN | FIN | RST)) != 0
     first_ack_only = _group_first(g, is_ack & (length == 0) & ~control, n_groups)
     first_data_only = _group_first(g, (length > 0) & ~control, n_groups)
-    candidate = control | newly_acks_fin
+    candidate = control | newly_acks_fin | (holes > 0)  # an ACK that skips a content gap writes g
     del is_ack, control
     for firsts in (first_pkt, first_ack_only, first_data_only):
         candidate[firsts[firsts >= 0]] = True
 
-    runner = _Runner(flags, seq, length, direction, c, kind, walks, roles)
+    runner = _Runner(flags, seq, length, direction, c, kind, walks, roles, holes)
     position = np.arange(len(g))
     while True:
         runner.run(np.flatnonzero(candidate))
@@ -567,7 +617,7 @@ class _Runner:
     the result for every connection that has the same one.
     """
 
-    def __init__(self, flags, seq, length, direction, conn, kind, walks: dict[bytes, _Walk], roles) -> None:
+    def __init__(self, flags, seq, length, direction, conn, kind, walks: dict[bytes, _Walk], roles, holes) -> None:
         m = len(flags)
         self.flags, self.seq, self.length = flags, seq, length
         self.direction, self.conn, self.kind = direction, conn, kind
@@ -578,6 +628,7 @@ class _Runner:
         self.zeek_after = np.zeros((m, 2), dtype=np.int8)
         self.scaled = np.zeros(m, dtype=np.int8)  # the scaled letters each writes (_scaled_letters)
         self.roles = roles  # its connection's Zeek roles: 1 flipped at the start, 2 swapped
+        self.holes = holes  # the content gaps its ACK skips (_content_gaps)
         self.walks = walks  # key: _walk_codes of a connection's candidates
         self.positions = np.zeros(0, dtype=np.int64)  # the last run's candidates
         self.facts: dict[int, tuple[_Walk, int]] = {}  # conn -> (walk, index of its first candidate)
@@ -586,7 +637,7 @@ class _Runner:
         self.positions = positions
         conn = self.conn[positions]
         codes = _walk_codes(positions, conn, self.flags, self.seq, self.length,
-                            self.direction, self.kind, self.scaled, self.roles)
+                            self.direction, self.kind, self.scaled, self.roles, self.holes)
         bounds = np.flatnonzero(np.r_[True, conn[1:] != conn[:-1], True]) if len(conn) else np.zeros(1, int)
         walks, self.facts = [], {}
         for a, b, this_conn in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
@@ -595,7 +646,8 @@ class _Runner:
             walk = self.walks.get(key)
             if walk is None:
                 walk = self.walks[key] = _walk(*(c[positions[a:b]].tolist() for c in (
-                    self.kind, self.direction, self.flags, self.seq, self.length, self.scaled, self.roles)))
+                    self.kind, self.direction, self.flags, self.seq, self.length, self.scaled, self.roles,
+                    self.holes)))
             walks.append(walk)
             self.facts[this_conn] = (walk, a)
         if not walks:
@@ -625,14 +677,14 @@ class _Walk:
 SCALED = ["", "w", "t", "wt"]  # _scaled_letters' bits, as letters in the order Zeek writes them
 
 
-def _walk(kinds, sides, flags, seqs, lengths, scaled, roles) -> _Walk:
+def _walk(kinds, sides, flags, seqs, lengths, scaled, roles, holes) -> _Walk:
     """Feed one connection's candidates through the table and Zeek, in order."""
     step_id, next_state = STEP_ID.tolist(), NEXT_STATE.tolist()
     state_before, state_after, steps, zeek_before, zeek_after, path = [], [], [], [], [], []
     state = State.CLOSED
     zeek = ZeekConnection(flipped=bool(roles[0] & 1), swapped=bool(roles[0] & 2))
-    for k, (kind, side, flag, seq, length, letters) in enumerate(
-            zip(kinds, sides, flags, seqs, lengths, scaled, strict=True)):
+    for k, (kind, side, flag, seq, length, letters, gaps) in enumerate(
+            zip(kinds, sides, flags, seqs, lengths, scaled, holes, strict=True)):
         new = next_state[state][kind]
         state_before.append(state)
         steps.append(step_id[state][kind])
@@ -641,7 +693,7 @@ def _walk(kinds, sides, flags, seqs, lengths, scaled, roles) -> _Walk:
         state = new
         state_after.append(state)
         zeek_before.append(zeek.states_by_side())
-        zeek.feed(side, flag, seq, length, scaled=SCALED[letters])
+        zeek.feed(side, flag, seq, length, scaled=SCALED[letters], holes=gaps)
         zeek_after.append(zeek.states_by_side())
     # path: (state, kind, side, candidate index) of each change of state, and each RST
     close_kind, active_closer = close_kind_of(path, state)
@@ -656,7 +708,7 @@ def _walk(kinds, sides, flags, seqs, lengths, scaled, roles) -> _Walk:
                  handshake, closing)
 
 
-def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled, roles) -> np.ndarray:
+def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled, roles, holes) -> np.ndarray:
     """One number per candidate holding everything :func:`_walk` looks at.
 
     SegmentKind, side, the SYN/FIN/RST/ACK bits and "carries bytes" are read directly.
@@ -679,10 +731,10 @@ def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled, ro
     repeat = np.zeros(len(positions), dtype=bool)
     repeat[order[1:]] = (g[1:] == g[:-1]) & (s[1:] == s[:-1])
     repeat &= letter > 0
-    return (kind[positions].astype(np.uint16) | side.astype(np.uint16) << 4
+    return (kind[positions].astype(np.uint32) | side.astype(np.uint32) << 4
             | syn << 5 | fin << 6 | rst << 7 | ack << 8 | (length > 0) << 9 | repeat << 10
-            | scaled[positions].astype(np.uint16) << 11 | roles[positions].astype(np.uint16) << 13
-            ).astype(np.uint16)
+            | scaled[positions].astype(np.uint32) << 11 | roles[positions].astype(np.uint32) << 13
+            | np.minimum(holes[positions], 0xFFFF).astype(np.uint32) << 16).astype(np.uint32)
 
 
 def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):

@@ -35,8 +35,13 @@ Zeek made the SYN-ACK's sender the originator (``swapped``), its letters are cas
 Zeek's roles, and when the SYN it answers comes, Zeek flips the roles then (``s^``:
 ``UpdateInactiveState``), and the two agree again.
 
-Not modelled: ``c`` (checksums), ``g`` (content gaps), and the connection boundaries
-of Zeek's timers.
+*Content gaps* (``g``, scaled too): an ACK past the bytes an endpoint's data had
+delivered in order, across bytes the capture never saw (:class:`Reassembly`), is one
+gap per missing stretch, charged to the data's sender, when both endpoints are
+established or closed cleanly after it (``TCP_Reassembler::Gap``).  Zeek finds gaps
+only through ACKs: missing data no ACK covers is never one.
+
+Not modelled: ``c`` (checksums), and the connection boundaries of Zeek's timers.
 
 The plain tracker feeds every packet in; the fast one feeds only the packets that can
 change something (control packets, first ACKs and data, and the packets that write a
@@ -103,6 +108,93 @@ def _delta(a: int, b: int) -> int:
     return (a - b + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
+class Reassembly:
+    """What one endpoint's data looks like to the peer's ACKs (Zeek's ``TCP_Reassembler``,
+    as far as its content gaps go): the bytes delivered in order so far, and the captured
+    ranges above them.  An ACK past the delivered bytes skips what is missing below it:
+    each missing stretch is one content gap (``Undelivered`` -> ``Gap``).
+
+    Positions are sequence numbers relative to the first one seen (ints, wrap-aware).
+    """
+
+    def __init__(self) -> None:
+        self.anchor: int | None = None  # a raw sequence number: positions count from it
+        self.delivered = 0  # the next position to deliver
+        self.above: list[tuple[int, int]] = []  # captured ranges above it, (start, end)
+        self.fin: int | None = None  # the position of the FIN octet, once a FIN was sent
+
+    def position(self, seq: int) -> int:
+        return _delta(seq, self.anchor)
+
+    def start(self, seq: int) -> None:
+        """The first byte of data is at raw ``seq`` (after a SYN, or the first packet seen,
+        or the peer's first ACK): Zeek's ``init_endpoint`` / ``init_peer``."""
+        if self.anchor is None:
+            self.anchor = seq
+            self.delivered = 0
+
+    def sent(self, seq: int, length: int, captured: int, fin: bool) -> None:
+        """A segment at raw ``seq`` with ``length`` bytes, ``captured`` of them in the file."""
+        if self.anchor is None:
+            self.start(seq)
+        begin = self.position(seq)
+        if captured > 0:
+            self.above.append((begin, begin + captured))
+            self._deliver()
+        if fin and self.fin is None:
+            self.fin = begin + length
+
+    def acked(self, ack: int) -> int:
+        """The peer acknowledged up to raw ``ack``: how many stretches were missing below it."""
+        if self.anchor is None:
+            return 0
+        up_to = self.position(ack)
+        if self.fin is not None and up_to > self.fin:
+            up_to = self.fin  # the FIN's own octet is no data
+        if up_to <= self.delivered:
+            return 0
+        holes, at = 0, self.delivered
+        for begin, end in sorted(self.above):
+            if begin >= up_to:
+                break
+            if begin > at:
+                holes += 1
+            at = max(at, end)
+        if at < up_to:
+            holes += 1
+        self.delivered = up_to
+        self._deliver()
+        return holes
+
+    def _deliver(self) -> None:
+        """Deliver what is now contiguous; forget what lies below the delivered point."""
+        self.above.sort()
+        kept = []
+        for begin, end in self.above:
+            if begin <= self.delivered:
+                self.delivered = max(self.delivered, end)
+            else:
+                kept.append((begin, end))
+        self.above = kept
+
+
+def reassemble(data: list[Reassembly], side: int, flags: int, seq: int, length: int, ack_number: int,
+               captured: int) -> int:
+    """One packet from ``side`` through both endpoints' reassembly (``data``): the content
+    gaps its ACK skips in the peer's data (``AckReceived``), then its own data
+    (``DataSent``).  Returns the number of gaps."""
+    mine, theirs = data[side], data[1 - side]
+    mine.start((seq + 1) & 0xFFFFFFFF if flags & SYN else seq)  # init_endpoint
+    holes = 0
+    if flags & ACK:
+        theirs.start(ack_number)  # init_peer: the peer has sent nothing yet
+        holes = theirs.acked(ack_number)
+    if not flags & RST:
+        data_seq = (seq + 1) & 0xFFFFFFFF if flags & SYN else seq
+        mine.sent(data_seq, length, min(captured, length), bool(flags & FIN))
+    return holes
+
+
 class ZeekConnection:
     """Two endpoint states and a history string; feed packets in capture order."""
 
@@ -119,6 +211,7 @@ class ZeekConnection:
         self._last_seq: dict[str, int] = {}
         self.last_end: list[int | None] = [None, None]  # Zeek's LastSeq: the furthest seq + seg_len sent
         self.scaled_count: list[dict[str, int]] = [{}, {}]  # per endpoint: letter -> events so far
+        self.data = [Reassembly(), Reassembly()]  # each endpoint's bytes, for its content gaps
 
     # ------------------------------------------------------------------ history
 
@@ -184,12 +277,18 @@ class ZeekConnection:
         return found
 
     def feed(self, side: int, flags: int, seq: int, length: int, window: int = 1,
-             scaled: str | None = None) -> None:
-        """One packet from ``side`` (0 = originator, 1 = responder), with its raw window
-        field.  ``scaled`` says which scaled letters it writes (``"w"``, ``"t"``, both,
-        ``""``), for a caller that counted them itself; by default they are counted here.
-        ``side`` is the caller's; Zeek's is the other one while ``swapped``."""
+             scaled: str | None = None, ack_number: int = 0, captured: int | None = None,
+             holes: int | None = None) -> None:
+        """One packet from ``side`` (0 = originator, 1 = responder): its flags, sequence
+        and ACK numbers, payload length (``captured`` of it in the file) and raw window.
+        ``scaled`` says which of ``w`` and ``t`` it writes, and ``holes`` how many content
+        gaps its ACK skips, for a caller that found them itself (it then need not feed
+        every packet); by default both are found here.  ``side`` is the caller's; Zeek's
+        is the other one while ``swapped``."""
         side ^= self.swapped
+        if holes is None:
+            holes = self._reassemble(side, flags, seq, length, ack_number,
+                                     length if captured is None else captured)
         self._update_history(side, flags, seq, length)
         if scaled is None:
             for letter in self._scaled_letters(side, flags, seq, length, window):
@@ -199,6 +298,22 @@ class ZeekConnection:
                 self.history += letter.upper() if side == 0 else letter
         if length and not flags & RST:
             self.size[side] += length
+        self._machine(side, flags, length)  # (the one packet that flips roles, a pure SYN, has no ACK)
+        if holes and self._clean():
+            for _ in range(holes):
+                self._scaled("g", 1 - side)  # charged to the data's sender: the ACK's peer
+
+    def _clean(self) -> bool:
+        """Both endpoints established, or closed after being so (``is_clean``): only then
+        does Zeek write a content gap."""
+        return all(state == E.ESTABLISHED or (state == E.CLOSED and prev == E.ESTABLISHED)
+                   for state, prev in zip(self.state, self.prev_state, strict=True))
+
+    def _reassemble(self, side: int, flags: int, seq: int, length: int, ack_number: int, captured: int) -> int:
+        return reassemble(self.data, side, flags, seq, length, ack_number, captured)
+
+    def _machine(self, side: int, flags: int, length: int) -> None:
+        """Zeek's endpoint machine (``UpdateStateMachine``) for one packet from ``side``."""
         peer = 1 - side
         me = self.state[side]
         syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
@@ -254,7 +369,7 @@ class ZeekConnection:
         """``Connection::FlipRoles``: the endpoints change roles (the letters written
         so far keep their case), and ``^`` is written."""
         self.swapped = not self.swapped
-        for pair in (self.state, self.prev_state, self.size, self.last_end, self.scaled_count):
+        for pair in (self.state, self.prev_state, self.size, self.last_end, self.scaled_count, self.data):
             pair.reverse()
         self.history += "^"
 

@@ -206,7 +206,8 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
         step_number = int(STEP_ID[state, kind])  # the step's place in states.STEPS
         columns.put(row, conn.id, side, rel_seq, rel_ack, kind, state, step_number)
         state = step.new_state
-        zeek.feed(side, flags, seq, length, int(p.window[row]))
+        zeek.feed(side, flags, seq, length, int(p.window[row]), ack_number=ack,
+                  captured=int(p.payload_caplen[row]))
 
         packets[side] += 1
         payload[side] += length
