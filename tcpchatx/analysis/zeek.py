@@ -45,7 +45,8 @@ Not modelled: ``c`` (checksums), and the connection boundaries of Zeek's timers.
 
 The plain tracker feeds every packet in; the fast one feeds only the packets that can
 change something (control packets, first ACKs and data, and the packets that write a
-scaled letter, which it finds with numpy and passes in ``scaled``).
+scaled letter or skip a content gap, which it finds itself and passes in ``scaled``
+and ``holes``).
 """
 
 from __future__ import annotations
