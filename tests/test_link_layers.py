@@ -329,3 +329,19 @@ def test_annotate_says_what_it_skipped(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["capture"]["not_tcp"] == [{"kind": "tunnel not decoded", "what": "GRE (IP protocol 47)", "frames": 1}]
     assert len(data["connections"]) == 1
+
+
+def test_nothing_past_a_frames_end_is_read(tmp_path):
+    """A frame cut right after its IP header: the fast decoder must not read the next
+    record's bytes as this frame's (a next header, a UDP port), as the plain one does not."""
+    from scapy.all import UDP
+
+    v6 = raw(Ether() / IPv6(src="::1", dst="::2", nh=0, plen=8))[:54]  # hop-by-hop header cut off
+    udp = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2))[:34]  # ports cut off
+    tcp = raw(Ether() / IPv6(src="::1", dst="::2") / TCP())
+    # The next record's timestamp, 0xb5120000 seconds, reads as UDP port 4789 (VXLAN) past the cut.
+    path = write_raw_pcap(tmp_path / "cut.pcap", [v6, udp, udp, tcp], 1, [1.0, 2.0, float(0xB5120000), 3.0])
+    (fast, fast_counts), (plain, plain_counts) = fast_and_plain(path)
+    assert fast == plain and fast_counts == plain_counts
+    assert {f"{row['kind']}: {row['what']}" for row in report(fast_counts)} == {
+        "not TCP: IP protocol (0)", "not TCP: UDP (17)"}

@@ -273,6 +273,17 @@ def gather_u8(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return gather(data, pos, np.dtype("u1")).astype(np.int64)
 
 
+def gather_u8_within(data: np.ndarray, pos: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """:func:`gather_u8`, with 0 for a byte at or past ``end`` (the frame's end: the bytes
+    there are the next record's, not this frame's)."""
+    return np.where(pos < end, gather_u8(data, pos), 0)
+
+
+def gather_u16_within(data: np.ndarray, pos: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """:func:`gather_u16` (big-endian), with 0 where the two bytes do not both lie before ``end``."""
+    return np.where(pos + 2 <= end, gather_u16(data, pos), 0)
+
+
 def gather_u16(data: np.ndarray, pos: np.ndarray, big_endian: bool = True) -> np.ndarray:
     return gather(data, pos, np.dtype(">u2" if big_endian else "<u2")).astype(np.int64)
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .capture_file import gather, gather_u8, gather_u16, has_rows, rows_where
+from .capture_file import gather, gather_u8_within, gather_u16_within, has_rows, rows_where
 from .skipped import TUNNELS, UDP_TUNNEL, UDP_TUNNELS, Skip, reason
 
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
@@ -63,13 +63,15 @@ class IpFields(NamedTuple):
 
 
 def ip_layer(data: np.ndarray, l3: np.ndarray, ip_version: np.ndarray,
-             wire_end: np.ndarray | None = None) -> IpFields:
+             wire_end: np.ndarray | None = None, end: np.ndarray | None = None) -> IpFields:
     """Read the IP header at ``l3`` of each packet, as its ``ip_version`` (from
     :func:`.link.link_layer`) says: 4, 6, or 0 (not IP: left at 0).  ``wire_end`` is
     where each frame would end had all of it been captured (for a length of 0)."""
     n = len(l3)
     if wire_end is None:
         wire_end = np.full(n, np.iinfo(np.int64).max // 2)
+    if end is None:  # where each frame's captured bytes end: nothing past it is read
+        end = wire_end
     length_from_frame = np.zeros(n, dtype=bool)
     l4 = np.zeros(n, dtype=np.int64)
     protocol = np.zeros(n, dtype=np.int64)
@@ -111,27 +113,27 @@ def ip_layer(data: np.ndarray, l3: np.ndarray, ip_version: np.ndarray,
             ah = nxt == IPV6_AH
             atomic = nxt == IPV6_FRAGMENT
             if atomic.any():  # a fragment header with offset 0 and no more to come holds the whole packet
-                offset_and_more = gather_u16(data, here + 2)
+                offset_and_more = gather_u16_within(data, here + 2, end[v6])
                 fragment |= atomic & ((offset_and_more & 0xFFF9) != 0)
                 atomic &= ~fragment
             ext = plain | ah | atomic
             if not ext.any():
                 break
-            second = gather_u8(data, here + 1)
+            second = gather_u8_within(data, here + 1, end[v6])
             ext_len = np.select([plain, ah], [(second + 1) * 8, (second + 2) * 4], 8)
-            nxt = np.where(ext, gather_u8(data, here), nxt)
+            nxt = np.where(ext, gather_u8_within(data, here, end[v6]), nxt)
             length = np.where(ext, length - ext_len, length)
             here = np.where(ext, here + ext_len, here)
         unfragmented[v6] = ~fragment
         protocol[v6] = np.where(fragment, IPV6_FRAGMENT, nxt)
         l4[v6] = here
         l4_len[v6] = length
-    skip = _reasons(data, ip_version, protocol, unfragmented, l4)
+    skip = _reasons(data, ip_version, protocol, unfragmented, l4, end)
     return IpFields(l4, protocol, l4_len, unfragmented, src_hi, src_lo, dst_hi, dst_lo, length_from_frame, skip)
 
 
 def _reasons(data: np.ndarray, ip_version: np.ndarray, protocol: np.ndarray, unfragmented: np.ndarray,
-             l4: np.ndarray) -> np.ndarray:
+             l4: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Why each IP packet is not a TCP segment: a fragment, a tunnel, another protocol."""
     skip = np.zeros(len(ip_version), dtype=np.int64)
     ip = ip_version > 0
@@ -144,7 +146,8 @@ def _reasons(data: np.ndarray, ip_version: np.ndarray, protocol: np.ndarray, unf
     skip[other] = reason(Skip.NOT_TCP, protocol[other])
     udp = np.flatnonzero(other & (protocol == IPPROTO_UDP))
     if len(udp):
-        ports = np.stack([gather_u16(data, l4[udp] + 2), gather_u16(data, l4[udp])])  # destination first
+        ports = np.stack([gather_u16_within(data, l4[udp] + 2, end[udp]),  # destination first
+                          gather_u16_within(data, l4[udp], end[udp])])
         known = np.isin(ports, list(UDP_TUNNELS))
         by_port = known.any(axis=0)
         port = np.where(known[0], ports[0], ports[1])

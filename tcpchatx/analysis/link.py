@@ -69,7 +69,7 @@ def link_layer(data: np.ndarray, start: np.ndarray, end: np.ndarray, linktype: n
     fddi = np.flatnonzero(linktype == LINKTYPE_FDDI)
     if len(fddi):  # the 802.2 header follows the MAC header: LLC's own rules apply
         llc = start[fddi] + FDDI_HEADER
-        padded = ~_is_snap(data, llc) & _is_snap(data, llc + FDDI_PADDING)
+        padded = ~_is_snap(data, llc, end[fddi]) & _is_snap(data, llc + FDDI_PADDING, end[fddi])
         l3[fddi] = llc + FDDI_PADDING * padded
         ethertype[fddi] = 0  # "a length": 802.2 LLC follows
     sll = np.flatnonzero(linktype == LINKTYPE_SLL)
@@ -128,10 +128,11 @@ def network_layer(data: np.ndarray, start: np.ndarray, linktype: np.ndarray):
     return l3, version
 
 
-def _is_snap(data: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Whether an 802.2 LLC header with SNAP (``aa aa 03``) starts at each position."""
+def _is_snap(data: np.ndarray, at: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Whether an 802.2 LLC header with SNAP (``aa aa 03``) starts at each position (and
+    lies whole before ``end``)."""
     return ((gather_u8(data, at) == LLC_SNAP[0]) & (gather_u8(data, at + 1) == LLC_SNAP[1])
-            & (gather_u8(data, at + 2) == LLC_SNAP[2]))
+            & (gather_u8(data, at + 2) == LLC_SNAP[2]) & (at + 3 <= end))
 
 
 def _unwrap(data: np.ndarray, end: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, skip: np.ndarray) -> None:
@@ -160,7 +161,7 @@ def _unwrap(data: np.ndarray, end: np.ndarray, ethertype: np.ndarray, l3: np.nda
                 t[rows] = gather_u16(data, at[rows] + type_at)
                 at[rows] += length
         if len(llc):
-            snap = _is_snap(data, at[llc])
+            snap = _is_snap(data, at[llc], end[llc])
             cut = snap & (at[llc] + 8 > end[llc])  # SNAP's OUI and EtherType cut short
             skip[llc[cut]] = reason(Skip.TRUNCATED, 2)
             t[llc[cut]] = -1

@@ -202,7 +202,7 @@ def _decode_rows(index: RecordIndex, lo: int, hi: int, linktype: np.ndarray, out
 
     # The layers in turn: link (where IP starts), IP (where TCP starts), TCP.
     l3, ip_version, skip = link_layer(data, start, end, linktype)
-    ip = ip_layer(data, l3, ip_version, wire_end)
+    ip = ip_layer(data, l3, ip_version, wire_end, end)
     skip = np.where(skip == 0, ip.skip, skip)
     l4, l4_len = ip.l4, ip.l4_len
     is_ip = ip_version > 0

@@ -465,7 +465,8 @@ def _content_gaps(p, rows, c, direction, flags, seq, length, rel_seq, rel_ack, h
     Mirrors the reassembly that :class:`~tcpchatx.analysis.zeek.ZeekConnection` does for
     every packet it is fed, run here only over the connections where a gap can be: a
     payload cut short by the capture, data that starts past what its side sent before
-    (a hole), an ACK past what the peer sent before, or a side with no SYN.  Elsewhere
+    (a hole), an ACK past what the peer sent before, a side with no SYN, or one that sent
+    a SYN more than once.  Elsewhere
     (almost every connection of a healthy capture) there is none, and nothing runs.
     """
     m = len(rows)
@@ -486,7 +487,9 @@ def _content_gaps(p, rows, c, direction, flags, seq, length, rel_seq, rel_ack, h
     suspect = ((p.payload_caplen[rows] < length) | ((length > 0) & (own_before >= 0) & (rel_seq > own_before))
                | (is_ack & (rel_ack > peer_reach)))
     partial = ~has_syn.reshape(-1, 2).all(axis=1)
-    conns = np.unique(np.r_[c[suspect], np.flatnonzero(partial)]).tolist()
+    side_syns, count = np.unique((c * 2 + direction)[syn], return_counts=True)
+    synced_again = side_syns[count > 1] // 2  # a side that sent a SYN more than once
+    conns = np.unique(np.r_[c[suspect], np.flatnonzero(partial), synced_again]).tolist()
     if not conns:
         return holes
     starts = np.searchsorted(c, conns)
@@ -532,11 +535,11 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
     # Zeek's scaled letters (w, t): their events need every packet's endpoint states,
     # which change on candidates only; the packets that write one join the candidates,
     # so that the walk puts the letter where it belongs in the history.
-    if _no_scaled_events(flags, length, window, rel_seq, kind):
+    if _no_scaled_events(flags, length, window, rel_seq, kind, c, direction):
         step = np.where(candidate, runner.step, STEP_ID[state_before, kind])
         return runner, state_before, step
     zeek_before = np.where(candidate[:, None], runner.zeek_before, runner.zeek_after[last])
-    letters = _scaled_letters(g, direction, flags, length, window, rel_seq, zeek_before, first_pkt, n_groups)
+    letters = _scaled_letters(g, direction, flags, length, window, seq, zeek_before, first_pkt, n_groups)
     if letters.any():
         candidate |= letters != 0
         runner.scaled = letters
@@ -545,17 +548,29 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
     return runner, state_before, step
 
 
-def _no_scaled_events(flags, length, window, rel_seq, kind) -> bool:
+def _no_scaled_events(flags, length, window, rel_seq, kind, c, direction) -> bool:
     """Whether no packet can be an event of ``w`` or ``t``: no zero window, and no payload
     that could end at or below what its side had sent (a resend the state table saw, or
-    payload on a SYN, FIN or RST, or at the SYN's own sequence number).  Most captures
+    payload on a SYN, FIN or RST, or at or before the side's first sequence number).  Most captures
     of a healthy chat: then the exact count below is skipped."""
     carries = length > 0
-    return not ((window == 0).any() or (kind == SegmentKind.DATA_AGAIN).any()
-                or (carries & ((flags & (SYN | FIN | RST)) != 0)).any() or (carries & (rel_seq == 0)).any())
+    if ((window == 0).any() or (kind == SegmentKind.DATA_AGAIN).any()
+            or (carries & ((flags & (SYN | FIN | RST)) != 0)).any()
+            or (carries & ((rel_seq == 0) | (rel_seq >= 1 << 31))).any()):  # at or before the side's start
+        return False
+    # Data that ends at or below the end of an earlier SYN or FIN of its side (Zeek's
+    # LastSeq counts those too; the state table's resends count data only).
+    syn, fin = (flags & SYN) != 0, (flags & FIN) != 0
+    end = rel_seq + length + syn + fin
+    offset = c.astype(np.int64) << 40
+    for d in (0, 1):
+        control_end = np.maximum.accumulate(offset + np.where((direction == d) & (syn | fin), end + 1, 0)) - offset - 1
+        if (carries & (direction == d) & (end <= control_end)).any():
+            return False
+    return True
 
 
-def _scaled_letters(g, direction, flags, length, window, rel_seq, zeek_before, first_pkt, n_groups):
+def _scaled_letters(g, direction, flags, length, window, seq, zeek_before, first_pkt, n_groups):
     """Per packet, the scaled letters it writes: 1 for ``w``, 2 for ``t`` (both: 3).
 
     Mirrors :meth:`tcpchatx.analysis.zeek.ZeekConnection._scaled_letters`, for all
@@ -564,28 +579,40 @@ def _scaled_letters(g, direction, flags, length, window, rel_seq, zeek_before, f
     Zeek trusts); the 1st, 10th, 100th... event of each side writes its letter.
     """
     m = len(g)
+    if not m:
+        return np.zeros(0, dtype=np.int8)
     rows = np.arange(m)
     me = zeek_before[rows, direction]
     peer = zeek_before[rows, 1 - direction]
     syn, fin, rst = ((flags & bit) != 0 for bit in (SYN, FIN, RST))
     zero_window = (window == 0) & ~rst & (peer != ZeekEndpoint.CLOSED) & (me != ZeekEndpoint.RESET)
     # Zeek's LastSeq: the furthest end sent, set by each side's first packet (its start,
-    # or a SYN's end), raised by every later packet that goes further.
-    end = rel_seq + np.where(rst, 0, length) + syn + fin
-    first = np.zeros(m, dtype=bool)
-    first[first_pkt[first_pkt >= 0]] = True
+    # or a SYN's end), raised by every later packet that goes further.  Positions are
+    # unwrapped from each side's first sequence number, step by step (each a signed
+    # 32-bit difference, as Zeek's seq_delta), so a segment before the first one seen,
+    # or past 4 GiB, compares as it does in Zeek.
     order_g = stable_argsort(g)
     ge = g[order_g]
-    offset = ge.astype(np.int64) << 40  # keep each group's running max apart
-    start = np.where(first, np.where(syn, end, rel_seq), np.iinfo(np.int64).min // 4)
+    group_start = np.r_[True, ge[1:] != ge[:-1]] if m else np.zeros(0, dtype=bool)
+    raw = seq[order_g].astype(np.int64)
+    step = np.r_[0, ((np.diff(raw) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)]
+    step[group_start] = 0
+    walked = np.cumsum(step)
+    position = np.empty(m, dtype=np.int64)
+    position[order_g] = walked - walked[np.maximum.accumulate(np.where(group_start, np.arange(m), 0))]
+    end = position + np.where(rst, 0, length) + syn + fin
+    first = np.zeros(m, dtype=bool)
+    first[first_pkt[first_pkt >= 0]] = True
+    bias = 1 << 42  # positions are within +-2**41 of a side's first one: made positive
+    offset = ge.astype(np.int64) << 44  # keep each group's running max apart
+    start = np.where(first, np.where(syn, end, position), -bias)
     trusted = (me != ZeekEndpoint.RESET) | first
-    raises = np.where(trusted, end, np.iinfo(np.int64).min // 4)
-    value = np.maximum(start, raises)[order_g]
-    running = np.maximum.accumulate(offset + np.where(value < 0, 0, value) + (value >= 0)) - offset - 1
-    before = np.r_[-1, running[:-1]]
-    before[np.r_[True, ge[1:] != ge[:-1]] if m else []] = -1
+    raises = np.where(trusted, end, -bias)
+    value = np.maximum(start, raises)[order_g] + bias
+    before = np.r_[-1, (np.maximum.accumulate(offset + value) - offset)[:-1]]
+    before[group_start] = -1  # nothing before a side's first packet
     last_end = np.empty(m, dtype=np.int64)
-    last_end[order_g] = before
+    last_end[order_g] = before - bias
     last_end = np.where(first, start, last_end)  # the first packet compares with its own start
     delta = end - last_end
     untrusted = (syn | rst) & (np.abs(delta) > TOO_LARGE_SEQ_DELTA)
