@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
-from test_notebooks import NOTEBOOK_DIR, live_only, run_with_papermill
+from test_notebooks import NOTEBOOK_DIR, live_only, parameters_cell, run_with_papermill
 
 FLOW = NOTEBOOK_DIR / "07_flow_control.ipynb"
 FLOW_PARAMETERS = [
@@ -23,11 +22,7 @@ FLOW_PARAMETERS = [
 
 
 def test_07_has_a_parameters_cell():
-    nb = nbformat.read(FLOW, as_version=4)
-    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
-    assert len(tagged) == 1
-    for name in ("receive_buffer = 16384", "delay_ms = 20", "pause = 2.4"):
-        assert name in tagged[0].source
+    assert parameters_cell(FLOW) == {"receive_buffer": 16384, "delay_ms": 20, "pause": 2.4}
 
 
 def number(pattern: str, text: str) -> float:
