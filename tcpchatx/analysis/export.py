@@ -62,6 +62,9 @@ def to_json_header(a) -> dict:
             "start": c.start, "duration": c.duration,
             "conn_state": c.conn_state, "conn_state_meaning": ZEEK_CONN_STATES[c.conn_state],
             "history": c.history,
+            "zeek_connections": [
+                {"frames": [z.first, z.last], "packets": z.packets, "conn_state": z.conn_state,
+                 "history": z.history, "ended_by": z.ended_by} for z in c.zeek_connections],
             "close_kind": c.close_kind, "close_kind_meaning": CLOSE_KINDS[c.close_kind],
             "active_closer": c.active_closer,
             "final_state": c.final_state,

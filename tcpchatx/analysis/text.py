@@ -21,6 +21,7 @@ import numpy as np
 from .labels import CLOSE_KINDS, ZEEK_CONN_STATES, flag_string
 from .plain.expert import info_mark
 from .skipped import sentence as skipped_sentence
+from .zeek_sessions import ENDINGS as ZEEK_ENDINGS
 
 SUMMARY_ITEMS = 50  # connections and messages listed one by one; the rest are counted
 MAX_LANES = 24  # endpoints a ladder draws side by side (58 characters each)
@@ -65,6 +66,11 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
         out.append(f"  close: {c.close_kind}{closer} - {CLOSE_KINDS[c.close_kind]}")
         out.append(f"  Zeek: conn_state {c.conn_state} ({ZEEK_CONN_STATES[c.conn_state]}) "
                    f"history {c.history}")
+        if c.zeek_connections:
+            out.append(f"  Zeek logs this stream as {len(c.zeek_connections)} connections:")
+            for z in c.zeek_connections:
+                ended = f", ended: {ZEEK_ENDINGS[z.ended_by]}" if z.ended_by else ""
+                out.append(f"    frames {z.first}-{z.last}: {z.conn_state} {z.history}{ended}")
     if len(connections) < len(a.connections):
         out += ["", f"... and {len(a.connections) - len(connections)} more connection(s). All "
                 f"{len(a.connections)}: close {_tally(c.close_kind for c in a.connections)}; "

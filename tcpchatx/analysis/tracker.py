@@ -7,7 +7,8 @@ Theory of operation
    connection unless it repeats the current connection's SYN (same sequence number,
    and no FIN or RST since).  The originator is the sender of the connection's first
    packet - normally its SYN.  If that first packet is a SYN-ACK (we missed the SYN),
-   its *receiver* is the originator.  We never guess from port numbers.
+   its *receiver* is the originator; so is the receiver of a first packet without a
+   SYN that comes from a port Zeek takes for a server's (:func:`.zeek.zeek_flips`).
 2. **Numbers.**  Relative sequence and acknowledgement numbers count from each side's
    ISN, exactly as Wireshark shows them (``tcp.seq``, ``tcp.ack``): when no SYN was
    captured, the ISN is taken to be one less than the first sequence number seen
@@ -27,6 +28,8 @@ Theory of operation
 
 :func:`connect` does parts 1 and 2, which the chat layer needs; :func:`label` does
 3 and 4, a range of connections at a time, and can run beside the chat layer.
+Zeek may cut a connection in several (:mod:`.zeek_sessions`); only where it could
+(:func:`_zeek_may_split`) are its packets fed to Zeek one by one to find out.
 
 Read :mod:`tcpchatx.analysis.plain.tracker` first: it does the same one packet at a
 time, and a test holds the two to the same columns and connections on every
@@ -56,6 +59,7 @@ from .zeek import (
     reassemble,
 )
 from .zeek import Endpoint as ZeekEndpoint
+from .zeek_sessions import ATTEMPT_DELAY, CLOSE_DELAY, INACTIVITY_TIMEOUT, ZeekEntry, ZeekSessions
 
 # Wireshark's tcp.completeness bits (what the connection was seen to contain).
 COMPLETENESS_BITS = {"SYN": 1, "SYN-ACK": 2, "ACK": 4, "DATA": 8, "FIN": 16, "RST": 32}
@@ -83,6 +87,10 @@ class Connection:
     completeness: int  # Wireshark's tcp.completeness bitmask
     handshake_frames: list[int] = field(default_factory=list)
     close_frames: list[int] = field(default_factory=list)
+    # Zeek's connections in this stream, when Zeek's timers or a reused four-tuple cut
+    # it in more than one (their first and last are frame numbers); conn_state and
+    # history above are the first one's.  Empty: Zeek sees the stream as one connection.
+    zeek_connections: list[ZeekEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -240,11 +248,87 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
             p.window[rows], f.rel_seq[rows].astype(np.int64), roles, holes)
         kind[rows] = kinds
         del newly_acks_fin
+        splits = _zeek_splits(p, rows, c, direction, flags, seq, ack, length, starts[c0:c1] - a)
         connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
                                   f.isn[c0:c1].ravel(), f.has_syn[2 * c0 : 2 * c1], length, flags,
-                                  runner, first_id=c0)
+                                  runner, splits, first_id=c0)
     flows = {column.name: getattr(f, column.name) for column in fields(Flows)}
     return Tracking(**flows, kind=kind, state_before=state_before, step=step, connections=connections)
+
+
+def _zeek_splits(p, rows, c, direction, flags, seq, ack, length, starts) -> dict[int, list[ZeekEntry]]:
+    """The connections (ids inside the range) that Zeek cuts in several, and its pieces.
+
+    Mirrors the :class:`~.zeek_sessions.ZeekSessions` that the plain tracker feeds
+    every packet, run here only where :func:`_zeek_may_split` says a cut can be.
+    """
+    maybe = np.flatnonzero(_zeek_may_split(p.seconds(rows), c, direction, flags, seq, length, starts))
+    splits = {}
+    ends = np.r_[starts[1:], len(rows)]
+    for conn in maybe.tolist():
+        at = rows[starts[conn]:ends[conn]]
+        sessions = ZeekSessions()
+        for packet in zip(*(column.tolist() for column in (
+                p.frame[at], p.seconds(at), direction[starts[conn]:ends[conn]], p.flags[at], p.seq[at],
+                p.payload_len[at], p.window[at], p.ack[at], p.payload_caplen[at], p.sport[at], p.dport[at])),
+                strict=True):
+            sessions.feed(*packet)
+        entries = sessions.entries()
+        if len(entries) > 1:
+            splits[conn] = entries
+    return splits
+
+
+def _zeek_may_split(t, c, direction, flags, seq, length, starts) -> np.ndarray:
+    """Per connection: whether Zeek's timers or a reused four-tuple could cut it
+    (:mod:`.zeek_sessions`).  Cheap and never wrong the unsafe way: each test below is
+    something every cut of its kind needs, so a connection where all fail is one Zeek
+    connection.  ``t``: each packet's time in seconds."""
+    n_conn = len(starts)
+    maybe = np.zeros(n_conn, dtype=bool)
+    if not n_conn:
+        return maybe
+    last_t = t[np.r_[starts[1:], len(t)] - 1]
+    # inactivity: a silence of 5 minutes
+    silence = (np.diff(t) >= INACTIVITY_TIMEOUT) & (c[1:] == c[:-1])
+    maybe[c[1:][silence]] = True
+    # closed, reset: a packet 5 s or more after the first FIN or RST
+    fin_rst = (flags & (FIN | RST)) != 0
+    first = _group_first(c, fin_rst, n_conn)
+    has = first >= 0
+    maybe[has] |= last_t[has] >= t[first[has]] + CLOSE_DELAY
+    # attempt: a packet 5 s or more after a side's first SYN, the other side not yet
+    # having sent a SYN, FIN, RST or data by then
+    syn = (flags & SYN) != 0
+    g = c * 2 + direction
+    first_syn = _group_first(g, syn, 2 * n_conn).reshape(n_conn, 2)
+    first_word = _group_first(g, syn | fin_rst | (length > 0), 2 * n_conn).reshape(n_conn, 2)
+    for side in (0, 1):
+        sent = first_syn[:, side] >= 0
+        deadline = np.where(sent, t[np.maximum(first_syn[:, side], 0)] + ATTEMPT_DELAY, np.inf)
+        other = first_word[:, 1 - side]
+        silent = (other < 0) | (t[np.maximum(other, 0)] >= deadline)
+        maybe |= sent & silent & (last_t >= deadline)
+    # reuse: a SYN after the first packet, unless it is the handshake's second packet
+    # or repeats an earlier SYN of its side (same kind, same sequence number), with no
+    # FIN or RST before it
+    at = np.flatnonzero(syn)
+    conn = c[at]
+    position = at - starts[conn]
+    closes_before = np.cumsum(fin_rst) - fin_rst
+    closed = closes_before[at] > closes_before[starts[conn]]
+    synack = (flags[at] & ACK) != 0
+    side = direction[at]
+    opener = starts[conn]
+    answers = ((position == 1) & ((flags[opener] & SYN) != 0) & (((flags[opener] & ACK) != 0) != synack)
+               & (direction[opener] != side))
+    order = np.lexsort((at, seq[at], synack, side, conn))
+    keys = np.stack([conn, side, synack, seq[at]])[:, order]
+    repeats = np.zeros(len(at), dtype=bool)
+    repeats[order[1:]] = (keys[:, 1:] == keys[:, :-1]).all(axis=0)
+    reused = (position >= 1) & (closed | ~(answers | repeats))
+    maybe[conn[reused]] = True
+    return maybe
 
 
 def fits_beside(f: Connected) -> bool:
@@ -764,9 +848,9 @@ def _walk_codes(positions, conn, flags, seq, length, direction, kind, scaled, ro
             | np.minimum(holes[positions], 0xFFFF).astype(np.uint32) << 16).astype(np.uint32)
 
 
-def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, first_id):
+def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags, runner, splits, first_id):
     """One :class:`Connection` per connection (ids from ``first_id``): columns computed
-    with numpy, then zipped."""
+    with numpy, then zipped.  ``splits``: the connections Zeek cuts in several (:func:`_zeek_splits`)."""
     ends = np.r_[starts[1:], len(r)] if n_conn else starts
     pkts = np.bincount(g, minlength=2 * n_conn).reshape(n_conn, 2)
     byts = np.bincount(g, weights=length, minlength=2 * n_conn).reshape(n_conn, 2).astype(np.int64)
@@ -800,6 +884,7 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
     for (i, c_addr, c_port, s_addr, s_port, (isn_o, isn_r), (pk_o, pk_r), (by_o, by_r),
          first_frame, last_frame, start, duration, complete) in columns:
         walk, _ = facts[i - first_id]
+        zeek = splits.get(i - first_id) or [walk]
         handshake = list(itertools.islice(frames, len(walk.handshake)))
         closing = list(itertools.islice(frames, len(walk.closing)))
         connections.append(Connection(
@@ -813,8 +898,9 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
             last_frame=last_frame,
             start=start,
             duration=duration,
-            conn_state=walk.conn_state,
-            history=walk.history,
+            conn_state=zeek[0].conn_state,
+            history=zeek[0].history,
+            zeek_connections=splits.get(i - first_id, []),
             close_kind=walk.close_kind,
             active_closer=walk.active_closer,
             final_state=walk.final,

@@ -41,7 +41,9 @@ gap per missing stretch, charged to the data's sender, when both endpoints are
 established or closed cleanly after it (``TCP_Reassembler::Gap``).  Zeek finds gaps
 only through ACKs: missing data no ACK covers is never one.
 
-Not modelled: ``c`` (checksums), and the connection boundaries of Zeek's timers.
+Where Zeek's timers or a reused four-tuple cut a stream into several connections,
+:mod:`.zeek_sessions` feeds each piece to a ZeekConnection of its own.  Not modelled:
+``c`` (checksums).
 
 The plain tracker feeds every packet in; the fast one feeds only the packets that can
 change something (control packets, first ACKs and data, and the packets that write a
@@ -213,6 +215,8 @@ class ZeekConnection:
         self.last_end: list[int | None] = [None, None]  # Zeek's LastSeq: the furthest seq + seg_len sent
         self.scaled_count: list[dict[str, int]] = [{}, {}]  # per endpoint: letter -> events so far
         self.data = [Reassembly(), Reassembly()]  # each endpoint's bytes, for its content gaps
+        self.start_seq = [0, 0]  # Zeek's StartSeq per endpoint (what IsReuse compares a SYN with)
+        self.did_close = [False, False]  # per endpoint: Zeek counted its close (ConnectionClosed)
 
     # ------------------------------------------------------------------ history
 
@@ -279,14 +283,19 @@ class ZeekConnection:
 
     def feed(self, side: int, flags: int, seq: int, length: int, window: int = 1,
              scaled: str | None = None, ack_number: int = 0, captured: int | None = None,
-             holes: int | None = None) -> None:
+             holes: int | None = None) -> str | None:
         """One packet from ``side`` (0 = originator, 1 = responder): its flags, sequence
         and ACK numbers, payload length (``captured`` of it in the file) and raw window.
         ``scaled`` says which of ``w`` and ``t`` it writes, and ``holes`` how many content
         gaps its ACK skips, for a caller that found them itself (it then need not feed
         every packet); by default both are found here.  ``side`` is the caller's; Zeek's
-        is the other one while ``swapped``."""
+        is the other one while ``swapped``.
+
+        Returns the timer this packet starts, for :class:`~.zeek_sessions.ZeekSessions`:
+        ``"attempt"`` (the originator's SYN), ``"close"`` (the close is complete) or
+        ``"reset"`` (a RST after its sender's FIN), else None."""
         side ^= self.swapped
+        self._init_start_seqs(side, flags, seq, ack_number)
         if holes is None:
             holes = self._reassemble(side, flags, seq, length, ack_number,
                                      length if captured is None else captured)
@@ -299,10 +308,14 @@ class ZeekConnection:
                 self.history += letter.upper() if side == 0 else letter
         if length and not flags & RST:
             self.size[side] += length
-        self._machine(side, flags, length)  # (the one packet that flips roles, a pure SYN, has no ACK)
+        attempt = side == 0 and flags & SYN and self.state[0] == E.INACTIVE  # AttemptTimer is set
+        closes = self._machine(side, flags, length)  # (the one packet that flips roles, a pure SYN, has no ACK)
         if holes and self._clean():
             for _ in range(holes):
                 self._scaled("g", 1 - side)  # charged to the data's sender: the ACK's peer
+        if closes == "close":
+            closes = self._closed(side)
+        return closes or ("attempt" if attempt else None)
 
     def _clean(self) -> bool:
         """Both endpoints established, or closed after being so (``is_clean``): only then
@@ -313,8 +326,10 @@ class ZeekConnection:
     def _reassemble(self, side: int, flags: int, seq: int, length: int, ack_number: int, captured: int) -> int:
         return reassemble(self.data, side, flags, seq, length, ack_number, captured)
 
-    def _machine(self, side: int, flags: int, length: int) -> None:
-        """Zeek's endpoint machine (``UpdateStateMachine``) for one packet from ``side``."""
+    def _machine(self, side: int, flags: int, length: int) -> str | None:
+        """Zeek's endpoint machine (``UpdateStateMachine``) for one packet from ``side``.
+        Returns ``"close"`` when Zeek would count a close (its ``do_close``), ``"reset"``
+        for a RST after its sender's own close (``ResetTimer``), else None."""
         peer = 1 - side
         me = self.state[side]
         syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
@@ -328,7 +343,7 @@ class ZeekConnection:
                     # the SYN-ACK's sender for the originator, and flips the roles now.
                     self._flip()
                     self.state = [E.ESTABLISHED, E.ESTABLISHED]
-                    return
+                    return None
                 else:
                     if self.state[peer] == E.SYN_SENT:
                         self._set(peer, E.ESTABLISHED)
@@ -344,12 +359,14 @@ class ZeekConnection:
                     self._set(side, E.ESTABLISHED)  # we just missed the SYN
                 else:
                     self._set(side, E.PARTIAL)
-        elif me in (E.SYN_SENT, E.SYN_ACK_SENT):
+            return "close" if fin or rst else None
+        if me in (E.SYN_SENT, E.SYN_ACK_SENT):
             if fin:
                 self._set(side, E.CLOSED)
             if rst:
                 self._set(side, E.RESET)
-        elif me in (E.ESTABLISHED, E.PARTIAL):
+            return "close" if fin or rst else None
+        if me in (E.ESTABLISHED, E.PARTIAL):
             if syn and me == E.PARTIAL and self.state[peer] == E.INACTIVE and not ack:
                 self._set(side, E.SYN_SENT)
             if fin and not rst:
@@ -358,9 +375,63 @@ class ZeekConnection:
                     self._set(peer, E.CLOSED)  # the peer's FIN then RST was a normal close
             if rst:
                 self._set(side, E.RESET)
-        elif me == E.CLOSED:
-            if rst and self.state[peer] != E.CLOSED:
-                self._set(side, E.RESET)
+            return "close" if fin or rst else None
+        if me == E.CLOSED and rst and self.state[peer] != E.CLOSED:
+            self._set(side, E.RESET)
+            return "reset" if self.did_close[side] else "close"
+        return None
+
+    def _closed(self, side: int) -> str | None:
+        """``ConnectionClosed``: Zeek counts ``side``'s close once.  Returns ``"close"``
+        when that completes the connection's close (a RST, or the peer closed or never
+        spoke): Zeek then cancels its timers and forgets the connection ``tcp_close_delay``
+        after the last packet."""
+        if self.did_close[side]:
+            return None
+        self.did_close[side] = True
+        peer = 1 - side
+        complete = self.state[side] == E.RESET or self.did_close[peer] or self.state[peer] == E.INACTIVE
+        return "close" if complete else None
+
+    def _init_start_seqs(self, side: int, flags: int, seq: int, ack_number: int) -> None:
+        """Zeek's StartSeq of both endpoints (``init_endpoint``, ``init_peer``), before
+        the packet moves the states: the sender's from its first packet or a SYN, the
+        peer's from an ACK sent before the peer spoke."""
+        me, peer = self.state[side], 1 - side
+        if me == E.INACTIVE:
+            self.start_seq[side] = seq if flags & SYN else (seq - 1) & 0xFFFFFFFF
+        elif flags & SYN and (me in (E.SYN_SENT, E.SYN_ACK_SENT, E.ESTABLISHED, E.PARTIAL)
+                              or (me == E.RESET and self.prev_state[side] == E.INACTIVE)):
+            self.start_seq[side] = seq
+        if flags & ACK and self.state[peer] == E.INACTIVE:
+            self.start_seq[peer] = (ack_number - 1) & 0xFFFFFFFF
+
+    def is_reuse(self, flags: int, seq: int) -> bool:
+        """``IsReuse``: whether this packet, for the same four-tuple, starts a new Zeek
+        connection.  Only a SYN can: after either side's close, always; before, a SYN
+        whose sequence number is not the originator's start (for a SYN-ACK, while the
+        originator is silent: the responder's), unless it is the SYN a first SYN-ACK
+        answered."""
+        if not flags & SYN:
+            return False
+        conn_orig = 0
+        if flags & ACK:
+            if self.state[0] != E.INACTIVE:
+                return False
+            conn_orig = 1
+        if any(self.did_close):
+            return True
+        if seq == self.start_seq[conn_orig]:
+            return False
+        return not (not flags & ACK and self.state[conn_orig] == E.SYN_ACK_SENT
+                    and self.state[1] == E.INACTIVE and seq == self.start_seq[1])
+
+    def attempt_failed(self) -> bool:
+        """``AttemptTimer``'s test: the originator sent its SYN and the responder never answered."""
+        return self.state[0] in (E.SYN_SENT, E.SYN_ACK_SENT) and self.state[1] == E.INACTIVE
+
+    def both_closed(self) -> bool:
+        return all(self.did_close)
 
     def states_by_side(self) -> tuple[Endpoint, Endpoint]:
         """The two endpoint states, the caller's originator first (Zeek's roles may be swapped)."""
@@ -370,7 +441,8 @@ class ZeekConnection:
         """``Connection::FlipRoles``: the endpoints change roles (the letters written
         so far keep their case), and ``^`` is written."""
         self.swapped = not self.swapped
-        for pair in (self.state, self.prev_state, self.size, self.last_end, self.scaled_count, self.data):
+        for pair in (self.state, self.prev_state, self.size, self.last_end, self.scaled_count, self.data,
+                     self.start_seq, self.did_close):
             pair.reverse()
         self.history += "^"
 

@@ -25,7 +25,9 @@ three passes over the TCP packets, in capture order:
    whether it resends bytes already sent, and whether its ACK covers the peer's FIN
    for the first time.  ``lookup(state, kind)`` in the state table gives its step
    and the connection's next state; Zeek's endpoint machine
-   (:class:`~tcpchatx.analysis.zeek.ZeekConnection`) sees every packet too.  At the
+   (:class:`~tcpchatx.analysis.zeek.ZeekConnection`) sees every packet too, through
+   :class:`~tcpchatx.analysis.zeek_sessions.ZeekSessions`, which starts a new one where
+   Zeek's timers or a reused four-tuple end the last.  At the
    end each connection is summed up (:class:`~tcpchatx.analysis.tracker.Connection`),
    with its close kind (:func:`~tcpchatx.analysis.closing.close_kind_of`, which the
    fast tracker uses as well).
@@ -42,7 +44,8 @@ from ..closing import close_kind_of
 from ..packets import Packets
 from ..states import STEP_ID, SegmentKind, State, lookup
 from ..tracker import COMPLETENESS_BITS, Connection, Tracking
-from ..zeek import ZeekConnection, zeek_flips
+from ..zeek import zeek_flips
+from ..zeek_sessions import ZeekSessions
 
 
 def track_one_by_one(p: Packets) -> Tracking:
@@ -177,10 +180,11 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
     fin_end: list[int | None] = [None, None]  # raw sequence number just past each side's first FIN
     fin_acked = [False, False]  # has the peer acknowledged this side's first FIN?
     state = State.CLOSED
-    zeek = ZeekConnection(conn.zeek_flipped, conn.zeek_swapped)
+    zeek = ZeekSessions()  # Zeek's connections in this stream: usually one
+    times = p.seconds(np.array(conn.rows)).tolist()
     path = []  # (state before, kind, side, frame) of every change of state, and every RST
     packets, payload, completeness = [0, 0], [0, 0], 0
-    for row, side in zip(conn.rows, conn.sides, strict=True):
+    for row, side, time in zip(conn.rows, conn.sides, times, strict=True):
         peer = 1 - side
         flags, length = int(p.flags[row]), int(p.payload_len[row])
         seq, ack = int(p.seq[row]), int(p.ack[row])
@@ -206,8 +210,8 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
         step_number = int(STEP_ID[state, kind])  # the step's place in states.STEPS
         columns.put(row, conn.id, side, rel_seq, rel_ack, kind, state, step_number)
         state = step.new_state
-        zeek.feed(side, flags, seq, length, int(p.window[row]), ack_number=ack,
-                  captured=int(p.payload_caplen[row]))
+        zeek.feed(int(p.frame[row]), time, side, flags, seq, length, int(p.window[row]), ack,
+                  int(p.payload_caplen[row]), int(p.sport[row]), int(p.dport[row]))
 
         packets[side] += 1
         payload[side] += length
@@ -218,6 +222,7 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
 
     close_kind, active_closer = close_kind_of(path, state)
     first, last = conn.rows[0], conn.rows[-1]
+    entries = zeek.entries()
     return Connection(
         id=conn.id,
         client=(p.addresses[conn.originator[0]], conn.originator[1]),
@@ -229,8 +234,9 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
         last_frame=int(p.frame[last]),
         start=float(p.seconds(first)),
         duration=float(p.seconds(last) - p.seconds(first)),
-        conn_state=zeek.conn_state(),
-        history=zeek.history,
+        conn_state=entries[0].conn_state,
+        history=entries[0].history,
+        zeek_connections=entries if len(entries) > 1 else [],
         close_kind=close_kind,
         active_closer=active_closer,
         final_state=State(state).name,
