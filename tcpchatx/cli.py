@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="analyse the slow and obvious way, one packet and one line at a time "
                                "(tcpchatx.analysis.plain, the code to read first): the same output, "
                                "much slower on a big capture")
+    annotate.add_argument("--check-checksums", action="store_true",
+                          help="check every TCP checksum, as Zeek does by default: a segment with a "
+                               "wrong one is written c/C in the Zeek history and otherwise ignored "
+                               "there. Off by default, as in Wireshark: a capture made on the sending "
+                               "host (every loopback capture) has checksums the network card fills "
+                               "in later")
     annotate.add_argument("--all", action="store_true",
                           help="list every connection and message in the summary "
                                "(default: the first 50 of each; the rest are counted)")
@@ -294,7 +300,8 @@ def _run_annotate(args: argparse.Namespace) -> int:
     analysing.set()  # the warm-up stops here: the analysis needs both cores
     try:
         with tuned_for_analysis():
-            analysis = (analyze_plainly if args.plain else analyze)(args.capture)
+            read = analyze_plainly if args.plain else analyze
+            analysis = read(args.capture, check_checksums=args.check_checksums)
     except FileNotFoundError:
         print(f"tcpchatx annotate: no such file: {args.capture}", file=sys.stderr)
         return 1

@@ -73,7 +73,8 @@ def to_json_header(a) -> dict:
     return {
         "format": {"name": "tcpchatx-analysis", "version": FORMAT_VERSION, "phases": PHASES},
         "capture": {"path": a.path, "frames": len(p), "kind": p.index.kind,
-                    "not_tcp": skipped_report(p.skipped), "length_from_frame": len(p.length_from_frame)},
+                    "not_tcp": skipped_report(p.skipped), "length_from_frame": len(p.length_from_frame),
+                    "bad_checksums": None if a.checksums is None else int((a.checksums == 0).sum())},
         "server": None if a.chat.server is None else
         {"address": a.chat.server[0], "port": a.chat.server[1]},
         "connections": connections,

@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from .chat import Chat, ChatLine, Message, find_chat_lines, read_chat_lines, reassemble_chat
+from .checksums import tcp_checksums
 from .expert import Expert, analyse
 from .labels import DIRECTIONS, OFFLOAD_NOTE, ROLE_NAMES, UNTRACKED_NOTE
 from .packets import Packets, read_packets
@@ -32,6 +33,7 @@ class Analysis:
     tracking: Tracking
     chat: Chat
     expert: Expert  # Wireshark's TCP expert analysis, a column each (analysis.expert)
+    checksums: np.ndarray | None = None  # per frame (analysis.checksums), when asked to check them
 
     # ------------------------------------------------------------------ the parts
 
@@ -129,11 +131,13 @@ class Analysis:
         return lines_df(self)
 
 
-def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> Analysis:
+def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None,
+            check_checksums: bool = False) -> Analysis:
     """Read a capture and analyse it: packets, TCP connections, chat lines, messages.
 
     ``server`` (address, port) names the chat server; by default it is the endpoint
-    that answered the most connections.
+    that answered the most connections.  ``check_checksums`` checks every TCP checksum,
+    as Zeek does by default (:mod:`.checksums` says why it is off here).
 
     It changes nothing outside itself: no malloc setting, no garbage collector pause.
     A process that exists to analyse one big capture (``tcpchatx annotate``, the
@@ -141,12 +145,13 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     a notebook's kernel, which may host the chat server too, stays as it was.
     """
     packets = read_packets(path)
+    checksums = tcp_checksums(packets) if check_checksums else None
     flows = connect(packets)
     server, streams = reassemble_chat(packets, flows, server)
     # The rest of the chat layer needs only the streams: labelling every packet
     # (mostly numpy, which lets go of the GIL) runs beside it, on the second
     # core - unless a very long connection would need too much memory for that.
-    with beside(label, packets, flows, first=not fits_beside(flows)) as labelled:
+    with beside(label, packets, flows, None, checksums, first=not fits_beside(flows)) as labelled:
         del flows  # label() holds them until it is done
         lines = find_chat_lines(packets, streams, server)
         del streams  # only the distinct lines' bytes are needed from here on
@@ -156,10 +161,11 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None) -> A
     # After the chat layer, whose peak this then stays under: the heap has room for
     # the expert's columns where the chat layer's temporaries were.
     expert = analyse(packets, tracking)
-    return Analysis(os.fspath(path), packets, tracking, chat, expert)
+    return Analysis(os.fspath(path), packets, tracking, chat, expert, checksums)
 
 
-def analyze_plainly(path: str | os.PathLike, server: tuple[str, int] | None = None) -> Analysis:
+def analyze_plainly(path: str | os.PathLike, server: tuple[str, int] | None = None,
+                    check_checksums: bool = False) -> Analysis:
     """The same :class:`Analysis` as :func:`analyze`, made the slow and obvious way: the
     plain tracker and expert analysis, one packet at a time, and the plain chat layer,
     one line at a time (:mod:`tcpchatx.analysis.plain`, the version to read first).
@@ -169,11 +175,13 @@ def analyze_plainly(path: str | os.PathLike, server: tuple[str, int] | None = No
     """
     from .expert import from_findings
     from .plain.chat import analyze_chat_line_by_line
+    from .plain.checksums import checksums_one_by_one
     from .plain.expert import analyse_one_by_one
     from .plain.tracker import track_one_by_one
 
     packets = read_packets(path)
-    tracking = track_one_by_one(packets)
+    checksums = checksums_one_by_one(packets) if check_checksums else None
+    tracking = track_one_by_one(packets, checksums)
     chat = analyze_chat_line_by_line(packets, tracking, server)
     expert = from_findings(packets, analyse_one_by_one(packets, tracking))
-    return Analysis(os.fspath(path), packets, tracking, chat, expert)
+    return Analysis(os.fspath(path), packets, tracking, chat, expert, checksums)

@@ -42,6 +42,11 @@ def format_summary(a, max_items: int | None = SUMMARY_ITEMS) -> str:
     if len(a.packets.length_from_frame):
         out.append(f"{len(a.packets.length_from_frame):,} segment(s) with IP length 0 (captured before "
                    "segmentation offload): their length is the frame's, as Wireshark reads it")
+    if a.checksums is not None:
+        bad = int((a.checksums == 0).sum())
+        out.append(f"TCP checksums: {bad:,} wrong of {int((a.checksums >= 0).sum()):,} checked" + (
+            " (Zeek writes c/C for them and reads nothing else of them; on a capture made on the "
+            "sending host they are the network card's to fill in, and Zeek is run with -C)" if bad else ""))
     if a.chat.server:
         out.append(f"chat server: {a.chat.server[0]}:{a.chat.server[1]}")
         read = [c.id for c in a.connections if c.server == a.chat.server]

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from ..tcp_flags import ACK, FIN, RST, SYN
+from .checksums import BAD
 from .closing import close_kind_of
 from .labels import CloseKind, ConnState
 from .packets import Packets, shared_codes
@@ -206,13 +207,14 @@ def connect(p: Packets) -> Connected:
 LABEL_RANGE = 1 << 15  # packets per range of connections in label()
 
 
-def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
+def label(p: Packets, f: Connected, chunk: int | None = None, checksums: np.ndarray | None = None) -> Tracking:
     """Parts 3 and 4: every packet's kind and step, and each connection summed up.
 
     Each connection is labelled on its own, so this goes a range of connections
     (about ``chunk`` packets, :data:`LABEL_RANGE`) at a time: the temporaries are
     those of one range, which lets it run beside the chat layer within the memory
-    budget (see :func:`fits_beside`).
+    budget (see :func:`fits_beside`).  ``checksums`` (:mod:`.checksums`, per frame), when
+    given, keeps the segments with a wrong one out of Zeek's labels, as Zeek does.
     """
     chunk = chunk or LABEL_RANGE
     r, starts = f.rows, f.starts
@@ -248,7 +250,8 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
             p.window[rows], f.rel_seq[rows].astype(np.int64), roles, holes)
         kind[rows] = kinds
         del newly_acks_fin
-        splits = _zeek_splits(p, rows, c, direction, flags, seq, ack, length, starts[c0:c1] - a)
+        bad = None if checksums is None else checksums[rows] == BAD
+        splits = _zeek_splits(p, rows, c, direction, flags, seq, length, starts[c0:c1] - a, bad)
         connections += _summaries(p, rows, starts[c0:c1] - a, direction, g, c1 - c0,
                                   f.isn[c0:c1].ravel(), f.has_syn[2 * c0 : 2 * c1], length, flags,
                                   runner, splits, first_id=c0)
@@ -256,26 +259,31 @@ def label(p: Packets, f: Connected, chunk: int | None = None) -> Tracking:
     return Tracking(**flows, kind=kind, state_before=state_before, step=step, connections=connections)
 
 
-def _zeek_splits(p, rows, c, direction, flags, seq, ack, length, starts) -> dict[int, list[ZeekEntry]]:
-    """The connections (ids inside the range) that Zeek cuts in several, and its pieces.
+def _zeek_splits(p, rows, c, direction, flags, seq, length, starts, bad) -> dict[int, list[ZeekEntry]]:
+    """Zeek's connections in each stream (ids inside the range) that may differ from
+    what the walk over candidates found: those Zeek may cut in several, and those with
+    a segment whose checksum is wrong (``bad``, when checked), which Zeek ignores.
 
     Mirrors the :class:`~.zeek_sessions.ZeekSessions` that the plain tracker feeds
-    every packet, run here only where :func:`_zeek_may_split` says a cut can be.
+    every packet, run here only where it can matter.
     """
-    maybe = np.flatnonzero(_zeek_may_split(p.seconds(rows), c, direction, flags, seq, length, starts))
+    maybe = _zeek_may_split(p.seconds(rows), c, direction, flags, seq, length, starts)
+    if bad is not None:
+        maybe[c[bad]] = True
+    else:
+        bad = np.zeros(len(rows), dtype=bool)
     splits = {}
     ends = np.r_[starts[1:], len(rows)]
-    for conn in maybe.tolist():
+    for conn in np.flatnonzero(maybe).tolist():
         at = rows[starts[conn]:ends[conn]]
+        mine = slice(starts[conn], ends[conn])
         sessions = ZeekSessions()
         for packet in zip(*(column.tolist() for column in (
-                p.frame[at], p.seconds(at), direction[starts[conn]:ends[conn]], p.flags[at], p.seq[at],
-                p.payload_len[at], p.window[at], p.ack[at], p.payload_caplen[at], p.sport[at], p.dport[at])),
+                p.frame[at], p.seconds(at), direction[mine], p.flags[at], p.seq[at], p.payload_len[at],
+                p.window[at], p.ack[at], p.payload_caplen[at], p.sport[at], p.dport[at], ~bad[mine])),
                 strict=True):
             sessions.feed(*packet)
-        entries = sessions.entries()
-        if len(entries) > 1:
-            splits[conn] = entries
+        splits[conn] = sessions.entries()
     return splits
 
 
@@ -900,7 +908,7 @@ def _summaries(p, r, starts, direction, g, n_conn, base, has_syn, length, flags,
             duration=duration,
             conn_state=zeek[0].conn_state,
             history=zeek[0].history,
-            zeek_connections=splits.get(i - first_id, []),
+            zeek_connections=zeek if len(zeek) > 1 else [],
             close_kind=walk.close_kind,
             active_closer=walk.active_closer,
             final_state=walk.final,

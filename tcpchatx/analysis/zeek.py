@@ -317,6 +317,11 @@ class ZeekConnection:
             closes = self._closed(side)
         return closes or ("attempt" if attempt else None)
 
+    def corrupt(self, side: int) -> None:
+        """A segment from ``side`` whose TCP checksum is wrong (``ChecksumError``): Zeek
+        writes ``c`` (scaled) and reads nothing else of it."""
+        self._scaled("c", side ^ self.swapped)
+
     def _clean(self) -> bool:
         """Both endpoints established, or closed after being so (``is_clean``): only then
         does Zeek write a content gap."""

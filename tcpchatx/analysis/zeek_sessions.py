@@ -77,9 +77,13 @@ class ZeekSessions:
         self.end_at: list[tuple[float, str]] = []  # timers that end the connection when due
 
     def feed(self, index: int, time: float, side: int, flags: int, seq: int, length: int,
-             window: int, ack_number: int, captured: int, sport: int, dport: int) -> None:
+             window: int, ack_number: int, captured: int, sport: int, dport: int,
+             checksum_ok: bool = True) -> None:
         """One packet: ``side`` is the stream's (0: the tracker's originator), ``sport``
-        and ``dport`` its own ports (a new connection picks its roles by them)."""
+        and ``dport`` its own ports (a new connection picks its roles by them).  A packet
+        whose checksum is wrong (``checksum_ok`` False) can still start a connection,
+        but then only writes ``c``: Zeek checks the checksum after finding the
+        connection, and reads nothing else of the packet."""
         if self.zeek is not None:
             ending = self._due(time)
             if ending is None and self.zeek.is_reuse(flags, seq):
@@ -89,6 +93,10 @@ class ZeekSessions:
         if self.zeek is None:
             self._start(index, time, side, flags, sport, dport)
         zeek = self.zeek
+        self.last, self.packets = index, self.packets + 1
+        if not checksum_ok:
+            zeek.corrupt(side)
+            return
         if not zeek.both_closed():
             self.last_time = time
         timer = zeek.feed(side, flags, seq, length, window, ack_number=ack_number, captured=captured)
@@ -99,7 +107,6 @@ class ZeekSessions:
         elif timer == "close":  # CancelTimers, then the delete timer
             self.attempt_at = None
             self.end_at = [(self.last_time + CLOSE_DELAY, "closed")]
-        self.last, self.packets = index, self.packets + 1
 
     def entries(self) -> list[ZeekEntry]:
         """Every Zeek connection of the stream so far, the open one last."""

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...tcp_flags import ACK, FIN, RST, SYN
+from ..checksums import BAD
 from ..closing import close_kind_of
 from ..packets import Packets
 from ..states import STEP_ID, SegmentKind, State, lookup
@@ -48,15 +49,17 @@ from ..zeek import zeek_flips
 from ..zeek_sessions import ZeekSessions
 
 
-def track_one_by_one(p: Packets) -> Tracking:
-    """Connections, relative numbers, kinds and steps of every TCP packet of ``p``."""
+def track_one_by_one(p: Packets, checksums: np.ndarray | None = None) -> Tracking:
+    """Connections, relative numbers, kinds and steps of every TCP packet of ``p``.
+    ``checksums`` (:mod:`..checksums`, per frame), when given, keeps the segments with a
+    wrong one out of Zeek's labels, as Zeek does."""
     connections = group_into_connections(p)
     columns = _Columns(len(p))
     bases, summaries = [], []
     for conn in connections:
         isn = initial_sequence_numbers(p, conn)
         bases.append([base for base, _ in isn])
-        summaries.append(follow_connection(p, conn, isn, columns))
+        summaries.append(follow_connection(p, conn, isn, columns, checksums))
     return columns.tracking(p, connections, bases, summaries)
 
 
@@ -172,7 +175,7 @@ def segment_kind(flags: int, length: int, resends: bool, fin_count: int, acks_pe
 
 
 def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool]],
-                      columns: _Columns) -> Connection:
+                      columns: _Columns, checksums: np.ndarray | None = None) -> Connection:
     """3. Every packet of one connection through the state table and Zeek, in order."""
     base = [value for value, _ in isn]
     sent_up_to = [0, 0]  # the furthest relative byte each side has sent
@@ -211,7 +214,8 @@ def follow_connection(p: Packets, conn: OneConnection, isn: list[tuple[int, bool
         columns.put(row, conn.id, side, rel_seq, rel_ack, kind, state, step_number)
         state = step.new_state
         zeek.feed(int(p.frame[row]), time, side, flags, seq, length, int(p.window[row]), ack,
-                  int(p.payload_caplen[row]), int(p.sport[row]), int(p.dport[row]))
+                  int(p.payload_caplen[row]), int(p.sport[row]), int(p.dport[row]),
+                  checksums is None or checksums[row] != BAD)
 
         packets[side] += 1
         payload[side] += length
