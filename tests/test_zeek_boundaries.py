@@ -49,16 +49,22 @@ def syn_retries(times: list[float]) -> Talk:
     return t
 
 
-def chat_after(t: Talk) -> Talk:
-    t.seg(S, "SA", ack=t.next[C] + 1)
-    t.next[C] += 1
-    t.ack(C)
+def talk_and_close(t: Talk) -> Talk:
+    """After the handshake: a line from the client, its ACK, and a four-way close."""
     t.send(C, b"alice\n")
     t.ack(S)
     t.fin(C)
     t.fin(S)
     t.ack(C)
     return t
+
+
+def chat_after(t: Talk) -> Talk:
+    """The server answers the client's (last) SYN, and they talk."""
+    t.seg(S, "SA", ack=t.next[C] + 1)
+    t.next[C] += 1
+    t.ack(C)
+    return talk_and_close(t)
 
 
 def test_an_unanswered_syn_ends_its_attempt_after_5_s(tmp_path):
@@ -88,12 +94,7 @@ def test_an_answer_after_the_attempt_ended_belongs_to_the_next_connection(tmp_pa
 def closed_talk() -> Talk:
     t = Talk()
     t.handshake()
-    t.send(C, b"alice\n")
-    t.ack(S)
-    t.fin(C)
-    t.fin(S)
-    t.ack(C)
-    return t
+    return talk_and_close(t)
 
 
 @pytest.mark.parametrize("after, expected", [
