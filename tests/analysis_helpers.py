@@ -80,6 +80,16 @@ class Talk:
         return path
 
 
+def talk_and_close(t: Talk) -> Talk:
+    """After the handshake: a line from the client, its ACK, and a four-way close."""
+    t.send(C, b"alice\n")
+    t.ack(S)
+    t.fin(C)
+    t.fin(S)
+    t.ack(C)
+    return t
+
+
 def merge(*talks):
     """All packets of several conversations, in time order."""
     return sorted((p for t in talks for p in t.packets), key=lambda p: float(p.time))

@@ -39,6 +39,7 @@ from analysis_helpers import (
     S,
     Talk,
     assert_agrees_with_tshark,
+    talk_and_close,
     tshark_rows,
     write_raw_pcap,
 )
@@ -56,12 +57,7 @@ def chat(v6: bool = False) -> Talk:
     t = Talk(client=("2001:db8::1", 40000), server=("2001:db8::2", 25000), v6=True) if v6 else Talk()
     t.handshake()
     t.send(S, WELCOME)
-    t.send(C, b"alice\n")
-    t.ack(S)
-    t.fin(C)
-    t.fin(S)
-    t.ack(C)
-    return t
+    return talk_and_close(t)
 
 
 def ip_packets(t: Talk) -> list[bytes]:

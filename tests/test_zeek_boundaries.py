@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis_helpers import TSHARK, C, S, Talk, assert_agrees_with_tshark
+from analysis_helpers import TSHARK, C, S, Talk, assert_agrees_with_tshark, talk_and_close
 from tcpchatx.analysis import analyze, analyze_plainly
 from tcpchatx.analysis.export import to_json_header
 from tcpchatx.analysis.text import format_summary
@@ -46,16 +46,6 @@ def syn_retries(times: list[float]) -> Talk:
     start = t.time
     for at in times:
         t.seg(C, "S", advance=False, dt=start + at - t.time)
-    return t
-
-
-def talk_and_close(t: Talk) -> Talk:
-    """After the handshake: a line from the client, its ACK, and a four-way close."""
-    t.send(C, b"alice\n")
-    t.ack(S)
-    t.fin(C)
-    t.fin(S)
-    t.ack(C)
     return t
 
 
