@@ -192,3 +192,17 @@ def test_a_timer_fires_before_the_packet_at_its_time():
     for index, time in enumerate([0.0, 5.0]):
         sessions.feed(index, time, 0, 0x02, 1000, 0, 65535, 0, 0, 40000, 25000)
     assert [(e.first, e.last, e.ended_by) for e in sessions.entries()] == [(0, 0, "attempt"), (1, 1, None)]
+
+
+def test_a_syn_after_the_client_spoke_is_not_the_answered_syn(tmp_path):
+    """The SYN-ACK came first; the client then sent an ACK, and only then its SYN.  Zeek
+    flips the roles for the SYN a first SYN-ACK answered only while the client is still
+    silent (``IsReuse``): here the SYN starts a new connection.  Wireshark keeps one stream."""
+    t = Talk()
+    t.seg(S, "SA", ack=1001)
+    t.ack(C, seq=1001)
+    t.seg(C, "S", seq=1000, advance=False)
+    assert zeek_lines(t, tmp_path) == [[
+        (1, 2, "OTH", "Ha", "reuse"),
+        (3, 3, "S0", "S", None),
+    ]]

@@ -261,17 +261,63 @@ def syn_fin_then_synack(t: Talk) -> None:
     t.send(C, b"ab", seq=1002)
 
 
+def bare_ack_ahead(t: Talk) -> None:
+    """A bare ACK whose sequence number skips bytes never captured, which the peer then
+    acknowledges: a content gap, though no captured segment carried a byte near it."""
+    t.handshake()
+    t.ack(C, seq=t.next[C] + 38)  # (moves the client's next sequence number on by 38)
+    t.ack(S)
+    t.send(S, b"hello\n")
+
+
+def resend_acking_the_fin(t: Talk) -> None:
+    """The server closes; the client's next segment sends old bytes again and is the first
+    to acknowledge the server's FIN: the state table calls it that, and Zeek a ``t``."""
+    t.handshake()
+    t.send(C, b"alice\n")
+    t.ack(S)
+    t.fin(S)
+    t.send(C, b"e\n", seq=t.next[C] - 2, advance=False)
+
+
 @pytest.mark.parametrize("build, expected", [
     (midstream_older_first, ("OTH", "DTa")),  # Zeek: an end at or below the furthest is a t
     (past_4_gib, None),  # positions wrap: no false t, as a signed 32-bit delta sees it
     (synack_again, None),
     (syn_fin_then_synack, None),  # a SYN's or FIN's end counts in Zeek's LastSeq
+    (bare_ack_ahead, ("S1", "ShAaGd")),
+    (resend_acking_the_fin, ("S3", "ShADafT")),
 ])
 def test_fast_and_plain_agree_on_odd_sequences(tmp_path, build, expected):
-    """Cases a randomised comparison of the two trackers found (600 random captures agree)."""
+    """Cases a randomised comparison of the two trackers found."""
     t = Talk()
     build(t)
     found = histories(t, tmp_path)
     assert len(found) == 1, found  # one answer: the fast tracker's and the plain one's
     if expected:
         assert found == {expected}
+
+
+def test_a_syn_ack_with_a_new_isn_from_an_established_side_writes_no_second_h(tmp_path):
+    """Zeek counts a SYN's sequence number from the side's StartSeq, which a SYN from an
+    established side moves to itself (``init_endpoint``): the new ISN is 0 again, as the
+    last one was, so no second ``h``; and the side's bytes count from the new ISN, so the
+    client's ACK of it skips nothing (no ``g``)."""
+    t = Talk()
+    t.seg(C, "S")
+    t.seg(S, "SA")
+    t.seg(S, "SA", seq=90000, ack=1001)  # a new ISN
+    t.next[S] = 90001
+    t.ack(C)
+    assert histories(closed(t), tmp_path) == {("SF", "ShAFf")}
+
+
+def test_a_syn_and_a_syn_ack_from_one_side_share_one_mark(tmp_path):
+    """A side that sent a SYN writes ``h`` for its SYN-ACK only at a new sequence number
+    (Zeek's one ``HIST_SYN_PKT`` mark per side)."""
+    t = Talk()
+    t.seg(C, "S", advance=False)
+    t.seg(C, "SA", ack=5001)  # the same sequence number: no letter
+    t.seg(S, "SA")
+    t.ack(C)
+    assert {history for _, history in histories(t, tmp_path)} == {"ShA"}

@@ -568,9 +568,10 @@ def _content_gaps(p, rows, c, direction, flags, seq, length, rel_seq, rel_ack, h
     syn, fin, rst, is_ack = ((flags & bit) != 0 for bit in (SYN, FIN, RST, ACK))
     end = rel_seq + np.where(rst, 0, length) + syn + fin
     offset = c.astype(np.int64) << 40
+    sends = (length > 0) | syn | fin  # a bare ACK's sequence number is no byte sent
     reach = []  # per direction: the furthest end it had sent, up to each packet (-1: nothing yet)
     for d in (0, 1):
-        mine = np.where(direction == d, end + 1, 0)
+        mine = np.where((direction == d) & sends, end + 1, 0)
         reach.append(np.maximum.accumulate(offset + mine) - offset - 1)
     reach = np.stack(reach)
     own_before = np.where(direction == 0, np.r_[-1, reach[0][:-1]], np.r_[-1, reach[1][:-1]])
@@ -643,10 +644,12 @@ def _states(g, c, direction, flags, seq, length, kind, newly_acks_fin, first_pkt
 def _no_scaled_events(flags, length, window, rel_seq, kind, c, direction) -> bool:
     """Whether no packet can be an event of ``w`` or ``t``: no zero window, and no payload
     that could end at or below what its side had sent (a resend the state table saw, or
-    payload on a SYN, FIN or RST, or at or before the side's first sequence number).  Most captures
-    of a healthy chat: then the exact count below is skipped."""
+    payload whose kind hides a resend: on a SYN, FIN or RST, or on the first ACK of the
+    peer's FIN; or at or before the side's first sequence number).  Most captures of a
+    healthy chat: then the exact count below is skipped."""
     carries = length > 0
     if ((window == 0).any() or (kind == SegmentKind.DATA_AGAIN).any()
+            or (carries & (kind == SegmentKind.ACK_OF_FIN)).any()
             or (carries & ((flags & (SYN | FIN | RST)) != 0)).any()
             or (carries & ((rel_seq == 0) | (rel_seq >= 1 << 31))).any()):  # at or before the side's start
         return False

@@ -18,7 +18,9 @@ originator, in the order Zeek writes them for one packet (its flags' letter, the
 - ``a`` and ``d`` at most once per direction (a pure ACK; payload without SYN, FIN or
   RST); ``i`` (FIN and RST) and ``q`` (SYN with FIN or RST) likewise;
 - ``s``, ``h``, ``f``, ``r`` again only when the sequence number differs from the last
-  one seen with that flag (``f``: the sequence number after its payload);
+  one that side sent with that flag (``f``: the sequence number after its payload),
+  counted from the side's StartSeq; a SYN and a SYN-ACK share one mark per side (Zeek's
+  ``HIST_SYN_PKT``), so a side that sent one writes the other only at a new number;
 - ``t`` (a retransmission: payload that ends at or below the furthest byte that side
   had sent, as Zeek's ``LastSeq`` counts it, SYN and FIN included; not from a side
   already reset) and ``w`` (a zero window: the window field 0, not on a RST, not from a
@@ -136,6 +138,10 @@ class Reassembly:
             self.anchor = seq
             self.delivered = 0
 
+    def rebase(self, seq: int) -> None:
+        """The side's SYN moved its start (a new ISN): its data starts again at raw ``seq``."""
+        self.anchor, self.delivered, self.above, self.fin = seq, 0, [], None
+
     def sent(self, seq: int, length: int, captured: int, fin: bool) -> None:
         """A segment at raw ``seq`` with ``length`` bytes, ``captured`` of them in the file."""
         if self.anchor is None:
@@ -210,8 +216,8 @@ class ZeekConnection:
         self.prev_state = [E.INACTIVE, E.INACTIVE]
         self.size = [0, 0]  # payload bytes per direction (for the REJ rule)
         self.history = "^" if flipped else ""
-        self._seen: set[str] = set()
-        self._last_seq: dict[str, int] = {}
+        self._seen: set[str] = set()  # Zeek's hist_seen: a letter's kind, cased by role
+        self._last_seq = [{}, {}]  # per endpoint: "s" (SYN or SYN-ACK), "f", "r" -> last relative seq
         self.last_end: list[int | None] = [None, None]  # Zeek's LastSeq: the furthest seq + seg_len sent
         self.scaled_count: list[dict[str, int]] = [{}, {}]  # per endpoint: letter -> events so far
         self.data = [Reassembly(), Reassembly()]  # each endpoint's bytes, for its content gaps
@@ -220,27 +226,33 @@ class ZeekConnection:
 
     # ------------------------------------------------------------------ history
 
-    def _add(self, letter: str, side: int, seq: int | None = None) -> None:
+    def _add(self, letter: str, side: int, seq: int | None = None, kind: str | None = None) -> None:
+        """Write ``letter`` the first time its ``kind`` (default: itself) shows from
+        ``side``; after that, for a letter with a sequence number, whenever ``seq``
+        differs from the last one of that kind (``CheckHistory``, ``hist_last_*``)."""
+        kind = kind or letter
         code = letter.upper() if side == 0 else letter
-        if code not in self._seen:
-            self._seen.add(code)
+        seen = kind.upper() if side == 0 else kind
+        if seen not in self._seen:
+            self._seen.add(seen)
             self.history += code
-        elif seq is not None and self._last_seq.get(code) != seq:
+        elif seq is not None and self._last_seq[side].get(kind, 0) != seq:
             self.history += code
         if seq is not None:
-            self._last_seq[code] = seq
+            self._last_seq[side][kind] = seq
 
     def _update_history(self, side: int, flags: int, seq: int, length: int) -> None:
         syn, fin, rst = bool(flags & SYN), bool(flags & FIN), bool(flags & RST)
         bits = syn + fin + rst
+        relative = (seq - self.start_seq[side]) & 0xFFFFFFFF  # Zeek's rel_seq
         if bits > 1:
             self._add("i" if fin and rst else "q", side)
         elif syn:
-            self._add("h" if flags & ACK else "s", side, seq)
+            self._add("h" if flags & ACK else "s", side, relative, kind="s")
         elif fin:
-            self._add("f", side, (seq + length) & 0xFFFFFFFF)  # a FIN's seq is after its data
+            self._add("f", side, (relative + length) & 0xFFFFFFFF)  # a FIN's seq is after its data
         elif rst:
-            self._add("r", side, seq)
+            self._add("r", side, relative)
         elif length:
             self._add("d", side)
         elif flags & ACK:
@@ -405,9 +417,11 @@ class ZeekConnection:
         me, peer = self.state[side], 1 - side
         if me == E.INACTIVE:
             self.start_seq[side] = seq if flags & SYN else (seq - 1) & 0xFFFFFFFF
-        elif flags & SYN and (me in (E.SYN_SENT, E.SYN_ACK_SENT, E.ESTABLISHED, E.PARTIAL)
-                              or (me == E.RESET and self.prev_state[side] == E.INACTIVE)):
-            self.start_seq[side] = seq
+        elif flags & SYN and seq != self.start_seq[side] and (
+                me in (E.SYN_SENT, E.SYN_ACK_SENT, E.ESTABLISHED, E.PARTIAL)
+                or (me == E.RESET and self.prev_state[side] == E.INACTIVE)):
+            self.start_seq[side] = seq  # a new ISN: Zeek numbers the side's bytes from it
+            self.data[side].rebase((seq + 1) & 0xFFFFFFFF)
         if flags & ACK and self.state[peer] == E.INACTIVE:
             self.start_seq[peer] = (ack_number - 1) & 0xFFFFFFFF
 
@@ -447,7 +461,7 @@ class ZeekConnection:
         so far keep their case), and ``^`` is written."""
         self.swapped = not self.swapped
         for pair in (self.state, self.prev_state, self.size, self.last_end, self.scaled_count, self.data,
-                     self.start_seq, self.did_close):
+                     self.start_seq, self.did_close, self._last_seq):
             pair.reverse()
         self.history += "^"
 
