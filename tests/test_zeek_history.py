@@ -280,6 +280,14 @@ def resend_acking_the_fin(t: Talk) -> None:
     t.send(C, b"e\n", seq=t.next[C] - 2, advance=False)
 
 
+def fin_ahead(t: Talk) -> None:
+    """A FIN whose sequence number skips bytes never captured; the peer's FIN acknowledges them."""
+    t.handshake()
+    t.fin(C, seq=t.next[C] + 34)
+    t.seg(S, "FPA", b"bye\n")
+    t.ack(S)
+
+
 @pytest.mark.parametrize("build, expected", [
     (midstream_older_first, ("OTH", "DTa")),  # Zeek: an end at or below the furthest is a t
     (past_4_gib, None),  # positions wrap: no false t, as a signed 32-bit delta sees it
@@ -287,6 +295,7 @@ def resend_acking_the_fin(t: Talk) -> None:
     (syn_fin_then_synack, None),  # a SYN's or FIN's end counts in Zeek's LastSeq
     (bare_ack_ahead, ("S1", "ShAaGd")),
     (resend_acking_the_fin, ("S3", "ShADafT")),
+    (fin_ahead, ("SF", "ShAFfGa")),
 ])
 def test_fast_and_plain_agree_on_odd_sequences(tmp_path, build, expected):
     """Cases a randomised comparison of the two trackers found."""

@@ -556,10 +556,10 @@ def _content_gaps(p, rows, c, direction, flags, seq, length, rel_seq, rel_ack, h
 
     Mirrors the reassembly that :class:`~tcpchatx.analysis.zeek.ZeekConnection` does for
     every packet it is fed, run here only over the connections where a gap can be: a
-    payload cut short by the capture, data that starts past what its side sent before
-    (a hole), an ACK past what the peer sent before, a side with no SYN, or one that sent
-    a SYN more than once.  Elsewhere
-    (almost every connection of a healthy capture) there is none, and nothing runs.
+    payload cut short by the capture, data (or a SYN or FIN) that starts past what its
+    side sent before (a hole), an ACK past what the peer sent before, a side with no
+    SYN, or one that sent a SYN more than once.  Elsewhere (almost every connection of
+    a healthy capture) there is none, and nothing runs.
     """
     m = len(rows)
     holes = np.zeros(m, dtype=np.int64)
@@ -577,7 +577,7 @@ def _content_gaps(p, rows, c, direction, flags, seq, length, rel_seq, rel_ack, h
     own_before = np.where(direction == 0, np.r_[-1, reach[0][:-1]], np.r_[-1, reach[1][:-1]])
     own_before[np.r_[True, c[1:] != c[:-1]]] = -1
     peer_reach = np.where(direction == 0, reach[1], reach[0])
-    suspect = ((p.payload_caplen[rows] < length) | ((length > 0) & (own_before >= 0) & (rel_seq > own_before))
+    suspect = ((p.payload_caplen[rows] < length) | (sends & (own_before >= 0) & (rel_seq > own_before))
                | (is_ack & (rel_ack > peer_reach)))
     partial = ~has_syn.reshape(-1, 2).all(axis=1)
     side_syns, count = np.unique((c * 2 + direction)[syn], return_counts=True)
