@@ -9,6 +9,11 @@ once what was queued for it has been sent.  The room never touches a socket or a
 clock, so every rule here is tested by feeding it events and a fake ``now``.  Nor
 does it write any text: every line it sends is built in :mod:`tcpchatx.protocol`.
 
+Flood control holds, it never drops: a line over the client's rate waits in the
+client's own backlog, in order, and :meth:`ChatRoom.tick` passes it on when the
+client's token bucket allows (:mod:`tcpchatx.protocol.flood`).  The server asks
+:meth:`ChatRoom.next_release` when to call ``tick`` next.
+
 A client is in one of two states::
 
     CHOOSING_NICK --(valid, unique nickname)--> CHATTING
@@ -20,6 +25,7 @@ every client's view of the conversation in the same order.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from . import protocol as p
@@ -36,7 +42,8 @@ class RoomConfig:
     flood_rate: float = 5.0  # lines per second, sustained
     flood_burst: int = 10  # lines at once
     flood_control: bool = True
-    flood_kick: int = 100  # lines refused in a row before the flooder is disconnected
+    flood_hold_lines: int = 500  # lines held for one client before it is disconnected for flooding
+    flood_hold_bytes: int = 64 * 1024  # ... or bytes (at 5 lines per second, 500 lines wait 100 s)
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,25 @@ class Disconnect:
     how: str  # a protocol.HowLeft label: quit, nick-timeout, idle-timeout, ...
 
 
-Action = Send | SetNick | Disconnect
+@dataclass(frozen=True)
+class Held:
+    """Flood control held a line of ``client``'s (for the event timeline)."""
+
+    client: int
+    text: str
+    waiting: int  # the client's lines held now, this one included
+
+
+@dataclass(frozen=True)
+class Released:
+    """A held line of ``client``'s goes on now (the actions it causes follow)."""
+
+    client: int
+    text: str
+    waiting: int  # the client's lines still held after it
+
+
+Action = Send | SetNick | Disconnect | Held | Released
 
 
 @dataclass
@@ -73,8 +98,9 @@ class _Member:
     last_heard: float
     bucket: p.TokenBucket
     nick: str | None = None  # None while choosing a nickname
-    refused_in_a_row: int = 0
-    warned: bool = False
+    held: deque[FrameEvent] = field(default_factory=deque)  # lines waiting for flood control, in order
+    held_bytes: int = 0
+    told: bool = False  # the client was told its lines are held (once per backlog, when it reaches a burst)
 
 
 @dataclass
@@ -119,15 +145,17 @@ class ChatRoom:
         if member is None:
             return []
         member.last_heard = now
+        if self.config.flood_control and (member.held or (
+                isinstance(event, Line) and not member.bucket.allow(now))):
+            return self._hold(client, member, event)  # behind the lines already held, or over the rate
+        return self._process(client, member, event)
+
+    def _process(self, client: int, member: _Member, event: FrameEvent) -> list[Action]:
+        """What one line (or a refused one) does, once flood control lets it through."""
         if isinstance(event, LineTooLong):
             return [self._error(client, p.too_long_line(event.limit))]
         if isinstance(event, InvalidUtf8):
             return [self._error(client, p.NOT_UTF8_LINE)]
-        assert isinstance(event, Line)
-        if self.config.flood_control and not member.bucket.allow(now):
-            return self._refuse_flood(client, member)
-        member.refused_in_a_row = 0
-        member.warned = False
         text, removed = p.sanitize(event.text)
         actions: list[Action] = []
         if removed:
@@ -144,19 +172,35 @@ class ChatRoom:
         return actions
 
     def disconnect(self, client: int, how: str) -> list[Action]:
-        """The connection is gone (EOF, reset, dropped); tell the others."""
+        """The connection is gone (EOF, reset, dropped); tell the others.  Lines still
+        held for it arrived before it went: they go on first, at once."""
+        member = self._members.get(client)
+        actions: list[Action] = []
+        if member is not None and member.held:
+            drained = self._release(client, member, now=None)
+            how = next((a.how for a in drained if isinstance(a, Disconnect) and a.client == client), how)
+            actions = [a for a in drained if not (isinstance(a, Disconnect) and a.client == client)]
         member = self._members.pop(client, None)
         self._others_cache.clear()
         if member is None or member.nick is None:
-            return []
+            return actions
         del self._by_key[p.nick_key(member.nick)]
-        return [Send(
+        return actions + [Send(
             self._others(client), p.left_line(member.nick, how, len(self.online())), Kind.NOTICE
         )]
 
+    def next_release(self, now: float) -> float | None:
+        """When :meth:`tick` can next pass a held line on (None: no line is held)."""
+        waits = [member.bucket.wait(now) for member in self._members.values() if member.held]
+        return now + min(waits) if waits else None
+
     def tick(self, now: float) -> list[Action]:
-        """Time passed: enforce the nickname deadline and the idle timeout."""
+        """Time passed: pass held lines on as flood control allows; enforce the
+        nickname deadline and the idle timeout."""
         actions: list[Action] = []
+        for client, member in list(self._members.items()):
+            if member.held:
+                actions += self._release(client, member, now)
         for client, member in list(self._members.items()):
             if member.nick is None and now - member.joined_at > self.config.nick_timeout:
                 actions += [
@@ -171,12 +215,15 @@ class ChatRoom:
         return actions
 
     def shutdown(self) -> list[Action]:
-        """The server is stopping: say goodbye to everyone."""
+        """The server is stopping: pass every held line on, then say goodbye to everyone."""
+        actions: list[Action] = []
+        for client, member in list(self._members.items()):
+            if member.held:
+                actions += [a for a in self._release(client, member, now=None) if not isinstance(a, Disconnect)]
         everyone = tuple(self._members)
         self._others_cache.clear()
         self._members.clear()  # nobody is told that the others left: everyone is leaving
         self._by_key.clear()
-        actions: list[Action] = []
         if everyone:
             actions.append(Send(everyone, p.SHUTDOWN_LINE, Kind.NOTICE))
         actions += [Disconnect(client, p.HowLeft.SERVER_STOP) for client in everyone]
@@ -252,15 +299,42 @@ class ChatRoom:
             self._reply(client, p.private_sent_line(recipient, text)),
         ]
 
-    def _refuse_flood(self, client: int, member: _Member) -> list[Action]:
-        member.refused_in_a_row += 1
-        if member.refused_in_a_row >= self.config.flood_kick:
+    def _hold(self, client: int, member: _Member, event: FrameEvent) -> list[Action]:
+        """Keep a line for later (flood control).  The sender is told once, when a
+        burst's worth of its lines wait (a few lines bunched by a stalled network just
+        leave a moment later, unremarked); a client that has more held than the limits
+        allow is disconnected for flooding."""
+        member.held.append(event)
+        member.held_bytes += _size(event)
+        if len(member.held) > self.config.flood_hold_lines or member.held_bytes > self.config.flood_hold_bytes:
+            member.held.clear()
+            member.held_bytes = 0
             return [self._error(client, p.FLOOD_KICK_LINE), Disconnect(client, p.HowLeft.FLOODING)]
-        if member.warned:
-            return []
-        member.warned = True
-        rate, burst = self.config.flood_rate, self.config.flood_burst
-        return [self._error(client, p.slow_down_line(rate, burst))]
+        actions: list[Action] = [Held(client, _text(event), len(member.held))]
+        if not member.told and len(member.held) >= self.config.flood_burst:
+            member.told = True
+            actions.append(self._error(client, p.slow_down_line(self.config.flood_rate, self.config.flood_burst)))
+        return actions
+
+    def _release(self, client: int, member: _Member, now: float | None) -> list[Action]:
+        """Pass on the held lines the bucket has tokens for at ``now`` (all of them, when
+        ``now`` is None), in order; stop at one that ends the connection (``/quit``)."""
+        actions: list[Action] = []
+        while member.held:
+            event = member.held[0]
+            if now is not None and isinstance(event, Line) and not member.bucket.allow(now):
+                break
+            member.held.popleft()
+            member.held_bytes -= _size(event)
+            actions.append(Released(client, _text(event), len(member.held)))
+            done = self._process(client, member, event)
+            actions += done
+            if any(isinstance(a, Disconnect) and a.client == client for a in done):
+                member.held.clear()
+                member.held_bytes = 0
+        if not member.held:
+            member.told = False
+        return actions
 
     # ------------------------------------------------------------------ helpers
 
@@ -283,3 +357,14 @@ class ChatRoom:
     def _error(client: int, line: str) -> Send:
         """Send an error line (built in tcpchatx.protocol) to this client alone."""
         return Send((client,), line, Kind.ERROR)
+
+
+def _size(event: FrameEvent) -> int:
+    """The bytes a held line keeps in memory (what the hard limit counts)."""
+    if isinstance(event, Line):
+        return len(event.text.encode("utf-8", "surrogatepass")) + 1
+    return len(event.raw) if isinstance(event, InvalidUtf8) else 0
+
+
+def _text(event: FrameEvent) -> str:
+    return event.text if isinstance(event, Line) else type(event).__name__

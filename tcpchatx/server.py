@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 from . import protocol as p
 from .protocol import DEFAULT_HOST, DEFAULT_PORT, LineSplitter, encode_line
-from .room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
+from .room import ChatRoom, Disconnect, Held, Released, RoomConfig, Send, SetNick
 from .timeline import Timeline, TimelineEvent
 
 RECV_BYTES = 65536
@@ -242,6 +242,7 @@ class ChatServer:
         self._waker_r: socket.socket | None = None
         self._waker_w: socket.socket | None = None
         self._stopping = threading.Event()
+        self._janitor_wake = threading.Event()  # a line was held: its release may be due sooner
         self._threads: list[threading.Thread] = []
         self.address: tuple[str, int] | None = None
 
@@ -294,6 +295,7 @@ class ChatServer:
         if self._listener is None:
             return
         self._stopping.set()
+        self._janitor_wake.set()
         assert self._waker_w is not None
         self._waker_w.send(b"x")
         for thread in self._threads:
@@ -367,7 +369,15 @@ class ChatServer:
             self._apply(self.room.connect(conn.id, time.monotonic()))
 
     def _janitor_loop(self) -> None:
-        while not self._stopping.wait(0.5):
+        """Timeouts twice a second, and each held line as soon as flood control lets it go."""
+        while not self._stopping.is_set():
+            with self._lock:
+                release_at = self.room.next_release(time.monotonic())
+            wait = 0.5 if release_at is None else min(0.5, max(0.0, release_at - time.monotonic()))
+            self._janitor_wake.wait(wait)
+            self._janitor_wake.clear()
+            if self._stopping.is_set():
+                break
             now = time.monotonic()
             with self._lock:
                 self._apply(self.room.tick(now))
@@ -462,6 +472,14 @@ class ChatServer:
                     outbox[-1][1].append(data)
                 else:
                     outbox.append((action.to, [data]))
+            elif isinstance(action, Held):
+                self.timeline.record("held", client=action.client, nick=self.room.nick_of(action.client),
+                                     detail=f"{action.waiting} waiting: {action.text}")
+                if action.waiting == 1:  # the first held line: the janitor's next wake may be too late
+                    self._janitor_wake.set()
+            elif isinstance(action, Released):
+                self.timeline.record("released", client=action.client, nick=self.room.nick_of(action.client),
+                                     detail=f"{action.waiting} still waiting: {action.text}")
             elif isinstance(action, SetNick):
                 self.timeline.record(
                     "nick-set", client=action.client, nick=action.nick,

@@ -20,8 +20,9 @@ DETAIL_CHARS = 200
 class TimelineEvent:
     """One thing the server did.
 
-    ``kind`` is one of: listening, accepted, nick-set, line-received, queued,
-    sent, dropped, closing, left, stopped.
+    ``kind`` is one of: listening, accepted, nick-set, line-received, held (flood
+    control keeps a line for later), released (and passes it on), queued, sent,
+    dropped, closing, left, stopped.
     """
 
     wall: float

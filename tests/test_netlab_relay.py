@@ -93,6 +93,19 @@ def test_the_chat_over_loss_and_delay_delivers_every_line_once_in_order():
     assert lost > 0  # the path did lose frames: TCP repaired them
 
 
+@needs_namespaces
+def test_heavy_loss_loses_no_line_and_warns_nobody_with_flood_control_on():
+    """20 clients x 20 lines over 10% loss and 200 ms each way, flood control on (the
+    default room): every copy arrives once, in each sender's order, and nobody is cut
+    off or told to slow down, though stalls hand the server lines bunched (issue 24's
+    50 x 100 run is in the closing note)."""
+    outcome = run_in_lab("tcpchatx.netlab.reliability:chat_over_a_bad_network",
+                         {"clients": 20, "messages": 20, "loss": 0.10, "delay_ms": 200}, timeout=300)
+    assert outcome["problems"] == {}
+    assert outcome["delivered"] == outcome["expected"] == 20 * 19 * 20
+    assert sum(counts["lost"] for counts in outcome["relay_counts"].values()) > 0
+
+
 def test_the_verdict_names_what_went_wrong():
     from tcpchatx.netlab.reliability import Receiver, verdict
 
@@ -101,11 +114,13 @@ def test_the_verdict_names_what_went_wrong():
     short.got = [(0, 0), (0, 1), (2, 1)]
     twice.got = [(0, 1), (0, 0), (0, 1), (1, 0), (1, 1)]
     twice.notices = ["c1 left (too slow)"]
+    twice.errors = ["Slow down: at most 5 lines per second (bursts of 10). Your lines are held and passed on at that pace."]
     found = verdict([fine, short, twice], clients=3, messages=2)["problems"]
     assert list(found) == ["c1", "c2"]
     assert found["c1"] == ["from c2: 1 missing, 0 twice, in order"]
     assert found["c2"][0] == "from c0: 0 missing, 1 twice, OUT OF order"
     assert "cut off" in found["c2"][1]
+    assert "was told" in found["c2"][2]
 
 
 def test_netem_commands_are_the_script_in_tc():

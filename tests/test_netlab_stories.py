@@ -283,3 +283,17 @@ def test_random_loss_without_sack_and_a_bad_rate(shared_dir):
     assert not a.packets.tcp_options(syn).get("sack_permitted")  # alice's SYN no longer offers SACK
     with pytest.raises(Exception, match="loss_rate is the share of frames"):
         play("random_loss", "root", shared_dir, loss_rate=0.7)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_stall_bunches_lines_and_flood_control_holds_them_without_losing_one(shared_dir, user):
+    """The path breaks under alice's typing: TCP resends and delivers her lines bunched;
+    flood control passes its burst on and holds the rest, releasing one per 0.2 s; bob
+    hears all 16 in order, and alice is told nothing."""
+    outcome = play("bunched", user, shared_dir)
+    assert outcome["held"] and outcome["told_alice"] == []
+    gaps = [b - a for a, b in zip(outcome["released_after_s"], outcome["released_after_s"][1:], strict=False)]
+    assert all(gap >= 0.19 for gap in gaps)  # paced at the room's 5 lines per second
+    server = events(outcome["views"]["server"])  # tshark agrees on every packet, too
+    lines_per_segment = [payload for _, names, payload in server if "retransmission" in names]
+    assert lines_per_segment, "the stall's lines came back as retransmissions"

@@ -320,7 +320,7 @@ def test_the_bytes_on_the_wire():
         (p.MSG_USAGE_LINE, "!!! Usage: /msg NICK TEXT"),
         (p.nobody_called_line("zed"), '!!! Nobody called "zed" is online. Try /online.'),
         (p.slow_down_line(5.0, 10),
-         "!!! Slow down: at most 5 lines per second (bursts of 10). Lines are being dropped."),
+         "!!! Slow down: at most 5 lines per second (bursts of 10). Your lines are held and passed on at that pace."),
         (p.FLOOD_KICK_LINE, "!!! Disconnected for flooding."),
         (p.disconnected_line(p.no_fin_reason(10.0)),
          "!!! Disconnected: no FIN from the client within 10 s of ours"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tcpchatx import protocol as p
 from tcpchatx.protocol import InvalidUtf8, Kind, Line, LineTooLong
-from tcpchatx.room import ChatRoom, Disconnect, RoomConfig, Send, SetNick
+from tcpchatx.room import ChatRoom, Disconnect, Held, Released, RoomConfig, Send, SetNick
 
 
 def sends(actions) -> list[tuple[tuple[int, ...], str]]:
@@ -98,14 +98,91 @@ def test_nickname_deadline_and_idle_timeout():
     assert Disconnect(1, "idle-timeout") in room.tick(91.0)
 
 
-def test_flood_control_warns_once_then_disconnects_a_persistent_flooder():
-    room = joined_room("alice", "bob", flood_rate=1, flood_burst=3, flood_kick=5)
-    results = [room.receive(1, Line(f"m{i}"), 100.0) for i in range(8)]
-    delivered = [a for r in results for a in r if isinstance(a, Send) and a.kind is Kind.CHAT]
-    assert len(delivered) == 3
-    warnings = [a for r in results for a in r if isinstance(a, Send) and a.kind is Kind.ERROR]
-    assert len(warnings) == 2 and "Slow down" in warnings[0].line and "flooding" in warnings[1].line
+def chat_texts(actions) -> list[str]:
+    return [a.line.split("> ", 1)[1] for a in actions if isinstance(a, Send) and a.kind is Kind.CHAT]
+
+
+def test_flood_control_holds_a_burst_and_passes_it_on_at_the_rate_in_order():
+    """50 lines in one recv: 10 go at once (the burst), 40 are held and leave one every
+    0.2 s (5 per second), in order; the sender is told once; nothing is lost."""
+    room = joined_room("alice", "bob", flood_rate=5, flood_burst=10)
+    burst = [f"line {k}" for k in range(50)]
+    actions = [a for k, text in enumerate(burst) for a in room.receive(1, Line(text), 100.0)]
+    assert chat_texts(actions) == burst[:10]
+    assert [a.waiting for a in actions if isinstance(a, Held)] == list(range(1, 41))
+    told = [a.line for a in actions if isinstance(a, Send) and a.kind is Kind.ERROR]
+    assert told == [p.slow_down_line(5, 10)]
+    assert abs(room.next_release(100.0) - 100.2) < 1e-9
+    released, now = [], 100.0
+    while (at := room.next_release(now)) is not None:
+        now = at
+        step = room.tick(now)
+        released += step
+        assert len(chat_texts(step)) == 1  # one at a time, at the rate
+    assert chat_texts(released) == burst[10:]
+    assert abs(now - 108.0) < 1e-9  # the 40th held line leaves 8 s after the burst
+    assert [a.waiting for a in released if isinstance(a, Released)] == list(range(39, -1, -1))
+
+
+def test_a_few_lines_bunched_by_a_stall_are_held_without_a_word():
+    """A stalled network delivers 14 lines in one recv: 10 go (the burst), 4 wait a
+    moment; the sender did nothing wrong and is told nothing."""
+    room = joined_room("alice", "bob", flood_rate=5, flood_burst=10)
+    actions = [a for k in range(14) for a in room.receive(1, Line(f"line {k}"), 100.0)]
+    assert [a for a in actions if isinstance(a, Send) and a.kind is Kind.ERROR] == []
+    assert len([a for a in actions if isinstance(a, Held)]) == 4
+    assert chat_texts(room.tick(100.8)) == ["line 10", "line 11", "line 12", "line 13"]
+
+
+def test_a_new_burst_after_the_backlog_drained_is_told_again():
+    room = joined_room("alice", "bob", flood_rate=1, flood_burst=1)
+    first = room.receive(1, Line("a"), 100.0) + room.receive(1, Line("b"), 100.0)
+    room.tick(101.0)
+    second = room.receive(1, Line("c"), 102.0) + room.receive(1, Line("d"), 102.0)
+    slow = [p.slow_down_line(1, 1)]
+    assert [a.line for a in first + second if isinstance(a, Send) and a.kind is Kind.ERROR] == slow * 2
+
+
+def test_a_client_with_more_held_than_the_limit_is_disconnected_for_flooding():
+    room = joined_room("alice", "bob", flood_rate=1, flood_burst=3, flood_hold_lines=5)
+    results = [room.receive(1, Line(f"m{i}"), 100.0) for i in range(9)]
+    assert chat_texts(a for r in results for a in r) == ["m0", "m1", "m2"]
+    assert [a.line for a in results[-1] if isinstance(a, Send)] == [p.FLOOD_KICK_LINE]
     assert Disconnect(1, "flooding") in results[-1]
+    assert room.next_release(100.0) is None  # nothing kept for it
+    assert [a for r in results[:-1] for a in r if isinstance(a, Disconnect)] == []
+
+
+def test_the_byte_limit_holds_too():
+    room = joined_room("alice", "bob", flood_rate=1, flood_burst=1, flood_hold_bytes=2000)
+    results = [room.receive(1, Line("x" * 900), 100.0) for _ in range(4)]
+    assert Disconnect(1, "flooding") in results[-1]  # 3 held: 2,703 bytes
+
+
+def test_lines_held_when_the_client_goes_away_still_go_on_before_it_leaves():
+    room = joined_room("alice", "bob", flood_rate=1, flood_burst=1)
+    for text in ("one", "two", "three"):
+        room.receive(1, Line(text), 100.0)
+    actions = room.disconnect(1, "connection closed")
+    assert chat_texts(actions) == ["two", "three"]
+    assert sends(actions)[-1] == ((2,), p.left_line("alice", "connection closed", 1))
+
+
+def test_a_held_quit_ends_the_connection_in_its_turn():
+    room = joined_room("alice", "bob", flood_rate=1, flood_burst=1)
+    for text in ("one", "two", "/quit", "after quit"):
+        room.receive(1, Line(text), 100.0)
+    actions = room.tick(101.0) + room.tick(102.0)
+    assert chat_texts(actions) == ["two"] and Disconnect(1, "quit") in actions
+    assert room.next_release(102.0) is None  # "after quit" was never sent on
+    left = room.disconnect(1, "quit")
+    assert chat_texts(left) == [] and "left" in sends(left)[-1][1]
+
+
+def test_flood_control_off_passes_everything_at_once():
+    room = joined_room("alice", "bob", flood_control=False, flood_burst=1)
+    actions = [a for k in range(30) for a in room.receive(1, Line(f"m{k}"), 0.0)]
+    assert len(chat_texts(actions)) == 30 and room.next_release(0.0) is None
 
 
 def test_server_full():
@@ -130,7 +207,7 @@ def test_every_line_the_room_sends_is_built_by_protocol_and_parses_back():
     parsers = [f for name, f in vars(p).items() if name.startswith("parse_") and name not in not_one_line]
     constants = {v for name, v in vars(p).items() if name.endswith("_LINE") and isinstance(v, str)}
     room = joined_room("alice", "bob", max_clients=3, nick_timeout=5, idle_timeout=60,
-                       flood_rate=1, flood_burst=20, flood_kick=5)
+                       flood_rate=1, flood_burst=20, flood_hold_lines=5)
     actions = room.connect(3, 0) + room.connect(4, 0)  # the second is one too many
     for text in ["/online", "ALICE", "server", "", "carol"]:
         actions += room.receive(3, Line(text), 0)

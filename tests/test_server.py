@@ -237,18 +237,50 @@ def test_idle_timeout(start_server):
     assert "Idle" in lines[-1].text
 
 
-def test_flood_control(start_server):
-    server = start_server(flood_rate=0.01, flood_burst=5)  # no refill during the test
+def test_flood_control_holds_a_burst_in_one_send_and_delivers_it_all_in_order_paced(start_server):
+    """50 lines in one send: the 10 of the burst go at once, the rest are held and
+    leave at the rate (50 per second here, to keep the test short); the sender is told
+    once; the others get all 50, in order."""
+    server = start_server(flood_rate=50, flood_burst=10)
     alice = ChatClient.connect(HOST, server.port, "alice")
-    flooder = attacker(server)
-    alice.receive()
-    flooder.send_raw(b"".join(b"spam %d\n" % n for n in range(30)))
-    assert "Slow down" in flooder.receive().text
-    got = []
+    bob = ChatClient.connect(HOST, server.port, "bob")
+    alice.receive()  # bob joined
+    burst = [f"pasted line {n}" for n in range(50)]
+    bob.send_raw(b"".join(f"{text}\n".encode() for text in burst))
+    assert [alice.receive().text for _ in burst] == burst
+    told = bob.receive()
+    assert told.kind is Kind.ERROR and "held" in told.text
     with pytest.raises(TimeoutError):
-        while True:
-            got.append(alice.receive(timeout=0.3).text)
-    assert got == [f"spam {n}" for n in range(4)]  # the burst of 5, less the nickname line
+        bob.receive(timeout=0.3)  # told once, not once per line
+    events = server.timeline_events()
+    held = [e for e in events if e.kind == "held" and e.nick == "bob"]
+    released = [e.mono for e in events if e.kind == "released" and e.nick == "bob"]
+    assert len(held) == len(released) >= 35  # (bob's nickname line took a token too)
+    # paced: the held lines left no faster than the rate allows
+    assert released[-1] - released[0] >= (len(released) - 1) / 50 * 0.9
+
+
+def test_a_flooder_is_disconnected_and_the_others_keep_chatting(start_server):
+    """100,000 lines as fast as a client can write: its backlog passes the hard limit,
+    it is told why and disconnected; nothing of it is kept; the others chat on."""
+    server = start_server(flood_rate=5, flood_burst=10, flood_hold_lines=200)
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    bob = ChatClient.connect(HOST, server.port, "bob")
+    alice.receive()  # bob joined
+    flooder = attacker(server)
+    drain_notices(alice, bob, flooder)
+    try:
+        flooder.send_raw(b"".join(b"spam %d\n" % n for n in range(100_000)))
+    except OSError:
+        pass  # the server closed the connection while we were still writing
+    lines = flooder.wait_closed(timeout=10)
+    assert any(line.text == "Disconnected for flooding." for line in lines)
+    bob.send("still here")
+    assert alice.receive_until(lambda line: line.kind is Kind.CHAT and line.text == "still here")
+    held = [e for e in server.timeline_events() if e.kind == "held"]
+    assert max(int(e.detail.split()[0]) for e in held) <= 200  # bounded: never more held than the limit
+    left = [e for e in server.timeline_events() if e.kind == "left" and e.nick == "mallory"]
+    assert [e.detail for e in left] == ["flooding"]
 
 
 def test_max_clients(start_server):

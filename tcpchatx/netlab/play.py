@@ -79,10 +79,12 @@ def captured(paths: dict[str, Path], port: int) -> Iterator[dict]:
 
 @contextmanager
 def chat_across_router(paths: dict[str, Path], config: RoomConfig | None = None,
+                       timeline: list | None = None,
                        **server_options) -> Iterator[tuple[ChatClient, ChatClient]]:
     """A chat server in the server namespace, alice and bob connected from the client
     namespace, both ends captured; yields (alice, bob).  Clients still open at the end
-    are closed before the captures stop."""
+    are closed before the captures stop.  ``timeline``, if given, receives the server's
+    timeline events once it has stopped."""
     with inside(SERVER.namespace):
         server = ChatServer(SERVER.address, PORT, config=config, **server_options).start()
     try:
@@ -99,6 +101,8 @@ def chat_across_router(paths: dict[str, Path], config: RoomConfig | None = None,
                         client.close()
     finally:
         server.stop()
+        if timeline is not None:
+            timeline.extend(server.timeline_events())
 
 
 def bulk_transfer(paths: dict[str, Path], size: int, congestion: str | None = None,

@@ -9,7 +9,9 @@ off as "too slow" (the server's queue limit, :class:`tcpchatx.server.ChatServer`
 ``queue_bytes``, is there for readers that stop, as in the ``zero_window`` story).
 
 Each client sends at ``rate`` lines per second, under the room's flood limit (5 per
-second sustained), so that every line is accepted.  The clients connect in parallel
+second sustained).  A stall of the network can still hand the server a client's
+lines bunched in one ``recv``; flood control then holds the ones over its burst for
+a moment (the server's timeline says how many), and nobody is warned or cut off.  The clients connect in parallel
 (one thread each: a handshake costs a round trip), and each reads on its own thread
 until it has every line it expects, or the deadline passes.
 """
@@ -37,6 +39,7 @@ class Receiver:
     client: ChatClient | None = None
     got: list[tuple[int, int]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # lines addressed to this client alone (!!!)
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
 
@@ -57,6 +60,8 @@ def _read(receiver: Receiver, expected: int, deadline: float) -> None:
                 receiver.got.append((int(sender), int(number)))
             elif line.kind is Kind.NOTICE:
                 receiver.notices.append(line.text)
+            elif line.kind is Kind.ERROR:
+                receiver.errors.append(line.text)
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the others go on
         receiver.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -93,12 +98,15 @@ def chat_over_a_bad_network(clients: int = 50, messages: int = 100, loss: float 
                 receiver.done.wait(max(0.0, deadline - time.monotonic()))
             took = time.monotonic() - started
             counts = relay.report()["counts"]
+            held = [e for e in server.timeline_events() if e.kind == "held"]
             for receiver in receivers:
                 receiver.client.close()
     finally:
         server.stop()
     return {"clients": clients, "messages": messages, "loss": loss, "delay_ms": delay_ms, "seconds": took,
-            "relay_counts": counts, **verdict(receivers, clients, messages)}
+            "relay_counts": counts, "held_lines": len(held),
+            "most_held_at_once": max((int(e.detail.split()[0]) for e in held), default=0),
+            **verdict(receivers, clients, messages)}
 
 
 def verdict(receivers: list[Receiver], clients: int, messages: int) -> dict:
@@ -121,6 +129,8 @@ def verdict(receivers: list[Receiver], clients: int, messages: int) -> dict:
         cut_off = [text for text in r.notices if "too slow" in text]
         if cut_off:
             found.append(f"saw clients cut off: {cut_off[:3]}")
+        if r.errors:
+            found.append(f"was told: {r.errors[:3]}")
         if r.error:
             found.append(r.error)
         if found:

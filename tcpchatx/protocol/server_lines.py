@@ -456,15 +456,17 @@ def parse_nobody_called(line: str) -> str | None:
 
 
 def slow_down_line(rate: float, burst: int) -> str:
-    """``!!! Slow down: at most 5 lines per second ...``: once, when flood control starts."""
+    """``!!! Slow down: at most 5 lines per second ...``: once, when flood control starts
+    holding a client's lines."""
     return error_line(
         f"Slow down: at most {rate:g} lines per second (bursts of {burst}). "
-        "Lines are being dropped."
+        "Your lines are held and passed on at that pace."
     )
 
 
-SLOW_DOWN_PATTERN = re.compile(
-    r"Slow down: at most (\S+) lines per second \(bursts of (\d+)\)\. Lines are being dropped\."
+SLOW_DOWN_PATTERN = re.compile(  # (older servers dropped the lines instead, and said so)
+    r"Slow down: at most (\S+) lines per second \(bursts of (\d+)\)\. "
+    r"(?:Your lines are held and passed on at that pace|Lines are being dropped)\."
 )
 
 
@@ -475,7 +477,7 @@ def parse_slow_down(line: str) -> tuple[float, int] | None:
     return (rate, int(found[2])) if found and rate is not None else None
 
 
-FLOOD_KICK_LINE = error_line("Disconnected for flooding.")  # too many lines refused in a row
+FLOOD_KICK_LINE = error_line("Disconnected for flooding.")  # more lines held than the server holds
 
 
 def disconnected_line(reason: str) -> str:

@@ -299,8 +299,11 @@ def check_broadcast(d: Dissection) -> Check:
     if not messages and not leftover:
         return Check(name, "skip", "no chat messages in the capture")
     joined, leaving = _room_events(d)
+    # Flood control holds lines and passes them on later; it loses a sender's lines only
+    # when it disconnects a flooder (or, on servers before it held them, when it said so).
     flood_warned = {line.stream for line in d.lines if line.direction == SERVER_TO_CLIENT and (
-        proto.parse_slow_down(line.line or "") is not None or line.line == proto.FLOOD_KICK_LINE)}
+        line.line == proto.FLOOD_KICK_LINE
+        or (proto.parse_slow_down(line.line or "") is not None and "dropped" in line.line))}
     problems: list[str] = []
     frames: list[int] = []
     copies = 0
@@ -314,7 +317,7 @@ def check_broadcast(d: Dissection) -> Check:
         if echo is not None:
             problems.append(f"{where} was echoed back to its sender (frame {echo.frame})")
         if not m.copies and sender in flood_warned:
-            continue  # refused by flood control: the sender was told, nobody else gets it
+            continue  # lost to flood control: the sender was told, nobody else gets it
         last_copy = max((c.frame for c in m.copies.values()), default=m.line.frame)
         for stream, joined_at in sorted(joined.items()):
             if stream == sender or stream in m.copies or joined_at > m.line.frame:

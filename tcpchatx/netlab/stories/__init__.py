@@ -17,11 +17,13 @@ router, including what it then dropped.
 - :mod:`.lossy`: ``random_loss``, a path that loses a share of the frames at random;
 - :mod:`.limits`: ``limits``, what holds a transfer back: cwnd, rwnd or the application;
 - :mod:`.delay`: ``rtt``, what a round trip costs the handshake, Nagle and ACKs;
+- :mod:`.bunched`: ``bunched``, a stall bunches a client's lines; flood control holds, loses none;
 - :mod:`.common`: what they share.
 """
 
 from __future__ import annotations
 
+from .bunched import bunched
 from .common import StoryError
 from .congestion import bottleneck
 from .delay import rtt
@@ -39,9 +41,10 @@ STORIES = {
     "zero-window": zero_window,
     "bottleneck": bottleneck,
     "rtt": rtt,
+    "bunched": bunched,
     "limits": limits,
     "random-loss": random_loss,
 }
 
-__all__ = ["STORIES", "StoryError", "backoff", "bottleneck", "fast_retransmit", "limits", "random_loss", "reorder", "rto", "rtt",
+__all__ = ["STORIES", "StoryError", "backoff", "bunched", "bottleneck", "fast_retransmit", "limits", "random_loss", "reorder", "rto", "rtt",
            "zero_window"]
