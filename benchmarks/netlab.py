@@ -10,10 +10,11 @@ long each story takes.  Needs unprivileged user namespaces (Linux); run as anyon
    itself only on a quiet machine: run this benchmark alone.
 2. **dumpcap keeps up.**  The same transfer: packets in each view over the frames the
    relay forwarded that way and back, with dumpcap's own drop count; target 1x, 0 drops.
-3. **Reliability.**  50 clients x 100 lines over 2% loss and 100 ms each way
-   (:mod:`tcpchatx.netlab.reliability`; 10 x 10 quick).  Figure: lines delivered over
-   lines expected, target 1x, and no client with a problem (missing, twice, out of
-   order, cut off).
+3. **Reliability.**  50 clients x 100 lines over 2% loss and 100 ms each way, and over
+   10% loss and 200 ms, flood control on (:mod:`tcpchatx.netlab.reliability`; 10 x 10
+   quick).  Figure: lines delivered over lines expected, target 1x, and no client with
+   a problem (missing, twice, out of order, cut off, told to slow down); beside it, the
+   lines flood control held when a stall bunched them.
 4. **Each story's time** (:mod:`tcpchatx.netlab.stories`), in fresh namespaces, with
    its captures.  Figure: 10 s over its time, target 1x (under 10 s).  ``backoff``
    waits out a broken path (1.7 s of resends, doubling) and ``bottleneck`` runs three
@@ -39,7 +40,9 @@ def run(quick: bool = False) -> list[Result]:
         relayed = run_in_lab(BULK, {"out_dir": tmp, "rate": None, "size": size, "script": {}}, timeout=600)
         kernel = run_in_lab(BULK, {"out_dir": tmp, "rate": None, "size": size}, timeout=600)
         rows = _relay_rows(relayed, kernel, size)
-        rows.append(_reliability(*((10, 10) if quick else (50, 100))))
+        scale = (10, 10) if quick else (50, 100)
+        rows.append(_reliability(*scale, loss=0.02, delay_ms=100))
+        rows.append(_reliability(*scale, loss=0.10, delay_ms=200))  # stalls bunch lines: flood control holds them
         for name, story in LAB_STORIES.items():
             started = time.monotonic()
             run_in_lab(f"tcpchatx.netlab.stories:{story.function}", {"out_dir": tmp}, timeout=600)
@@ -72,13 +75,15 @@ def _relay_rows(relayed: dict, kernel: dict, size: int) -> list[Result]:
     ]
 
 
-def _reliability(clients: int, messages: int) -> Result:
+def _reliability(clients: int, messages: int, loss: float, delay_ms: float) -> Result:
     outcome = run_in_lab("tcpchatx.netlab.reliability:chat_over_a_bad_network",
-                         {"clients": clients, "messages": messages}, timeout=600)
+                         {"clients": clients, "messages": messages, "loss": loss, "delay_ms": delay_ms,
+                          "deadline_s": 240.0}, timeout=600)
     lost = sum(counts["lost"] for counts in outcome["relay_counts"].values())
     problems = len(outcome["problems"])
     ratio = outcome["delivered"] / outcome["expected"] if not problems else 0.0
-    return Result(f"chat over 2% loss, 100 ms each way: {clients} clients x {messages} lines, "
+    return Result(f"chat over {loss:.0%} loss, {delay_ms:g} ms each way: {clients} clients x {messages} lines, "
                   f"{outcome['delivered']:,} of {outcome['expected']:,} delivered in {outcome['seconds']:.1f} s, "
-                  f"{problems} client(s) with problems", f"every line once, in order ({lost} frames lost on the way)",
-                  ratio, 1.0)
+                  f"{problems} client(s) with problems (missing, twice, out of order, cut off, warned); "
+                  f"{outcome['held_lines']} line(s) held by flood control",
+                  f"every line once, in order ({lost} frames lost on the way)", ratio, 1.0)
