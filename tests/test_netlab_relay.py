@@ -84,25 +84,15 @@ def test_the_relay_carries_a_bulk_transfer_and_a_bottleneck_still_drops(shared_d
 
 
 @needs_namespaces
-def test_the_chat_over_loss_and_delay_delivers_every_line_once_in_order():
-    """10 clients x 10 lines over 2% loss and 100 ms each way (the benchmark runs 50 x 100)."""
-    outcome = run_in_lab("tcpchatx.netlab.reliability:chat_over_a_bad_network", {"clients": 10, "messages": 10})
-    assert outcome["problems"] == {}
-    assert outcome["delivered"] == outcome["expected"] == 10 * 9 * 10
-    lost = sum(counts["lost"] for counts in outcome["relay_counts"].values())
-    assert lost > 0  # the path did lose frames: TCP repaired them
-
-
-@needs_namespaces
 def test_heavy_loss_loses_no_line_and_warns_nobody_with_flood_control_on():
-    """20 clients x 20 lines over 10% loss and 200 ms each way, flood control on (the
+    """12 clients x 20 lines over 10% loss and 200 ms each way, flood control on (the
     default room): every copy arrives once, in each sender's order, and nobody is cut
-    off or told to slow down, though stalls hand the server lines bunched (issue 24's
-    50 x 100 run is in the closing note)."""
+    off or told to slow down, though stalls hand the server lines bunched
+    (``benchmarks.run netlab`` runs 50 x 100, over this path and over 2% and 100 ms)."""
     outcome = run_in_lab("tcpchatx.netlab.reliability:chat_over_a_bad_network",
-                         {"clients": 20, "messages": 20, "loss": 0.10, "delay_ms": 200}, timeout=300)
+                         {"clients": 12, "messages": 20, "loss": 0.10, "delay_ms": 200}, timeout=300)
     assert outcome["problems"] == {}
-    assert outcome["delivered"] == outcome["expected"] == 20 * 19 * 20
+    assert outcome["delivered"] == outcome["expected"] == 12 * 11 * 20
     assert sum(counts["lost"] for counts in outcome["relay_counts"].values()) > 0
 
 
