@@ -19,9 +19,25 @@ from .protocol import DEFAULT_HOST, DEFAULT_PORT
 from .room import RoomConfig
 
 
-def _add_address(parser: argparse.ArgumentParser, host_help: str) -> None:
+def port_number(lowest: int):
+    """An argparse type: a TCP port from ``lowest`` (0 lets a server pick one) to 65535.
+    Anything else is a clear error, not a port the operating system makes of it."""
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+        if not lowest <= value <= 65535:
+            allowed = "0 (any free port) or 1-65535" if lowest == 0 else "1-65535"
+            raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use {allowed}")
+        return value
+    return port
+
+
+def _add_address(parser: argparse.ArgumentParser, host_help: str, lowest_port: int = 1) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"{host_help} (default: {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})")
+    parser.add_argument("--port", type=port_number(lowest_port), default=DEFAULT_PORT,
+                        help=f"TCP port (default: {DEFAULT_PORT}" + ("; 0: any free port)" if lowest_port == 0 else ")"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "server", help="run the chat server",
         description="Run the chat server until Ctrl-C. Every event is printed with a timestamp.",
     )
-    _add_address(server, "address to listen on; 0.0.0.0 lets other machines in")
+    _add_address(server, "address to listen on; 0.0.0.0 lets other machines in", lowest_port=0)
     defaults = RoomConfig()
     server.add_argument("--max-clients", type=int, default=defaults.max_clients,
                         help=f"refuse connections past this many (default: {defaults.max_clients})")
@@ -68,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration), then report packets captured and dropped. Needs capture rights: "
         "see docs/capture.md for the ways without root.",
     )
-    capture.add_argument("--port", type=int, default=DEFAULT_PORT,
+    capture.add_argument("--port", type=port_number(1), default=DEFAULT_PORT,
                          help=f"the chat server's port (default: {DEFAULT_PORT})")
     capture.add_argument("--backend", choices=["auto", "dumpcap", "scapy"], default="auto",
                          help="dumpcap (default where installed; reports drops) or scapy")
@@ -113,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reached every other client exactly once, every close was proper.",
     )
     verify.add_argument("capture", help="a .pcap or .pcapng file")
-    verify.add_argument("--port", type=int, help="the chat server's port, if not 25000 "
+    verify.add_argument("--port", type=port_number(1), help="the chat server's port, if not 25000 "
                         "(usually found by the dissector's heuristic)")
     verify.set_defaults(run=_run_verify)
 

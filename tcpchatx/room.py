@@ -278,6 +278,8 @@ class ChatRoom:
             problem = p.NickProblem.TAKEN
         if problem is not None:
             return [self._error(client, p.nick_refused_line(problem, nick))]
+        if nick == old:  # (a variant that reads the same, once cleaned): nothing changes, nobody is told
+            return []
         del self._by_key[p.nick_key(old)]
         self._by_key[p.nick_key(nick)] = client
         member.nick = nick

@@ -251,3 +251,25 @@ def test_annotate_into_a_reader_already_gone_still_writes_the_comments(tmp_path)
     assert proc.wait(timeout=60) == 0, stderr
     assert "BrokenPipe" not in stderr and "Exception ignored" not in stderr
     assert out.stat().st_size > 0 and "Annotated copy:" in stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["server", "--port", "70000"], "70000 is not a TCP port: use 0 (any free port) or 1-65535"),
+    (["server", "--port", "-1"], "-1 is not a TCP port"),
+    (["client", "--port", "70000"], "70000 is not a TCP port: use 1-65535"),
+    (["client", "--port", "0"], "0 is not a TCP port: use 1-65535"),
+    (["client", "--port", "http"], "'http' is not a port number"),
+])
+def test_a_port_out_of_range_is_a_clear_error(capsys, argv, message):
+    from tcpchatx.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_server_may_ask_for_any_free_port():
+    from tcpchatx.cli import build_parser
+
+    assert build_parser().parse_args(["server", "--port", "0"]).port == 0
+    assert build_parser().parse_args(["client", "--port", "65535"]).port == 65535

@@ -306,6 +306,7 @@ def test_the_bytes_on_the_wire():
          "--- Commands: /help this text | /online who is here | /nick NEW change nickname | "
          "/msg NICK TEXT private message | /quit leave. Anything else is sent to everyone."),
         (p.server_full_line(200), "!!! Server full (200 clients). Try again later."),
+        (p.server_full_line(1), "!!! Server full (1 client). Try again later."),
         (p.too_long_line(1024), "!!! Line too long: at most 1024 bytes. It was dropped."),
         (p.NOT_UTF8_LINE, "!!! That line was not valid UTF-8 text. It was dropped."),
         (p.removed_line(2), "!!! Removed 2 control or invisible character(s) from your line."),

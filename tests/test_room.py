@@ -225,3 +225,16 @@ def test_every_line_the_room_sends_is_built_by_protocol_and_parses_back():
         read = [f.__name__ for f in parsers if f(send.line) not in (None, False)]
         assert len(read) + (send.line in constants) == 1, send.line
         assert p.parse_server_line(send.line).kind is send.kind, send.line
+
+
+def test_a_rename_to_the_same_nick_changes_nothing_and_tells_no_one():
+    """Nor does a variant that reads the same once cleaned: full-width letters (NFKC),
+    a bidi mark (removed from every line)."""
+    room = joined_room("alice", "bob")
+    for same in ("/nick alice", "/nick \uff41\uff4c\uff49\uff43\uff45", "/nick ali\u200fce"):
+        actions = room.receive(1, Line(same), 100.0)
+        assert [a for a in actions if not (isinstance(a, Send) and a.to == (1,))] == [], same
+        assert not any("now known as" in line for _, line in sends(actions))
+    assert room.nick_of(1) == "alice"
+    renamed = room.receive(1, Line("/nick Alice"), 101.0)  # a new spelling is a rename
+    assert SetNick(1, "Alice", "alice") in renamed

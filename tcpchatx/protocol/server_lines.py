@@ -329,10 +329,10 @@ def parse_private_sent(line: str) -> tuple[str, str] | None:
 
 def server_full_line(max_clients: int) -> str:
     """``!!! Server full (200 clients). ...``: instead of the prompt, then the FIN."""
-    return error_line(f"Server full ({max_clients} clients). Try again later.")
+    return error_line(f"Server full ({max_clients} client{'' if max_clients == 1 else 's'}). Try again later.")
 
 
-SERVER_FULL_PATTERN = re.compile(r"Server full \((\d+) clients\)\. Try again later\.")
+SERVER_FULL_PATTERN = re.compile(r"Server full \((\d+) clients?\)\. Try again later\.")
 
 
 def parse_server_full(line: str) -> int | None:
