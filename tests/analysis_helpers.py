@@ -52,7 +52,9 @@ class Talk:
         pkt = self._ip(side) / tcp
         if data:
             pkt = pkt / Raw(data)
-        pkt = (CookedLinux() / pkt) if self.link == "sll" else (Ether() / pkt)
+        # Fixed MACs: left to scapy, an IPv6 frame's would cost a neighbour lookup on the wire (~1 s).
+        macs = ("02:00:00:00:00:01", "02:00:00:00:00:02")
+        pkt = (CookedLinux() / pkt) if self.link == "sll" else (Ether(src=macs[side], dst=macs[1 - side]) / pkt)
         self.time += dt
         pkt.time = self.time
         self.packets.append(pkt)
