@@ -4,15 +4,20 @@ Theory of operation
 -------------------
 * One **acceptor** thread waits for connections (and for a wake-up from ``stop()``).
 * Each client gets a **reader** thread (``recv`` -> ``LineSplitter`` -> ``ChatRoom``)
-  and a **writer** thread for its own bounded queue.  The lines one ``recv``
-  produced are queued as one block per recipient, and the reader then writes each
-  recipient's queue itself, in one ``send`` that may not wait (``MSG_DONTWAIT``).
-  What the kernel does not take at once is left to that client's writer, which
-  sends everything queued in one blocking ``sendall``.  So a client that keeps up
-  costs one ``send`` per ``recv`` and no thread hand-off; a client that never reads
-  only fills its own queue, and when that overflows it is dropped and nobody waits.
+  and a **writer** thread for its own queue.  The lines one ``recv`` produced are
+  queued as one block per recipient, and the reader then writes each recipient's
+  queue itself, in one ``send`` that may not wait (``MSG_DONTWAIT``); what other
+  readers queued for that recipient meanwhile goes in the same turn.  What the
+  kernel does not take at once is left to that client's writer, which sends
+  everything queued in one blocking ``sendall``.  So a client that keeps up costs
+  one ``send`` per ``recv`` and no thread hand-off; a client that never reads only
+  fills its own queue, and nobody waits for it.
+* How far behind a client may fall is :mod:`tcpchatx.protocol.backlog`'s rule: past
+  a soft limit for a moment (a burst), never past a hard one.  Past either, it is
+  dropped as too slow.
 * One **janitor** thread wakes twice a second to let the room enforce its
-  deadlines (nickname, idle) and to cut connections that never finish closing.
+  deadlines (nickname, idle), to cut clients that stayed behind too long, and to
+  cut connections that never finish closing.
 * The room is called under ``self._lock``; actions are applied under it too, so
   every client sees the conversation in the same order.  Lock order is always
   room lock, then a connection's queue lock; sends happen outside the room lock,
@@ -36,10 +41,12 @@ from collections.abc import Callable
 
 from . import protocol as p
 from .protocol import DEFAULT_HOST, DEFAULT_PORT, LineSplitter, encode_line
+from .protocol.backlog import Backlog, BacklogLimits
 from .room import ChatRoom, Disconnect, Held, Released, RoomConfig, Send, SetNick
 from .timeline import Timeline, TimelineEvent
 
 RECV_BYTES = 65536
+SEND_ROUNDS = 8  # a reader sends what others queued meanwhile at most this often, then hands over
 
 
 class _Connection:
@@ -54,7 +61,12 @@ class _Connection:
         self.queue: deque[bytes] = deque()  # blocks of whole lines
         self.queued_lines = 0
         self.queued_bytes = 0
-        self.ready = threading.Condition()
+        self.writing_lines = self.writing_bytes = 0  # taken by the writer, in a sendall that may block
+        self.backlog = Backlog(server.backlog_limits)
+        # One lock guards the queue and its flags; the writer waits on ``ready`` (built on
+        # it).  The hot paths take the bare lock: a Condition's ``with`` costs a Python call.
+        self.lock = threading.Lock()
+        self.ready = threading.Condition(self.lock)
         self.sending = False  # a thread is writing to the socket: nobody else may
         self.finishing = False  # close once the queue is sent
         self.finishing_since: float | None = None
@@ -66,58 +78,103 @@ class _Connection:
     # -- called by any thread, with the server lock held ---------------------------
 
     def enqueue(self, data: bytes, lines: int = 1, wake: bool = True) -> None:
-        """Queue a block of ``lines`` whole lines; drop the client if its queue is full.
+        """Queue a block of ``lines`` whole lines; drop the client if it is too far behind
+        (:mod:`tcpchatx.protocol.backlog`).
 
         ``wake=False``: the caller will call :meth:`send_now` (after releasing the
         room lock), so the writer thread need not wake up."""
-        with self.ready:
+        with self.lock:
             if self.finishing or self.dropped:
                 return
-            if (self.queued_lines + lines > self.server.queue_lines
-                    or self.queued_bytes + len(data) > self.server.queue_bytes):
-                waiting = self.queued_lines
-            else:
-                self.queue.append(data)
-                self.queued_lines += lines
-                self.queued_bytes += len(data)
+            self.queue.append(data)
+            self.queued_lines += lines
+            self.queued_bytes += len(data)
+            waiting = self.queued_lines + self.writing_lines
+            if not self._too_far_behind(time.monotonic()):
                 if wake and len(self.queue) == 1 and not self.sending:
                     self.ready.notify()
                 return
         self.drop(p.too_slow_reason(waiting))
 
-    def send_now(self) -> None:
+    def too_far_behind(self, now: float) -> bool:
+        """Has the client been behind for too long?  (The janitor asks.)"""
+        with self.lock:
+            return not self.dropped and self._too_far_behind(now)
+
+    def _too_far_behind(self, now: float) -> bool:
+        """Ask the backlog rule about what waits for this client: its queue and what the
+        writer is still sending.  Records when it falls behind and when it catches up.
+        Caller holds ``self.lock``."""
+        was_behind = self.backlog.over_since is not None
+        lines, size = self.queued_lines + self.writing_lines, self.queued_bytes + self.writing_bytes
+        too_far = self.backlog.too_far_behind(lines, size, now)
+        if not was_behind and self.backlog.over_since is not None:
+            self.server.timeline.record(
+                "behind", client=self.id, peer=self.peer,
+                detail=f"{lines} lines, {size} bytes waiting: cut off unless it catches up "
+                       f"within {self.backlog.limits.grace:g} s",
+            )
+        elif was_behind and self.backlog.over_since is None:
+            self.server.timeline.record("caught-up", client=self.id, peer=self.peer,
+                                        detail=f"{lines} lines, {size} bytes waiting")
+        return too_far
+
+    def send_now(self) -> tuple[int, bool]:
         """Write the queue from the calling thread, as far as the kernel takes it at once.
 
         Called by a reader after its recv's lines are queued, without the room lock.
         It never waits: what the socket buffer has no room for goes back to the head
-        of the queue, for the writer thread."""
-        with self.ready:
+        of the queue, for the writer thread.  Lines other readers queued while this
+        one was sending (they found ``sending`` set) go in the next round, from this
+        thread: handing them to the writer would cost a thread wake-up each time.
+        Returns (bytes sent, all of them?)."""
+        with self.lock:
             if self.sending or not self.queue or self.dropped:
-                return  # whoever is sending will see the queue when done
+                return 0, False  # whoever is sending will see the queue when done
             self.sending = True
-            data = self.queue[0] if len(self.queue) == 1 else b"".join(self.queue)
-            self.queue.clear()
-            self.queued_lines = self.queued_bytes = 0
-        try:
-            sent = self.sock.send(data, socket.MSG_DONTWAIT)
-        except OSError:  # full (EAGAIN) or broken: the writer retries and reports
-            sent = 0
-        with self.ready:
+            data = self._take()
+        total = 0
+        for _round in range(SEND_ROUNDS):
+            try:
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            except OSError:  # full (EAGAIN) or broken: the writer retries and reports
+                sent = 0
+            total += sent
+            with self.lock:
+                whole = sent == len(data)
+                if not whole and not self.dropped:
+                    rest = data[sent:]
+                    self.queue.appendleft(rest)
+                    self.queued_lines += rest.count(b"\n")
+                    self.queued_bytes += len(rest)
+                elif self.queue and not self.dropped:
+                    data = self._take()  # queued meanwhile: send it too
+                    continue
+                break
+        else:
+            with self.lock:
+                self.queue.appendleft(data)  # rounds used up: the writer takes the rest
+                self.queued_lines += data.count(b"\n")
+                self.queued_bytes += len(data)
+                whole = False
+        with self.lock:
             self.sending = False
-            if sent < len(data) and not self.dropped:
-                rest = data[sent:]
-                self.queue.appendleft(rest)
-                self.queued_lines += rest.count(b"\n")
-                self.queued_bytes += len(rest)
             if self.queue or self.finishing:
                 self.ready.notify()
-        if sent and self.server.record_lines:
-            lines = data.count(b"\n", 0, sent)
-            self.server.timeline.record("sent", client=self.id, detail=f"{lines} lines, {sent} bytes")
+            if self.backlog.over_since is not None:  # it may have caught up (never worse)
+                self._too_far_behind(time.monotonic())
+        return total, whole
+
+    def _take(self) -> bytes:
+        """Everything queued, as one block to send.  Caller holds ``self.lock``."""
+        data = self.queue[0] if len(self.queue) == 1 else b"".join(self.queue)
+        self.queue.clear()
+        self.queued_lines = self.queued_bytes = 0
+        return data
 
     def finish(self) -> None:
         """Send what is queued, then our FIN."""
-        with self.ready:
+        with self.lock:
             if not self.finishing:
                 self.finishing = True
                 self.finishing_since = time.monotonic()
@@ -125,7 +182,7 @@ class _Connection:
 
     def drop(self, reason: str) -> None:
         """Cut the connection now: both threads wake up with an error or EOF."""
-        with self.ready:
+        with self.lock:
             if self.dropped:
                 return
             self.dropped = reason
@@ -145,31 +202,31 @@ class _Connection:
 
     def _write_loop(self) -> None:
         while True:
-            with self.ready:
+            with self.lock:
                 while not self.dropped and (self.sending or (not self.queue and not self.finishing)):
                     self.ready.wait()
                 if self.dropped:
                     return
-                batch = list(self.queue)
-                self.queue.clear()
-                self.queued_lines = self.queued_bytes = 0
+                lines = self.queued_lines
+                data = self._take() if self.queue else b""
+                self.writing_lines, self.writing_bytes = lines, len(data)  # still behind, if it was
                 last = self.finishing
-                self.sending = bool(batch)
-            if batch:
+                self.sending = bool(data)
+            if data:
                 try:
-                    self.sock.sendall(b"".join(batch))
+                    self.sock.sendall(data)
                 except OSError as error:
                     self.server.timeline.record("sent", client=self.id, detail=f"send failed: {error}")
                     return
-                with self.ready:
+                with self.lock:
                     self.sending = False
+                    self.writing_lines = self.writing_bytes = 0
+                    if self.backlog.over_since is not None:
+                        self._too_far_behind(time.monotonic())
                 if self.server.record_lines:
-                    lines = sum(block.count(b"\n") for block in batch)
-                    self.server.timeline.record(
-                        "sent", client=self.id, detail=f"{lines} lines, {sum(map(len, batch))} bytes"
-                    )
+                    self.server.timeline.record("sent", client=self.id, detail=f"{lines} lines, {len(data)} bytes")
             if last:
-                with self.ready:
+                with self.lock:
                     if self.queue:  # lines queued while we were sending: send them first
                         continue
                 self.server.timeline.record("closing", client=self.id, peer=self.peer, detail="FIN sent")
@@ -222,6 +279,8 @@ class ChatServer:
         config: RoomConfig | None = None,
         queue_lines: int = 10_000,
         queue_bytes: int = 256 * 1024,
+        queue_hard_bytes: int | None = None,
+        queue_grace: float = 2.0,
         close_timeout: float = 10.0,
         max_events: int = 100_000,
         record_lines: bool = True,
@@ -230,8 +289,10 @@ class ChatServer:
         self.host = host
         self.requested_port = port
         self.room = ChatRoom(config or RoomConfig())
-        self.queue_lines = queue_lines
-        self.queue_bytes = queue_bytes
+        # A client's queue may pass queue_lines / queue_bytes for queue_grace seconds,
+        # and never pass queue_hard_bytes (16 x queue_bytes unless given).
+        self.backlog_limits = BacklogLimits(queue_lines, queue_bytes,
+                                            queue_hard_bytes or 16 * queue_bytes, queue_grace)
         self.close_timeout = close_timeout
         self.record_lines = record_lines
         self.timeline = Timeline(max_events, on_event)
@@ -381,12 +442,12 @@ class ChatServer:
             now = time.monotonic()
             with self._lock:
                 self._apply(self.room.tick(now))
-                stuck = [
-                    c for c in self._connections.values()
-                    if c.finishing_since is not None and now - c.finishing_since > self.close_timeout
-                ]
-            for conn in stuck:
-                conn.drop(p.no_fin_reason(self.close_timeout))
+                connections = list(self._connections.values())
+            for conn in connections:
+                if conn.finishing_since is not None and now - conn.finishing_since > self.close_timeout:
+                    conn.drop(p.no_fin_reason(self.close_timeout))
+                elif conn.too_far_behind(now):
+                    conn.drop(p.too_slow_reason(conn.queued_lines))
 
     # ------------------------------------------------------------------ called by readers
 
@@ -407,8 +468,19 @@ class ChatServer:
                     )
                 self._apply(self.room.receive(conn.id, event, now), outbox)
             written = self._flush(outbox, wake=False)
-        for recipient in written:
-            recipient.send_now()
+        sends = [recipient.send_now() for recipient in written]
+        if self.record_lines and written:
+            self._record_fan_out(conn, written, sends)
+
+    def _record_fan_out(self, conn: _Connection, written: list[_Connection],
+                        sends: list[tuple[int, bool]]) -> None:
+        """One "sent" event for a reader's whole fan-out (not one per recipient)."""
+        reached = tuple(recipient.id for recipient, (sent, _) in zip(written, sends) if sent)
+        left = sum(not whole for _, whole in sends)
+        detail = f"{sum(sent for sent, _ in sends)} bytes to {len(reached)} clients at once"
+        if left:
+            detail += f"; {left} could not take it all (their writers send the rest)"
+        self.timeline.record("sent", nick=self.room.nick_of(conn.id), detail=detail, recipients=reached)
 
     def _client_gone(self, conn: _Connection, how: str) -> None:
         with self._lock:

@@ -29,7 +29,8 @@ def start_server():
     def start(**room_options) -> ChatServer:
         server_options = {
             key: room_options.pop(key)
-            for key in ("queue_lines", "queue_bytes", "close_timeout", "record_lines")
+            for key in ("queue_lines", "queue_bytes", "queue_hard_bytes", "queue_grace", "close_timeout",
+                        "record_lines")
             if key in room_options
         }
         server = ChatServer(HOST, 0, config=RoomConfig(**room_options), **server_options)

@@ -187,6 +187,55 @@ def test_a_client_that_never_reads_blocks_nobody_and_is_dropped(start_server):
     assert sent == 20_000
 
 
+def test_a_reader_slower_than_a_burst_falls_behind_and_catches_up_without_being_cut_off(start_server):
+    """bob reads nothing until the server says he is behind (his queue passed the soft
+    limit, 128 KiB here, once the kernel's buffers were full), then reads everything.
+    The old rule cut him off at once; Redis's rule lets him catch up within the grace,
+    and nothing is lost."""
+    server = start_server(flood_control=False, queue_bytes=128 * 1024, queue_hard_bytes=64 * 1024 * 1024,
+                          queue_grace=30.0)
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    bob = socket.create_connection((HOST, server.port))
+    bob.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # smaller would slow loopback to a crawl
+    bob.sendall(b"bob\n")
+    server.timeline.wait_for(lambda e: e.kind == "nick-set" and e.nick == "bob")
+    lines = 80_000
+    alice.send_raw(b"".join(b"%06d %s\n" % (n, b"x" * 90) for n in range(lines)))  # ~8 MB: past the kernel's
+    server.timeline.wait_for(lambda e: e.kind == "behind", timeout=30)  # bob fell behind ...
+    received = bytearray()
+    arrived = 0
+    bob.settimeout(30)
+    while arrived < lines:  # ... and reads everything
+        chunk = bob.recv(65536)
+        assert chunk, "bob was cut off"
+        received += chunk
+        arrived += chunk.count(b"x\n")
+    server.timeline.wait_for(lambda e: e.kind == "caught-up", timeout=10)
+    numbers = [int(line.split(b" ", 2)[1]) for line in received.split(b"\n") if line.startswith(b"<alice> ")]
+    assert numbers == list(range(lines))
+    assert not [e for e in server.timeline_events() if e.kind == "dropped"]
+    bob.close()
+
+
+def test_a_client_that_stopped_reading_is_cut_off_after_the_grace_even_when_nobody_talks(start_server):
+    """Over the soft limit, under the hard one, and no line comes after: the janitor
+    cuts it off once the grace is over."""
+    server = start_server(flood_control=False, queue_bytes=128 * 1024, queue_hard_bytes=64 * 1024 * 1024,
+                          queue_grace=0.5)
+    alice = ChatClient.connect(HOST, server.port, "alice")
+    sloth = socket.create_connection((HOST, server.port))
+    sloth.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sloth.sendall(b"sloth\n")
+    server.timeline.wait_for(lambda e: e.kind == "nick-set" and e.nick == "sloth")
+    alice.send_raw(b"".join(b"%06d %s\n" % (n, b"x" * 90) for n in range(80_000)))  # ~8 MB, once
+    behind = server.timeline.wait_for(lambda e: e.kind == "behind", timeout=30)
+    dropped = server.timeline.wait_for(lambda e: e.kind == "dropped", timeout=10)
+    assert "too slow" in dropped.detail and dropped.client == behind.client
+    assert dropped.mono - behind.mono >= 0.5  # not before the grace
+    assert alice.receive_until(lambda line: line.text.startswith("sloth left (dropped: too slow"))
+    sloth.close()
+
+
 def attacker(server: ChatServer, nick: str = "mallory") -> ChatClient:
     return ChatClient.connect(HOST, server.port, nick)
 

@@ -28,7 +28,11 @@ def zero_window(out_dir: str, pause: float = 2.4, router_view: bool = False) -> 
     set_sysctl(CLIENT.namespace, "tcp_rmem", "4096 4096 4096")  # a small receive window for alice
     set_sysctl(SERVER.namespace, "tcp_wmem", "4096 4096 4096")  # and a small send buffer for the server
     line = "a line for everyone, " + "x" * 80
-    with chat_across_router(paths, RoomConfig(flood_control=False), queue_bytes=16_384) as (alice, bob):
+    # No grace past the 16 KB: she is cut off as soon as her queue passes it (the
+    # server's default lets a client stay behind for 2 s, which would only make the
+    # story longer; its last window would close and be probed again meanwhile).
+    with chat_across_router(paths, RoomConfig(flood_control=False), queue_bytes=16_384,
+                            queue_grace=0.0) as (alice, bob):
         with Sampler({"alice": alice.sock}, interval=0.01) as sampler:
             # From here on alice reads nothing.
             for _ in range(60):  # ~6 KB of copies for alice: her window and the server's buffer fill
