@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from datetime import datetime
 from typing import NoReturn
 
@@ -201,42 +202,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_event(event) -> None:
+def _format_event(event) -> str:
     stamp = datetime.fromtimestamp(event.wall).strftime("%H:%M:%S.%f")[:-3]
     who = f"#{event.client}" if event.client is not None else ""
     if event.nick:
         who += f" {event.nick}"
     peer = f" {event.peer[0]}:{event.peer[1]}" if event.peer else ""
-    recipients = f" -> {list(event.recipients)}" if event.recipients else ""
-    print(f"[{stamp}] {event.kind:<13} {who}{peer} {event.detail}{recipients}".rstrip(), flush=True)
+    recipients = ""
+    if event.recipients:  # a room of 100 would print 99 numbers on every line
+        many = len(event.recipients) > RECIPIENTS_LISTED
+        recipients = f" -> {len(event.recipients)} clients" if many else f" -> {list(event.recipients)}"
+    return f"[{stamp}] {event.kind:<13} {who}{peer} {event.detail}{recipients}".rstrip()
+
+
+RECIPIENTS_LISTED = 8
 
 
 class _EventPrinter:
-    """Prints timeline events from its own thread.
+    """Prints timeline events from its own thread, a screenful at a time.
 
     The server calls ``on_event`` while it holds the room lock, so printing there
-    would let a slow terminal (or a pipe nobody reads) freeze every client. Events
-    wait in a bounded queue instead; if it fills, events are counted, not printed.
+    would let a slow terminal (or a pipe nobody reads) freeze every client.  Events
+    wait in a queue instead, and the printer wakes a few times a second to print what
+    came.  When more came than anyone can read (a flood), it prints how many lines
+    of each kind it skipped, then the last few in full: the skipped ones cost the
+    server nothing to format.  Who came, went or was cut off is always printed.  If the output stops taking lines at all, events past
+    ``limit`` are counted, not kept.
     """
 
-    def __init__(self, limit: int = 10_000) -> None:
+    WAKE_EVERY = 0.05  # seconds: pacing the output, not waiting for anything
+    SHOWN_WHEN_BUSY = 20  # events printed in full when more than SCREENFUL came at once
+    SCREENFUL = 200
+    PER_LINE = {"line-received", "queued", "sent", "held", "released"}  # the kinds a flood multiplies
+
+    def __init__(self, limit: int = 100_000) -> None:
         import queue
 
-        self._queue: queue.Queue = queue.Queue(limit)
-        self._full = queue.Full
-        self.skipped = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._limit = limit
+        self.skipped = 0  # not kept: the output could not keep up
         self._thread = threading.Thread(target=self._run, name="event-printer", daemon=True)
         self._thread.start()
 
     def put(self, event) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except self._full:
+        if self._queue.qsize() < self._limit:
+            self._queue.put(event)
+        else:
             self.skipped += 1
 
     def _run(self) -> None:
-        while (event := self._queue.get()) is not None:
-            _print_event(event)
+        import queue
+        from collections import Counter
+
+        while True:
+            events = [self._queue.get()]
+            time.sleep(self.WAKE_EVERY)  # let a burst gather: one write for all of it
+            while events[-1] is not None:
+                try:
+                    events.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = events[-1] is None
+            events = [event for event in events if event is not None]
+            lines = []
+            if len(events) > self.SCREENFUL:
+                last = set(map(id, events[-self.SHOWN_WHEN_BUSY:]))
+                skipped = [e for e in events if e.kind in self.PER_LINE and id(e) not in last]
+                counts = ", ".join(f"{n:,} {kind}" for kind, n in Counter(e.kind for e in skipped).most_common())
+                lines.append(f"... busy: {len(skipped):,} events not shown ({counts}) ...")
+                events = [e for e in events if e.kind not in self.PER_LINE or id(e) in last]
+            lines += [_format_event(event) for event in events]
+            if lines:
+                sys.stdout.write("\n".join(lines) + "\n")
+                sys.stdout.flush()
+            if done:
+                return
 
     def close(self) -> None:
         self._queue.put(None)
@@ -254,7 +294,7 @@ def _run_server(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         flood_control=not args.no_flood_control,
     )
-    quiet_kinds = {"listening", "nick-set", "left", "dropped", "stopped"}
+    quiet_kinds = {"listening", "nick-set", "left", "behind", "caught-up", "dropped", "stopped"}
     printer = _EventPrinter()
 
     def on_event(event) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,47 @@ def test_server_keeps_serving_when_nobody_reads_its_output():
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_flood_on_the_server_console_is_summed_up_and_joins_and_leaves_still_show(tmp_path):
+    """Thousands of events a second cannot be read: the console says how many of each
+    kind it skipped, prints the last few, and never skips who came and went."""
+    import re
+
+    output = tmp_path / "server.txt"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tcpchatx", "server", "--host", HOST, "--port", "0",
+             "--no-flood-control"], stdout=sink, stderr=subprocess.STDOUT, text=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r":(\d+)\. Connect", output.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.05)
+        port = int(found.group(1))
+        alice = ChatClient.connect(HOST, port, "alice")
+        bob = ChatClient.connect(HOST, port, "bob")
+        alice.receive()
+        alice.send_raw(b"".join(b"line %d\n" % n for n in range(3000)))  # one write: one flood
+        assert bob.receive_all(3000, timeout=30)[-1].text == "line 2999"
+        alice.close()
+        deadline = time.monotonic() + 30
+        while "alice left" not in (text := output.read_text()) and not re.search(r"left\s+#1 alice", text):
+            assert time.monotonic() < deadline, text[-2000:]
+            time.sleep(0.05)
+        bob.close()
+    finally:
+        process.terminate()
+        process.wait(15)
+    text = output.read_text()
+    busy = re.findall(r"\.\.\. busy: ([\d,]+) events not shown \(([^)]*)\)", text)
+    assert busy, text[-3000:]
+    assert sum(int(n.replace(",", "")) for n, _ in busy) > 3000  # most of the 6,000+ line events
+    assert "line-received" in busy[0][1]
+    assert re.search(r"nick-set\s+#1 alice", text) and re.search(r"nick-set\s+#2 bob", text)
+    assert re.search(r"left\s+#1 alice", text)
+    assert len(text.splitlines()) < 1000  # not one line per event
 
 
 def test_annotate_json_into_a_reader_that_leaves_early(tmp_path):
