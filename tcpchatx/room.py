@@ -57,6 +57,21 @@ class Send:
 
 
 @dataclass(frozen=True)
+class SendLines:
+    """Queue ``lines``, in order, for every client in ``to``: a run of one sender's chat
+    lines, gathered by :meth:`ChatRoom.receive_all` (one action, not one per line)."""
+
+    to: tuple[int, ...]
+    lines: list[str]
+    kind: Kind
+    sender: int | None = None
+
+    def sends(self) -> list[Send]:
+        """The same as one ``Send`` per line."""
+        return [Send(self.to, line, self.kind, self.sender) for line in self.lines]
+
+
+@dataclass(frozen=True)
 class SetNick:
     client: int
     nick: str
@@ -89,7 +104,7 @@ class Released:
     waiting: int  # the client's lines still held after it
 
 
-Action = Send | SetNick | Disconnect | Held | Released
+Action = Send | SendLines | SetNick | Disconnect | Held | Released
 
 
 @dataclass
@@ -149,6 +164,36 @@ class ChatRoom:
                 isinstance(event, Line) and not member.bucket.allow(now))):
             return self._hold(client, member, event)  # behind the lines already held, or over the rate
         return self._process(client, member, event)
+
+    def receive_all(self, client: int, events: list[FrameEvent], now: float) -> list[Action]:
+        """Every line one ``recv`` brought, in order: what :meth:`receive` says for each
+        (read that one first), except that a run of plain chat lines comes back as one
+        ``SendLines``.  Under load a ``recv`` brings hundreds of lines, and most are
+        plain chat: this skips the objects :meth:`receive` makes for each of them.
+
+        A line is plain when its client is chatting, nothing of its is held, flood
+        control lets it through, and it is not a command, not blank, and has nothing
+        to sanitise.  Anything else goes through :meth:`receive` itself."""
+        actions: list[Action] = []
+        run: list[str] = []
+        member = self._members.get(client)
+        for event in events:
+            if member is not None and member.nick is not None and type(event) is Line:
+                text = event.text
+                if (not member.held and text[:1] != "/" and not text.isspace() and text
+                        and not p.UNSAFE_CHARACTERS.search(text)
+                        and (not self.config.flood_control or member.bucket.allow(now))):
+                    member.last_heard = now
+                    run.append(p.chat_line(member.nick, text))
+                    continue
+            if run:
+                actions.append(SendLines(self._others(client), run, Kind.CHAT, client))
+                run = []
+            actions += self.receive(client, event, now)
+            member = self._members.get(client)  # a command may have changed it (or ended it)
+        if run:
+            actions.append(SendLines(self._others(client), run, Kind.CHAT, client))
+        return actions
 
     def _process(self, client: int, member: _Member, event: FrameEvent) -> list[Action]:
         """What one line (or a refused one) does, once flood control lets it through."""

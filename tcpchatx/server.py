@@ -42,7 +42,7 @@ from collections.abc import Callable
 from . import protocol as p
 from .protocol import DEFAULT_HOST, DEFAULT_PORT, LineSplitter, encode_line
 from .protocol.backlog import Backlog, BacklogLimits
-from .room import ChatRoom, Disconnect, Held, Released, RoomConfig, Send, SetNick
+from .room import ChatRoom, Disconnect, Held, Released, RoomConfig, Send, SendLines, SetNick
 from .timeline import Timeline, TimelineEvent
 
 RECV_BYTES = 65536
@@ -458,15 +458,14 @@ class ChatServer:
         broadcast lines to 99 clients: 99 queue operations, not 1485), each client's
         share is queued once under the room lock, and written after it is released."""
         now = time.monotonic()
-        outbox: list[tuple[tuple[int, ...], list[bytes]]] = []
+        outbox: list[list] = []
         with self._lock:
-            for event in events:
-                if self.record_lines:
-                    self.timeline.record(
-                        "line-received", client=conn.id, nick=self.room.nick_of(conn.id),
-                        detail=getattr(event, "text", type(event).__name__),
-                    )
-                self._apply(self.room.receive(conn.id, event, now), outbox)
+            if self.record_lines:
+                nick = self.room.nick_of(conn.id)
+                for event in events:
+                    self.timeline.record("line-received", client=conn.id, nick=nick,
+                                         detail=getattr(event, "text", type(event).__name__))
+            self._apply(self.room.receive_all(conn.id, events, now), outbox)
             written = self._flush(outbox, wake=False)
         sends = [recipient.send_now() for recipient in written]
         if self.record_lines and written:
@@ -497,19 +496,18 @@ class ChatServer:
 
     # ------------------------------------------------------------------ actions
 
-    def _flush(self, outbox: list[tuple[tuple[int, ...], list[bytes]]],
-               wake: bool = True) -> list[_Connection]:
+    def _flush(self, outbox: list[list], wake: bool = True) -> list[_Connection]:
         """Queue each client's gathered lines as one block; return those clients.
 
-        ``outbox`` is a list of (recipients, lines) runs, in order.  Caller holds
-        ``self._lock``."""
+        ``outbox`` is a list of [recipients, blocks, lines in them] runs, in order.
+        Caller holds ``self._lock``."""
         share: dict[int, list[bytes]] = {}
         counts: dict[int, int] = {}
-        for recipients, lines in outbox:
-            block = b"".join(lines)
+        for recipients, blocks, lines in outbox:
+            block = b"".join(blocks)
             for client in recipients:
                 share.setdefault(client, []).append(block)
-                counts[client] = counts.get(client, 0) + len(lines)
+                counts[client] = counts.get(client, 0) + lines
         outbox.clear()
         written = []
         for client, blocks in share.items():
@@ -526,24 +524,25 @@ class ChatServer:
         :meth:`_flush`; it is flushed before a disconnect, so a goodbye line still
         goes out first."""
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, Send | SendLines):
                 if not action.to:
                     continue
-                data = encode_line(action.line)
+                lines = [action.line] if isinstance(action, Send) else action.lines
+                data = encode_line("\n".join(lines))  # one line, or a run of them
                 if self.record_lines:
-                    self.timeline.record(
-                        "queued", client=action.sender, detail=f"{action.kind.value}: {action.line}",
-                        recipients=action.to,
-                    )
+                    for line in lines:
+                        self.timeline.record("queued", client=action.sender,
+                                             detail=f"{action.kind.value}: {line}", recipients=action.to)
                 if outbox is None:
                     for client in action.to:
                         conn = self._connections.get(client)
                         if conn is not None:
-                            conn.enqueue(data)
+                            conn.enqueue(data, len(lines))
                 elif outbox and outbox[-1][0] == action.to:
                     outbox[-1][1].append(data)
+                    outbox[-1][2] += len(lines)
                 else:
-                    outbox.append((action.to, [data]))
+                    outbox.append([action.to, [data], len(lines)])
             elif isinstance(action, Held):
                 self.timeline.record("held", client=action.client, nick=self.room.nick_of(action.client),
                                      detail=f"{action.waiting} waiting: {action.text}")

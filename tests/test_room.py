@@ -238,3 +238,51 @@ def test_a_rename_to_the_same_nick_changes_nothing_and_tells_no_one():
     assert room.nick_of(1) == "alice"
     renamed = room.receive(1, Line("/nick Alice"), 101.0)  # a new spelling is a rename
     assert SetNick(1, "Alice", "alice") in renamed
+
+
+# -- receive_all, the gathering version, against receive, the one to read first ---------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tcpchatx.room import SendLines  # noqa: E402
+
+TEXTS = ["hi", "hello there", "", "   ", "\t", "/nick zed", "/nick alice", "/quit", "/quit bye",
+         "/online", "/help", "//not a command", "/msg bob psst", "/bogus", "bell\x07", "rtl\u202eevil",
+         "x" * 300, "ünïcödé", " leading space"]
+EVENTS = st.one_of(st.sampled_from(TEXTS).map(Line), st.just(LineTooLong(1024)), st.just(InvalidUtf8(b"\xff")))
+BATCHES = st.lists(st.tuples(st.sampled_from([1, 2, 3, 4]), st.lists(EVENTS, max_size=12),
+                             st.floats(0.0, 2.0)), max_size=12)
+
+
+def one_by_one(actions):
+    """SendLines as the Sends it stands for."""
+    out = []
+    for action in actions:
+        out += action.sends() if isinstance(action, SendLines) else [action]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=BATCHES, flood_control=st.booleans())
+def test_receive_all_says_what_receive_says_line_by_line(batches, flood_control):
+    """Same rooms, same events: the same actions in the same order, and the same room after."""
+    config = {"flood_control": flood_control, "flood_burst": 3, "flood_rate": 2.0}
+    plain, gathering = joined_room("alice", "bob", "carol", **config), joined_room("alice", "bob", "carol", **config)
+    for room in (plain, gathering):
+        room.connect(4, 0.0)  # still choosing a nickname
+    now = 0.0
+    for client, events, later in batches:
+        now += later
+        expected = [a for event in events for a in plain.receive(client, event, now)]
+        assert one_by_one(gathering.receive_all(client, events, now)) == expected
+        assert one_by_one(gathering.tick(now)) == plain.tick(now)
+    assert gathering.online() == plain.online()
+    assert [gathering.nick_of(c) for c in range(1, 5)] == [plain.nick_of(c) for c in range(1, 5)]
+
+
+def test_a_run_of_plain_lines_is_one_action_and_a_command_splits_it():
+    room = joined_room("alice", "bob", "carol", flood_control=False)
+    actions = room.receive_all(1, [Line("one"), Line("two"), Line("/online"), Line("three")], 1.0)
+    assert [type(a).__name__ for a in actions] == ["SendLines", "Send", "SendLines"]
+    assert actions[0] == SendLines((2, 3), ["<alice> one", "<alice> two"], Kind.CHAT, 1)
