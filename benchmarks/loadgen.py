@@ -36,6 +36,7 @@ Theory of operation
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import resource
 import selectors
@@ -53,7 +54,7 @@ END = b"~"  # the last byte of a stamp; no other line the servers send contains 
 # How each server greets a client: (its question, then the answer that says we are in).
 DIALECTS = {
     "tcpchatx": (b"Choose a nickname", b"--- Welcome, {nick}!"),
-    "seed": (b"NICK", b"Connected to server!"),
+    "seed": (b"Type your nickname", b"Connected to server! Hello {nick}"),
 }
 RECV_BYTES = 256 * 1024
 STALLED_RCVBUF = 4096
@@ -81,7 +82,8 @@ class Load:
     rate: float | None = None  # messages per second over all senders; None: flat out
     stalled: int = 0  # extra clients that never read after choosing a nickname
     dialect: str = "tcpchatx"  # or "seed"
-    processes: int = 2
+    receive_buffer: int | None = RECEIVER_RCVBUF  # SO_RCVBUF of receivers; None: the kernel's own
+    processes: int = 4  # receivers' worker processes, so that the generator keeps up
     text: bytes = b"hello"  # what follows the stamp in each message
     connect_timeout: float = 60.0
     idle_timeout: float = 3.0  # end the run once nothing arrives for this long after the last send
@@ -96,7 +98,8 @@ class Report:
     failures: Counter  # why the others were not: connect error, closed (last words), asked...
     sent: int  # messages written by the senders
     expected: int  # deliveries due: every message to every other welcomed receiver
-    deliveries: int  # stamps found by the receivers, duplicates included
+    deliveries: int  # stamps found by the receivers, duplicates included, echoes not
+    echoes: int  # a sender's own messages sent back to it (the seed does; not deliveries)
     lost: int
     duplicated: int
     seconds: float  # first send (intended) to last delivery
@@ -104,6 +107,8 @@ class Report:
     send_lag_p99_ms: float  # how late the load generator wrote messages (its own health)
     stalled_dropped: int  # stalled clients the server had disconnected by the end
     disconnected: int  # receivers the server closed on during the run (e.g. "too slow")
+    server_cpu_s: float | None = None  # the server process's CPU time (user + system) during the run
+    generator_cpu_s: float = 0.0  # the worker processes' CPU time during the run
 
     @property
     def complete(self) -> bool:
@@ -130,6 +135,19 @@ class Report:
     def p99_ms(self) -> float:
         return self.percentile_ms(99)
 
+    @property
+    def bottleneck(self) -> str:
+        """Which side was busier during the run, in cores: the server or the load generator.
+
+        A Python server runs its Python code on one core at a time (the GIL); the
+        generator has several processes.  Whichever used more of the machine while the
+        load ran was the one the other waited for."""
+        if self.server_cpu_s is None or self.seconds <= 0:
+            return "unknown"
+        server, generator = self.server_cpu_s / self.seconds, self.generator_cpu_s / self.seconds
+        side = "server" if server >= generator else "generator"
+        return f"{side} (server {server:.2f} cores, generator {generator:.2f} cores)"
+
     def summary(self) -> str:
         return (
             f"{self.load.dialect}: {self.welcomed} welcomed, {self.sent} sent, "
@@ -137,6 +155,8 @@ class Report:
             f"{self.disconnected} receivers cut off) "
             f"in {self.seconds:.2f} s = {self.deliveries_per_s:,.0f}/s, "
             f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, send lag p99 {self.send_lag_p99_ms:.1f} ms"
+            + (f", {self.echoes} echoes" if self.echoes else "")
+            + f"; busier: {self.bottleneck}"
             + (f"; not welcomed: {dict(self.failures)}" if self.failures else "")
         )
 
@@ -146,8 +166,10 @@ class Report:
 _runs = 0
 
 
-def run_load(host: str, port: int, load: Load) -> Report:
-    """Start the workers, wait until every client is in, start the clock, merge results."""
+def run_load(host: str, port: int, load: Load, server_pid: int | None = None) -> Report:
+    """Start the workers, wait until every client is in, start the clock, merge results.
+
+    With ``server_pid`` (Linux), the report also has the server's CPU time during the run."""
     raise_fd_limit()
     global _runs
     _runs += 1
@@ -166,9 +188,11 @@ def run_load(host: str, port: int, load: Load) -> Report:
     try:
         ready = [_receive(pipe, load.connect_timeout + 30) for _, pipe in workers]
         t0_ns = time.time_ns() + 200_000_000  # every worker has the "go" well before t0
+        server_cpu_before = _cpu_seconds(server_pid)
         for _, pipe in workers:
             pipe.send(("go", t0_ns))
         results = [_receive(pipe, load.run_timeout + 60) for _, pipe in workers]
+        server_cpu_after = _cpu_seconds(server_pid)
         for _, pipe in workers:
             pipe.send(("close", None))
     finally:
@@ -176,7 +200,22 @@ def run_load(host: str, port: int, load: Load) -> Report:
             process.join(10)
             if process.is_alive():
                 process.kill()
-    return _merge(load, ready, results)
+    report = _merge(load, ready, results)
+    if server_cpu_before is not None and server_cpu_after is not None:
+        report.server_cpu_s = server_cpu_after - server_cpu_before
+    return report
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of process ``pid``, all its threads (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _receive(pipe, timeout: float):
@@ -196,7 +235,8 @@ def _merge(load: Load, ready: list[dict], results: list[dict]) -> Report:
     got: dict[int, Counter] = {}
     latencies = array("q")
     lags = array("q")
-    duplicated = deliveries = stalled_dropped = disconnected = 0
+    duplicated = deliveries = echoes = stalled_dropped = disconnected = 0
+    generator_cpu = 0.0
     for result in results:
         sent.update(result["sent"])
         got.update(result["got"])
@@ -204,6 +244,8 @@ def _merge(load: Load, ready: list[dict], results: list[dict]) -> Report:
         lags.frombytes(result["lags"])
         duplicated += result["duplicated"]
         deliveries += result["deliveries"]
+        echoes += result.get("echoes", 0)
+        generator_cpu += result.get("cpu_s", 0.0)
         stalled_dropped += result["stalled_dropped"]
         disconnected += result["disconnected"]
     total_sent = sum(sent.values())
@@ -227,6 +269,7 @@ def _merge(load: Load, ready: list[dict], results: list[dict]) -> Report:
         sent=total_sent,
         expected=expected,
         deliveries=deliveries,
+        echoes=echoes,
         lost=lost,
         duplicated=duplicated,
         seconds=seconds,
@@ -234,6 +277,7 @@ def _merge(load: Load, ready: list[dict], results: list[dict]) -> Report:
         send_lag_p99_ms=lag_p99,
         stalled_dropped=stalled_dropped,
         disconnected=disconnected,
+        generator_cpu_s=generator_cpu,
     )
 
 
@@ -291,8 +335,9 @@ def _handshake(clients, selector, host, port, load) -> None:
             # client gets a tiny buffer (it stalls at once); the others a large one, so
             # that a burst waits in our kernel, not in the server's per-client queue
             # (which would drop a receiver that falls 1,000 lines behind).
-            rcvbuf = STALLED_RCVBUF if client.stalled else RECEIVER_RCVBUF
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            rcvbuf = STALLED_RCVBUF if client.stalled else load.receive_buffer
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one message, one segment
             try:
                 sock.connect((host, port))
@@ -407,10 +452,13 @@ def _read(selector, timeout: float, keep: bool) -> tuple[int, int]:
 def _run(clients, selector, load: Load, t0_ns: int) -> dict:
     senders = [c for c in clients if c.sender_index is not None and c.state == "in"]
     receivers = [c for c in clients if not c.stalled and c.state == "in"]
+    hears_itself = load.dialect == "seed"  # its broadcast goes to the sender too
     expected_here = sum(
-        load.messages * (load.senders - (1 if r.sender_index is not None else 0)) for r in receivers
+        load.messages * (load.senders - (1 if r.sender_index is not None and not hears_itself else 0))
+        for r in receivers
     )
     lags = array("q")
+    cpu_at_start = time.process_time()
     seen = 0
     last_delivery = 0
     first_send = 0
@@ -458,8 +506,10 @@ def _run(clients, selector, load: Load, t0_ns: int) -> dict:
             quiet_since = quiet_since or time.monotonic()
             if time.monotonic() - quiet_since > load.idle_timeout:
                 break
+    cpu_s = time.process_time() - cpu_at_start  # the run only, not the counting after it
     result = _count(receivers)
     result.update(
+        cpu_s=cpu_s,
         sent={s.id: s.next_seq - (1 if s.unsent else 0) for s in senders},
         first_send_ns=first_send,
         last_delivery_ns=last_delivery,
@@ -484,13 +534,17 @@ def _count(receivers) -> dict:
     """Find every stamp in each receiver's byte stream: latencies, counts, duplicates."""
     latencies = array("q")
     got: dict[int, Counter] = {}
-    duplicated = deliveries = 0
+    duplicated = deliveries = echoes = 0
     for client in receivers:
+        own = b"%04d" % client.id
         seen: set[tuple[bytes, bytes]] = set()
         tail = b""
         for arrived, data in client.chunks:
             buffer = tail + data
             for sender, seq, sent_ns in STAMP.findall(buffer):
+                if sender == own:  # the seed sends a message back to its sender too
+                    echoes += 1
+                    continue
                 deliveries += 1
                 if (sender, seq) in seen:
                     duplicated += 1
@@ -503,7 +557,7 @@ def _count(receivers) -> dict:
         got[client.id] = Counter(int(sender) for sender, _ in seen)
         client.chunks = []
     return {"got": got, "latencies": latencies.tobytes(), "duplicated": duplicated,
-            "deliveries": deliveries}
+            "deliveries": deliveries, "echoes": echoes}
 
 
 def _was_dropped(client: _Client, wait: float = 2.0) -> bool:

@@ -1,22 +1,38 @@
-"""The reference for the fan-out benchmark: the seed project's chat server, as it was.
+"""The reference for the fan-out benchmark: the seed project's chat server, as it really is.
 
     python -m benchmarks.seed_server --host 127.0.0.1 --port 0
 
-Theory of operation (the design, kept faithfully; do not "fix" it)
--------------------------------------------------------------------
-* The server sends ``NICK`` to a new client and takes whatever its next ``recv()``
-  returns as the nickname; then it says ``Connected to server!`` to the client and
-  ``NICK joined!`` to everyone else.
-* Each client gets **one thread**: ``recv(2048)``, and each chunk it returns goes
-  straight to every other client with **one** ``sock.send(chunk)`` per recipient,
-  under one lock over the client list.
+Theory of operation (the original's design, kept faithfully; do not "fix" it)
+-----------------------------------------------------------------------------
+* One thread per client.  The server asks for a nickname and takes whatever the
+  next ``recv(2048)`` returns, decoded as UTF-8, as the nickname.
+* Then every ``recv(2048)`` chunk, decoded as UTF-8, is one "message".  Only a
+  chunk that is exactly ``/quit``, ``/online`` or ``/help`` is a command.
+* Every other chunk is printed to stdout (address and nick) and goes to
+  ``broadcast(chunk, nick)``, which has **no lock**: it loops over **every**
+  connected client, **the sender included**, and for each calls
+  ``send(("%s: %s" % (nick, chunk)).encode("utf8"))``: one encode per recipient,
+  ``send`` rather than ``sendall``, and one ``try`` around the whole loop, so an
+  error stops the broadcast for the recipients after it.
+* No ``SO_REUSEADDR``.
 
-It is fast for a reason that makes it wrong: it never looks for line ends, so one
-``send`` carries whatever bytes one ``recv`` happened to return: often many
-messages, sometimes half of one.  And one client that stops reading blocks the
-sender's ``send`` under the lock, so everybody waits.  The fan-out benchmark
-(:mod:`benchmarks.fanout`) measures TCPChatX's server against it.
+Two of its bugs are part of the reference and matter to a benchmark:
+
+* It never looks for line ends.  One ``send`` carries whatever bytes one ``recv``
+  returned: often many messages (which is what makes it fast), sometimes half of
+  one, and the ``"nick: "`` prefix then lands inside the other half.  The load
+  generator counts such a message as lost for everyone.
+* When a client disconnects, ``recv`` returns ``b""``, which is not ``/quit``: the
+  thread broadcasts ``"nick: "`` to everyone, forever, at 100% CPU.  So the
+  benchmark starts a fresh seed server for each run, keeps every client connected
+  until all receivers have counted, and stops the server before it measures anything
+  else (:class:`benchmarks.fanout.Server`).
+
+The fan-out benchmark (:mod:`benchmarks.fanout`) measures TCPChatX's server against it.
 """
+
+# The original's own idioms, kept as they are: %-formatting, and an encode per send.
+# ruff: noqa: UP031, UP012
 
 from __future__ import annotations
 
@@ -24,63 +40,49 @@ import argparse
 import socket
 import threading
 
-RECV_BYTES = 2048
+HELP = "Commands: /online, /help, /quit"
+
+clients: list[socket.socket] = []
+nicknames: dict[socket.socket, str] = {}
 
 
-class SeedServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, port))
-        self.listener.listen(128)
-        self.address = self.listener.getsockname()[:2]
-        self.clients: list[socket.socket] = []
-        self.nicknames: list[str] = []
-        self.lock = threading.Lock()
+def broadcast(message: str, nick: str) -> None:
+    try:
+        for client in clients:
+            client.send(("%s: %s" % (nick, message)).encode("utf8"))
+    except Exception:
+        pass
 
-    def broadcast(self, message: bytes, sender: socket.socket | None) -> None:
-        with self.lock:
-            for client in self.clients:
-                if client is not sender:
-                    try:
-                        client.send(message)  # one send, not sendall: the seed's own call
-                    except OSError:
-                        pass
 
-    def handle(self, client: socket.socket) -> None:
-        while True:
-            try:
-                message = client.recv(RECV_BYTES)
-            except OSError:
-                message = b""
-            if not message:
-                break
-            self.broadcast(message, client)  # the chunk as it came, lines or not
-        with self.lock:
-            index = self.clients.index(client)
-            self.clients.pop(index)
-            nickname = self.nicknames.pop(index)
-        client.close()
-        self.broadcast(f"{nickname} left!\n".encode(), None)
+def handle(client: socket.socket, address: tuple[str, int]) -> None:
+    client.send("Welcome! Type your nickname and press enter: ".encode("utf8"))
+    nick = client.recv(2048).decode("utf8").strip()
+    nicknames[client] = nick
+    clients.append(client)
+    client.send(("Connected to server! Hello %s\n" % nick).encode("utf8"))
+    broadcast("%s joined the chat!\n" % nick, "server")
+    while True:
+        message = client.recv(2048).decode("utf8")
+        if message == "/quit":
+            client.send("bye\n".encode("utf8"))
+            clients.remove(client)
+            del nicknames[client]
+            client.close()
+            broadcast("%s left the chat.\n" % nick, "server")
+            break
+        elif message == "/online":
+            client.send((", ".join(nicknames.values()) + "\n").encode("utf8"))
+        elif message == "/help":
+            client.send((HELP + "\n").encode("utf8"))
+        else:
+            print("%s:%s %s: %s" % (address[0], address[1], nick, message))
+            broadcast(message, nick)
 
-    def serve_forever(self) -> None:
-        while True:
-            try:
-                client, _address = self.listener.accept()
-            except OSError:
-                return  # the listener was closed
-            try:
-                client.send(b"NICK")
-                nickname = client.recv(1024).decode(errors="replace").strip()
-            except OSError:
-                client.close()
-                continue
-            self.broadcast(f"{nickname} joined!\n".encode(), None)
-            with self.lock:
-                self.clients.append(client)
-                self.nicknames.append(nickname)
-            client.send(b"Connected to server!\n")
-            threading.Thread(target=self.handle, args=(client,), daemon=True).start()
+
+def serve_forever(listener: socket.socket) -> None:
+    while True:
+        client, address = listener.accept()
+        threading.Thread(target=handle, args=(client, address), daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (default)")
     args = parser.parse_args(argv)
-    server = SeedServer(args.host, args.port)
-    host, port = server.address
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((args.host, args.port))
+    listener.listen(128)
+    host, port = listener.getsockname()[:2]
     # The same banner shape as `tcpchatx server`, so the benchmark finds the port alike.
     print(f"Seed chat server on {host}:{port}. Connect with: nc {host} {port}", flush=True)
     try:
-        server.serve_forever()
+        serve_forever(listener)
     except KeyboardInterrupt:
         pass
     return 0

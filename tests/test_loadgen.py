@@ -47,6 +47,9 @@ def test_the_seed_server_speaks_its_own_handshake_and_is_counted_the_same_way(se
     report = seed.load(Load(clients=6, senders=2, messages=25, rate=250, dialect="seed"))
     assert report.welcomed == 6
     assert (report.expected, report.deliveries, report.lost, report.duplicated) == (250, 250, 0, 0)
+    assert report.echoes == 2 * 25  # the seed sends each message back to its sender: not a delivery
+    assert report.server_cpu_s is not None and report.server_cpu_s >= 0
+    assert report.bottleneck.startswith(("server (", "generator ("))
 
 
 def test_a_stalled_client_is_not_a_receiver_and_the_others_lose_nothing(ours):
@@ -54,6 +57,14 @@ def test_a_stalled_client_is_not_a_receiver_and_the_others_lose_nothing(ours):
     assert report.welcomed == 5  # the stalled one chose a nickname too
     assert report.expected == 2 * 20 * 3  # ...but nobody expects it to receive
     assert (report.deliveries, report.lost) == (report.expected, 0)
+
+
+def test_a_senders_own_stamps_are_echoes_not_deliveries():
+    client = _Client(3, Load(clients=4, senders=4))
+    client.chunks = [(5_000, b"c3: " + stamp(3, 0, 1_000) + b" hi\nc1: " + stamp(1, 0, 2_000) + b" hi\n")]
+    result = _count([client])
+    assert (result["deliveries"], result["echoes"]) == (1, 1)
+    assert result["got"][3] == {1: 1}
 
 
 def test_stamps_are_found_across_recv_boundaries_without_framing():
