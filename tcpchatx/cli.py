@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -309,9 +310,10 @@ def _run_server(args: argparse.Namespace) -> int:
         printer.close()
         print(f"tcpchatx server: {error}", file=sys.stderr)
         return 1
-    print(f"Chat server on {server.host}:{server.port}. Connect with: "
-          f"tcpchatx client --port {server.port}  (or: nc {server.host} {server.port}). "
-          "Ctrl-C stops it.", flush=True)
+    # One write: the event printer writes from its own thread, and print() writes the
+    # text and its newline separately (the two start-up lines could merge).
+    sys.stdout.write(_banner(server.host, server.port) + "\n")
+    sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -323,6 +325,28 @@ def _run_server(args: argparse.Namespace) -> int:
     server.stop()
     printer.close()
     return 0
+
+
+def _banner(host: str, port: int) -> str:
+    """How to connect: from this machine, and, when the server listens on every
+    interface, from another machine on the network (its LAN address, not 0.0.0.0)."""
+    from .lan import is_every_interface, lan_addresses
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not is_every_interface(host):
+        option = "" if host == DEFAULT_HOST else f" --host {host}"
+        return (f"Chat server on {where}. Connect with: tcpchatx client{option} --port {port}  "
+                f"(or: nc {host} {port}). Ctrl-C stops it.")
+    here = f"tcpchatx client --port {port}"
+    addresses = lan_addresses(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    if not addresses:
+        return (f"Chat server on {where}. Connect with: {here}  (this machine has no "
+                "network address for others to use). Ctrl-C stops it.")
+    lan = addresses[0]
+    others = f" (also: {', '.join(addresses[1:])})" if len(addresses) > 1 else ""
+    return (f"Chat server on {where}. Connect with: {here} on this machine; from another "
+            f"machine on your network: tcpchatx client --host {lan} --port {port}  (or: nc {lan} "
+            f"{port}){others}. Ctrl-C stops it.")
 
 
 def _run_client(args: argparse.Namespace) -> int:

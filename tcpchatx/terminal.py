@@ -218,8 +218,8 @@ def open_connection(host: str, port: int) -> socket.socket:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
     except ConnectionRefusedError:
         raise CannotConnect(
-            f"Cannot connect to {where}: connection refused. Is the server running? "
-            "Start one with: tcpchatx server"
+            f"Cannot connect to {where}: connection refused. Is the server running, on port {port}? "
+            f"Start one with: tcpchatx server --port {port}"
         ) from None
     except socket.gaierror as error:
         raise CannotConnect(f"Cannot connect to {where}: unknown host ({error.strerror}).") from None

@@ -257,6 +257,39 @@ def test_a_flood_on_the_server_console_is_summed_up_and_joins_and_leaves_still_s
     assert len(text.splitlines()) < 1000  # not one line per event
 
 
+def test_a_server_on_every_interface_says_the_address_a_classmate_types(tmp_path):
+    """``--host 0.0.0.0``: the banner names this machine's LAN address (never 0.0.0.0)
+    and the whole client command; a client that follows it gets in.  The banner is one
+    line, never merged with the first event."""
+    import ipaddress
+    import re
+
+    from tcpchatx.lan import lan_addresses
+
+    output = tmp_path / "server.txt"
+    with output.open("w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "tcpchatx", "server", "--host", "0.0.0.0",
+                                    "--port", "0"], stdout=sink, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "listening" not in output.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.05)
+        banner, event = output.read_text().splitlines()[:2]
+        found = re.search(r"tcpchatx client --host (\S+) --port (\d+)  \(or: nc (\S+) (\d+)\)", banner)
+        assert banner.startswith("Chat server on 0.0.0.0:") and found, banner
+        assert banner.endswith("Ctrl-C stops it.") and event.startswith("[") and "listening" in event
+        address, port = found[1], int(found[2])
+        assert (found[3], int(found[4])) == (address, port)
+        assert address in lan_addresses() and not ipaddress.ip_address(address).is_loopback
+        carol = ChatClient.connect(address, port, "carol")  # over the LAN address, not loopback
+        assert carol.sock.getpeername()[0] == address
+        carol.quit()
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
 def test_annotate_json_into_a_reader_that_leaves_early(tmp_path):
     """``tcpchatx annotate big.pcap --json | head``: no traceback, exit status 0."""
     from analysis_helpers import C, Talk

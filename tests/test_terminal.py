@@ -387,6 +387,6 @@ def test_connection_refused_is_one_clear_line_and_exit_code_1():
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == (
-        f"Cannot connect to {HOST}:{port}: connection refused. Is the server running? "
-        "Start one with: tcpchatx server\n"
+        f"Cannot connect to {HOST}:{port}: connection refused. Is the server running, on port {port}? "
+        f"Start one with: tcpchatx server --port {port}\n"
     )
