@@ -48,6 +48,7 @@ from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from .protocol import (
+    MAX_LINE_BYTES,
     FrameEvent,
     InvalidUtf8,
     Kind,
@@ -63,8 +64,10 @@ from .protocol import (
     parse_renamed,
     parse_server_line,
     sanitize,
+    split_long_line,
 )
 
+STDIN_LINE_BYTES = 64 * 1024  # a piped line longer than this is not sent (said on stderr)
 CONNECT_TIMEOUT = 5.0  # seconds to wait for the 3-way handshake
 QUIT_WAIT_INTERACTIVE = 2.0  # seconds to wait for the server's FIN after Ctrl-C or /quit
 QUIT_WAIT_PIPED = 5.0  # a script waits longer: the server may still be answering its lines
@@ -235,9 +238,11 @@ def open_connection(host: str, port: int) -> socket.socket:
 
 
 def send_line(sock: socket.socket, text: str) -> bool:
-    """Send one line; False if the connection is already gone."""
+    """Send one line, as several if it is too long for the server (the server would
+    refuse it whole); False if the connection is already gone."""
+    pieces = split_long_line(text, MAX_LINE_BYTES)
     try:
-        sock.sendall(encode_line(text))
+        sock.sendall(b"".join(encode_line(piece) for piece in pieces))
     except OSError:
         return False
     return True
@@ -289,7 +294,7 @@ def _read_stdin_lines(events: queue.Queue) -> None:
     still be blocked here when the program exits, and a thread holding the lock of
     ``sys.stdin`` at interpreter shutdown is a fatal error.
     """
-    splitter = LineSplitter()
+    splitter = LineSplitter(STDIN_LINE_BYTES)  # longer lines than the server takes: we split them
     fd = sys.stdin.fileno()
     while True:
         try:

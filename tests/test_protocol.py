@@ -351,3 +351,45 @@ def test_token_bucket_allows_a_burst_then_the_rate():
     assert bucket.allow(0.5) is True  # 1.0 token
     assert bucket.allow(100.0) and bucket.allow(100.0) and bucket.allow(100.0)
     assert bucket.allow(100.0) is False  # never more than the burst
+
+
+# -- long lines, split by the client -------------------------------------------------
+
+from tcpchatx.protocol import MAX_LINE_BYTES, split_long_line  # noqa: E402
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def test_a_line_that_fits_is_sent_whole():
+    assert split_long_line("x" * MAX_LINE_BYTES, MAX_LINE_BYTES) == ["x" * MAX_LINE_BYTES]
+
+
+def test_260_emoji_become_two_lines_cut_between_characters():
+    text = "😀" * 260  # 1,040 bytes: the case
+    pieces = split_long_line(text, MAX_LINE_BYTES)
+    assert len(pieces) == 2 and "".join(pieces) == text
+    assert all(utf8_size(piece) <= MAX_LINE_BYTES for piece in pieces)
+    assert all(set(piece) == {"😀"} for piece in pieces)  # no character cut in two
+
+
+def test_a_long_private_message_stays_private_in_every_piece():
+    body = "é" * 1500
+    pieces = split_long_line(f"/msg bob {body}", MAX_LINE_BYTES)
+    assert len(pieces) == 3 and all(piece.startswith("/msg bob ") for piece in pieces)
+    assert "".join(piece.removeprefix("/msg bob ") for piece in pieces) == body
+    assert all(utf8_size(piece) <= MAX_LINE_BYTES for piece in pieces)
+
+
+def test_a_piece_that_would_start_with_a_slash_is_escaped():
+    text = "a" * (MAX_LINE_BYTES - 1) + "/quit now"
+    pieces = split_long_line(text, MAX_LINE_BYTES)
+    assert pieces == ["a" * (MAX_LINE_BYTES - 1), "//quit now"]  # not a /quit
+    assert [p.parse_client_line(piece).kind for piece in pieces] == [Kind.MESSAGE, Kind.MESSAGE]
+    escaped = split_long_line("//" + "b" * MAX_LINE_BYTES, MAX_LINE_BYTES)
+    assert escaped[0].startswith("//b") and "".join(escaped).replace("//", "/", 1) == "/" + "b" * MAX_LINE_BYTES
+
+
+def test_other_long_commands_go_whole_for_the_server_to_refuse():
+    assert split_long_line("/nick " + "n" * 2000, MAX_LINE_BYTES) == ["/nick " + "n" * 2000]

@@ -341,6 +341,35 @@ def test_piped_lines_are_sent_and_replies_printed_until_the_server_closes(server
     assert server.timeline.wait_for(lambda e: e.kind == "left" and e.nick == "alice").detail == "quit"
 
 
+def test_piped_long_line_arrives_as_lines_that_fit(server, connect):
+    """260 emoji are 1,040 bytes, over the server's 1,024: the client splits the line
+    between characters instead of losing it."""
+    bob = connect("bob")
+    text = "😀" * 260
+    done = run_piped(server.port, f"alice\n{text}\n")
+    assert done.returncode == 0, done.stderr
+    assert "too long" not in done.stdout + done.stderr
+    said = [line for line in bob.receive_until(lambda line: "alice left" in line.text) if line.kind is Kind.CHAT]
+    assert len(said) == 2 and "".join(line.text for line in said) == text
+
+
+def test_a_long_line_typed_at_the_prompt_arrives_whole_in_pieces(server, connect, terminal):
+    bob = connect("bob")
+    term = terminal(server.port, "alice")
+    term.wait_for(lambda: term.prompt_line() == "alice>", "the prompt with alice's nick")
+    text = "".join(f"{n:04d} " for n in range(300))  # 1,500 bytes
+    term.child.send(text + "\r")
+    said = []
+    while "".join(said) != text:
+        line = bob.receive(10)
+        assert line.kind is Kind.CHAT or "joined" in line.text, line
+        if line.kind is Kind.CHAT:
+            said.append(line.text)
+            assert len("".join(said)) <= len(text), said
+    assert len(said) == 2
+    assert "Line too long" not in "\n".join(term.lines)
+
+
 def test_piped_nick_from_the_option_and_a_retry_after_refusal(server):
     done = run_piped(server.port, "alice\n/online\n", nick="admin")
     assert done.returncode == 0, done.stderr

@@ -33,7 +33,7 @@ here too: ``from tcpchatx.protocol import joined_line``.  The full description i
 ``docs/protocol.md``.
 """
 
-from .client_lines import ClientLine, parse_client_line
+from .client_lines import ClientLine, parse_client_line, split_long_line
 from .flood import TokenBucket
 from .framing import (
     DEFAULT_HOST,
@@ -183,7 +183,7 @@ __all__ = [
     "RENAMED_PATTERN", "SERVER_FULL_PATTERN", "SLOW_DOWN_PATTERN", "TOO_LONG_PATTERN",
     "TOO_SLOW_PATTERN", "UNKNOWN_COMMAND_PATTERN", "WELCOME_NICK_PATTERN", "WELCOME_PATTERN",
     # client_lines
-    "ClientLine", "parse_client_line",
+    "ClientLine", "parse_client_line", "split_long_line",
     # flood
     "TokenBucket",
 ]

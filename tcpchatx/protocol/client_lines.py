@@ -29,3 +29,37 @@ def parse_client_line(line: str) -> ClientLine:
         name, _, arg = line[1:].partition(" ")
         return ClientLine(Kind.COMMAND, arg.strip(), name.lower())
     return ClientLine(Kind.MESSAGE, line)
+
+
+def split_long_line(text: str, limit: int) -> list[str]:
+    """A line too long for the server (over ``limit`` UTF-8 bytes) as lines that fit.
+
+    Cut between characters, never inside one, and meaning the same: the pieces of
+    ``/msg bob <long text>`` each start with ``/msg bob`` (the rest must stay private),
+    and a piece that would start with ``/`` is escaped as ``//`` (it is not a command).
+    Other commands and lines that fit come back whole; the server says if a command
+    is too long.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) <= limit:
+        return [text]
+    line = parse_client_line(text)
+    if line.kind is Kind.COMMAND:
+        if line.command != "msg":
+            return [text]
+        nick, _, body = line.text.partition(" ")
+        prefix = f"/msg {nick} "
+    else:
+        prefix, body = "", line.text  # line.text: "//x" already unescaped to "/x"
+    room = limit - len(prefix.encode()) - (0 if prefix else 1)  # 1: a "/" that needs escaping
+    if room < 4 or not body:  # a nickname near the limit: nothing sensible to cut
+        return [text]
+    pieces = []
+    data = body.encode("utf-8", "surrogatepass")
+    while data:
+        end = min(room, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+            end -= 1
+        piece = data[:end].decode("utf-8", "surrogatepass")
+        pieces.append(prefix + ("/" + piece if not prefix and piece.startswith("/") else piece))
+        data = data[end:]
+    return pieces
