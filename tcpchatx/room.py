@@ -304,10 +304,9 @@ class ChatRoom:
             return [self._reply(client, p.HELP_LINE)]
         if name == "online":
             return [self._reply(client, p.online_line(self.online()))]
-        if name == "quit":
-            return [
-                self._reply(client, p.bye_line(member.nick)), Disconnect(client, p.HowLeft.QUIT)
-            ]
+        if name == "quit":  # "/quit see you": the others read "alice left (quit: see you, ...)"
+            how = p.how_left(p.HowLeft.QUIT, arg) if arg else p.HowLeft.QUIT
+            return [self._reply(client, p.bye_line(member.nick)), Disconnect(client, how)]
         if name == "nick":
             return self._rename(client, member, arg)
         if name == "msg":

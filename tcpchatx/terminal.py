@@ -49,6 +49,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from .protocol import (
     MAX_LINE_BYTES,
+    PROMPT_LINE,
     FrameEvent,
     InvalidUtf8,
     Kind,
@@ -66,6 +67,7 @@ from .protocol import (
     sanitize,
     split_long_line,
 )
+from .protocol.endings import why_it_ended
 
 STDIN_LINE_BYTES = 64 * 1024  # a piped line longer than this is not sent (said on stderr)
 CONNECT_TIMEOUT = 5.0  # seconds to wait for the 3-way handshake
@@ -174,6 +176,8 @@ class Receiver(threading.Thread):
         self.tracker = tracker
         self.closed = threading.Event()
         self.error: str | None = None
+        self.first_line: str | None = None  # what the server said first and last: why it
+        self.last_line: str | None = None  # ended (tcpchatx.protocol.endings)
         self.on_close: list[Callable[[], None]] = []
 
     def run(self) -> None:
@@ -203,6 +207,9 @@ class Receiver(threading.Thread):
         else:
             text = event.text
         clean, _ = sanitize(text)
+        if self.first_line is None:
+            self.first_line = clean
+        self.last_line = clean
         self.tracker.received(parse_server_line(clean))
         self.show(clean)
 
@@ -272,13 +279,11 @@ def close(sock: socket.socket, receiver: Receiver) -> None:
 
 
 def report_end(receiver: Receiver, expected: bool) -> int:
-    """Tell the student how the connection ended; the exit code that goes with it."""
-    if receiver.error:
-        print(f"Connection to the server lost: {receiver.error}.", file=sys.stderr, flush=True)
-        return 1
-    if not expected:
-        print("Disconnected by the server.", file=sys.stderr, flush=True)
-    return 0
+    """Tell the student why the connection ended; 1 if they did not ask for it."""
+    ending = why_it_ended(receiver.first_line, receiver.last_line, expected, receiver.error)
+    if ending.message:
+        print(ending.message, file=sys.stderr, flush=True)
+    return 1 if ending.unexpected else 0
 
 
 # --------------------------------------------------------------------------- piped mode
@@ -425,7 +430,8 @@ def run_terminal_client(host: str, port: int, nick: str | None, color: bool | No
     With ``nick`` it is sent as the first line; otherwise the student (or the first
     line of piped stdin) answers the server's question.  ``color`` forces colours
     on or off; by default they are on for a terminal unless NO_COLOR is set.
-    Exit codes: 0 left or closed normally, 1 could not connect or connection lost.
+    Exit codes: 0 the student left, 1 could not connect, or the connection ended
+    without the student asking (the message on stderr says why).
     """
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     color = use_color(color)
@@ -440,6 +446,8 @@ def run_terminal_client(host: str, port: int, nick: str | None, color: bool | No
         return 1
 
     def show(text: str) -> None:
+        if nick and text == PROMPT_LINE:
+            return  # "Choose a nickname": --nick already did, and the answer follows
         try:
             print(render(text, color), flush=True)
         except (BrokenPipeError, ValueError):

@@ -286,3 +286,16 @@ def test_a_run_of_plain_lines_is_one_action_and_a_command_splits_it():
     actions = room.receive_all(1, [Line("one"), Line("two"), Line("/online"), Line("three")], 1.0)
     assert [type(a).__name__ for a in actions] == ["SendLines", "Send", "SendLines"]
     assert actions[0] == SendLines((2, 3), ["<alice> one", "<alice> two"], Kind.CHAT, 1)
+
+
+def test_quit_with_a_message_tells_the_others_the_message():
+    room = joined_room("alice", "bob")
+    actions = room.receive(1, Line("/quit see you, bob"), 1.0)
+    assert sends(actions) == [((1,), "--- Bye, alice!")]
+    [gone] = [a for a in actions if isinstance(a, Disconnect)]
+    assert p.parse_how_left(gone.how) == (p.HowLeft.QUIT, "see you, bob")
+    notice = sends(room.disconnect(1, gone.how))
+    assert notice == [((2,), "*** alice left (quit: see you, bob, 1 online)")]
+    assert p.parse_left(notice[0][1]) == ("alice", "quit: see you, bob", 1)  # the whole line, sigil too
+    plain = joined_room("alice", "bob").receive(1, Line("/quit"), 1.0)
+    assert [a.how for a in plain if isinstance(a, Disconnect)] == [p.HowLeft.QUIT]

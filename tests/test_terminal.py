@@ -267,6 +267,30 @@ def test_a_message_arriving_mid_typing_leaves_the_half_typed_line_intact(server,
     assert (nick_style("bob") + "<bob>").encode() in term.raw
 
 
+def test_with_nick_the_client_does_not_ask_for_one(server, terminal):
+    term = terminal(server.port, "alice")
+    term.wait_for(lambda: any("--- Welcome, alice!" in line for line in term.lines), "the welcome")
+    assert not any("Choose a nickname" in line for line in term.lines)
+    asked = run_piped(server.port, "bob\n")  # without --nick the question is the first line
+    assert "*** Welcome to TCPChatX! Choose a nickname" in asked.stdout.splitlines()[0]
+
+
+def test_pasted_lines_all_arrive_in_order_with_flood_control_on(server, connect, terminal):
+    """25 lines at once: 10 go at once, the server holds 15 and passes them on at 5 a
+    second (issue 24), and alice is told once.  Nothing pasted is lost."""
+    bob = connect("bob")
+    term = terminal(server.port, "alice")
+    term.wait_for(lambda: term.prompt_line() == "alice>", "the prompt with alice's nick")
+    term.child.send("".join(f"pasted {n}\r" for n in range(25)))
+    said = []
+    while len(said) < 25:
+        line = bob.receive(10)
+        if line.kind is Kind.CHAT:
+            said.append(line.text)
+    assert said == [f"pasted {n}" for n in range(25)]
+    term.wait_for(lambda: sum("Slow down" in line for line in term.lines) == 1, "one slow-down notice")
+
+
 def test_ctrl_c_leaves_cleanly(server, connect, terminal):
     connect("bob")
     term = terminal(server.port, "alice")
@@ -294,8 +318,8 @@ def test_when_the_server_closes_the_prompt_ends(server, terminal):
     term.wait_for(lambda: term.prompt_line() == "alice>", "the prompt")
     term.child.send("half")
     server.stop()
-    term.wait_for(lambda: any("Disconnected by the server." in ln for ln in term.lines), "the news")
-    assert term.wait_for_exit() == 0
+    term.wait_for(lambda: any("The server shut down." in ln for ln in term.lines), "the news")
+    assert term.wait_for_exit() == 1
     assert any("*** Server is shutting down. Bye!" in line for line in term.lines)
 
 
@@ -370,6 +394,14 @@ def test_a_long_line_typed_at_the_prompt_arrives_whole_in_pieces(server, connect
     assert "Line too long" not in "\n".join(term.lines)
 
 
+def test_piped_quit_with_a_message_reaches_the_others(server, connect):
+    bob = connect("bob")
+    done = run_piped(server.port, "alice\n/quit see you tomorrow\n")
+    assert done.returncode == 0 and done.stderr == ""
+    assert bob.receive_until(lambda line: "alice left" in line.text)[-1].text == \
+        "alice left (quit: see you tomorrow, 1 online)"
+
+
 def test_piped_nick_from_the_option_and_a_retry_after_refusal(server):
     done = run_piped(server.port, "alice\n/online\n", nick="admin")
     assert done.returncode == 0, done.stderr
@@ -391,9 +423,9 @@ def test_piped_client_reports_the_server_closing_first(server):
         out, err = process.communicate()
     finally:
         process.kill()
-    assert process.returncode == 0
+    assert process.returncode == 1  # not what the student asked for
     assert "*** Server is shutting down. Bye!" in out
-    assert err == "Disconnected by the server.\n"
+    assert err == "The server shut down.\n"
 
 
 def test_piped_client_sanitises_a_hostile_server(hostile_server):
