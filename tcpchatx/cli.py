@@ -143,8 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     dissector.add_argument("--install", action="store_true", help="copy it into your plugins folder")
     dissector.set_defaults(run=_run_dissector)
 
-    from .scenarios import SCENARIOS
-    from .scenarios.lab import LAB_STORIES
+    try:  # the stories' catalogue needs the lab's libraries, which chatting does not
+        from .scenarios import SCENARIOS
+        from .scenarios.lab import LAB_STORIES
+    except ModuleNotFoundError:  # a chat-only install: running a story says what to install
+        SCENARIOS, LAB_STORIES, stories = {}, {}, None
+    else:
+        stories = [*SCENARIOS, *LAB_STORIES]
 
     scenario = commands.add_parser(
         "scenario", help="play one scripted story and capture it",
@@ -154,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         + ". Stories across the lab's router (Linux; both ends captured): "
         + "; ".join(f"{name}: {s.summary}" for name, s in LAB_STORIES.items()),
     )
-    scenario.add_argument("name", choices=[*SCENARIOS, *LAB_STORIES], metavar="NAME",
-                          help="one of: " + ", ".join([*SCENARIOS, *LAB_STORIES]))
+    scenario.add_argument("name", choices=stories, metavar="NAME",
+                          help="one of: " + ", ".join(stories or ["(install tcpchatx[analysis])"]))
     scenario.add_argument("--out", help="capture file (default: out/NAME.pcapng); a lab story "
                           "writes each of its captures (client's view, server's view) into its folder")
     scenario.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto",
@@ -274,8 +279,7 @@ class _EventPrinter:
                 events = [e for e in events if e.kind not in self.PER_LINE or id(e) in last]
             lines += [_format_event(event) for event in events]
             if lines:
-                sys.stdout.write("\n".join(lines) + "\n")
-                sys.stdout.flush()
+                _say("\n".join(lines))
             if done:
                 return
 
@@ -283,7 +287,22 @@ class _EventPrinter:
         self._queue.put(None)
         self._thread.join()
         if self.skipped:
-            print(f"({self.skipped} events were not printed: the output could not keep up)", flush=True)
+            _say(f"({self.skipped} events were not printed: the output could not keep up)")
+
+
+def _say(text: str) -> None:
+    """Print a line of the server's console in one write.  If the console went away
+    (``tcpchatx server | head``), the server goes on serving without one."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        try:  # later writes, and the flush at exit, go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def _run_server(args: argparse.Namespace) -> int:
@@ -312,8 +331,7 @@ def _run_server(args: argparse.Namespace) -> int:
         return 1
     # One write: the event printer writes from its own thread, and print() writes the
     # text and its newline separately (the two start-up lines could merge).
-    sys.stdout.write(_banner(server.host, server.port) + "\n")
-    sys.stdout.flush()
+    _say(_banner(server.host, server.port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -321,7 +339,7 @@ def _run_server(args: argparse.Namespace) -> int:
             pass
     except KeyboardInterrupt:
         pass
-    print("\nStopping: saying goodbye to every client...", flush=True)
+    _say("\nStopping: saying goodbye to every client...")
     server.stop()
     printer.close()
     return 0
@@ -556,6 +574,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `pip install tcpchatx` leaves out (pyproject's [analysis] extra).
+ANALYSIS_LIBRARIES = {"numpy", "pandas", "matplotlib", "scapy", "pyshark"}
+
+
 def command() -> int:
     """The ``tcpchatx`` command (pyproject's ``[project.scripts]``).
 
@@ -579,6 +601,13 @@ def main(argv: list[str] | None = None, exit_at_once: bool = False) -> int:
         code = args.run(args)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] not in ANALYSIS_LIBRARIES:
+            raise
+        print(f"tcpchatx {args.command}: needs the lab's libraries ({error.name} is not installed). "
+              "Install them with: pip install \"tcpchatx[analysis]\" (or \"tcpchatx[lab]\" for the "
+              "notebooks too). Chatting (server, client) needs none of them.", file=sys.stderr)
+        return 1
     if exit_at_once and getattr(args, "needs_no_teardown", False):
         _exit_at_once(code)
     return code

@@ -216,6 +216,31 @@ def test_server_keeps_serving_when_nobody_reads_its_output():
         process.wait()
 
 
+def test_a_server_whose_console_goes_away_keeps_serving_and_stops_cleanly():
+    """``tcpchatx server | head -1``: the pipe closes after the banner.  Clients still
+    chat, and SIGTERM still stops the server with status 0 and no traceback."""
+    import re
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "tcpchatx", "server", "--host", HOST, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+)\. Connect", process.stdout.readline())[1])
+        process.stdout.close()  # what head does after its line
+        alice = ChatClient.connect(HOST, port, "alice")  # its events now meet a closed pipe
+        bob = ChatClient.connect(HOST, port, "bob")
+        alice.receive()
+        for n in range(50):
+            alice.send(f"still here {n}")
+        assert bob.receive_all(50, timeout=10)[-1].text == "still here 49"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_flood_on_the_server_console_is_summed_up_and_joins_and_leaves_still_show(tmp_path):
     """Thousands of events a second cannot be read: the console says how many of each
     kind it skipped, prints the last few, and never skips who came and went."""
