@@ -52,7 +52,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from .common import Result
+from .common import Result, taking_turns
 from .loadgen import Load, Report, raise_fd_limit, run_load
 
 BANNER_PORT = re.compile(r":(\d+)\. Connect with")
@@ -104,6 +104,14 @@ def _kdps(report: Report) -> str:
     return f"{report.deliveries_per_s / 1000:,.0f}k/s"
 
 
+def _half_of(report: Report, peak: Load, seconds: float) -> Load:
+    """The peak's clients at a fixed rate for ``seconds``: the messages/s that make half
+    the deliveries/s ``report`` measured."""
+    rate = 0.5 * report.deliveries_per_s / (peak.clients - 1)
+    return Load(clients=peak.clients, senders=peak.senders, rate=rate,
+                messages=max(1, round(rate * seconds / peak.senders)))
+
+
 def _per_cpu(reports: list[Report]) -> float:
     """Deliveries per second of the server's CPU time (user + system), the median run's."""
     return statistics.median(r.deliveries / r.server_cpu_s for r in reports if r.server_cpu_s)
@@ -152,13 +160,9 @@ def _best(reports: list[Report], everyone: int) -> Report:
 
 def _measure(ours: Server, quiet: Server, peak: Load, peak_repeats: int, steady_repeats: int,
              seconds: float, crowd: int) -> list[Result]:
-    theirs: list[Report] = []
-    mine: list[Report] = []
-    mine_quiet: list[Report] = []
-    for _ in range(peak_repeats):  # take turns, so a busy moment on the machine hits all
-        theirs.append(_seed_run(peak))
-        mine.append(ours.load(peak))
-        mine_quiet.append(quiet.load(peak))
+    # Taking turns, so that a busy moment on the machine hits all three.
+    theirs, mine, mine_quiet = taking_turns(peak_repeats, lambda: _seed_run(peak), lambda: ours.load(peak),
+                                            lambda: quiet.load(peak))
     ref = _best(theirs, peak.clients)
     best = _best([r for r in mine if r.complete] or mine, peak.clients)
     best_quiet = _best([r for r in mine_quiet if r.complete] or mine_quiet, peak.clients)
@@ -181,14 +185,9 @@ def _measure(ours: Server, quiet: Server, peak: Load, peak_repeats: int, steady_
     ]
 
     # The same fixed rate for both: half the seed's peak, which both can carry.
-    same_rate = 0.5 * ref.deliveries_per_s / (peak.clients - 1)
-    shared = Load(clients=peak.clients, senders=peak.senders, rate=same_rate,
-                  messages=max(1, round(same_rate * seconds / peak.senders)))
-    theirs_fixed: list[Report] = []
-    mine_fixed: list[Report] = []
-    for _ in range(steady_repeats):
-        theirs_fixed.append(_seed_run(shared))
-        mine_fixed.append(ours.load(shared))
+    shared = _half_of(ref, peak, seconds)
+    same_rate = shared.rate
+    theirs_fixed, mine_fixed = taking_turns(steady_repeats, lambda: _seed_run(shared), lambda: ours.load(shared))
     seed_p99 = min(r.p99_ms for r in theirs_fixed)
     our_p99 = min(r.p99_ms for r in mine_fixed)
     rows += [
@@ -203,15 +202,11 @@ def _measure(ours: Server, quiet: Server, peak: Load, peak_repeats: int, steady_
                _median_p99(theirs) / _median_p99(mine), 1.0),
     ]
 
-    # Half our peak, at a fixed rate: messages/s that make half our best deliveries/s.
-    rate = 0.5 * best.deliveries_per_s / (peak.clients - 1)
-    steady = Load(clients=peak.clients, senders=peak.senders, rate=rate,
-                  messages=max(1, round(rate * seconds / peak.senders)))
-    calms: list[Report] = []
-    stalls: list[Report] = []
-    for _ in range(steady_repeats):  # alternate: noise on the machine hits both
-        calms.append(ours.load(steady))
-        stalls.append(ours.load(replace(steady, stalled=1)))
+    # Half our peak, at a fixed rate.
+    steady = _half_of(best, peak, seconds)
+    rate = steady.rate
+    calms, stalls = taking_turns(steady_repeats, lambda: ours.load(steady),
+                                 lambda: ours.load(replace(steady, stalled=1)))
     calm = min([r for r in calms if r.complete] or calms, key=lambda r: r.p99_ms)
     stalled = min([r for r in stalls if r.complete] or stalls, key=lambda r: r.p99_ms)
     rows.append(Result(
