@@ -42,7 +42,15 @@ def _add_address(parser: argparse.ArgumentParser, host_help: str, lowest_port: i
                         help=f"TCP port (default: {DEFAULT_PORT}" + ("; 0: any free port)" if lowest_port == 0 else ")"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands that only chat: their command line is built without the stories' catalogue,
+# which imports the analysis (and numpy): 0.1 s of a client's start, and not installed
+# with `pip install tcpchatx` alone.
+CHAT_COMMANDS = {"server", "client"}
+
+
+def build_parser(stories: bool = True) -> argparse.ArgumentParser:
+    """The ``tcpchatx`` command line; ``stories=False`` leaves out the names of the
+    stories ``scenario`` can play (for a chat command, which does not need them)."""
     parser = argparse.ArgumentParser(
         prog="tcpchatx",
         description="TCPChatX: a TCP chat you can run, capture and study.",
@@ -144,12 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     dissector.set_defaults(run=_run_dissector)
 
     try:  # the stories' catalogue needs the lab's libraries, which chatting does not
+        if not stories:
+            raise ModuleNotFoundError("not asked for")
         from .scenarios import SCENARIOS
         from .scenarios.lab import LAB_STORIES
-    except ModuleNotFoundError:  # a chat-only install: running a story says what to install
-        SCENARIOS, LAB_STORIES, stories = {}, {}, None
+    except ModuleNotFoundError:  # a chat command, or a chat-only install (a story then says what to install)
+        SCENARIOS, LAB_STORIES, names = {}, {}, None
     else:
-        stories = [*SCENARIOS, *LAB_STORIES]
+        names = [*SCENARIOS, *LAB_STORIES]
 
     scenario = commands.add_parser(
         "scenario", help="play one scripted story and capture it",
@@ -159,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         + ". Stories across the lab's router (Linux; both ends captured): "
         + "; ".join(f"{name}: {s.summary}" for name, s in LAB_STORIES.items()),
     )
-    scenario.add_argument("name", choices=stories, metavar="NAME",
-                          help="one of: " + ", ".join(stories or ["(install tcpchatx[analysis])"]))
+    scenario.add_argument("name", choices=names, metavar="NAME",
+                          help="one of: " + ", ".join(names or ["(install tcpchatx[analysis])"]))
     scenario.add_argument("--out", help="capture file (default: out/NAME.pcapng); a lab story "
                           "writes each of its captures (client's view, server's view) into its folder")
     scenario.add_argument("--mode", choices=["auto", "live", "rootless"], default="auto",
@@ -596,7 +606,8 @@ def main(argv: list[str] | None = None, exit_at_once: bool = False) -> int:
     # Only works before numpy is imported, which the commands do lazily.
     for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(stories=not argv or argv[0] not in CHAT_COMMANDS).parse_args(argv)
     try:
         code = args.run(args)
     except KeyboardInterrupt:

@@ -76,3 +76,19 @@ def test_a_lab_command_says_what_to_install():
     assert command.returncode == 1
     assert "Traceback" not in err
     assert 'pip install "tcpchatx[analysis]"' in err and "is not installed" in err
+
+
+def test_a_chat_command_does_not_even_import_the_analysis():
+    """Even with the lab installed, `tcpchatx client` and `server` leave numpy alone
+    (0.1 s of every client's start)."""
+    import socket
+
+    with socket.socket() as bound_not_listening:  # the client's connect is refused at once
+        bound_not_listening.bind((HOST, 0))
+        port = bound_not_listening.getsockname()[1]
+        probe = ("import sys; from tcpchatx.cli import main; "
+                 f"code = main(['client', '--host', '{HOST}', '--port', '{port}']); "
+                 "print(code, sorted(m for m in ('numpy', 'pandas', 'scapy') if m in sys.modules))")
+        done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[0] == "1 []", done.stdout + done.stderr
+    assert "connection refused" in done.stderr
