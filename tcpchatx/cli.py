@@ -151,15 +151,14 @@ def build_parser(stories: bool = True) -> argparse.ArgumentParser:
     dissector.add_argument("--install", action="store_true", help="copy it into your plugins folder")
     dissector.set_defaults(run=_run_dissector)
 
-    try:  # the stories' catalogue needs the lab's libraries, which chatting does not
-        if not stories:
-            raise ModuleNotFoundError("not asked for")
-        from .scenarios import SCENARIOS
-        from .scenarios.lab import LAB_STORIES
-    except ModuleNotFoundError:  # a chat command, or a chat-only install (a story then says what to install)
-        SCENARIOS, LAB_STORIES, names = {}, {}, None
-    else:
-        names = [*SCENARIOS, *LAB_STORIES]
+    SCENARIOS, LAB_STORIES = {}, {}
+    if stories:
+        try:  # the stories' catalogue needs the lab's libraries, which chatting does not
+            from .scenarios import SCENARIOS
+            from .scenarios.lab import LAB_STORIES
+        except ModuleNotFoundError:
+            pass  # a chat-only install: playing a story says what to install
+    names = [*SCENARIOS, *LAB_STORIES] or None
 
     scenario = commands.add_parser(
         "scenario", help="play one scripted story and capture it",
@@ -242,8 +241,8 @@ class _EventPrinter:
     wait in a queue instead, and the printer wakes a few times a second to print what
     came.  When more came than anyone can read (a flood), it prints how many lines
     of each kind it skipped, then the last few in full: the skipped ones cost the
-    server nothing to format.  Who came, went or was cut off is always printed.  If the output stops taking lines at all, events past
-    ``limit`` are counted, not kept.
+    server nothing to format.  Who came, went or was cut off is always printed.  If
+    the output stops taking lines at all, events past ``limit`` are counted, not kept.
     """
 
     WAKE_EVERY = 0.05  # seconds: pacing the output, not waiting for anything

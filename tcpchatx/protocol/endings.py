@@ -10,10 +10,9 @@ not what the student asked for.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from .kinds import ERROR_SIGIL, FROM_NICK, NOTICE_SIGIL, REPLY_SIGIL
+from .kinds import has_server_shape
 from .server_lines import (
     FLOOD_KICK_LINE,
     SHUTDOWN_LINE,
@@ -23,14 +22,7 @@ from .server_lines import (
     parse_server_full,
 )
 
-FROM_NICK_AT_START = re.compile(FROM_NICK)
 QUOTED_CHARS = 80  # of a stranger's first line
-
-
-def speaks_tcpchatx(line: str) -> bool:
-    """Does this line have the shape of a TCPChatX server's lines?  (An HTTP server's
-    ``HTTP/1.0 400 ...`` or ``<!DOCTYPE HTML>`` does not.)"""
-    return line.startswith((NOTICE_SIGIL, REPLY_SIGIL, ERROR_SIGIL)) or FROM_NICK_AT_START.match(line) is not None
 
 
 @dataclass(frozen=True)
@@ -43,7 +35,7 @@ def why_it_ended(first: str | None, last: str | None, asked_to_leave: bool, erro
     """``first`` and ``last``: the first and the last line the server sent (None: none)."""
     if error is not None:
         return Ending(f"Connection to the server lost: {error}.", True)
-    if first is not None and not speaks_tcpchatx(first):
+    if first is not None and not has_server_shape(first):
         shown = first if len(first) <= QUOTED_CHARS else first[:QUOTED_CHARS] + "..."
         return Ending(f"That is not a TCPChatX server: the first thing it said was {shown!r}. "
                       "Is another program listening on that port?", True)

@@ -60,6 +60,12 @@ FROM_NICK = r"<([^<>\s]+)> |\*([^*\s]+)\* "
 _FROM_NICK = re.compile("^(" + FROM_NICK + ")")
 
 
+def has_server_shape(line: str) -> bool:
+    """Does the line start as a TCPChatX server's lines do: a sigil or a nick?  (An
+    HTTP server's ``HTTP/1.0 400 ...`` or ``<!DOCTYPE HTML>`` does not.)"""
+    return line.startswith((NOTICE_SIGIL, REPLY_SIGIL, ERROR_SIGIL)) or _FROM_NICK.match(line) is not None
+
+
 def parse_server_line(line: str) -> ServerLine:
     """Tell a server line's kind from its sigil (see the package docstring)."""
     for sigil, kind in (
