@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup system-packages demo server test lint clean
+.PHONY: setup system-packages demo server test lint notebooks clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -26,6 +26,9 @@ server: setup
 
 test: setup
 	$(PY) -m pytest
+
+notebooks: setup  # store every notebook executed in reference mode (CI checks they are fresh)
+	$(PY) scripts/store_notebook_outputs.py
 
 lint: setup
 	$(VENV)/bin/ruff check .  # the package, tests, benchmarks and notebooks

@@ -76,9 +76,22 @@ def regenerate(
         progress(f"[{number}/{len(names)}] {name}: capturing...")
         written.append(_one(name, out, backend, mode))
     if names == list(SCENARIOS):
+        from .lab.watch import OWN_SOCKETS, record_own_sockets  # the lab builds on this module
+
+        progress("own sockets (notebook 01's socket calls): capturing...")
+        written += record_own_sockets(out / OWN_SOCKETS.name, _own_sockets_mode(mode, backend))
         (out / "README.md").write_text(index(out))
         progress(f"Wrote {out / 'README.md'}")
     return written
+
+
+def _own_sockets_mode(mode: str, backend: str) -> str:
+    """"live" or "rootless": ``mode``, or for "auto" the one the scenarios would use."""
+    if mode != "auto":
+        return mode
+    from .capture import live_capture_available
+
+    return "live" if live_capture_available(backend)[0] else "rootless"
 
 
 def _one(name: str, out: Path, backend: str, mode: str) -> Path:
@@ -118,6 +131,8 @@ def index(out: Path) -> str:
         "(`tcpchatx dissector --install`) the chat lines are decoded too (`tcpchatx.kind`).",
         "Beside each capture: `NAME.json` (what the server did, with wall-clock times) and,",
         "where recorded, `NAME.sockstates.json` (the kernel's TCP states of each socket).",
+        "`own-sockets/` holds notebook 01's own socket calls (`socket, bind, listen`, `connect`,",
+        "`accept`), captured one call at a time, for notebook 01 to show in reference mode.",
         "",
         "| capture | what it shows | close | packets to look at |",
         "|---|---|---|---|",

@@ -309,6 +309,53 @@ def test_check_prints_pass_fail_and_skip_clearly(capsys):
     assert capsys.readouterr().out == "Self-checks: 1 passed, 1 failed, 1 skipped.\n"
 
 
+def test_a_check_after_a_question_keeps_its_numbers_until_answered(capsys):
+    """Run All must not print the answer under its question: with no answer yet, only the
+    verdict; with one, whether it agrees, then the explanation."""
+    lab.check("the ACK of the first data", True, "packet 5 acknowledges 92", answer=None, expected=92)
+    waiting = capsys.readouterr().out
+    assert waiting.startswith("✔ PASS: the ACK of the first data\n") and "92" not in waiting
+    assert "write it in the cell above" in waiting
+    lab.check("the ACK of the first data", True, "packet 5 acknowledges 92", answer=92, expected=92)
+    assert capsys.readouterr().out.splitlines()[1:] == ["    Your answer, 92: agrees with the capture.",
+                                                        "    packet 5 acknowledges 92"]
+    lab.check("the ACK of each FIN", True, "…", answer=[8, 7], expected=[8, 8])
+    assert "Your answer, [8, 7]: the capture says [8, 8]." in capsys.readouterr().out
+    assert lab.check_counts() == {"PASS": 3, "FAIL": 0, "SKIP": 0}  # counted, answered or not
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_tables_read_plainly():
+    """A table as the notebooks show it: no index, text left-aligned, "—" for a missing
+    value, history fixed-width, the same HTML for the same table, and a legend of the
+    codes the first time they appear."""
+    import pandas as pd
+
+    from tcpchatx.lab.display import table_html, table_text
+
+    df = pd.DataFrame({"frame": [1, 2, 3], "flags": ["S", "SA", "AF"], "conn_state": ["SF", "SF", None],
+                       "history": ["ShADadfF", "ShAdDaFf", None], "rtt_ms": [0.1, float("nan"), 2.0]})
+    shown = table_html(df.style)
+    assert "row_heading" not in shown and "blank level0" not in shown
+    assert "NaN" not in shown and "None" not in shown and shown.count(">—<") == 3
+    assert "text-align: left" in shown and "monospace" in shown
+    assert "<b>flags</b>" in shown and "<code>F</code> FIN" in shown
+    assert "<code>SF</code> Normal establishment and termination." in shown
+    assert "<code>D</code>/<code>d</code> packet with payload" in shown
+    again = table_html(df.style)
+    assert "<b>flags</b>" not in again and "<b>history</b>" not in again  # explained once per notebook
+    assert again.split("<p")[0] == shown.split("<p")[0]  # the same table, the same HTML
+    assert table_text(df).splitlines()[0].split() == ["frame", "flags", "conn_state", "history", "rtt_ms"]
+    assert "—" in table_text(df)
+    grouped = df.set_index("frame")  # a meaningful index is kept, as a column
+    assert ">frame</th>" in table_html(grouped.style)
+    long = pd.DataFrame({"n": range(100)})
+    assert "The first 50 of 100 rows" in table_html(long.style) and ">49<" in table_html(long.style)
+    assert ">50<" not in table_html(long.style)
+
+
 # --------------------------------------------------------------------------- capturing
 
 

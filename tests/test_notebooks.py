@@ -1,7 +1,8 @@
 """Every notebook, executed for real in a fresh kernel, in every capture mode.
 
 * **live**: as root (this process), ``TCPCHATX_CAPTURE_MODE=live``;
-* **reference**: ``TCPCHATX_CAPTURE_MODE=reference``, no capture at all;
+* **reference**: ``TCPCHATX_CAPTURE_MODE=reference``, no capture at all; the outputs must
+  be exactly those stored in git (``make notebooks`` stores them);
 * **as nobody**: Debian's ``/usr/bin/python3`` with the repository and the venv's
   site-packages on PYTHONPATH (the venv's own interpreter lives under /root, which
   nobody cannot read), in a scratch directory nobody owns; no mode is forced, so
@@ -35,6 +36,9 @@ import nbformat
 import pytest
 
 from tcpchatx.capture import choose_capture_mode, rootless_available
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from store_notebook_outputs import coalesce_streams, execute_in_reference_mode  # noqa: E402  (`make notebooks`)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -142,16 +146,95 @@ def execute_here(path: Path, mode: str, out: Path, monkeypatch) -> nbformat.Note
 
 @pytest.mark.parametrize("name", NAMES)
 def test_stored_notebook_is_clean(name):
-    """Valid nbformat 4, no outputs, no execution counts, minimal metadata, the lab cell first."""
+    """Valid nbformat 4, minimal metadata, the lab cell first, and stored *executed*: every
+    code cell ran once, in order (the outputs themselves: test_stored_outputs_are_current)."""
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     nbformat.validate(nb)
-    assert set(nb.metadata) <= {"kernelspec", "language_info"}
-    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.metadata == {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                           "language_info": {"name": "python"}}
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code_cells[0].source == FIRST_CELL
-    for cell in code_cells:
-        assert cell.outputs == [] and cell.execution_count is None, cell.source
+    assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1)), (
+        f"{name} is not stored as one run of all its cells: run `make notebooks`")
+    assert "Capture mode: reference" in cell_text(code_cells[0])
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_tables_read_plainly(name):
+    """Every table a notebook shows: no index column beside `frame`, nothing missing shown
+    as NaN or <NA>, Zeek's history in a fixed-width font (the rest of the look:
+    tests/test_lab.py's test_tables_read_plainly)."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    tables = [output.data["text/html"] for cell in nb.cells if cell.cell_type == "code"
+              for output in cell.outputs if "text/html" in output.get("data", {})]
+    for table in tables:
+        assert "row_heading" not in table and "blank level0" not in table, "an index column is shown"
+        assert ">NaN<" not in table and "&lt;NA&gt;" not in table and ">None<" not in table
+        assert "<table" in table
+        if ">history</th>" in table:
+            assert "monospace" in table
+    plain = [output.data["text/plain"] for cell in nb.cells if cell.cell_type == "code"
+             for output in cell.outputs if "text/html" in output.get("data", {})]
+    assert not any(" at 0x" in text for text in plain), "a table's plain text is an object's address"
+
+
+def stale_outputs(stored, executed) -> list[str]:
+    """Where ``stored`` differs from a fresh run (``executed``): one line per code cell.
+    Text outputs must be equal; images must have the same pixels (PNG's compression and
+    metadata may differ without the picture changing)."""
+    problems = []
+    code = [(a, b) for a, b in zip(stored.cells, executed.cells) if a.cell_type == "code"]
+    assert len(stored.cells) == len(executed.cells)
+    for number, (mine, fresh) in enumerate(code):
+        if _comparable(mine.outputs) != _comparable(fresh.outputs):
+            first_line = mine.source.splitlines()[0] if mine.source else ""
+            problems.append(f"code cell {number} ({first_line!r})")
+    return problems
+
+
+def test_stale_outputs_are_found():
+    """The freshness check itself: a changed word, or one changed pixel, is found."""
+    import base64
+    import copy
+    import io
+
+    import matplotlib.image
+
+    stored = nbformat.read(NOTEBOOK_DIR / "01_handshake.ipynb", as_version=4)
+    assert stale_outputs(stored, copy.deepcopy(stored)) == []
+    worded = copy.deepcopy(stored)
+    printed = next(o for c in worded.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream")
+    printed.text = printed.text.replace("reference", "shipped", 1)
+    assert len(stale_outputs(stored, worded)) == 1
+    drawn = copy.deepcopy(stored)
+    image = next(o for c in drawn.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
+    pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(image.data["image/png"])), format="png").copy()
+    pixels[10, 10] = 1.0 - pixels[10, 10]
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, pixels, format="png")
+    image.data["image/png"] = base64.b64encode(buffer.getvalue()).decode()
+    found = stale_outputs(stored, drawn)
+    assert len(found) == 1 and "from tcpchatx import plots" in found[0], found
+
+
+def _comparable(outputs) -> list:
+    import base64
+    import io
+
+    import matplotlib.image
+
+    shown = []
+    for output in coalesce_streams([dict(output) for output in outputs]):
+        output = dict(output)
+        if "data" in output:
+            data = dict(output["data"])
+            if "image/png" in data:
+                pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(data.pop("image/png"))), format="png")
+                data["image/png"] = (pixels.shape, pixels.tobytes())
+            output["data"] = data
+        shown.append(output)
+    return shown
 
 
 def test_every_notebook_is_tested():
@@ -213,10 +296,22 @@ def test_notebook_live(name, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_reference(name, tmp_path, monkeypatch):
-    nb = execute_here(NOTEBOOK_DIR / name, "reference", tmp_path, monkeypatch)
+def test_notebook_reference(name, tmp_path):
+    """Reference mode: clean, captures nothing, and gives exactly the outputs stored in git
+    (which is what a student sees on GitHub before running anything)."""
+    started = time.monotonic()
+    nb = execute_in_reference_mode(NOTEBOOK_DIR / name, out=tmp_path)
+    TIMES[f"reference: {name}"] = time.monotonic() - started
     assert_clean_run(nb, "reference")
     assert list(tmp_path.iterdir()) == [], "reference mode must not capture anything"
+    if name == "01_handshake.ipynb":  # the same calls, from captures/own-sockets/: prose true here too
+        text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+        assert "put 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
+        assert text.count("put 0 packet(s) on the wire.") == 2
+        assert "Using the reference capture's handshake: packets 1-3 of " in text
+    stale = stale_outputs(nbformat.read(NOTEBOOK_DIR / name, as_version=4), nb)
+    assert not stale, (f"{name}: the stored outputs are stale in " + ", ".join(stale)
+                       + ". Run `make notebooks` and commit the notebooks.")
 
 
 # --------------------------------------------------------------------------- as nobody
@@ -358,7 +453,7 @@ def test_exercise_with_papermill(parameters, tmp_path, monkeypatch):
     assert f"{parameters['clients']} connection(s)" in text
     expected_close = "reset" if parameters["close_variant"] == "abort" else "four-way"
     assert f"({expected_close})" in text
-    assert "a RST consumes no sequence number" in text and "a FIN consumes one sequence number" in text
+    assert "the sequence number of each RST" in text and "the ACK of each FIN" in text
 
 
 @live_only

@@ -46,3 +46,15 @@ def test_every_shipped_packet_carries_its_comment(name):
     ).stdout.splitlines()
     assert len(comments) == len(analyze(path).packets)
     assert all(comment.strip() for comment in comments)
+
+
+def test_regenerated_own_sockets_have_the_shipped_shape(regenerated):
+    """Notebook 01's own calls, captured again: listen and accept send nothing, connect
+    the three handshake packets, as in the shipped files reference mode shows."""
+    shipped = sorted(path.name for path in (CAPTURES / "own-sockets").glob("*.pcapng"))
+    assert shipped == ["watch-accept.pcapng", "watch-connect.pcapng", "watch-socket-bind-listen.pcapng"]
+    for name in shipped:
+        fresh = analyze(regenerated / "own-sockets" / name)
+        assert fingerprint(fresh) == fingerprint(analyze(CAPTURES / "own-sockets" / name)), name
+    assert analyze(CAPTURES / "own-sockets" / "watch-connect.pcapng").packets_df()["step"].tolist() == [
+        "SYN", "SYN-ACK", "ACK (handshake)"]

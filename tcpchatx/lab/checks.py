@@ -1,20 +1,47 @@
 """Self-checks: a notebook states a fact, the lab prints PASS, FAIL or SKIP and why, and
 keeps the count for :func:`check_summary`.
 
+A check that follows a question must not answer it before the student has tried: with
+"Run All", its explanation would sit right under the question.  So such a check is given
+the student's answer (``answer=``, a variable the student fills in, None until then).
+Until there is an answer it prints only its verdict and waits; once there is one, it
+says whether the answer agrees with the capture (``expected=``), then explains.  The
+verdict on TCP itself is counted either way, so papermill runs and ``check_summary``
+see every check.
+
 The verdicts are kept on the lab's session (see ``session.py``), not in this module.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from .session import current_session
 
+#: ``answer=`` left out: the check follows no question, so its explanation is printed at once.
+NO_QUESTION: Any = object()
+WAITING = ("    The numbers would give the answer away, so they wait for yours: write it in the "
+           "cell above, run it, then run this cell again.")
 
-def check(name: str, condition: bool | None, explanation: str) -> None:
-    """Print one self-check: ``PASS``, ``FAIL`` or (``condition`` None) ``SKIP``, and why."""
+
+def check(name: str, condition: bool | None, explanation: str, *,
+          answer: Any = NO_QUESTION, expected: Any = None) -> None:
+    """Print one self-check: ``PASS``, ``FAIL`` or (``condition`` None) ``SKIP``, and why.
+
+    ``answer``: the student's answer to the question before this check (None: not yet
+    answered, and the explanation waits); ``expected``: what the capture says it is.
+    """
     verdict = "SKIP" if condition is None else "PASS" if condition else "FAIL"
     current_session().checks.append((name, verdict))
     mark = {"PASS": "✔", "FAIL": "✘", "SKIP": "–"}[verdict]
-    print(f"{mark} {verdict}: {name}\n    {explanation}", flush=True)
+    if answer is NO_QUESTION:
+        why = f"    {explanation}"
+    elif answer is None:
+        why = WAITING
+    else:
+        agrees = "agrees with the capture" if answer == expected else f"the capture says {expected}"
+        why = f"    Your answer, {answer}: {agrees}.\n    {explanation}"
+    print(f"{mark} {verdict}: {name}\n{why}", flush=True)
 
 
 def check_counts() -> dict[str, int]:

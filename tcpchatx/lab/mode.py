@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..capture import CaptureError, live_capture_available, rootless_available
 from ..references import CAPTURES
+from .display import show_tables_plainly
 from .figures import show_figures_inline
 from .session import current_session
 
@@ -21,11 +22,13 @@ OUT_ENV = "TCPCHATX_OUT"
 MODES = ("live", "rootless", "reference")
 #: What each mode means, in the words the first cell of every notebook prints.
 MODE_MEANINGS = {
-    "live": "this notebook captures its own packets on the loopback interface",
-    "rootless": "each scenario runs inside a private network namespace, where you may capture "
-                "without any rights; the packets are your own",
-    "reference": "the notebooks open the reference captures shipped in captures/, "
-                 "recorded with each scenario's default parameters",
+    "live": "you may capture on this machine's loopback, so the scenarios and the sockets "
+            "you watch are captured here, live",
+    "rootless": "you may not capture on this machine's loopback, but you may in a private network "
+                "namespace: the scenarios and the sockets you watch run in one and are captured "
+                "there; the packets are your own",
+    "reference": "nothing is captured here: the notebooks open the reference captures shipped in "
+                 "captures/, recorded with each scenario's default parameters",
 }
 
 
@@ -38,9 +41,11 @@ def capture_mode(mode: str | None = None, backend: str = "auto", quiet: bool = F
     refused with its reason, and the best available one is used instead.
 
     As every notebook's first call, it is also where a notebook kernel starts to show
-    Figures as images (:func:`~tcpchatx.lab.figures.show_figures_inline`).
+    Figures as images (:func:`~tcpchatx.lab.figures.show_figures_inline`) and tables in
+    the lab's plain look (:func:`~tcpchatx.lab.display.show_tables_plainly`).
     """
     show_figures_inline()
+    show_tables_plainly()
     asked, source = mode, "capture_mode(mode=...)"
     if asked is None and os.environ.get(MODE_ENV):
         asked, source = os.environ[MODE_ENV].strip().lower(), f"{MODE_ENV}={os.environ[MODE_ENV]}"

@@ -1,5 +1,5 @@
-"""What one notebook has chosen and done so far: its capture mode, its self-checks, and
-(rootless mode) the namespace its own sockets are made in.
+"""What one notebook has chosen and done so far: its capture mode, its self-checks, the
+codes its tables have explained, and (rootless mode) the namespace its own sockets are made in.
 
 A notebook kernel is one lab session: the first cell chooses a capture mode, later
 cells reuse it, and every :func:`~tcpchatx.lab.check` adds a verdict.  All of that
@@ -27,6 +27,7 @@ class Session:
     # started on first use; one for the whole session, so that its sockets can talk.
     sockets: NamespaceSockets | None = None
     own_sockets: int = 0  # how many sockets Watch.socket() has made in it
+    legends_shown: set[str] = field(default_factory=set)  # codes a table's legend has explained
 
     def namespace_sockets(self) -> NamespaceSockets:
         """The session's socket factory in a private namespace, started the first time."""

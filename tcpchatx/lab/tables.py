@@ -45,8 +45,7 @@ def show_packets(lab_run: LabRun | Watch, frames: list[int] | None = None, conn:
     def colour(row):
         return [f"background-color: {PHASE_BACKGROUNDS.get(row['phase'], '#ffffff')}"] * len(row)
 
-    return (table.style.apply(colour, axis=1).hide(axis="index")
-            .set_properties(subset=["note"] + (["chat"] if chat else []), **{"text-align": "left"}))
+    return table.style.apply(colour, axis=1)  # the rest of the look: display.table_html
 
 
 def show_connections(lab_run: LabRun):
