@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Install the programs TCPChatX needs from the system's packages, if any is missing:
-# tshark/dumpcap/editcap (Wireshark's command-line tools), tcpdump, nc, socat, ip, and nft
-# (the lab network's router drops chosen segments with nftables).
+# tshark/dumpcap/editcap (Wireshark's command-line tools), tcpdump, nc, socat, ip, nft
+# (the lab network's router drops chosen segments with nftables), and tmux (the tests
+# resize the chat client in it: a terminal that re-wraps its lines, as most do).
 set -euo pipefail
 
-needed=(tshark dumpcap editcap tcpdump nc socat ip unshare nft)
+needed=(tshark dumpcap editcap tcpdump nc socat ip unshare nft tmux)
 missing=()
 for tool in "${needed[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-packages="tshark tcpdump netcat-openbsd socat iproute2 util-linux nftables"
+packages="tshark tcpdump netcat-openbsd socat iproute2 util-linux nftables tmux"
 echo "Missing: ${missing[*]}. Installing: $packages"
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then

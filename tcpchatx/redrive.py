@@ -94,10 +94,10 @@ class Event:
 
 @dataclass
 class MessageRecord:
-    """A chat or private message and who got it."""
+    """A chat message, private message or action, and who got it."""
 
     sender: str | None
-    kind: str  # "chat" or "private"
+    kind: str  # "chat", "private" or "action" (analysis.chat.MESSAGE_KINDS)
     text: str
     to: str | None  # private messages: the addressee
     recipients: list[str]  # sorted nicks of the clients it reached

@@ -312,6 +312,8 @@ class ChatRoom:
         if name == "msg":
             target, _, text = arg.partition(" ")
             return self._private(client, member, target, text.strip())
+        if name == "me":  # "/me waves": the others read "* alice waves"
+            return self._action(client, member, arg)
         return [self._error(client, p.unknown_command_line(name))]
 
     def _rename(self, client: int, member: _Member, wanted: str) -> list[Action]:
@@ -344,6 +346,15 @@ class ChatRoom:
             Send((to,), p.private_line(member.nick, text), Kind.PRIVATE, client),
             self._reply(client, p.private_sent_line(recipient, text)),
         ]
+
+    def _action(self, client: int, member: _Member, text: str) -> list[Action]:
+        """Tell the others what the client does.  ``text`` was sanitised with the rest
+        of its line; the action line puts the sender's nickname first, so no text
+        can pass for a notice."""
+        if not text:
+            return [self._error(client, p.ACTION_USAGE_LINE)]
+        assert member.nick is not None
+        return [Send(self._others(client), p.action_line(member.nick, text), Kind.ACTION, client)]
 
     def _hold(self, client: int, member: _Member, event: FrameEvent) -> list[Action]:
         """Keep a line for later (flood control).  The sender is told once, when a

@@ -18,7 +18,9 @@ There are two ways to run, chosen by :func:`run_terminal_client`:
 **Interactive** (stdin and stdout are terminals).  prompt_toolkit draws the input
 line; ``patch_stdout()`` makes every print from the receiver thread appear *above*
 that line and then redraws it, so a message that arrives mid-typing never
-overwrites what is half-typed.
+overwrites what is half-typed.  When the terminal gets narrower it re-wraps what
+was drawn, and :mod:`tcpchatx.reflow` tells prompt_toolkit where that left the
+line being typed, so that no ghost copy of it stays behind.
 
 **Piped** (``printf 'alice\\nhello\\n' | tcpchatx client``).  Each line of stdin is
 sent as it comes; at the end of stdin we send ``/quit`` and wait for the server to
@@ -68,6 +70,7 @@ from .protocol import (
     split_long_line,
 )
 from .protocol.endings import why_it_ended
+from .reflow import follow_rewrapping, terminal_rewraps
 
 STDIN_LINE_BYTES = 64 * 1024  # a piped line longer than this is not sent (said on stderr)
 CONNECT_TIMEOUT = 5.0  # seconds to wait for the 3-way handshake
@@ -79,6 +82,7 @@ RECEIVE_MAX_LINE = 64 * 1024  # longest server line we show; longer ones are dro
 
 RESET = "\x1b[0m"
 DIM = "\x1b[2m"
+ITALIC = "\x1b[3m"  # what a nick does (/me), beside what it says
 STYLE_OF_KIND = {
     Kind.PRIVATE: "\x1b[35m",  # magenta
     Kind.NOTICE: "\x1b[2;33m",  # dim yellow
@@ -121,6 +125,8 @@ def render(raw: str, color: bool, now: datetime | None = None) -> str:
     line = parse_server_line(text)
     if line.kind is Kind.CHAT and line.nick is not None:
         said = f"{nick_style(line.nick)}<{line.nick}>{RESET} {line.text}"
+    elif line.kind is Kind.ACTION and line.nick is not None:  # in the nick's colour, never a notice's
+        said = f"{nick_style(line.nick)}* {line.nick}{RESET} {ITALIC}{line.text}{RESET}"
     else:
         said = f"{STYLE_OF_KIND[line.kind]}{text}{RESET}"
     return f"{DIM}{stamp}{RESET} {said}"
@@ -400,6 +406,8 @@ def run_interactive(sock: socket.socket, receiver: Receiver, color: bool) -> int
         return ANSI(f"{nick_style(nick)}{nick}{RESET}> ") if color else f"{nick}> "
 
     session: PromptSession[str] = PromptSession()
+    if terminal_rewraps(os.environ):  # no ghost of the typed line when the terminal narrows
+        follow_rewrapping(session.app)
     stopper = PromptStopper(session.app, receiver.closed)
     receiver.on_close.append(stopper.on_close)
     with patch_stdout(raw=True):  # raw: let our colour codes through

@@ -110,6 +110,40 @@ def test_private_message(room):
     assert delivery.recipient == "bob" and abs(delivery.latency - 0.0004) < 1e-9
 
 
+def test_actions_fan_out_and_change_no_nickname(tmp_path):
+    """``/me`` comes back to the others as ``* nick text``: an action message, with a
+    delivery per other client, even when its words are a rename's or a join's."""
+    alice, bob, carol = (client(i, n, 1_700_000_000 + i * 0.01)
+                         for i, n in ((1, "alice"), (2, "bob"), (3, "carol")))
+    for t in (alice, bob, carol):
+        t.time = 1_700_000_001.0
+    alice.send(C, b"/me waves\n")
+    bob.time = carol.time = alice.time
+    bob.send(S, b"* alice waves\n", dt=0.0002)
+    carol.send(S, b"* alice waves\n", dt=0.0003)
+    for t in (alice, bob, carol):
+        t.time = 1_700_000_002.0
+    bob.send(C, b"/me is now known as zed\n")
+    alice.time = carol.time = bob.time
+    alice.send(S, b"* bob is now known as zed\n", dt=0.0004)
+    carol.send(S, b"* bob joined (3 online)\n", dt=0.0005)  # not bob's words: no delivery
+    bob.send(C, b"/me\n")
+    bob.send(S, b"!!! Usage: /me TEXT\n")
+    path = tmp_path / "actions.pcap"
+    write_capture(path, merge(alice, bob, carol))
+    a = analyze(path)
+    assert a.chat.nick_of_conn == {0: "alice", 1: "bob", 2: "carol"}
+    assert [(x.kind, x.nick, x.recipient) for x in a.lines if x.text.startswith("* ")] == [
+        ("action", "alice", "bob"), ("action", "alice", "carol"),
+        ("action", "bob", "alice"), ("action", "bob", "carol"),
+    ]
+    waves, renamed = a.messages
+    assert (waves.kind, waves.sender, waves.text, waves.to) == ("action", "alice", "waves", None)
+    assert [(d.recipient, round(d.latency, 6)) for d in waves.deliveries] == [("bob", 0.0002), ("carol", 0.0003)]
+    assert (renamed.kind, renamed.text) == ("action", "is now known as zed")
+    assert [d.recipient for d in renamed.deliveries] == ["alice"]
+
+
 def test_messages_table(room):
     df = room.messages_df()
     hello = df[df.text == "hello everyone"]

@@ -191,6 +191,30 @@ def test_crafted_nick_changes_shared_messages_and_private(tmp_path):
     assert_same_chat(analyze(three_clients(tmp_path, script)))
 
 
+def test_crafted_actions(tmp_path):
+    """/me: relayed as "* nick text" (an action, never a notice or a rename), a message
+    of kind "action"; a /me with nothing to show is none."""
+    script = [
+        (0, C, b"alice\n"), (0, S, b"--- Welcome, alice! Say hi.\n"),
+        (1, C, b"bob\n"), (1, S, b"--- Welcome, bob! Say hi.\n"),
+        (2, C, b"carol\n"), (2, S, b"--- Welcome, carol! x\n"),
+        (0, C, b"/me waves\n"), (1, S, b"* alice waves\n"), (2, S, b"* alice waves\n"),
+        (1, C, b"/ME is now known as zed \n"), (0, S, b"* bob is now known as zed\n"),
+        (2, S, b"* bob is now known as zed\n"),
+        (2, C, b"/me \x1b[2Jshouts\n"), (0, S, b"* carol [2Jshouts\n"),
+        (0, C, b"/me\n"), (0, C, b"/me \x07 \n"), (0, S, b"!!! Usage: /me TEXT\n"),
+        (1, C, b"waves\n"), (0, S, b"<bob> waves\n"),  # chat, not the action "waves"
+    ]
+    a = analyze(three_clients(tmp_path, script))
+    assert_same_chat(a)
+    assert a.chat.nick_of_conn == {0: "alice", 1: "bob", 2: "carol"}  # nobody became zed
+    assert {x.kind for x in a.lines if x.text.startswith("* ")} == {"action"}
+    assert sorted((m.kind, m.sender, m.text) for m in a.messages) == [
+        ("action", "alice", "waves"), ("action", "bob", "is now known as zed"),
+        ("action", "carol", "[2Jshouts"), ("chat", "bob", "waves"),
+    ]  # (three_clients keeps a clock per client: test_analysis_chat checks order and deliveries)
+
+
 def write_cut_pcap(path: Path, packets, keep: dict[int, int]) -> Path:
     """A pcap of ``packets`` where packet ``k`` has only its first ``keep[k]`` bytes
     captured (its IP header still says how long it was): a snap length."""
@@ -245,7 +269,7 @@ CLIENT_LINES = [
     b"alice", b"bob", b"Alice", b"carol", b"/quit", b"", b"1x", b"hi", b"hi", b"hi", b"  ",
     b"//slash", b"/msg bob psst", b"/msg BOB psst", b"/msg \xef\xbd\x82\xef\xbd\x8f\xef\xbd\x82 psst",
     b"/msg", b"/msg bob", b"/msg nobody hi", b"/nick al", b"bad\x1b[2Jtext", b"\x1b", b"\xff\xfe",
-    b"x" * 1100, b"hi\r", b"caf\xc3\xa9",
+    b"x" * 1100, b"hi\r", b"caf\xc3\xa9", b"/me hi", b"/ME  hi ", b"/me", b"/me \x1b[2Jtext",
 ]
 TEXTS = ["hi", "/slash", "psst", "bad[2Jtext", "", "caf\u00e9"]
 
@@ -257,11 +281,13 @@ def server_line(rng, nick_of: dict, said: list) -> bytes:
         nick = nick_of.get(talk) if rng.random() < 0.9 else rng.choice(NICKS)
         if line.startswith("/msg "):
             return f"*{nick}* {line.partition(' ')[2].partition(' ')[2].strip()}".encode()
+        if line.lower().startswith("/me "):
+            return f"* {nick} {proto.parse_client_line(proto.sanitize(line)[0]).text}".encode()
         return f"<{nick}> {line[1:] if line.startswith('//') else line}".encode()
     nick, other, text = rng.choice(NICKS), rng.choice(NICKS), rng.choice(TEXTS)
     return rng.choice([
         f"--- Welcome, {nick}! Say hi.", f"*** {nick} is now known as {other}",
-        f"<{nick}> {text}", f"*{nick}* {text}",
+        f"<{nick}> {text}", f"*{nick}* {text}", f"* {nick} {text}", f"* {nick} is now known as {other}",
         "!!! Slow down.", "--- 3 online", "a line of no known shape",
     ]).encode()
 
@@ -523,7 +549,9 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
              "<a b> not a nick", "<> empty", "**x* odd", "*** ", "", "plain", "<al>no space",
              "<al>  two spaces", "*b*  x", "<al\u00a0x> nbsp", "<\u00e9> accent", "--- x\r",
              "< > sp", "<al> <bob> nested", "*** <al> hi", "\u2028<al> sep", "<al> tab\there",
-             "--- carol is now known as dave", "*** carol is now known as dave"]
+             "--- carol is now known as dave", "*** carol is now known as dave",
+             "* alice waves", "* alice joined (3 online)", "* carol is now known as dave", "* ", "*  two",
+             "* a*b c", "* \u00e9l\u00e8ve sourit", "*alice * odd"]
     kinds = parsing.kinds_of_texts(texts, np.arange(len(texts)), np.ones(len(texts), np.int8),
                                  nicks := model.Ids(), model.Ids())
     for k, text in enumerate(texts):
@@ -540,13 +568,16 @@ def test_server_lines_parsed_in_bulk_as_parse_server_line_does():
     assert nicks.names[kinds.welcome[texts.index("--- Welcome, al! Online")]] == "al"
     assert (kinds.welcome >= 0).sum() == 1 and (kinds.rename_from >= 0).sum() == 1
     assert kinds.rename_to[texts.index("--- carol is now known as dave")] == chat.NONE
+    assert kinds.rename_from[texts.index("* carol is now known as dave")] == chat.NONE  # an action
+    assert chat.LINE_KIND_NAMES[kinds.server_kind[texts.index("* alice joined (3 online)")]] == "action"
 
 
 _ODD = "<>* -ab\t\x1c\x00\u00a0\u00e9\u3000!"  # delimiters, spaces ASCII and not, non-ASCII
 _SERVER_TEXT = st.builds(
     lambda around, nick, space, rest: around[0] + nick + around[1] + space + rest,
     st.sampled_from([("<", ">"), ("*", "*"), ("<", "*"), ("*", ">"), ("<", ""), ("**", "*"),
-                     ("", ""), ("*** ", ""), ("--- ", ""), ("!!! ", ""), ("-- ", "")]),
+                     ("", ""), ("*** ", ""), ("--- ", ""), ("!!! ", ""), ("-- ", ""), ("* ", ""),
+                     ("* ", "*"), ("*  ", "")]),
     st.text(alphabet="ab-\x00\u00e9" + _ODD, max_size=20),  # where a nick would be
     st.sampled_from([" ", "", "  "]),
     st.text(alphabet=_ODD, max_size=6),
@@ -581,7 +612,8 @@ def test_server_lines_read_as_bytes_as_parse_server_line_does(texts):
 def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
     texts = ["hello", "/msg bob hi there", "//x", "", "/", "/ x", "a\rb", "\u2028x", "x\x0by",
              "/NICK  Bob ", "/msg  bob  x ", "/msg bob", "/msg bob \x1b[2J", "   ", "/quit",
-             "hi \x07bell", "//", "/Msg Carol yo", "/msg\tbob hi"]
+             "hi \x07bell", "//", "/Msg Carol yo", "/msg\tbob hi", "/me waves", "/me", "/me   ",
+             "/ME  dances  ", "/me \x1b[2J", "/me \x07 rings", "/me\twaves"]
     kinds = parsing.kinds_of_texts(texts, np.arange(len(texts)), np.zeros(len(texts), np.int8),
                                  model.Ids(), commands := model.Ids())
     for k, text in enumerate(texts):
@@ -598,8 +630,12 @@ def test_client_lines_parsed_in_bulk_as_parse_client_line_does():
             body = proto.sanitize(body.strip())[0]
             if to and body:
                 relayed = (1, body, to)
+        elif want.command == "me":  # as the room reads it: the line sanitised, then parsed
+            body = proto.parse_client_line(proto.sanitize(text)[0]).text
+            if body:
+                relayed = (2, body, None)
         payload = kinds.message_payload[k]
-        got = (kinds.message_private[k], kinds.payloads.names[payload] if payload >= 0 else None,
+        got = (kinds.message_kind[k], kinds.payloads.names[payload] if payload >= 0 else None,
                kinds.message_to[k])
         assert got == relayed, text
 

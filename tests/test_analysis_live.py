@@ -82,6 +82,8 @@ def test_real_chat_on_loopback(start_server, capture_lo):
     assert bob.receive_until(lambda line: line.kind is Kind.CHAT)[-1].text == "hello bob"
     alice.send("/msg bob psst")
     assert bob.receive_until(lambda line: line.kind is Kind.PRIVATE)[-1].text == "psst"
+    alice.send("/me waves at bob")
+    assert bob.receive_until(lambda line: line.kind is Kind.ACTION)[-1].text == "waves at bob"
     alice.quit()
     bob.quit()
     wait_for(lambda: server.client_count() == 0, what="the server to forget its clients")
@@ -104,5 +106,8 @@ def test_real_chat_on_loopback(start_server, capture_lo):
     assert 0 <= hello.deliveries[0].latency < 1.0
     psst = next(m for m in a.messages if m.kind == "private")
     assert (psst.sender, psst.to, [d.recipient for d in psst.deliveries]) == ("alice", "bob", ["bob"])
+    waves = next(m for m in a.messages if m.kind == "action")
+    assert (waves.sender, waves.text, [d.recipient for d in waves.deliveries]) == ("alice", "waves at bob", ["bob"])
+    assert [x.id for x in a.lines if x.kind == "action"] == [waves.deliveries[0].line]
     # dumpcap writes nanosecond pcapng; the reader keeps the resolution
     assert set(a.packets.ts_tps) == {10**9}

@@ -28,6 +28,7 @@ HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
     (b"<alice> hi", False),  # no complete line
     (HTTP_RESPONSE, False),
     (b"220 mail.example.org ESMTP\r\n", False),
+    (b"* OK [CAPABILITY IMAP4rev1] Dovecot ready.\r\n", False),  # an action's shape, but IMAP
     (b"<alice> hi\x07\n", False),  # a control character
     (b"<alice> \xff\xfe\n", False),  # not UTF-8
     (b"<alice> " + b"x" * 1025 + b"\n", False),  # longer than a line may be

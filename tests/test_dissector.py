@@ -127,6 +127,9 @@ def live_chat(tmp_path_factory):
         everyone_hears("/shrug\tok", alice, carol)
         alice.send("/msg bob psst")
         bob.receive_until(lambda line: line.kind is Kind.PRIVATE)
+        bob.send("/me joined (3 online)")  # an action in a join's words: still bob's action
+        for c in (alice, carol):
+            c.receive_until(lambda line: line.kind is Kind.ACTION)
         carol.send("/nick carla")
         # carol too: the dissector learns her new nick from that notice on her own
         # connection, so "bye" must go out after it arrives, as a real client's would.
@@ -154,7 +157,7 @@ def expected_lines(path, clients) -> Counter:
             want[(stream, "client->server", text)] += 1
         for line in client.history:
             shown = {Kind.CHAT: f"<{line.nick}> {line.text}", Kind.PRIVATE: f"*{line.nick}* {line.text}",
-                     Kind.NOTICE: "*** " + line.text, Kind.REPLY: "--- " + line.text,
+                     Kind.ACTION: f"* {line.nick} {line.text}", Kind.NOTICE: "*** " + line.text, Kind.REPLY: "--- " + line.text,
                      Kind.ERROR: "!!! " + line.text}[line.kind]
             want[(stream, "server->client", shown)] += 1
     return want
@@ -174,10 +177,16 @@ def test_live_chat_every_line_decoded_once(live_chat):
     msg = by_line["/msg bob psst"]
     assert (msg.kind, msg.command, msg.args, msg.nick) == ("command", "msg", "bob psst", "alice")
     assert (by_line["*alice* psst"].kind, by_line["*alice* psst"].text) == ("private", "psst")
+    me = by_line["/me joined (3 online)"]
+    assert (me.kind, me.command, me.args, me.nick) == ("command", "me", "joined (3 online)", "bob")
+    acted = [x for x in lines if x.line == "* bob joined (3 online)"]
+    assert [(x.kind, x.nick, x.text) for x in acted] == [("action", "bob", "joined (3 online)")] * 2
+    assert sorted(x.client for x in acted) == ["alice", "carol"]
     assert (by_line["bye"].kind, by_line["bye"].nick) == ("message", "carla")  # renamed
     assert by_line["<carla> bye"].nick == "carla"
     for x in lines:
-        assert x.direction == ("server->client" if x.kind in ("chat", "private", "notice", "reply", "error")
+        assert x.direction == ("server->client" if x.kind in ("chat", "private", "action", "notice", "reply",
+                                                              "error")
                                else "client->server")
 
 
@@ -200,10 +209,12 @@ def test_live_chat_same_through_pref_decode_as_heuristic_and_two_passes(live_cha
 
 def test_live_chat_fields_output(live_chat):
     """The tshark command line from docs/wireshark.md, as a student would type it."""
-    path, port, _ = live_chat
+    path, port, clients = live_chat
     rows = tshark_fields(path, "-o", f"tcpchatx.port:{port}")
     kinds = Counter(k for row in rows for k in row[1].split("|"))
-    assert kinds["nickname"] == 3 and kinds["chat"] == 6 and kinds["private"] == 1
+    assert kinds["nickname"] == 3 and kinds["chat"] == 6 and kinds["private"] == 1 and kinds["action"] == 2
+    heard = Counter(line.kind.value for c in clients.values() for line in c.history)
+    assert kinds["notice"] == heard["notice"] and kinds["action"] == heard["action"]  # no action as a notice
     assert any(row[1] == "message" and row[3] == "hello, ünïcødé ✓ <b>" for row in rows)
 
 
@@ -271,6 +282,7 @@ def test_heuristic_finds_the_chat_on_any_port(tmp_path):
 @pytest.mark.parametrize("server_says", [
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n--- hello\n",
     b"220 mail.example.com ESMTP ready\r\n",
+    b"* OK [CAPABILITY IMAP4rev1] Dovecot ready.\r\n",  # an action's shape, but IMAP
     b"--- a diff header\n+++ b/file\n@@ -1 +1 @@\n",
     b"*** \x00\x01\x02 binary\n",
     b"*** caf\xe9 latin-1\n",

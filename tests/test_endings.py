@@ -31,6 +31,7 @@ PROMPT = p.PROMPT_LINE
     ("<bob> hi", "<bob> hi", False, None, "The server closed the connection", True),  # a chat line: TCPChatX
     ("HTTP/1.0 400 Bad request", "</html>", False, None, "That is not a TCPChatX server", True),
     ("HTTP/1.0 400 Bad request", "</html>", True, None, "That is not a TCPChatX server", True),
+    ("* OK IMAP4rev1 ready", "* BYE", False, None, "That is not a TCPChatX server", True),  # not an action
     (PROMPT, p.bye_line("alice"), True, "the server reset the connection (RST)", "Connection to the server lost", True),
 ])
 def test_the_first_and_last_line_say_why(first, last, asked, error, says, unexpected):

@@ -135,6 +135,7 @@ def test_server_line_kinds_round_trip():
     cases = {
         "<alice> hi <there>": (Kind.CHAT, "alice", "hi <there>"),
         "*bob* psst": (Kind.PRIVATE, "bob", "psst"),
+        "* dave waves": (Kind.ACTION, "dave", "waves"),
         "*** carol joined (3 online)": (Kind.NOTICE, None, "carol joined (3 online)"),
         "--- Online (1): dave": (Kind.REPLY, None, "Online (1): dave"),
         "!!! Nickname taken": (Kind.ERROR, None, "Nickname taken"),
@@ -172,6 +173,7 @@ PAIRS = {
     "chat": (st.tuples(nicks, texts), p.chat_line, p.parse_chat, lambda nick, text: (nick, text)),
     "private": (st.tuples(nicks, texts), p.private_line, p.parse_private,
                 lambda nick, text: (nick, text)),
+    "action": (st.tuples(nicks, texts), p.action_line, p.parse_action, lambda nick, text: (nick, text)),
     "joined": (st.tuples(nicks, counts), p.joined_line, p.parse_joined, lambda nick, n: (nick, n)),
     "left": (st.tuples(nicks, texts, counts), p.left_line, p.parse_left,
              lambda nick, how, n: (nick, how, n)),
@@ -203,7 +205,7 @@ PARSERS.update(welcome=p.parse_welcome, online=p.parse_online)
 CONSTANT_LINES = {
     "prompt": p.PROMPT_LINE, "shutdown": p.SHUTDOWN_LINE, "help": p.HELP_LINE,
     "not_utf8": p.NOT_UTF8_LINE, "choose_nick_first": p.CHOOSE_NICK_FIRST_LINE,
-    "msg_usage": p.MSG_USAGE_LINE, "flood_kick": p.FLOOD_KICK_LINE,
+    "msg_usage": p.MSG_USAGE_LINE, "action_usage": p.ACTION_USAGE_LINE, "flood_kick": p.FLOOD_KICK_LINE,
 }
 
 
@@ -264,6 +266,28 @@ def test_a_list_cut_short_reads_back():
     assert p.parse_online("--- Online (2):  and 2 more") == p.Online(2, (), 2)  # none shown
 
 
+# What a client might type after /me to pass for the server: the words of notices,
+# whole notices, replies and errors with their sigils, escape codes, a bidi override.
+SPOOFED_ACTIONS = [
+    "joined (3 online)", "is now known as bob", "left (quit, 1 online)",
+    p.joined_line("bob", 3), p.renamed_line("alice", "bob"), p.left_line("bob", "quit", 1),
+    p.SHUTDOWN_LINE, p.welcome_line("bob", ["bob"]), p.FLOOD_KICK_LINE, "<bob> hi", "*bob* psst",
+    "\x1b[2K\r*** bob joined (2 online)", "\u202e(enilno 2) denioj bob", "\x1b]0;pwned\x07waves",
+]
+
+
+@pytest.mark.parametrize("typed", SPOOFED_ACTIONS)
+def test_an_action_never_passes_for_another_line(typed):
+    """Whatever follows /me, the line others get is the sender's action: no parser reads
+    a notice, a rename, a chat line or an error in it, and it carries no escape code."""
+    text, _ = sanitize(typed)
+    line = p.action_line("alice", text)
+    parsed = parse_server_line(line)
+    assert (parsed.kind, parsed.nick, parsed.text) == (Kind.ACTION, "alice", text)
+    assert readings(line) == ["action"]
+    assert p.UNSAFE_CHARACTERS.search(line) is None
+
+
 def test_lines_without_fields_are_constants_of_their_kind_and_no_parser_claims_them():
     kinds = {"prompt": Kind.NOTICE, "shutdown": Kind.NOTICE, "help": Kind.REPLY}
     for name, line in CONSTANT_LINES.items():
@@ -299,12 +323,14 @@ def test_the_bytes_on_the_wire():
         (p.SHUTDOWN_LINE, "*** Server is shutting down. Bye!"),
         (p.chat_line("alice", "hello everyone"), "<alice> hello everyone"),
         (p.private_line("alice", "psst, just between us"), "*alice* psst, just between us"),
+        (p.action_line("alice", "waves"), "* alice waves"),
         (p.private_sent_line("bob", "psst, just between us"), "--- -> bob: psst, just between us"),
         (p.online_line(["alice", "bob"]), "--- Online (2): alice, bob"),
         (p.bye_line("bob"), "--- Bye, bob!"),
         (p.HELP_LINE,
          "--- Commands: /help this text | /online who is here | /nick NEW change nickname | "
-         "/msg NICK TEXT private message | /quit leave. Anything else is sent to everyone."),
+         "/msg NICK TEXT private message | /me TEXT an action (* NICK TEXT) | "
+         "/quit [MESSAGE] leave. Anything else is sent to everyone."),
         (p.server_full_line(200), "!!! Server full (200 clients). Try again later."),
         (p.server_full_line(1), "!!! Server full (1 client). Try again later."),
         (p.too_long_line(1024), "!!! Line too long: at most 1024 bytes. It was dropped."),
@@ -319,6 +345,7 @@ def test_the_bytes_on_the_wire():
         (p.idle_timeout_line(600.0), "!!! Idle for 600 s. Bye."),
         (p.unknown_command_line("dance"), "!!! Unknown command /dance. Type /help for the list."),
         (p.MSG_USAGE_LINE, "!!! Usage: /msg NICK TEXT"),
+        (p.ACTION_USAGE_LINE, "!!! Usage: /me TEXT"),
         (p.nobody_called_line("zed"), '!!! Nobody called "zed" is online. Try /online.'),
         (p.slow_down_line(5.0, 10),
          "!!! Slow down: at most 5 lines per second (bursts of 10). Your lines are held and passed on at that pace."),
@@ -389,6 +416,16 @@ def test_a_piece_that_would_start_with_a_slash_is_escaped():
     assert [p.parse_client_line(piece).kind for piece in pieces] == [Kind.MESSAGE, Kind.MESSAGE]
     escaped = split_long_line("//" + "b" * MAX_LINE_BYTES, MAX_LINE_BYTES)
     assert escaped[0].startswith("//b") and "".join(escaped).replace("//", "/", 1) == "/" + "b" * MAX_LINE_BYTES
+
+
+def test_a_long_action_stays_an_action_in_every_piece():
+    body = "/" + "ü" * 1500  # the body's own "/" needs no escape: it follows "/me "
+    pieces = split_long_line(f"/me {body}", MAX_LINE_BYTES)
+    assert len(pieces) == 3 and all(piece.startswith("/me ") for piece in pieces)
+    assert [p.parse_client_line(piece).command for piece in pieces] == ["me"] * 3
+    assert "".join(piece.removeprefix("/me ") for piece in pieces) == body
+    assert all(utf8_size(piece) <= MAX_LINE_BYTES for piece in pieces)
+    assert split_long_line("/ME " + "x" * 2000, MAX_LINE_BYTES)[1].startswith("/me x")
 
 
 def test_other_long_commands_go_whole_for_the_server_to_refuse():

@@ -212,7 +212,7 @@ def test_every_line_the_room_sends_is_built_by_protocol_and_parses_back():
     for text in ["/online", "ALICE", "server", "", "carol"]:
         actions += room.receive(3, Line(text), 0)
     for text in ["hi", "hi\x1b", "/help", "/online", "/msg bob psst", "/msg", "/msg zed hi",
-                 "/nick Bob", "/nick 9", "/nick ally", "/dance", "/quit"]:
+                 "/me waves", "/me", "/nick Bob", "/nick 9", "/nick ally", "/dance", "/quit"]:
         actions += room.receive(1, Line(text), 0)
     actions += room.receive(2, LineTooLong(1024), 0) + room.receive(2, InvalidUtf8(b"\xff"), 0)
     actions += room.disconnect(1, "quit")
@@ -220,11 +220,44 @@ def test_every_line_the_room_sends_is_built_by_protocol_and_parses_back():
     room.connect(5, 1)
     actions += room.tick(7) + room.tick(100) + room.shutdown()
     lines = [a for a in actions if isinstance(a, Send)]
-    assert {a.kind for a in lines} == {Kind.CHAT, Kind.PRIVATE, Kind.NOTICE, Kind.REPLY, Kind.ERROR}
+    assert {a.kind for a in lines} == {Kind.CHAT, Kind.PRIVATE, Kind.ACTION, Kind.NOTICE, Kind.REPLY, Kind.ERROR}
     for send in lines:
         read = [f.__name__ for f in parsers if f(send.line) not in (None, False)]
         assert len(read) + (send.line in constants) == 1, send.line
         assert p.parse_server_line(send.line).kind is send.kind, send.line
+
+
+def test_me_shows_the_others_what_you_do():
+    room = joined_room("alice", "bob", "carol")
+    [action] = room.receive(1, Line("/me waves"), 1.0)
+    assert action == Send((2, 3), "* alice waves", Kind.ACTION, 1)  # never back to alice
+    assert sends(room.receive(1, Line("/ME   dances  "), 1.0)) == [((2, 3), "* alice dances")]
+    assert sends(room.receive(2, Line("/me //slashes"), 1.0)) == [((1, 3), "* bob //slashes")]
+    for bare in ("/me", "/me    ", "/me \u200b"):  # nothing left to show (the last after sanitising)
+        assert sends(room.receive(1, Line(bare), 1.0))[-1] == ((1,), "!!! Usage: /me TEXT"), bare
+
+
+def test_an_action_cannot_pass_for_a_notice_or_paint_a_terminal():
+    """The nickname goes first, and the text is sanitised as chat text is: a /me that
+    reads like a join, a rename or a shutdown is still alice's action to every parser."""
+    room = joined_room("alice", "bob")
+    for typed in ("joined (3 online)", "is now known as bob", "left (quit, 1 online)",
+                  "*** Server is shutting down. Bye!"):
+        [(to, line)] = sends(room.receive(1, Line("/me " + typed), 1.0))
+        assert (to, line) == ((2,), "* alice " + typed)
+        assert p.parse_action(line) == ("alice", typed)
+        assert p.parse_joined(line) is p.parse_renamed(line) is p.parse_left(line) is None
+        assert line != p.SHUTDOWN_LINE
+    assert sends(room.receive(1, Line("/me \x1b[2J\x1b[Hwaves\u202e \u2066back"), 1.0)) == [
+        ((1,), "!!! Removed 4 control or invisible character(s) from your line."),
+        ((2,), "* alice [2J[Hwaves back"),
+    ]
+
+
+def test_me_before_a_nickname_is_refused():
+    room = ChatRoom()
+    room.connect(1, 0.0)
+    assert sends(room.receive(1, Line("/me waves"), 0.0)) == [((1,), p.CHOOSE_NICK_FIRST_LINE)]
 
 
 def test_a_rename_to_the_same_nick_changes_nothing_and_tells_no_one():
@@ -249,7 +282,7 @@ from tcpchatx.room import SendLines  # noqa: E402
 
 TEXTS = ["hi", "hello there", "", "   ", "\t", "/nick zed", "/nick alice", "/quit", "/quit bye",
          "/online", "/help", "//not a command", "/msg bob psst", "/bogus", "bell\x07", "rtl\u202eevil",
-         "x" * 300, "ünïcödé", " leading space"]
+         "x" * 300, "ünïcödé", " leading space", "/me waves", "/me", "/me joined (3 online)"]
 EVENTS = st.one_of(st.sampled_from(TEXTS).map(Line), st.just(LineTooLong(1024)), st.just(InvalidUtf8(b"\xff")))
 BATCHES = st.lists(st.tuples(st.sampled_from([1, 2, 3, 4]), st.lists(EVENTS, max_size=12),
                              st.floats(0.0, 2.0)), max_size=12)

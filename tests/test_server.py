@@ -126,6 +126,19 @@ def test_private_message_reaches_only_its_recipient(connect):
         bob.receive(timeout=0.2)
 
 
+def test_an_action_reaches_everyone_else_as_an_action_even_in_a_joins_words(connect):
+    alice, bob, carol = (connect(n) for n in ("alice", "bob", "carol"))
+    drain_notices(alice, bob, carol)
+    alice.send("/me joined (4 online)")
+    for other in (bob, carol):
+        line = other.receive()
+        assert (line.kind, line.nick, line.text) == (Kind.ACTION, "alice", "joined (4 online)")
+    alice.send("/me")
+    alice.send("/online")  # answered after anything queued for alice before it: her action was not
+    assert [(line.kind, line.text) for line in alice.receive_all(2)] == [
+        (Kind.ERROR, "Usage: /me TEXT"), (Kind.REPLY, "Online (3): alice, bob, carol")]
+
+
 def test_netcat_a_client_nobody_here_wrote_joins_chats_and_quits(connect, server):
     alice = connect("alice")
     result = subprocess.run(

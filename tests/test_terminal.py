@@ -23,7 +23,7 @@ import pexpect
 import pyte
 import pytest
 
-from tcpchatx.protocol import Kind, ServerLine
+from tcpchatx.protocol import Kind, ServerLine, action_line, parse_server_line
 from tcpchatx.terminal import (
     NickTracker,
     nick_style,
@@ -197,6 +197,13 @@ def test_render_colours_each_kind():
     assert "\x1b[1;31m!!! No.\x1b[0m" in render("!!! No.", True, NOON)
 
 
+def test_render_shows_an_action_in_the_nicks_colour_never_a_notices():
+    shown = render("* bob joined (3 online)", True, NOON)
+    assert shown == f"\x1b[2m[12:34:56]\x1b[0m {nick_style('bob')}* bob\x1b[0m \x1b[3mjoined (3 online)\x1b[0m"
+    assert render("*** bob joined (3 online)", True, NOON).endswith("\x1b[2;33m*** bob joined (3 online)\x1b[0m")
+    assert render("* bob waves", False, NOON) == "[12:34:56] * bob waves"
+
+
 def test_a_nick_keeps_its_colour_and_nicks_differ():
     assert nick_style("Alice") == nick_style("alice") == nick_style("ALICE")
     assert len({nick_style(n) for n in ("alice", "bob", "carol", "dave", "erin", "frank")}) > 1
@@ -235,6 +242,8 @@ def test_the_tracker_learns_the_nick_from_the_servers_answers():
     assert tracker.nick == "Alice"
     tracker.received(ServerLine(Kind.NOTICE, "Alice is now known as Ally"))
     assert tracker.nick == "Ally"
+    tracker.received(parse_server_line(action_line("Ally", "is now known as Bob")))  # /me, no rename
+    assert tracker.nick == "Ally"
 
 
 # --------------------------------------------------------------------------- interactive, in a pty
@@ -265,6 +274,38 @@ def test_a_message_arriving_mid_typing_leaves_the_half_typed_line_intact(server,
     # Colours are on in a terminal: the welcome reply in cyan, bob's nick in his colour.
     assert b"\x1b[36m--- Welcome, alice!" in term.raw
     assert (nick_style("bob") + "<bob>").encode() in term.raw
+
+
+def looks(style: str) -> tuple:
+    """What pyte makes of ``style``: the (colour, bold, italics) of a cell drawn in it."""
+    screen = pyte.Screen(4, 1)
+    pyte.Stream(screen).feed(style + "x")
+    cell = screen.buffer[0][0]
+    return cell.fg, cell.bold, cell.italics
+
+
+def test_me_at_the_prompt_and_an_action_on_screen_in_the_senders_colour(server, connect, terminal):
+    """An action in a join's words is drawn as bob's (his colour), not as the notice
+    of his real join above it; and /me typed at the prompt reaches bob as an action."""
+    term = terminal(server.port, "alice")
+    term.wait_for(lambda: term.prompt_line() == "alice>", "the prompt with alice's nick")
+    bob = connect("bob")
+    bob.send("/me joined (3 online)")
+    term.wait_for(lambda: any(line.endswith("* bob joined (3 online)") for line in term.lines), "bob's action")
+    [joined] = [n for n, line in enumerate(term.lines) if line.endswith("*** bob joined (2 online)")]
+    [acted] = [n for n, line in enumerate(term.lines) if line.endswith(" * bob joined (3 online)")]
+    assert re.fullmatch(STAMP + r" \* bob joined \(3 online\)", term.lines[acted])
+
+    def cell(row: int, text: str, offset: int = 0) -> tuple:
+        c = term.screen.buffer[row][term.lines[row].index(text) + offset]
+        return c.fg, c.bold, c.italics
+
+    assert cell(acted, "* bob") == looks(nick_style("bob"))
+    assert cell(acted, "joined") == ("default", False, True)  # what bob did, in italics
+    assert cell(joined, "*** bob") == looks("\x1b[2;33m") != cell(acted, "* bob")  # a notice looks apart
+    term.child.send("/me waves back\r")
+    heard = bob.receive_until(lambda line: line.kind is Kind.ACTION)[-1]
+    assert (heard.nick, heard.text) == ("alice", "waves back")
 
 
 def test_with_nick_the_client_does_not_ask_for_one(server, terminal):
@@ -392,6 +433,19 @@ def test_a_long_line_typed_at_the_prompt_arrives_whole_in_pieces(server, connect
             assert len("".join(said)) <= len(text), said
     assert len(said) == 2
     assert "Line too long" not in "\n".join(term.lines)
+
+
+def test_piped_long_action_arrives_as_actions_that_fit(server, connect):
+    """A /me over the server's 1,024 bytes is cut into lines that each start with /me:
+    bob reads actions all through, no piece of it as chat."""
+    bob = connect("bob")
+    text = "".join(f"{n:04d} " for n in range(300)).strip()  # 1,499 bytes
+    done = run_piped(server.port, f"alice\n/me {text}\n")
+    assert done.returncode == 0, done.stderr
+    heard = bob.receive_until(lambda line: "alice left" in line.text)
+    said = [line for line in heard if line.nick == "alice"]
+    assert [line.kind for line in said] == [Kind.ACTION, Kind.ACTION]
+    assert " ".join(line.text for line in said) == text  # (the room strips the space at the cut)
 
 
 def test_piped_quit_with_a_message_reaches_the_others(server, connect):

@@ -11,7 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .chat import LINE_KIND_NAMES
+from .chat import LINE_KIND_NAMES, MESSAGE_KINDS
 from .expert import EVENT_BIT, NO_FRAME, Expert
 from .labels import (
     CLOSE_KINDS,
@@ -532,13 +532,13 @@ def _message_chunks(a) -> Iterator[str]:
     """
     chat = a.chat
     nicks = _pieces(chat.nicks)
-    kinds = _pieces(["chat", "private"])
+    kinds = _pieces(list(MESSAGE_KINDS))
     for lo in range(0, chat.n_messages, CHUNK):
         hi = min(chat.n_messages, lo + CHUNK)
         line = chat.msg_line[lo:hi]
         time, time_digits, fast = _seconds(chat.line_time[line], chat.line_ticks[line],
                                            chat.line_per_second[line])
-        parts = ['{"id":%d,"kind":', kinds[chat.msg_private[lo:hi].astype(np.int64)],
+        parts = ['{"id":%d,"kind":', kinds[chat.msg_kind[lo:hi].astype(np.int64)],
                  ',"conn":%d,"sender":', nicks[chat.line_nick[line]],
                  ',"text":', _pieces(chat.msg_text[lo:hi])[:-1], ',"to":', _pieces(chat.msg_to[lo:hi])[:-1],
                  ',"frame":%d,"time":', time, ',"line":%d,"deliveries":[\n']

@@ -15,6 +15,7 @@ tell them apart::
 
     <alice> hello everyone                  chat     (a broadcast from alice)
     *alice* psst                            private  (alice wrote to you alone)
+    * alice waves                           action   (alice typed "/me waves")
     *** bob joined (2 online)               notice   (the server, to everyone)
     --- Online (2): alice, bob              reply    (the server, to you only)
     !!! The nickname "server" is reserved.  error    (the server, to you only)
@@ -48,6 +49,7 @@ from .framing import (
     encode_line,
 )
 from .kinds import (
+    ACTION_FROM_NICK,
     ERROR_SIGIL,
     FROM_NICK,
     NOTICE_SIGIL,
@@ -69,6 +71,7 @@ from .nicks import (
 )
 from .sanitising import UNSAFE_CHARACTERS, sanitize
 from .server_lines import (
+    ACTION_USAGE_LINE,
     BYE_PATTERN,
     CHOOSE_NICK_FIRST_LINE,
     DISCONNECTED_PATTERN,
@@ -101,6 +104,7 @@ from .server_lines import (
     HowLeft,
     Online,
     Welcome,
+    action_line,
     bye_line,
     chat_line,
     disconnected_line,
@@ -113,6 +117,7 @@ from .server_lines import (
     no_fin_reason,
     nobody_called_line,
     online_line,
+    parse_action,
     parse_bye,
     parse_chat,
     parse_disconnected,
@@ -157,13 +162,13 @@ __all__ = [
     # nicks
     "NICK_MAX_CHARS", "RESERVED_NICKS", "NickProblem", "check_nick", "nick_key", "nick_problem",
     # kinds
-    "ERROR_SIGIL", "FROM_NICK", "NOTICE_SIGIL", "REPLY_SIGIL", "Kind", "ServerLine", "error_line",
-    "notice_line", "parse_server_line", "reply_line",
+    "ACTION_FROM_NICK", "ERROR_SIGIL", "FROM_NICK", "NOTICE_SIGIL", "REPLY_SIGIL", "Kind", "ServerLine",
+    "error_line", "notice_line", "parse_server_line", "reply_line",
     # server_lines: lines without fields
-    "CHOOSE_NICK_FIRST_LINE", "FLOOD_KICK_LINE", "HELP_LINE", "MSG_USAGE_LINE", "NOT_UTF8_LINE",
-    "PROMPT_LINE", "SHUTDOWN_LINE",
+    "ACTION_USAGE_LINE", "CHOOSE_NICK_FIRST_LINE", "FLOOD_KICK_LINE", "HELP_LINE", "MSG_USAGE_LINE",
+    "NOT_UTF8_LINE", "PROMPT_LINE", "SHUTDOWN_LINE",
     # server_lines: builders and their parsers
-    "chat_line", "parse_chat", "private_line", "parse_private",
+    "chat_line", "parse_chat", "private_line", "parse_private", "action_line", "parse_action",
     "joined_line", "parse_joined", "left_line", "parse_left", "renamed_line", "parse_renamed",
     "welcome_line", "parse_welcome", "welcome_nick", "online_line", "parse_online",
     "bye_line", "parse_bye", "private_sent_line", "parse_private_sent",

@@ -36,6 +36,7 @@ def split_long_line(text: str, limit: int) -> list[str]:
 
     Cut between characters, never inside one, and meaning the same: the pieces of
     ``/msg bob <long text>`` each start with ``/msg bob`` (the rest must stay private),
+    those of ``/me <long text>`` with ``/me`` (each is still an action, not chat),
     and a piece that would start with ``/`` is escaped as ``//`` (it is not a command).
     Other commands and lines that fit come back whole; the server says if a command
     is too long.
@@ -44,10 +45,13 @@ def split_long_line(text: str, limit: int) -> list[str]:
         return [text]
     line = parse_client_line(text)
     if line.kind is Kind.COMMAND:
-        if line.command != "msg":
+        if line.command == "msg":
+            nick, _, body = line.text.partition(" ")
+            prefix = f"/msg {nick} "
+        elif line.command == "me":
+            prefix, body = "/me ", line.text
+        else:
             return [text]
-        nick, _, body = line.text.partition(" ")
-        prefix = f"/msg {nick} "
     else:
         prefix, body = "", line.text  # line.text: "//x" already unescaped to "/x"
     room = limit - len(prefix.encode()) - (0 if prefix else 1)  # 1: a "/" that needs escaping

@@ -17,11 +17,12 @@ class Kind(str, Enum):
 
     CHAT = "chat"  # server -> client: a broadcast from a nick
     PRIVATE = "private"  # server -> client: a private message from a nick
+    ACTION = "action"  # server -> client: what a nick does (/me), to everyone else
     NOTICE = "notice"  # server -> everyone
     REPLY = "reply"  # server -> you, answering a command
     ERROR = "error"  # server -> you, something you sent was refused
     NICKNAME = "nickname"  # client -> server: the first line, a nickname
-    COMMAND = "command"  # client -> server: /help, /online, /quit, /nick, /msg
+    COMMAND = "command"  # client -> server: /help, /online, /quit, /nick, /msg, /me
     MESSAGE = "message"  # client -> server: anything else is chat text
 
 
@@ -48,7 +49,7 @@ def error_line(text: str) -> str:
 
 @dataclass(frozen=True)
 class ServerLine:
-    """A server line, parsed: its kind, the nick it is from (chat/private), its text."""
+    """A server line, parsed: its kind, the nick it is from (chat/private/action), its text."""
 
     kind: Kind
     text: str
@@ -58,11 +59,20 @@ class ServerLine:
 # "<nick> " (chat) or "*nick* " (private): public, the analysis builds on it.
 FROM_NICK = r"<([^<>\s]+)> |\*([^*\s]+)\* "
 _FROM_NICK = re.compile("^(" + FROM_NICK + ")")
+# "* nick " (action, /me).  Never a notice's "*** ": its second character is a space,
+# and the nick after it is the server's, so whatever a client writes after "/me" stays
+# that nick's action ("* mallory joined (3 online)" is no join).  Public, as FROM_NICK.
+ACTION_FROM_NICK = r"\* ([^*\s]+) "
+_ACTION_FROM_NICK = re.compile(ACTION_FROM_NICK)
 
 
 def has_server_shape(line: str) -> bool:
     """Does the line start as a TCPChatX server's lines do: a sigil or a nick?  (An
-    HTTP server's ``HTTP/1.0 400 ...`` or ``<!DOCTYPE HTML>`` does not.)"""
+    HTTP server's ``HTTP/1.0 400 ...`` or ``<!DOCTYPE HTML>`` does not.)
+
+    An action's ``* nick `` does not count: an IMAP server greets with ``* OK ...``,
+    and a TCPChatX server never opens with an action.
+    """
     return line.startswith((NOTICE_SIGIL, REPLY_SIGIL, ERROR_SIGIL)) or _FROM_NICK.match(line) is not None
 
 
@@ -80,4 +90,7 @@ def parse_server_line(line: str) -> ServerLine:
         if match.group(2) is not None:
             return ServerLine(Kind.CHAT, line[match.end() :], match.group(2))
         return ServerLine(Kind.PRIVATE, line[match.end() :], match.group(3))
+    match = _ACTION_FROM_NICK.match(line)
+    if match:
+        return ServerLine(Kind.ACTION, line[match.end() :], match.group(1))
     return ServerLine(Kind.NOTICE, line)  # unknown shape: show it as a plain notice

@@ -13,7 +13,7 @@ analysis) can wrap one in ^...$ and run it over all of them in one findall.
 A nickname in a pattern is (\S+): a valid nickname never holds a space, and the
 words after it (matched in full) pin where it ends.
 
-Top to bottom: chat and private lines, notices (``*** ``), how a client left,
+Top to bottom: chat, private and action lines, notices (``*** ``), how a client left,
 replies (``--- ``), errors (``!!! ``).
 """
 
@@ -51,7 +51,7 @@ def _number(text: str) -> float | None:
         return None
 
 
-# -- chat: a nick's words, relayed
+# -- chat: a nick's words (or actions), relayed
 
 
 def chat_line(nick: str, text: str) -> str:
@@ -74,6 +74,22 @@ def parse_private(line: str) -> tuple[str, str] | None:
     """:func:`private_line`'s ``(nick, text)``."""
     parsed = parse_server_line(line)
     return (parsed.nick, parsed.text) if parsed.kind is Kind.PRIVATE and parsed.nick else None
+
+
+def action_line(nick: str, text: str) -> str:
+    """``* alice waves``: what alice does (``/me waves``), to everyone chatting except alice.
+
+    As IRC shows it.  It starts with ``* alice ``, which no notice (``*** ``) does: a
+    client chooses only what follows its own nickname, so ``/me joined (3 online)``
+    reads ``* alice joined (3 online)``, alice's action, not a join.
+    """
+    return f"* {nick} {text}"
+
+
+def parse_action(line: str) -> tuple[str, str] | None:
+    """:func:`action_line`'s ``(nick, text)``."""
+    parsed = parse_server_line(line)
+    return (parsed.nick, parsed.text) if parsed.kind is Kind.ACTION and parsed.nick else None
 
 
 # -- notices (*** ): the server, to everyone
@@ -292,7 +308,8 @@ def parse_online(line: str) -> Online | None:
 
 HELP_LINE = reply_line(
     "Commands: /help this text | /online who is here | /nick NEW change nickname | "
-    "/msg NICK TEXT private message | /quit leave. Anything else is sent to everyone."
+    "/msg NICK TEXT private message | /me TEXT an action (* NICK TEXT) | "
+    "/quit [MESSAGE] leave. Anything else is sent to everyone."
 )  # the answer to /help
 
 
@@ -439,6 +456,7 @@ def parse_unknown_command(line: str) -> str | None:
 
 
 MSG_USAGE_LINE = error_line("Usage: /msg NICK TEXT")  # a /msg without a nick or a text
+ACTION_USAGE_LINE = error_line("Usage: /me TEXT")  # a /me without a text
 
 
 def nobody_called_line(target: str) -> str:

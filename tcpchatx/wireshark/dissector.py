@@ -188,7 +188,7 @@ class DissectedLine:
     direction: str  # "server->client" or "client->server"
     kind: str  # protocol.Kind value, or "invalid"
     line: str | None  # the whole line (None for invalid lines)
-    nick: str | None = None  # chat/private: from whom; client lines: the sender
+    nick: str | None = None  # chat/private/action: from whom; client lines: the sender
     text: str | None = None
     command: str | None = None
     args: str | None = None

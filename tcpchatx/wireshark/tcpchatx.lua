@@ -15,8 +15,9 @@
 --
 -- Kinds, the same words as tcpchatx/protocol.py's Kind enum:
 --   server->client lines start with a sigil:
---     "<nick> text"   chat      "*nick* text"  private
+--     "<nick> text"   chat      "*nick* text"  private   "* nick text"  action (/me)
 --     "*** text"      notice    "--- text"     reply     "!!! text"  error
+--   (an action's "* " is never a notice's "*** ", whatever text follows the nick)
 --   client->server lines:
 --     nickname  (lines before the server's "--- Welcome, NICK!" reply)
 --     command   ("/name args")
@@ -132,7 +133,7 @@ end
 
 -- --------------------------------------------------------------------------- parsing
 
--- A server line: its kind, the nick it is from (chat/private), its text.
+-- A server line: its kind, the nick it is from (chat/private/action), its text.
 -- The same rules as protocol.parse_server_line.
 local SIGILS = { { "*** ", "notice" }, { "--- ", "reply" }, { "!!! ", "error" } }
 
@@ -146,10 +147,14 @@ local function parse_server_line(line)
     if nick then return { kind = "chat", nick = nick, text = text } end
     nick, text = line:match("^%*([^%*%s]+)%* (.*)$")
     if nick then return { kind = "private", nick = nick, text = text } end
+    nick, text = line:match("^%* ([^%*%s]+) (.*)$")
+    if nick then return { kind = "action", nick = nick, text = text } end
     return { kind = "notice", text = line } -- unknown shape: a plain notice
 end
 
--- Does the line start like a server line (a sigil, or "<nick> ", "*nick* ")?
+-- Does the line start like a server line (a sigil, or "<nick> ", "*nick* ")?  Not an
+-- action's "* nick ": IMAP servers speak first too, with "* OK ...", and a TCPChatX
+-- server never opens with an action.
 local function has_sigil(line)
     local sigil = line:sub(1, 4)
     return sigil == "*** " or sigil == "--- " or sigil == "!!! " or
@@ -230,6 +235,7 @@ end
 local function describe(m)
     if m.kind == "chat" then return "chat <" .. m.nick .. "> " .. m.text end
     if m.kind == "private" then return "private *" .. m.nick .. "* " .. m.text end
+    if m.kind == "action" then return "action * " .. m.nick .. " " .. m.text end
     if m.kind == "command" then
         return "command: /" .. m.command .. (m.args ~= "" and " " .. m.args or "")
     end

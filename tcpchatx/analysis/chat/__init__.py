@@ -20,9 +20,10 @@ Theory of operation
    it are server lines (:func:`~tcpchatx.protocol.parse_server_line`).
 4. **Fan-out.**  For each chat message a client sent, the server should send
    ``<nick> text`` to every *other* client; a ``/msg bob text`` becomes
-   ``*nick* text`` to bob.  We match each to the first unmatched such line on the
-   other connections sent after the message arrived, and call the time between the
-   two frames the delivery's fan-out latency.
+   ``*nick* text`` to bob, and a ``/me waves`` becomes ``* nick waves`` to every
+   other client.  We match each to the first unmatched such line on the other
+   connections sent after the message arrived, and call the time between the two
+   frames the delivery's fan-out latency.
 
 Columns, not objects
 --------------------
@@ -61,7 +62,16 @@ first; a test checks that both give the same columns, lines, messages and delive
 """
 
 from .lines import decode_line, find_lines
-from .model import LINE_KIND_CODE, LINE_KIND_NAMES, NONE, Chat, ChatLine, Delivery, Message
+from .model import (
+    LINE_KIND_CODE,
+    LINE_KIND_NAMES,
+    MESSAGE_KINDS,
+    NONE,
+    Chat,
+    ChatLine,
+    Delivery,
+    Message,
+)
 from .pipeline import (
     FoundLines,
     analyze_chat,
@@ -73,7 +83,7 @@ from .pipeline import (
 from .reassembly import Streams, reassemble_all
 
 __all__ = [
-    "LINE_KIND_CODE", "LINE_KIND_NAMES", "NONE", "Chat", "ChatLine", "Delivery", "FoundLines", "Message",
+    "LINE_KIND_CODE", "LINE_KIND_NAMES", "MESSAGE_KINDS", "NONE", "Chat", "ChatLine", "Delivery", "FoundLines", "Message",
     "Streams", "analyze_chat", "decode_line", "find_chat_lines", "find_lines", "find_server",
     "read_chat_lines", "reassemble_all", "reassemble_chat",
 ]

@@ -1,5 +1,8 @@
 """Step 4: each chat message matched with the copies the server sent because of it.
 
+A chat message comes back as ``<nick> text``, a private one (``/msg``) as ``*nick* text``,
+an action (``/me``) as ``* nick text``.
+
 Mirrors :func:`tcpchatx.analysis.plain.chat.fan_out` (the version to read first).
 """
 
@@ -12,7 +15,7 @@ from tcpchatx import protocol as proto
 from ..packets import exact_ratio
 from ..sorting import stable_argsort
 from ..workers import for_each
-from .model import CHAT, NONE, PRIVATE, Chat
+from .model import MESSAGE_KINDS, NONE, PRIVATE_MESSAGE, RELAYED_AS, Chat
 from .parsing import TextFacts
 from .reassembly import ranges
 
@@ -22,21 +25,22 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
     n = chat.n_lines
     n_nicks = len(chat.nicks) + 1
     # A key per (kind, nick, text): a message's and the server lines it should cause.
-    def key(private, nick, payload):
-        return (payload.astype(np.int64) * n_nicks + nick + 1) * 2 + private
+    def key(message_kind, nick, payload):
+        return (payload.astype(np.int64) * n_nicks + nick + 1) * len(MESSAGE_KINDS) + message_kind
 
     line_text = chat.line_text  # -1 picks the facts' "nothing" entry
-    kind = chat.line_kind
-    outbound = np.flatnonzero((chat.line_direction == 1) & ((kind == CHAT) | (kind == PRIVATE)))
-    out_key = key((kind[outbound] == PRIVATE).astype(np.int64), chat.line_nick[outbound],
-                  kinds.server_payload[line_text[outbound]])
+    relayed = RELAYED_AS[chat.line_kind]  # the kind of message each line relays, if any
+    outbound = np.flatnonzero((chat.line_direction == 1) & (relayed != NONE))
+    out_key = key(relayed[outbound], chat.line_nick[outbound], kinds.server_payload[line_text[outbound]])
+    del relayed
     by_key = stable_argsort(out_key)  # line order within a key
     outbound, out_key = outbound[by_key], out_key[by_key]
 
-    sent = after_welcome & (kinds.message_private[line_text] >= 0)
+    sent = after_welcome & (kinds.message_kind[line_text] >= 0)
     msg_line = np.flatnonzero(sent)
-    msg_private = kinds.message_private[line_text[msg_line]].astype(bool)
-    msg_key = key(msg_private.astype(np.int64), chat.line_nick[msg_line],
+    msg_kind = kinds.message_kind[line_text[msg_line]]
+    msg_private = msg_kind == PRIVATE_MESSAGE
+    msg_key = key(msg_kind.astype(np.int64), chat.line_nick[msg_line],
                   kinds.message_payload[line_text[msg_line]])
     # Each message's lines: out_key[lo:hi].  (Looked up in key order, each search
     # starts where the one before ended, not anywhere in the keys as in line order.)
@@ -45,7 +49,7 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
     lo, hi = np.empty_like(msg_key), np.empty_like(msg_key)
     lo[by_msg_key] = np.searchsorted(out_key, sorted_keys, "left")
     hi[by_msg_key] = np.searchsorted(out_key, sorted_keys, "right")
-    chat.msg_line, chat.msg_private, chat.msg_text_id = msg_line, msg_private, line_text[msg_line]
+    chat.msg_line, chat.msg_kind, chat.msg_text_id = msg_line, msg_kind, line_text[msg_line]
     chat.msg_payload = kinds.message_payload[chat.msg_text_id]
     chat.payloads, chat.addressee_of_text = kinds.payloads.names, kinds.message_to
 

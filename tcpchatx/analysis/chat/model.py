@@ -22,10 +22,19 @@ from .lines import pick
 LINE_KIND_NAMES = ("invalid",) + tuple(k.value for k in Kind)
 LINE_KIND_CODE = {name: code for code, name in enumerate(LINE_KIND_NAMES)}
 INVALID, CHAT, PRIVATE = LINE_KIND_CODE["invalid"], LINE_KIND_CODE["chat"], LINE_KIND_CODE["private"]
+ACTION = LINE_KIND_CODE["action"]
 REPLY, NOTICE, NICKNAME = LINE_KIND_CODE["reply"], LINE_KIND_CODE["notice"], LINE_KIND_CODE["nickname"]
 ERROR = LINE_KIND_CODE["error"]
 MESSAGE, COMMAND = LINE_KIND_CODE["message"], LINE_KIND_CODE["command"]
 NONE = -1  # "no value" in the id columns (nick, command, text)
+# Message kinds (column ``Chat.msg_kind``): what a client sent, named by the server line
+# that relays it: chat ("<nick> text"), private ("/msg": "*nick* text") or action ("/me":
+# "* nick text").
+MESSAGE_KINDS = (Kind.CHAT.value, Kind.PRIVATE.value, Kind.ACTION.value)
+CHAT_MESSAGE, PRIVATE_MESSAGE, ACTION_MESSAGE = range(len(MESSAGE_KINDS))
+# The message kind each line kind relays, by line kind code (NONE: it relays none).
+RELAYED_AS = np.full(len(LINE_KIND_NAMES), NONE, dtype=np.int8)
+RELAYED_AS[[CHAT, PRIVATE, ACTION]] = CHAT_MESSAGE, PRIVATE_MESSAGE, ACTION_MESSAGE
 
 
 @dataclass
@@ -37,7 +46,7 @@ class ChatLine:
     direction: int  # 0: client -> server, 1: server -> client
     text: str | None  # None if the line was not valid (too long, bad UTF-8)
     kind: str  # protocol.Kind value, or "invalid"
-    nick: str | None  # chat/private: the nick it is from; client lines: the sender's nick
+    nick: str | None  # chat/private/action: the nick it is from; client lines: the sender's nick
     command: str | None  # for client commands: "msg", "nick", ...
     start: int  # stream offset of its first byte (relative seq)
     end: int  # stream offset just past its "\n"
@@ -61,10 +70,10 @@ class Delivery:
 
 @dataclass
 class Message:
-    """A chat message (or private message) a client sent, and its deliveries."""
+    """A chat message (or private message, or action) a client sent, and its deliveries."""
 
     id: int
-    kind: str  # "chat" or "private"
+    kind: str  # one of MESSAGE_KINDS: "chat", "private" or "action"
     conn: int
     sender: str | None
     text: str
@@ -109,7 +118,7 @@ class Chat:
     line_ticks: np.ndarray
     line_per_second: np.ndarray
     msg_line: np.ndarray  # the client line of each message
-    msg_private: np.ndarray  # bool
+    msg_kind: np.ndarray  # int8: an index into MESSAGE_KINDS
     msg_payload: np.ndarray  # the text it relays: an id into payloads (see msg_text)
     msg_text_id: np.ndarray  # its client line's text (line_text), which names the addressee
     payloads: list[str]  # the relayed texts, once each
@@ -238,15 +247,15 @@ class Chat:
         starts = (self.delivery_start[lo : hi + 1] - first).tolist()
         rows = self.msg_line[lo:hi]
         cols = zip(
-            range(lo, hi), self.msg_private[lo:hi].tolist(), self.line_conn[rows].tolist(),
+            range(lo, hi), self.msg_kind[lo:hi].tolist(), self.line_conn[rows].tolist(),
             self.line_nick[rows].tolist(), self.msg_text[lo:hi], self.msg_to[lo:hi],
             self.line_frame[rows].tolist(), self.line_time[rows].tolist(), rows.tolist(),
             strict=True,
         )
         out = []
-        for k, (j, private, conn, sender, text, to, frame, time, line) in enumerate(cols):
+        for k, (j, kind, conn, sender, text, to, frame, time, line) in enumerate(cols):
             out.append(Message(
-                id=j, kind="private" if private else "chat", conn=conn, sender=nicks[sender],
+                id=j, kind=MESSAGE_KINDS[kind], conn=conn, sender=nicks[sender],
                 text=text, to=to, frame=frame, time=time, line=line,
                 deliveries=deliveries[starts[k] : starts[k + 1]],
             ))

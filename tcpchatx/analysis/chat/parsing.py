@@ -20,7 +20,20 @@ import numpy as np
 from tcpchatx import protocol as proto
 
 from .lines import KEEP_LOW_BYTES, AsciiTexts, line_ids, pick
-from .model import CHAT, ERROR, LINE_KIND_CODE, NONE, NOTICE, PRIVATE, REPLY, Ids
+from .model import (
+    ACTION,
+    ACTION_MESSAGE,
+    CHAT,
+    CHAT_MESSAGE,
+    ERROR,
+    LINE_KIND_CODE,
+    NONE,
+    NOTICE,
+    PRIVATE,
+    PRIVATE_MESSAGE,
+    REPLY,
+    Ids,
+)
 from .reassembly import WORD, every_word
 
 # The protocol's own patterns (tcpchatx.protocol), anchored for a line's text after its sigil.
@@ -34,15 +47,15 @@ class TextFacts:
     """What each distinct text means, as a server line and as a client line (by text id)."""
 
     server_kind: np.ndarray
-    server_nick: np.ndarray  # chat/private: the sender's nick id
-    server_payload: np.ndarray  # chat/private: the id of the text after the sigil
+    server_nick: np.ndarray  # chat/private/action: the sender's nick id
+    server_payload: np.ndarray  # chat/private/action: the id of the text after the nick
     welcome: np.ndarray  # reply "Welcome, X! ...": X's nick id
     rename_from: np.ndarray  # notice "X is now known as Y": X and Y's nick ids
     rename_to: np.ndarray
     slash: np.ndarray  # bool: starts with "/"
     client_kind: np.ndarray
     client_command: np.ndarray
-    message_private: np.ndarray  # client line as a message: -1 none, 0 chat, 1 private
+    message_kind: np.ndarray  # client line as a message: -1 none, else a model.MESSAGE_KINDS code
     message_payload: np.ndarray  # its sanitised text's id
     message_to: list  # private: the addressee
     payloads: Ids  # the texts compared by the fan-out
@@ -58,7 +71,7 @@ def kinds_of_texts(texts, line_text, direction, nicks: Ids, commands: Ids) -> Te
     f = TextFacts(*(np.full(m + 1, NONE, dtype=np.int32) for _ in range(6)),
                    slash=np.zeros(m + 1, dtype=bool), client_kind=np.full(m + 1, NONE, dtype=np.int8),
                    client_command=np.full(m + 1, NONE, dtype=np.int16),
-                   message_private=np.full(m + 1, NONE, dtype=np.int8),
+                   message_kind=np.full(m + 1, NONE, dtype=np.int8),
                    message_payload=np.full(m + 1, NONE, dtype=np.int32), message_to=[None] * (m + 1),
                    payloads=Ids())
     server_ids = np.flatnonzero(seen_as[:, 1])
@@ -75,10 +88,11 @@ def _columns(rows: list[tuple], width: int) -> np.ndarray:
 
 
 # proto.parse_server_line as one regular expression over many lines at once: a
-# sigil, or "<nick> " (chat), or "*nick* " (private), then the rest of the line.
+# sigil, or "<nick> " (chat), "*nick* " (private) or "* nick " (action), then the
+# rest of the line.
 _SERVER_LINES = re.compile(
     "^(?:(" + "|".join(re.escape(s) for s in (proto.NOTICE_SIGIL, proto.REPLY_SIGIL, proto.ERROR_SIGIL))
-    + ")|" + proto.FROM_NICK + ")?(.*)$",
+    + ")|" + proto.FROM_NICK + "|" + proto.ACTION_FROM_NICK + ")?(.*)$",
     re.MULTILINE,
 )
 _SIGIL_KIND = {proto.NOTICE_SIGIL: NOTICE, proto.REPLY_SIGIL: REPLY, proto.ERROR_SIGIL: ERROR}
@@ -111,7 +125,8 @@ def _server_facts(f: TextFacts, texts: Sequence[str], ids: np.ndarray, nicks: Id
     ``*nick* `` ends.  Nicks and payloads are numbered by their bytes
     (:func:`line_ids`), and only the distinct ones become Python strings.  The
     few texts the byte scan cannot settle (a non-ASCII byte, or a run longer than
-    any nick, where a nick would be) go to the regular expression.  A test checks
+    any nick, where a nick would be) go to the regular expression, and so do
+    actions (``* nick text``: a ``*`` and a space), which are few.  A test checks
     all this against ``parse_server_line``.
     """
     n = len(ids)
@@ -135,6 +150,7 @@ def _server_facts(f: TextFacts, texts: Sequence[str], ids: np.ndarray, nicks: Id
     stop = data[at]
     unsure = stop >= 128
     unsure[running] = True
+    unsure |= (which == 1) & (data[start[maybe] + 1] == ord(" "))  # "* nick ": an action
     closed = ~unsure & (stop == _NICK_CLOSERS[which]) & (at > start[maybe] + 1) & (data[at + 1] == ord(" "))
     by_bytes, at, which = maybe[closed], at[closed], which[closed]
     kind[by_bytes] = np.where(which == 1, PRIVATE, CHAT)
@@ -144,13 +160,14 @@ def _server_facts(f: TextFacts, texts: Sequence[str], ids: np.ndarray, nicks: Id
     payload_of[by_bytes] = _distinct_strings(data, at + 2, end[by_bytes])
     by_regex = maybe[unsure]
     if len(by_regex):
-        _, chat_nick, private_nick, rest = _columns(_SERVER_LINES.findall("\n".join(pick(texts, ids[by_regex]))), 4)
-        is_chat, is_private = chat_nick != "", private_nick != ""
-        kind[by_regex[is_chat]], kind[by_regex[is_private]] = CHAT, PRIVATE
-        nick_of[by_regex] = np.where(is_chat, chat_nick, private_nick)
+        found = _SERVER_LINES.findall("\n".join(pick(texts, ids[by_regex])))
+        _, chat_nick, private_nick, action_nick, rest = _columns(found, 5)
+        is_chat, is_private, is_action = chat_nick != "", private_nick != "", action_nick != ""
+        kind[by_regex[is_chat]], kind[by_regex[is_private]], kind[by_regex[is_action]] = CHAT, PRIVATE, ACTION
+        nick_of[by_regex] = np.where(is_chat, chat_nick, np.where(is_private, private_nick, action_nick))
         payload_of[by_regex] = rest
     f.server_kind[ids] = kind
-    said = np.flatnonzero((kind == CHAT) | (kind == PRIVATE))
+    said = np.flatnonzero((kind == CHAT) | (kind == PRIVATE) | (kind == ACTION))
     f.server_nick[ids[said]] = nicks.ids_of(nick_of[said].tolist())
     f.server_payload[ids[said]] = f.payloads.ids_of(payload_of[said].tolist())
     del nick_of, payload_of
@@ -235,8 +252,8 @@ _remove_unsafe = functools.partial(proto.UNSAFE_CHARACTERS.sub, "")  # proto.san
 
 def _client_facts(f: TextFacts, texts: list[str], ids: np.ndarray, commands: Ids) -> None:
     """:func:`tcpchatx.protocol.parse_client_line` for many texts at once (see
-    :func:`_server_facts`), and what each means as a message: chat or private, the
-    sanitised text the server will relay, and the addressee."""
+    :func:`_server_facts`), and what each means as a message: chat, private or an
+    action, the sanitised text the server will relay, and the addressee."""
     if not texts:
         return
     parts = _CLIENT_LINES.findall("\n".join(texts))
@@ -251,7 +268,7 @@ def _client_facts(f: TextFacts, texts: list[str], ids: np.ndarray, commands: Ids
     said = np.where(slash_text != "", slash_text, plain)  # "//x" says "/x"
     chat_rows = np.flatnonzero(~command)
     chat_rows = chat_rows[[bool(x.strip()) for x in said[chat_rows]]]
-    f.message_private[ids[chat_rows]] = 0
+    f.message_kind[ids[chat_rows]] = CHAT_MESSAGE
     f.message_payload[ids[chat_rows]] = f.payloads.ids_of(list(map(_remove_unsafe, said[chat_rows])))
     # "/msg bob text": private, to bob (the texts in Python; the columns set in bulk).
     rows = np.flatnonzero(command)[[x == "msg" for x in names]]
@@ -264,7 +281,15 @@ def _client_facts(f: TextFacts, texts: list[str], ids: np.ndarray, commands: Ids
             bodies.append(body)
             addressees.append(to)
     private = ids[private]
-    f.message_private[private] = 1
+    f.message_kind[private] = PRIVATE_MESSAGE
     f.message_payload[private] = f.payloads.ids_of(bodies)
     for k, to in zip(private.tolist(), addressees, strict=True):
         f.message_to[k] = to
+    # "/me waves": an action, to everyone else.  Sanitised, then stripped, as the room
+    # does (it sanitises the whole line before it reads the command).
+    rows = np.flatnonzero(command)[[x == "me" for x in names]]
+    bodies = [_remove_unsafe(text).strip() for text in arg[rows].tolist()]
+    acted = [body != "" for body in bodies]
+    actions = ids[rows[acted]]
+    f.message_kind[actions] = ACTION_MESSAGE
+    f.message_payload[actions] = f.payloads.ids_of([body for body in bodies if body])

@@ -201,7 +201,7 @@ def read_chat_lines(p: Packets, found: FoundLines) -> Chat:
         line_frame=p.frame[done],
         line_time=p.seconds(done), line_ticks=p.ts_ticks[done],
         line_per_second=tps,
-        msg_line=np.zeros(0, np.int64), msg_private=np.zeros(0, bool), msg_payload=np.zeros(0, np.int32),
+        msg_line=np.zeros(0, np.int64), msg_kind=np.zeros(0, np.int8), msg_payload=np.zeros(0, np.int32),
         msg_text_id=np.zeros(0, np.int32), payloads=[], addressee_of_text=[],
         delivery_start=np.zeros(1, np.int64), delivery_line=np.zeros(0, np.int64),
         delivery_latency=np.zeros(0, np.float64),

@@ -9,6 +9,7 @@ rule as ``tcpchatx.lua``'s ``looks_like_server`` (strict on purpose):
 - they hold at least one complete line, and every complete line is valid UTF-8, at
   most :data:`~tcpchatx.protocol.MAX_LINE_BYTES` bytes, free of control characters,
   and starts with a server sigil: ``*** ``, ``--- ``, ``!!! ``, ``<nick> `` or ``*nick* ``.
+  (Not an action's ``* nick ``: IMAP servers speak first too, with ``* OK ...``.)
 
 The bytes tested are the first segment the server sent (Wireshark tries its heuristic
 on each segment in turn; the chat's server always speaks first, with its welcome).

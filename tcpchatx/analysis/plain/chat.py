@@ -19,12 +19,13 @@ says it the slow and obvious way, one Python object per line, in four steps:
    put in the order their last byte arrived.
 3. **Meaning** (:func:`interpret`).  Lines towards the server are client lines
    (a nickname, then messages and commands), lines from it are server lines (chat,
-   private, notice, reply, error); the server's welcome and rename notices tell us
-   each connection's nickname as it changes.
+   private, action, notice, reply, error); the server's welcome and rename notices
+   tell us each connection's nickname as it changes.
 4. **Fan-out** (:func:`fan_out`).  For each chat message a client sent, the
    server should send ``<nick> text`` to every *other* client; a ``/msg bob text``
-   becomes ``*nick* text`` to bob.  We match each to the first unused such line on
-   each other connection, sent after the message arrived.
+   becomes ``*nick* text`` to bob, and a ``/me waves`` becomes ``* nick waves`` to
+   every other client.  We match each to the first unused such line on each other connection,
+   sent after the message arrived.
 
 Every line is parsed by the protocol's own parsers (:mod:`tcpchatx.protocol`):
 the wire format has one owner.  At the bottom, :func:`chat_from_objects` writes the
@@ -41,7 +42,7 @@ from tcpchatx import protocol as proto
 from tcpchatx.protocol import Kind
 from tcpchatx.tcp_flags import RST
 
-from ..chat.model import LINE_KIND_CODE, Chat, ChatLine, Delivery, Ids, Message
+from ..chat.model import LINE_KIND_CODE, MESSAGE_KINDS, Chat, ChatLine, Delivery, Ids, Message
 from ..chat.recognise import looks_like_server
 from ..packets import Packets
 from ..tracker import Flows
@@ -245,10 +246,11 @@ def interpret(lines: list[ChatLine]) -> dict[int, str]:
 
 def fan_out(lines: list[ChatLine]) -> list[Message]:
     """4. Each client message, matched with the lines the server sent because of it."""
-    # The server's chat and private lines, by (kind, from-nick, text), in line order.
+    # The server's chat, private and action lines, by (kind, from-nick, text), in line
+    # order.  A message's kind is the kind of the lines that relay it (MESSAGE_KINDS).
     relayed: dict[tuple[str, str | None, str], list[ChatLine]] = {}
     for line in lines:
-        if line.direction == 1 and line.kind in (Kind.CHAT.value, Kind.PRIVATE.value):
+        if line.direction == 1 and line.kind in MESSAGE_KINDS:
             text = proto.parse_server_line(line.text).text
             relayed.setdefault((line.kind, line.nick, text), []).append(line)
     used: set[int] = set()  # lines already matched to a message
@@ -257,8 +259,8 @@ def fan_out(lines: list[ChatLine]) -> list[Message]:
         message = _message(line, len(messages))
         if message is None:
             continue
-        private = message.kind == "private"
-        wanted = (Kind.PRIVATE.value if private else Kind.CHAT.value, line.nick, message.text)
+        private = message.kind == Kind.PRIVATE.value
+        wanted = (message.kind, line.nick, message.text)
         reached: set[int] = set()  # connections this message reached already
         for out in relayed.get(wanted, []):
             if out.id in used or out.conn == line.conn or out.conn in reached:
@@ -280,8 +282,8 @@ def fan_out(lines: list[ChatLine]) -> list[Message]:
 
 
 def _message(line: ChatLine, number: int) -> Message | None:
-    """The message a client line sends (chat, or ``/msg NICK text``), as the server
-    will relay it (sanitised), or None."""
+    """The message a client line sends (chat, ``/msg NICK text`` or ``/me text``), as
+    the server will relay it (sanitised), or None."""
     if line.direction != 0 or line.kind not in (Kind.MESSAGE.value, Kind.COMMAND.value):
         return None
     parsed = proto.parse_client_line(line.text)
@@ -293,6 +295,10 @@ def _message(line: ChatLine, number: int) -> Message | None:
         to, _, text = parsed.text.partition(" ")
         kind, text = "private", proto.sanitize(text.strip())[0]
         if not to or not text:
+            return None  # the server answers with its usage line
+    elif parsed.command == "me":
+        kind, to, text = "action", None, proto.sanitize(parsed.text)[0].strip()
+        if not text:
             return None  # the server answers with its usage line
     else:
         return None
@@ -351,7 +357,7 @@ def chat_from_objects(p: Packets, server: tuple[str, int] | None, streams: list[
         line_ticks=np.array([line.ticks for line in lines], p.ts_ticks.dtype),
         line_per_second=np.array([line.per_second for line in lines], p.ts_tps.dtype),
         msg_line=np.array([m.line for m in messages], np.int64),
-        msg_private=np.array([m.kind == "private" for m in messages], bool),
+        msg_kind=np.array([MESSAGE_KINDS.index(m.kind) for m in messages], np.int8),
         msg_payload=np.array([payloads[m.text] for m in messages], np.int32),
         msg_text_id=np.array([line_text[m.line] for m in messages], np.int32),
         payloads=payloads.names, addressee_of_text=addressee_of_text,
