@@ -3,7 +3,10 @@
     .venv/bin/python docs/figures/make.py
 
 Each figure is one call of :mod:`tcpchatx.plots` on a reference story, opened with
-``lab.story(NAME, mode="reference")``; run it again after ``tcpchatx references --lab``.
+``lab.story(NAME, mode="reference")``, or on a reference scenario (``lab.run``); run it
+again after ``tcpchatx references --lab``.  ``notebook-03-socket-states-before.png`` is
+not made here: it is the old socket-state figure (states drawn when sampled), kept to
+compare with ``notebook-03-socket-states-after.png``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,12 @@ def notebook_08_algorithms():
     return lab.algorithms_figure(lab.story("bottleneck", mode="reference"))
 
 
+def notebook_03_socket_states():
+    """Notebook 03: alice closes first.  Each socket's states from the packets, every change
+    at the packet that caused it; the kernel's sampled states as tags that confirm them."""
+    return lab.socket_states_figure(lab.run("client-close", mode="reference", sample_sockets=True))
+
+
 def ladder_router_rto():
     """alice's line dropped at the router, resent when her timer runs out."""
     story = lab.story("rto", mode="reference")
@@ -96,6 +105,7 @@ FIGURES = {
     "buffers-bottleneck-cubic.png": buffers_bottleneck_cubic,
     "ladder-router-rto.png": ladder_router_rto,
     "ladder-router-reorder.png": ladder_router_reorder,
+    "notebook-03-socket-states-after.png": notebook_03_socket_states,
     "notebook-06-backoff.png": notebook_06_backoff,
     "notebook-07-time-sequence-rwnd.png": notebook_07_time_sequence_rwnd,
     "notebook-08-algorithms.png": notebook_08_algorithms,

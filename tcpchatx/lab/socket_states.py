@@ -1,8 +1,10 @@
 """The kernel's TCP state of each socket while a scenario played: the table, who held
 TIME_WAIT, and the timeline figure.
 
-The states come from the sampler (``sample_sockets=True``) or, in reference mode, from
-the ``NAME.sockstates.json`` shipped beside the capture.
+The kernel's states come from the sampler (``sample_sockets=True``) or, in reference
+mode, from the ``NAME.sockstates.json`` shipped beside the capture.  The figure draws
+each socket's states from the packets (exact) and the kernel's samples beside them (a
+cross-check), see :mod:`tcpchatx.plots.sockets`.
 """
 
 from __future__ import annotations
@@ -72,11 +74,14 @@ def time_wait(lab_run: LabRun) -> None:
 
 
 def socket_states_figure(lab_run: LabRun):
-    """The socket-state timeline of ``lab_run`` (a Figure), or None with the reason printed."""
-    if lab_run.sockstates is None or lab_run.sockstates.empty:
-        _say(f"{lab_run.name}: no socket states to draw (run with sample_sockets=True; in reference "
-             "mode they come from NAME.sockstates.json, when there is one).")
-        return None
+    """The socket-state timeline of ``lab_run`` (a Figure): each socket's states from the
+    packets, with the kernel's samples beside them when the run has any."""
     from ..plots import socket_states
 
-    return socket_states(lab_run.sockstates, lab_run.analysis)
+    samples = lab_run.sockstates
+    if samples is None or samples.empty:
+        _say(f"{lab_run.name}: no kernel samples here (run with sample_sockets=True; in reference mode "
+             "they come from NAME.sockstates.json, when there is one), so the figure shows the states "
+             "the packets give, without the kernel's tags.")
+        samples = None
+    return socket_states(samples, lab_run.analysis)

@@ -20,7 +20,7 @@ Of one capture:
   ACK line, the receive window, SACK blocks, resends by kind and Wireshark's expert
   events;
 - :func:`fanout`: each chat message's copies to the other clients, and how long each took;
-- :func:`socket_states`: the kernel's TCP states of every socket, over time.
+- :func:`socket_states`: every socket's TCP state over time, derived from the packets (the kernel's samples as checks).
 
 Of the lab network (docs/netlab.md), with what the kernel said beside the packets:
 
