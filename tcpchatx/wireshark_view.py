@@ -43,9 +43,9 @@ def packet_fields(
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        reader = pyshark.FileCapture(
-            str(capture), display_filter=f"frame.number == {int(frame)}", eventloop=loop,
-            decode_as=decode_as, keep_packets=False,
+        reader = pyshark.FileCapture(  # -2: two passes, so fields that sum up the whole
+            str(capture), display_filter=f"frame.number == {int(frame)}", eventloop=loop,  # connection
+            decode_as=decode_as, keep_packets=False, custom_parameters=["-2"],  # are final
         )
         try:
             packets = list(reader)
@@ -98,13 +98,18 @@ def _fields_of(packet, layers: tuple[str, ...] | None) -> list[Field]:
 
 
 def format_fields(fields: list[Field]) -> str:
-    """The fields as an indented tree, one layer after another, like Wireshark's middle pane."""
+    """The fields as an indented tree, one layer after another, like Wireshark's middle pane.
+
+    A field sits under the one its name extends (``tcp.flags.ack`` under ``tcp.flags``,
+    ``tcp.options.timestamp.tsval`` under ``tcp.options.timestamp``), as Wireshark nests them.
+    """
     out, current = [], None
     for field in fields:
         if field.layer != current:
             current = field.layer
             out.append(current.upper())
-        out.append("    " + field.showname)
+        depth = max(field.name.count(".") - 1, 0) if field.name.startswith(f"{field.layer}.") else 0
+        out.append("    " * (1 + depth) + field.showname)
     return "\n".join(out)
 
 

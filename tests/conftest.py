@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -19,6 +20,14 @@ from tcpchatx.room import RoomConfig  # noqa: E402
 from tcpchatx.server import ChatServer  # noqa: E402
 
 HOST = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def lab_sentences_whole(monkeypatch):
+    """The tests read what the lab says sentence by sentence; lab.say wraps long lines only
+    for a notebook's output area (test_lab.py's wrapping test sets its own width)."""
+    say = importlib.import_module("tcpchatx.lab.say")  # the module: lab.say is its function
+    monkeypatch.setattr(say, "WIDTH", 100_000)
 
 
 @pytest.fixture

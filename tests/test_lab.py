@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -18,6 +19,8 @@ from tcpchatx.capture import choose_capture_mode, rootless_available
 from tcpchatx.lab import mode as lab_mode
 from tcpchatx.lab import socket_states
 from tcpchatx.references import CAPTURES
+
+lab_say = importlib.import_module("tcpchatx.lab.say")  # the module (lab.say is its function)
 
 
 @pytest.fixture(autouse=True)
@@ -322,6 +325,38 @@ def test_a_check_after_a_question_keeps_its_numbers_until_answered(capsys):
     lab.check("the ACK of each FIN", True, "…", answer=[8, 7], expected=[8, 8])
     assert "Your answer, [8, 7]: the capture says [8, 8]." in capsys.readouterr().out
     assert lab.check_counts() == {"PASS": 3, "FAIL": 0, "SKIP": 0}  # counted, answered or not
+
+
+def test_why_reset_says_what_the_program_did_that_the_wire_cannot(capsys):
+    """abort and unread-data end with the same packets; what the program did at close tells them apart."""
+    abort, unread = lab.run("abort", mode="reference"), lab.run("unread-data", mode="reference")
+    last = [lab.packet_table(r).iloc[-1][["flags", "len"]].tolist() for r in (abort, unread)]
+    assert last[0] == last[1] == ["AR", 0]  # the wire: the same RST+ACK
+    capsys.readouterr()
+    lab.why_reset(abort)
+    said = capsys.readouterr().out
+    assert "setsockopt(SO_LINGER, on, 0 s), then close(); every byte the server had sent was read." in said
+    lab.why_reset(unread)
+    said = capsys.readouterr().out
+    assert "called close(); 22 byte(s) the server had sent were still unread" in said and "RFC 2525" in said
+    lab.why_reset(lab.run("chat", mode="reference"))
+    assert "does not say what the client's program did" in capsys.readouterr().out
+
+
+def test_long_lines_are_wrapped_between_words(monkeypatch):
+    """A notebook breaks a too-long line wherever its edge falls ("ac" / "knowledged");
+    lab.say breaks it between words, each continuation indented under its own line."""
+    monkeypatch.setattr(lab_say, "WIDTH", 40)
+    text = ("Client acknowledges every byte before 92 from the server, and more words\n"
+            "    an explanation, indented, that is also longer than forty characters\nshort")
+    lines = lab_say.wrapped(text).splitlines()
+    assert all(len(line) <= 40 for line in lines) and lines[-1] == "short"
+    assert lines[0] == "Client acknowledges every byte before 92" and lines[1].startswith("    from")
+    explanation = lines.index("    an explanation, indented, that is")
+    assert lines[explanation + 1].startswith("        also")
+    words = [word for line in lines for word in line.split()]
+    assert words == text.split()  # nothing cut inside a word, nothing lost
+    assert lab_say.wrapped("a " + "x" * 60) == "a\n    " + "x" * 60  # a word longer than a line stays whole
 
 
 # --------------------------------------------------------------------------- tables

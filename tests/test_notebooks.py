@@ -117,10 +117,23 @@ def assert_clean_run(nb, mode: str | tuple[str, ...]) -> str:
     return named.group(1)
 
 
+def printed(nb) -> str:
+    """Everything the code cells printed or displayed (as cell_text), with the lines that
+    lab.say wrapped between words joined again (tables left as they are)."""
+    parts = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            text = cell_text({"outputs": [output]})
+            parts.append(re.sub(r"\n +", " ", text) if output.get("output_type") == "stream" else text)
+    return "".join(parts)
+
+
 def assert_own_handshake(nb) -> None:
     """Notebook 01's story, told by its own sockets: listen 0 packets, connect 3, accept 0,
     and the numbers are read from that handshake."""
-    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+    text = printed(nb)
     assert "socket, bind, listen: 0 packet(s) on the wire." in text
     assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
     assert "accept: 0 packet(s) on the wire." in text
@@ -160,23 +173,33 @@ def test_stored_notebook_is_clean(name):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 
+def assert_reads_plainly(nb) -> None:
+    """Every table: no index column beside `frame`, nothing missing shown as NaN or <NA>,
+    Zeek's history in a fixed-width font (the rest of the look: test_lab.py's
+    test_tables_read_plainly).  Every printed line fits the output area: a wider one is
+    broken by the browser wherever the edge falls, mid-word ("ac/knowledged"), so the lab
+    wraps between words at lab.say's WIDTH; only a table printed as text may be wider."""
+    from tcpchatx.lab.say import WIDTH
+
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.outputs:
+            table = output.get("data", {}).get("text/html")
+            if table is not None:
+                assert "row_heading" not in table and "blank level0" not in table, "an index column is shown"
+                assert ">NaN<" not in table and "&lt;NA&gt;" not in table and ">None<" not in table
+                assert "monospace" in table if ">history</th>" in table else True
+                assert " at 0x" not in output.data.get("text/plain", ""), "a table's text is an object's address"
+            if "format_checks" in cell.source:
+                continue
+            for line in output.get("text", "").splitlines():
+                assert len(line) <= WIDTH or " " not in line.strip(), f"{len(line)} characters: {line}"
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_stored_tables_read_plainly(name):
-    """Every table a notebook shows: no index column beside `frame`, nothing missing shown
-    as NaN or <NA>, Zeek's history in a fixed-width font (the rest of the look:
-    tests/test_lab.py's test_tables_read_plainly)."""
-    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-    tables = [output.data["text/html"] for cell in nb.cells if cell.cell_type == "code"
-              for output in cell.outputs if "text/html" in output.get("data", {})]
-    for table in tables:
-        assert "row_heading" not in table and "blank level0" not in table, "an index column is shown"
-        assert ">NaN<" not in table and "&lt;NA&gt;" not in table and ">None<" not in table
-        assert "<table" in table
-        if ">history</th>" in table:
-            assert "monospace" in table
-    plain = [output.data["text/plain"] for cell in nb.cells if cell.cell_type == "code"
-             for output in cell.outputs if "text/html" in output.get("data", {})]
-    assert not any(" at 0x" in text for text in plain), "a table's plain text is an object's address"
+def test_stored_notebook_reads_plainly(name):
+    assert_reads_plainly(nbformat.read(NOTEBOOK_DIR / name, as_version=4))
 
 
 def stale_outputs(stored, executed) -> list[str]:
@@ -291,6 +314,7 @@ live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "li
 def test_notebook_live(name, tmp_path, monkeypatch):
     nb = execute_here(NOTEBOOK_DIR / name, "live", tmp_path, monkeypatch)
     assert_clean_run(nb, "live")
+    assert_reads_plainly(nb)
     if name == "01_handshake.ipynb":
         assert_own_handshake(nb)
 
@@ -305,7 +329,7 @@ def test_notebook_reference(name, tmp_path):
     assert_clean_run(nb, "reference")
     assert list(tmp_path.iterdir()) == [], "reference mode must not capture anything"
     if name == "01_handshake.ipynb":  # the same calls, from captures/own-sockets/: prose true here too
-        text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+        text = printed(nb)
         assert "put 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
         assert text.count("put 0 packet(s) on the wire.") == 2
         assert "Using the reference capture's handshake: packets 1-3 of " in text
@@ -413,6 +437,11 @@ def test_notebook_as_nobody(name, nobody_runs):
     expected = "rootless" if rootless_available()[0] else "reference"
     assert error is None, error
     assert assert_clean_run(nb, ("rootless", "reference")) == expected
+    assert_reads_plainly(nb)
+    if expected == "rootless":  # why, in a student's words first, the capture tool's after
+        why = printed(nb).split("Why: ", 1)[1]
+        assert why.startswith("you may not capture on lo (that needs root, the wireshark group, or capture "
+                              "rights for dumpcap); dumpcap said: "), why[:300]
     if name == "01_handshake.ipynb" and expected == "rootless":  # its own sockets, in the namespace
         assert_own_handshake(nb)
 
@@ -436,7 +465,8 @@ def run_with_papermill(notebook: Path, parameters: dict, tmp_path: Path, monkeyp
     TIMES[f"papermill: {notebook.name[:2]} {parameters}"] = time.monotonic() - started
     nb = nbformat.read(executed, as_version=4)
     assert_clean_run(nb, "live")
-    text = "".join(cell_text(cell) for cell in nb.cells if cell.cell_type == "code")
+    assert_reads_plainly(nb)
+    text = printed(nb)
     assert "FAIL" not in text, text
     assert text.count("PASS: ") >= passes, text
     assert "Self-checks: " in text and " 0 failed" in text

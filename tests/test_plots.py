@@ -487,3 +487,20 @@ def test_ladder_through_router_slants_the_held_line_across_the_next():
     shown = [s["client_frame"] for s in fig.tcpchatx["segments"]]
     assert shown and all(first <= frame <= last for frame in shown)
     assert sorted(shown) == list(range(first, last + 1))
+
+
+def test_server_event_labels_are_whole_and_fit_the_margin():
+    """The chat's broadcasts were cut at 38 characters ("<alice> message 1 fro…"): now a
+    label takes up to two lines, broken between words, and says all of it."""
+    import json
+
+    from tcpchatx.plots._common import EVENT_COLOUR
+    from tcpchatx.references import CAPTURES
+
+    a = analyze(CAPTURES / "chat.pcapng")
+    events = json.loads((CAPTURES / "chat.json").read_text())["events"]
+    fig = plots.ladder(a, connections=[0], events=events)
+    labels = [t.get_text() for t in fig.axes[0].texts if t.get_color() == EVENT_COLOUR]
+    assert "broadcast to 2: <alice> message 1 from alice" in fig.tcpchatx["events"]
+    assert not any("…" in label for label in fig.tcpchatx["events"])
+    assert labels and all(len(line) <= 30 and label.count("\n") <= 1 for label in labels for line in label.split("\n"))

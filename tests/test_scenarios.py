@@ -123,10 +123,13 @@ def test_close_steps_show_what_each_story_is_about(captured, backend):
     steps = steps_of(a, a.connections[0])
     client_fin = steps.index(("originator", "FIN", 0))
     assert any(d == "responder" and n == "DATA" and size > 0 for d, n, size in steps[client_fin:])
-    _, a = captured("unread-data", backend)  # the server's line arrived, then the client's RST
+    run, a = captured("unread-data", backend)  # the server's line arrived, then the client's RST
     steps = steps_of(a, a.connections[0])
     assert steps[-1][:2] == ("originator", "RST+ACK")
     assert steps[-2][0] == "responder" and steps[-2][2] > 0
+    assert run.played["result"]["unread_at_close"] == steps[-2][2]  # that line, unread at close()
+    run, _ = captured("abort", backend)
+    assert run.played["result"] == {"close": "setsockopt(SO_LINGER, on, 0 s), then close()", "unread_at_close": 0}
     _, a = captured("refused", backend)
     assert [s[:2] for s in steps_of(a, a.connections[0])] == [("originator", "SYN"), ("responder", "RST+ACK")]
 

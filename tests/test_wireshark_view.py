@@ -69,3 +69,15 @@ def test_pyshark_inside_a_running_jupyter_kernel_leaves_no_tshark(handshake_pcap
     assert loop_running == "True"  # a plain pyshark call would fail here
     assert "Flags: 0x002 (SYN)" in tree and "Maximum segment size: 65495 bytes" in tree
     assert leftovers.strip() == "tshark children: []"
+
+
+def test_the_tree_nests_like_wireshark_and_sums_up_the_whole_connection():
+    """A FIN before the end of the file: read twice, Wireshark already knows the connection
+    was complete (read once it says "Incomplete"); the flag bits sit under Flags."""
+    from tcpchatx.references import CAPTURES
+
+    tree = format_fields(packet_fields(CAPTURES / "three-way.pcapng", 9, layers=("tcp",))).splitlines()
+    assert "    Conversation completeness: Complete, WITH_DATA (31)" in tree
+    flags = tree.index("    Flags: 0x011 (FIN, ACK)")
+    assert tree[flags + 1].startswith("        ") and "Reserved" in tree[flags + 1]
+    assert "        .... .... ...1 = Fin: Set" in tree

@@ -158,19 +158,20 @@ def live_capture_available(backend: str = "auto", interface: str | None = None) 
         if probe.returncode == 0:
             return True, f"dumpcap can capture on {interface}"
         first = next((line for line in probe.stderr.splitlines() if line.strip()), "no message")
-        return False, f"{_refusal_in_words(first, interface)} (dumpcap said: {first.rstrip('.')})"
+        said = first.removeprefix("dumpcap: ").rstrip(".")
+        return False, f"{_refusal_in_words(first, interface)}; dumpcap said: \"{said}\""
     try:
         from scapy.all import conf
 
         conf.L2listen(iface=interface).close()
     except OSError as exc:
-        return False, f"{_refusal_in_words(str(exc), interface)} (scapy said: {exc})"
+        return False, f"{_refusal_in_words(str(exc), interface)}; scapy said: \"{exc}\""
     return True, f"scapy can capture on {interface}"
 
 
 def _refusal_in_words(message: str, interface: str) -> str:
     """Why a capture was refused, said for a student rather than by the capture tool."""
     if "not permitted" in message or "ermission denied" in message:
-        return (f"you may not capture on {interface} here: that needs root, the wireshark group, "
-                "or capture rights for dumpcap")
+        return (f"you may not capture on {interface} (that needs root, the wireshark group, "
+                "or capture rights for dumpcap)")
     return f"capturing on {interface} failed"

@@ -98,6 +98,7 @@ from .facts import (
     options_table,
     resets,
     tcp_options,
+    why_reset,
 )
 from .loss import (
     TICK_MS,
@@ -119,6 +120,7 @@ from .mode import MODE_ENV, MODE_MEANINGS, MODES, OUT_ENV, capture_mode, current
 from .playing import CLOSE_VARIANTS, exercise_story, play_and_sample, play_exercise
 from .rtt import linux_rto, rfc6298
 from .runs import LabRun, open_capture, reference_capture, run, run_exercise
+from .say import say
 from .session import Session, current_session, reset_session
 from .socket_states import socket_states_figure, time_wait, time_wait_holders
 from .stories import StoryRun, reference_story, story
@@ -189,9 +191,11 @@ __all__ = [
     "show_packets",
     # facts
     "Acked", "Reset", "broadcasts", "byte_counts", "first_data", "fins", "handshake_numbers", "isn",
-    "nagle_bursts", "options_table", "resets", "tcp_options",
+    "nagle_bursts", "options_table", "resets", "tcp_options", "why_reset",
     # socket states
     "socket_states_figure", "time_wait", "time_wait_holders",
+    # printing for a notebook (long lines wrapped between words)
+    "say",
     # self-checks and the session they are counted in
     "Session", "check", "check_counts", "check_summary", "current_session", "reset_session",
     # Wireshark's view

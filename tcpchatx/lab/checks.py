@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .say import say
 from .session import current_session
 
 #: ``answer=`` left out: the check follows no question, so its explanation is printed at once.
@@ -41,7 +42,7 @@ def check(name: str, condition: bool | None, explanation: str, *,
     else:
         agrees = "agrees with the capture" if answer == expected else f"the capture says {expected}"
         why = f"    Your answer, {answer}: {agrees}.\n    {explanation}"
-    print(f"{mark} {verdict}: {name}\n{why}", flush=True)
+    say(f"{mark} {verdict}: {name}\n{why}")
 
 
 def check_counts() -> dict[str, int]:
@@ -55,4 +56,4 @@ def check_counts() -> dict[str, int]:
 def check_summary() -> None:
     """Print how many self-checks passed, failed and were skipped so far."""
     counts = check_counts()
-    print(f"Self-checks: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped.")
+    say(f"Self-checks: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped.")

@@ -28,7 +28,7 @@ SHOWN_WHEN_LONG = 50
 FIXED_WIDTH = "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"
 FIXED_WIDTH_COLUMNS = ("history", "flags")
 
-FLAG_NAMES = {LETTERS[bit]: NAMES[bit] for bit in LETTERS}
+FLAG_NAMES = {LETTERS[bit]: NAMES[bit] for bit in sorted(LETTERS, key=lambda bit: "SAPFRUEC".index(LETTERS[bit]))}
 FLAG_MEANINGS = {"S": "synchronise: open, with my ISN", "A": "the ack number is valid",
                  "P": "push: hand the data to the application now", "F": "finish: I will send no more",
                  "R": "reset: abort the connection", "U": "urgent", "E": "ECN echo", "C": "congestion window reduced"}
@@ -56,7 +56,16 @@ def show_tables_plainly() -> None:
 def table_text(df) -> str:
     """The table as plain text, without the index, "—" where a value is missing."""
     df = _with_meaningful_index(df)
-    return df.head(MAX_ROWS).to_string(index=False, na_rep=MISSING) + _rows_note(len(df), plain=True)
+    shown = df.head(MAX_ROWS)
+    text_columns = [c for c in shown.columns if not _is_number_column(shown[c])]
+    shown = shown.astype(object).where(shown.notna(), MISSING)  # NaN, None and <NA> alike
+    headers = {}
+    for column in text_columns:  # text reads from the left: padded there, header too; numbers stay right
+        values = shown[column].astype(str)
+        width = max(values.str.len().max(), len(str(column)))
+        shown[column] = values.str.ljust(width)
+        headers[column] = str(column).ljust(width)
+    return shown.rename(columns=headers).to_string(index=False) + _rows_note(len(df), plain=True)
 
 
 def table_html(styler) -> str:

@@ -15,6 +15,7 @@ from ..capture import CaptureError, live_capture_available, rootless_available
 from ..references import CAPTURES
 from .display import show_tables_plainly
 from .figures import show_figures_inline
+from .say import say
 from .session import current_session
 
 MODE_ENV = "TCPCHATX_CAPTURE_MODE"
@@ -68,8 +69,7 @@ def capture_mode(mode: str | None = None, backend: str = "auto", quiet: bool = F
             if live_ok:
                 chosen, why = "live", live_why
             elif rootless_ok:
-                chosen, why = "rootless", (f"no live capture here ({live_why}), "
-                                           f"but {rootless_why}")
+                chosen, why = "rootless", f"{live_why}; but {rootless_why}"
             else:
                 chosen, why = "reference", (f"no live capture ({live_why}) and no rootless "
                                             f"capture ({rootless_why}); docs/capture.md says how "
@@ -79,7 +79,7 @@ def capture_mode(mode: str | None = None, backend: str = "auto", quiet: bool = F
     lines.append(f"Capture mode: {chosen} — {MODE_MEANINGS[chosen]}.")
     lines.append(f"Why: {why}.")
     if not quiet:
-        print("\n".join(lines))
+        say("\n".join(lines))
     return chosen
 
 

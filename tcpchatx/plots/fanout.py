@@ -68,8 +68,9 @@ def _one(analysis, m) -> Figure:
     else:
         ax.set_xlim(0, max(latencies) * 1.45 or 1.0)
     what = f"private to {m.to}" if m.kind == "private" else "broadcast"
-    ax.set_title(f"Message {m.id} from {m.sender or f'conn {m.conn}'} (frame {m.frame}, {what}): "
-                 f"\"{shorten(m.text, TEXT_CHARS)}\" → {n} cop{'y' if n == 1 else 'ies'}",
+    # Named by its text and frame, not its id: ids count from 0, people count lines from 1.
+    ax.set_title(f"{m.sender or f'conn {m.conn}'}: \"{shorten(m.text, TEXT_CHARS)}\" (frame {m.frame}, "
+                 f"{what}) → {n} cop{'y' if n == 1 else 'ies'}",
                  fontsize=10, loc="left", fontweight="bold")
     ax.grid(True, axis="x", color="#e5e7eb", lw=0.6)
     ax.set_axisbelow(True)

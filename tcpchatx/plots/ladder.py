@@ -13,6 +13,7 @@ their wall-clock time falls between the packets.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ SERVER_GAP = 1.5  # distance from the last client lane to the server lane, in la
 GAP_SECONDS = 0.005  # a pause longer than this between two rows is marked in the margin
 CHAT_CHARS = 44
 CAPTION_CHAR_INCHES = 7 * 0.52 / 72  # the mean width of a 7 pt character  # longer chat lines are shortened (the full text is in lines_df())
-EVENT_CHARS = 38
+EVENT_CHARS = 30  # per line of an event's label; a label takes at most two lines
 
 #: Server timeline kinds shown by default (``sent`` and the rest would crowd the margin).
 DEFAULT_EVENT_KINDS = ("accepted", "nick-set", "queued", "line-received", "left", "closing")
@@ -153,14 +154,23 @@ def _event_label(event, clients: _ServerClients) -> str | None:
         recipients = _field(event, "recipients") or ()
         if len(recipients) < 2 and not detail.startswith("chat:"):
             return None  # replies and notices to one client: not a broadcast
-        return shorten(f"broadcast to {len(recipients)}: {detail.split(': ', 1)[-1]}", EVENT_CHARS)
+        return _two_lines(f"broadcast to {len(recipients)}: {detail.split(': ', 1)[-1]}")
     if kind == "line-received":
         return f"{who} sent {detail}" if detail.startswith("/") else None
     if kind == "left":
         return f"{who} left ({detail})"
     if kind == "closing":
         return f"server closes {who}: {detail}"
-    return shorten(f"{kind} {who} {detail}".strip(), EVENT_CHARS)
+    return _two_lines(f"{kind} {who} {detail}".strip())
+
+
+def _two_lines(label: str) -> str:
+    """A label in at most two lines of EVENT_CHARS, broken between words (shortened with
+    "…" only beyond that), so that the margin beside the server lane holds it whole."""
+    lines = textwrap.wrap(label, EVENT_CHARS, break_long_words=False, break_on_hyphens=False)
+    if len(lines) <= 2:
+        return "\n".join(lines)
+    return lines[0] + "\n" + shorten(" ".join(lines[1:]), EVENT_CHARS)
 
 
 def _field(event, name):
@@ -302,14 +312,15 @@ def ladder(
 
     # Server events beside the server lane; pushed apart so they never overlap.
     event_ys = []
-    last = -np.inf
+    last, last_lines = -np.inf, 1
     for y, label in placed:
-        y_text = max(y, last + 0.75)
-        last = y_text
+        lines = label.count("\n") + 1
+        y_text = max(y, last + 0.4 * (last_lines + lines))  # room for both labels' lines
+        last, last_lines = y_text, lines
         event_ys.append(y_text)
         ax.plot([server_x], [y], marker="D", ms=4, color=EVENT_COLOUR, zorder=5)
         ax.plot([server_x, server_x + 0.1], [y, y_text], color=EVENT_COLOUR, lw=0.6, zorder=5)
-        ax.text(server_x + 0.12, y_text, label, ha="left", va="center", fontsize=6.5,
+        ax.text(server_x + 0.12, y_text, label, ha="left", va="center", fontsize=7, linespacing=1.1,
                 color=EVENT_COLOUR, zorder=5)
     if placed and event_ys[-1] > n - 0.5:
         ax.set_ylim(event_ys[-1] + 0.6, -0.6)
@@ -338,7 +349,7 @@ def ladder(
         "lanes": [lane["label"].replace("\n", " ") for lane in lanes],
         "endpoints": [lane["endpoint"] for lane in lanes],
         "hidden": hidden,
-        "events": [label for _, label in placed],
+        "events": [label.replace("\n", " ") for _, label in placed],  # the words, not the layout
         "phases": phases_shown,
         "phase_meanings": {ph: PHASES[ph] for ph in phases_shown},
     }

@@ -9,8 +9,11 @@ with a deadline on something the kernel or the server reports, never a sleep.
 
 from __future__ import annotations
 
+import fcntl
 import select
 import socket
+import struct
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -290,9 +293,10 @@ def abort(stage: Stage) -> dict:
     alice_id = stage.client_id(alice)
     alice.send("/online")
     alice.receive_until(lambda line: line.kind is Kind.REPLY)
+    unread = unread_bytes(alice.sock)
     alice.abort()
     stage.gone(alice_id)
-    return {}
+    return {"close": "setsockopt(SO_LINGER, on, 0 s), then close()", "unread_at_close": unread}
 
 
 def unread_data(stage: Stage) -> dict:
@@ -308,9 +312,16 @@ def unread_data(stage: Stage) -> dict:
     readable, _, _ = select.select([alice.sock], [], [], DEFAULT_TIMEOUT)
     if not readable:
         raise StagingError("the /online reply did not arrive")
+    unread = unread_bytes(alice.sock)
     alice.close()  # the reply is still unread: RST
     stage.gone(alice_id)
-    return {}
+    return {"close": "close()", "unread_at_close": unread}
+
+
+def unread_bytes(sock: socket.socket) -> int:
+    """Bytes waiting in ``sock``'s receive buffer that the program has not read
+    (``FIONREAD``): what makes a plain ``close()`` send a RST.  The wire cannot show it."""
+    return struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4))[0]
 
 
 def half_close(stage: Stage) -> dict:
