@@ -20,6 +20,7 @@ import html
 
 from ..analysis.labels import CLOSE_KINDS, ZEEK_CONN_STATES, ZEEK_HISTORY_LETTERS
 from ..tcp_flags import LETTERS, NAMES
+from .figures import notebook_shell
 from .session import current_session
 
 MISSING = "—"
@@ -36,12 +37,8 @@ FLAG_MEANINGS = {"S": "synchronise: open, with my ISN", "A": "the ack number is 
 
 def show_tables_plainly() -> None:
     """In a Jupyter kernel, draw every DataFrame and every table the lab styles this way."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "display_formatter"):
+    shell = notebook_shell()
+    if shell is None:
         return
     import pandas as pd
     from pandas.io.formats.style import Styler

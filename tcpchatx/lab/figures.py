@@ -14,12 +14,8 @@ def show_figures_inline() -> None:
     ``%matplotlib inline`` would; this does, once: a kernel that already shows Figures
     (after an earlier call, or ``%matplotlib inline``) is left as it is.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "display_formatter"):
+    shell = notebook_shell()
+    if shell is None:
         return
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib.figure import Figure
@@ -27,3 +23,13 @@ def show_figures_inline() -> None:
     if any(Figure in formatter.type_printers for formatter in shell.display_formatter.formatters.values()):
         return  # this kernel already shows Figures: nothing to do, and nothing of its own to undo
     select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def notebook_shell():
+    """The IPython shell this code runs in, if it can display rich output; else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and hasattr(shell, "display_formatter") else None
