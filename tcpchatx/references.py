@@ -79,7 +79,7 @@ def regenerate(
         from .lab.watch import OWN_SOCKETS, record_own_sockets  # the lab builds on this module
 
         progress("own sockets (notebook 01's socket calls): capturing...")
-        written += record_own_sockets(out / OWN_SOCKETS.name, _own_sockets_mode(mode, backend))
+        written += record_own_sockets(out / OWN_SOCKETS.name, _own_sockets_mode(mode, backend), backend)
         (out / "README.md").write_text(index(out))
         progress(f"Wrote {out / 'README.md'}")
     return written

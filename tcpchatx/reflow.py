@@ -59,7 +59,8 @@ def rows_added_by_rewrapping(widths: list[int], cursor: Point, columns: int) -> 
 
 def drawn_width(row: dict) -> int:
     """The cells a drawn row takes on the terminal: up to its last character that is not
-    a space (prompt_toolkit does not write the blank cells at the end of a row)."""
+    a space.  prompt_toolkit leaves out the blank cells at the end of a row unless they
+    are styled (a highlighted cursor line); the chat's input line has no styled blanks."""
     return max((x + cell.width for x, cell in row.items() if cell.char != " "), default=0)
 
 
@@ -97,9 +98,22 @@ REWRAPPING_MARKERS = ("TMUX", "VTE_VERSION", "WT_SESSION", "KONSOLE_VERSION", "K
 REWRAPPING_PROGRAMS = ("Apple_Terminal", "iTerm.app", "vscode", "WezTerm", "Hyper", "ghostty", "tmux")
 
 
+#: Set to 1 or 0 to say whether your terminal re-wraps, when the guess is wrong.
+OVERRIDE = "TCPCHATX_REWRAP"
+
+
 def terminal_rewraps(environ: Mapping[str, str]) -> bool:
     """Does the terminal we run in say it is one that re-wraps its rows when it narrows?
-    (Unknown terminals, xterm among them: no, and then nothing is corrected.)"""
+
+    Unknown terminals, xterm among them: no, and then nothing is corrected.  The markers
+    are inherited by programs started inside, so an xterm opened from GNOME Terminal
+    still carries VTE_VERSION; GNU screen (STY) truncates, so inside it: no, unless tmux
+    runs inside screen.  ``TCPCHATX_REWRAP=0`` or ``=1`` settles it by hand.
+    """
+    if environ.get(OVERRIDE) in ("0", "1"):
+        return environ[OVERRIDE] == "1"
+    if environ.get("STY") and not environ.get("TMUX"):
+        return False
     return (any(environ.get(name) for name in REWRAPPING_MARKERS)
             or environ.get("TERM_PROGRAM", "") in REWRAPPING_PROGRAMS)
 

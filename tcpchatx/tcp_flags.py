@@ -25,3 +25,16 @@ NAMES = {FIN: "FIN", SYN: "SYN", RST: "RST", PSH: "PSH", ACK: "ACK", URG: "URG",
 
 #: Each flag's letter, for the short forms ("S", "SA", "FA").
 LETTERS = {FIN: "F", SYN: "S", RST: "R", PSH: "P", ACK: "A", URG: "U", ECE: "E", CWR: "C"}
+
+#: What each flag tells the receiver, in a few words, in the order a lab explains them
+#: (the table legends of the notebooks).
+MEANINGS = {
+    SYN: "synchronise: open, with my initial sequence number",
+    ACK: "the ack number is valid",
+    PSH: "push: hand the data to the application now",
+    FIN: "finish: I will send no more",
+    RST: "reset: abort the connection",
+    URG: "the urgent pointer is valid",
+    ECE: "ECN echo",
+    CWR: "congestion window reduced",
+}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import tempfile
@@ -26,8 +25,9 @@ HOST = "127.0.0.1"
 def lab_sentences_whole(monkeypatch):
     """The tests read what the lab says sentence by sentence; lab.say wraps long lines only
     for a notebook's output area (test_lab.py's wrapping test sets its own width)."""
-    say = importlib.import_module("tcpchatx.lab.say")  # the module: lab.say is its function
-    monkeypatch.setattr(say, "WIDTH", 100_000)
+    from tcpchatx.lab import printing
+
+    monkeypatch.setattr(printing, "WIDTH", 100_000)
 
 
 @pytest.fixture

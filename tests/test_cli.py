@@ -222,7 +222,8 @@ def test_a_server_whose_console_goes_away_keeps_serving_and_stops_cleanly():
     import re
     import signal
 
-    process = subprocess.Popen([sys.executable, "-m", "tcpchatx", "server", "--host", HOST, "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "tcpchatx", "server", "--host", HOST, "--port", "0",
+                                "--no-flood-control"],  # 50 lines at once, not 5 a second after 10
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r":(\d+)\. Connect", process.stdout.readline())[1])

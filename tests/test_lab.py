@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import socket
@@ -17,10 +16,9 @@ import pytest
 from tcpchatx import lab
 from tcpchatx.capture import choose_capture_mode, rootless_available
 from tcpchatx.lab import mode as lab_mode
+from tcpchatx.lab import printing as lab_printing
 from tcpchatx.lab import socket_states
 from tcpchatx.references import CAPTURES
-
-lab_say = importlib.import_module("tcpchatx.lab.say")  # the module (lab.say is its function)
 
 
 @pytest.fixture(autouse=True)
@@ -325,6 +323,12 @@ def test_a_check_after_a_question_keeps_its_numbers_until_answered(capsys):
     lab.check("the ACK of each FIN", True, "…", answer=[8, 7], expected=[8, 8])
     assert "Your answer, [8, 7]: the capture says [8, 8]." in capsys.readouterr().out
     assert lab.check_counts() == {"PASS": 3, "FAIL": 0, "SKIP": 0}  # counted, answered or not
+    lab.check("typed as text", True, "…", answer="92", expected=92)
+    lab.check("a tuple for a list", True, "…", answer=(8, 8), expected=[8, 8])
+    lab.check("within the tolerance", True, "…", answer=1003, expected=1000, tolerance=10)
+    assert capsys.readouterr().out.count("agrees with the capture") == 3
+    lab.check("the ACK of each FIN", None, "no FIN here, nothing to check", answer=None, expected=None)
+    assert capsys.readouterr().out.splitlines()[1] == "    no FIN here, nothing to check"  # nothing to wait for
 
 
 def test_why_reset_says_what_the_program_did_that_the_wire_cannot(capsys):
@@ -346,17 +350,17 @@ def test_why_reset_says_what_the_program_did_that_the_wire_cannot(capsys):
 def test_long_lines_are_wrapped_between_words(monkeypatch):
     """A notebook breaks a too-long line wherever its edge falls ("ac" / "knowledged");
     lab.say breaks it between words, each continuation indented under its own line."""
-    monkeypatch.setattr(lab_say, "WIDTH", 40)
+    monkeypatch.setattr(lab_printing, "WIDTH", 40)
     text = ("Client acknowledges every byte before 92 from the server, and more words\n"
             "    an explanation, indented, that is also longer than forty characters\nshort")
-    lines = lab_say.wrapped(text).splitlines()
+    lines = lab_printing.wrapped(text).splitlines()
     assert all(len(line) <= 40 for line in lines) and lines[-1] == "short"
     assert lines[0] == "Client acknowledges every byte before 92" and lines[1].startswith("    from")
     explanation = lines.index("    an explanation, indented, that is")
     assert lines[explanation + 1].startswith("        also")
     words = [word for line in lines for word in line.split()]
     assert words == text.split()  # nothing cut inside a word, nothing lost
-    assert lab_say.wrapped("a " + "x" * 60) == "a\n    " + "x" * 60  # a word longer than a line stays whole
+    assert lab_printing.wrapped("a " + "x" * 60) == "a\n    " + "x" * 60  # a word longer than a line stays whole
 
 
 # --------------------------------------------------------------------------- tables
@@ -364,8 +368,8 @@ def test_long_lines_are_wrapped_between_words(monkeypatch):
 
 def test_tables_read_plainly():
     """A table as the notebooks show it: no index, text left-aligned, "—" for a missing
-    value, history fixed-width, the same HTML for the same table, and a legend of the
-    codes the first time they appear."""
+    value, history fixed-width, an HTML id of its own, and a legend of the codes the
+    first time they appear."""
     import pandas as pd
 
     from tcpchatx.lab.display import table_html, table_text
@@ -381,7 +385,7 @@ def test_tables_read_plainly():
     assert "<code>D</code>/<code>d</code> packet with payload" in shown
     again = table_html(df.style)
     assert "<b>flags</b>" not in again and "<b>history</b>" not in again  # explained once per notebook
-    assert again.split("<p")[0] == shown.split("<p")[0]  # the same table, the same HTML
+    assert again.replace("lab2", "lab1").split("<p")[0] == shown.split("<p")[0]  # the same, but its own id
     assert table_text(df).splitlines()[0].split() == ["frame", "flags", "conn_state", "history", "rtt_ms"]
     assert "—" in table_text(df)
     grouped = df.set_index("frame")  # a meaningful index is kept, as a column
@@ -389,6 +393,26 @@ def test_tables_read_plainly():
     long = pd.DataFrame({"n": range(100)})
     assert "The first 50 of 100 rows" in table_html(long.style) and ">49<" in table_html(long.style)
     assert ">50<" not in table_html(long.style)
+    assert table_text(long).splitlines()[-2:] == ["49", "The first 50 of 100 rows; the DataFrame holds them all."]
+    assert table_html(df.style).split("<style")[1][:40] != table_html(df.style).split("<style")[1][:40]
+
+
+def test_tables_escape_text_and_survive_odd_shapes():
+    """A chat line's <alice> is shown, not taken for a tag (a Styler does not escape by
+    default); an empty table, a repeated index, a column that is also the index and
+    repeated column names are all shown, not a traceback."""
+    from tcpchatx.lab.display import table_html, table_text
+
+    chat = pd.DataFrame({"frame": [33], "chat": ["<alice> message 1 <script>x</script>"]})
+    assert "&lt;alice&gt; message 1 &lt;script&gt;" in table_html(chat.style) and "<alice>" not in table_html(chat.style)
+    empty = pd.DataFrame({"frame": pd.Series([], dtype=int), "step": pd.Series([], dtype=object)})
+    assert "frame" in table_text(empty) and "<table" in table_html(empty.style)
+    twice = pd.concat([chat, chat])  # index 0, 0
+    assert table_html(twice.style).count("&lt;alice&gt;") == 2 and len(table_text(twice).splitlines()) == 3
+    kept = chat.set_index("frame", drop=False)  # "frame" as index and as column
+    assert table_html(kept.style).count(">frame</th>") == 2 and "33" in table_text(kept)
+    same_names = pd.DataFrame([[1, "<a>"]], columns=["x", "x"])
+    assert "&lt;a&gt;" in table_html(same_names.style) and "<a>" in table_text(same_names)
 
 
 # --------------------------------------------------------------------------- capturing

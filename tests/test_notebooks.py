@@ -36,6 +36,9 @@ import nbformat
 import pytest
 
 from tcpchatx.capture import choose_capture_mode, rootless_available
+from tcpchatx.lab.printing import (
+    WIDTH as NOTEBOOK_WIDTH,  # bound now: conftest widens WIDTH in this process
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from store_notebook_outputs import coalesce_streams, execute_in_reference_mode  # noqa: E402  (`make notebooks`)
@@ -179,8 +182,6 @@ def assert_reads_plainly(nb) -> None:
     test_tables_read_plainly).  Every printed line fits the output area: a wider one is
     broken by the browser wherever the edge falls, mid-word ("ac/knowledged"), so the lab
     wraps between words at lab.say's WIDTH; only a table printed as text may be wider."""
-    from tcpchatx.lab.say import WIDTH
-
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -194,7 +195,7 @@ def assert_reads_plainly(nb) -> None:
             if "format_checks" in cell.source:
                 continue
             for line in output.get("text", "").splitlines():
-                assert len(line) <= WIDTH or " " not in line.strip(), f"{len(line)} characters: {line}"
+                assert len(line) <= NOTEBOOK_WIDTH or " " not in line.strip(), f"{len(line)} characters: {line}"
 
 
 @pytest.mark.parametrize("name", NAMES)

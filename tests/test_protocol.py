@@ -426,6 +426,9 @@ def test_a_long_action_stays_an_action_in_every_piece():
     assert "".join(piece.removeprefix("/me ") for piece in pieces) == body
     assert all(utf8_size(piece) <= MAX_LINE_BYTES for piece in pieces)
     assert split_long_line("/ME " + "x" * 2000, MAX_LINE_BYTES)[1].startswith("/me x")
+    spaced = split_long_line("/me waves" + " " * 2100 + "and smiles", MAX_LINE_BYTES)  # a middle piece of spaces
+    assert all(piece.removeprefix("/me ").strip() for piece in spaced)  # no "/me " of spaces alone
+    assert len(spaced) == 2 and spaced[0].startswith("/me waves") and spaced[-1].endswith("and smiles")
 
 
 def test_other_long_commands_go_whole_for_the_server_to_refuse():

@@ -108,12 +108,17 @@ def test_each_close_follows_rfc_793(name):
 
 
 def test_every_reference_capture_gives_legal_paths():
-    for path in sorted(CAPTURES.glob("*.pcapng")):
+    """Every step an RFC 793 edge, and a connection that closed leaves both ends closed
+    (TIME_WAIT or gone), never stuck half-way (CLOSING, FIN_WAIT2, LAST_ACK)."""
+    for path in sorted(CAPTURES.glob("**/*.pcapng")):
         a = analyze(path)
         changes = endpoint_changes(a)
         for conn in a.connections:
             for side in (CLIENT, SERVER):
-                assert legal([str(s) for s in states_of(changes, conn.id, side)]), (path.name, conn.id, side)
+                path_taken = [str(s) for s in states_of(changes, conn.id, side)]
+                assert legal(path_taken), (path.name, conn.id, side)
+                if conn.close_kind in ("four-way", "three-way", "simultaneous", "reset", "refused"):
+                    assert path_taken[-1] in ("TIME_WAIT", "CLOSED"), (path.name, conn.id, side, path_taken)
 
 
 def test_a_fin_the_receiver_ignored_changes_nothing_there():
@@ -261,3 +266,22 @@ def test_text_is_horizontal_readable_and_apart(name):
     for n, (gid, box) in enumerate(boxes):
         for other_gid, other in boxes[n + 1:]:
             assert not box.overlaps(other), (gid, other_gid)
+
+
+def test_a_lost_fin_ack_resent_still_acknowledges_the_fin(tmp_path):
+    """three-way's FIN+ACK (frame 10) lost and sent again: the copy alice takes is a resend
+    (kind "FIN again"), but its ACK covers her FIN, so she goes to TIME_WAIT, not CLOSING."""
+    from scapy.all import rdpcap, wrpcap
+
+    packets = list(rdpcap(str(CAPTURES / "three-way.pcapng")))
+    resent = packets[9].copy()
+    resent.time = packets[9].time + 0.2
+    last = packets[10].copy()
+    last.time = resent.time + 0.0001
+    path = tmp_path / "fin-ack-resent.pcap"
+    wrpcap(str(path), [*packets[:10], resent, last])
+    a = analyze(path)
+    changes = endpoint_changes(a)
+    assert states_of(changes, 0, "client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "TIME_WAIT"]
+    assert [c.frame for c in changes if c.side == "client" and c.state == "TIME_WAIT"] == [11]
+    assert states_of(changes, 0, "server")[-2:] == ["LAST_ACK", "CLOSED"]

@@ -64,6 +64,10 @@ def test_only_terminals_known_to_rewrap_are_corrected():
     assert terminal_rewraps({"TERM_PROGRAM": "Apple_Terminal"}) and terminal_rewraps({"TERM_PROGRAM": "iTerm.app"})
     assert not terminal_rewraps({"XTERM_VERSION": "XTerm(390)", "TERM": "xterm-256color"})
     assert not terminal_rewraps({}) and not terminal_rewraps({"TMUX": ""})
+    assert not terminal_rewraps({"VTE_VERSION": "7600", "STY": "1234.pts-0.host"})  # GNU screen inside
+    assert terminal_rewraps({"VTE_VERSION": "7600", "STY": "1234.pts-0.host", "TMUX": "/tmp/t,1,0"})
+    assert not terminal_rewraps({"VTE_VERSION": "7600", "TCPCHATX_REWRAP": "0"})  # settled by hand
+    assert terminal_rewraps({"XTERM_VERSION": "XTerm(390)", "TCPCHATX_REWRAP": "1"})
 
 
 # --------------------------------------------------------------------------- in a real terminal

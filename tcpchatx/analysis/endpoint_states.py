@@ -26,8 +26,9 @@ simultaneous-close story makes alice's kernel ignore FINs with a socket filter; 
 network loses them), and the sender sends it again.  The capture shows which copy the
 receiver's TCP took: the last one sent before the receiver first acknowledged that FIN
 (its packet's kind is ACK_OF_FIN or FIN_ACK), or the first one if it never did.  The
-other copies change nothing at the receiver.  Every other segment is taken to arrive
-when it is seen.
+other copies change nothing at the receiver.  A resent copy that is taken still
+acknowledges the receiver's own FIN when its ACK number says so (a FIN+ACK whose first
+copy was lost).  Every other segment is taken to arrive when it is seen.
 
 **Names.**  States are spelled as Linux spells them in ``/proc/net/tcp`` (``FIN_WAIT1``,
 ``SYN_RECV``), so they can be held against the kernel's samples
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from ..tcp_flags import ACK
 from .labels import Label
 from .states import SegmentKind
 
@@ -247,6 +249,7 @@ def endpoint_changes(analysis: Analysis, connections: Iterable[int] | None = Non
         changes.append(Change(conn, side, before, move.state, event, i, int(p.frame[i]), float(p.time[i]),
                               move.note))
 
+    fin_end: dict[tuple[int, str], int] = {}  # the sequence number that acknowledges each side's FIN
     for i in rows:
         conn, direction, kind = int(t.conn[i]), int(t.direction[i]), int(t.kind[i])
         if (conn, CLIENT) not in state:  # the connection's first packet
@@ -255,8 +258,14 @@ def endpoint_changes(analysis: Analysis, connections: Iterable[int] | None = Non
                 for side in SIDES:
                     apply(conn, side, V.ALREADY_OPEN, i)
         sender, receiver = SIDES[direction], SIDES[1 - direction]
+        if SENT.get(kind) is V.SEND_FIN:
+            fin_end[(conn, sender)] = int(t.rel_seq[i]) + int(p.payload_len[i]) + 1
         apply(conn, sender, SENT.get(kind), i)  # the sender changes first, then the packet arrives
-        apply(conn, receiver, _received_event(kind, i, taken.get((conn, direction)), conn in answered), i)
+        received = _received_event(kind, i, taken.get((conn, direction)), conn in answered)
+        if (received is V.RECEIVE_FIN and state[(conn, receiver)] is E.FIN_WAIT1
+                and int(p.flags[i]) & ACK and int(t.rel_ack[i]) >= fin_end.get((conn, receiver), 1 << 62)):
+            received = V.RECEIVE_FIN_AND_ACK  # a resent FIN+ACK, its first copy lost: it acks our FIN too
+        apply(conn, receiver, received, i)
     return changes
 
 

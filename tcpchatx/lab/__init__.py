@@ -29,11 +29,12 @@ Every name is used as ``lab.NAME``; each lives in the module that has its job:
 * ``checks.py``: the self-checks and their summary;
 * ``wireshark.py``: what Wireshark itself says (packet comments, field trees);
 * ``session.py``: what this notebook has chosen and done so far (mode, self-checks);
-* ``figures.py``, ``say.py``: Figures shown as images; one printed line per step.
+* ``figures.py``, ``display.py``: Figures shown as images; tables in one plain look;
+* ``printing.py``: one printed line per step, long lines wrapped between words.
 
 Importing the lab changes nothing: no state is made and the kernel is not touched
 until a helper needs it (:func:`capture_mode`, a notebook's first call, is the one
-that makes the kernel show Figures as images).
+that makes the kernel show Figures as images and tables plainly).
 
 Theory of operation
 -------------------
@@ -118,9 +119,9 @@ from .loss import (
 from .lossy import handshake_rtt_ms, loss_tally, lost_segments, random_resends
 from .mode import MODE_ENV, MODE_MEANINGS, MODES, OUT_ENV, capture_mode, current_mode, out_dir
 from .playing import CLOSE_VARIANTS, exercise_story, play_and_sample, play_exercise
+from .printing import say
 from .rtt import linux_rto, rfc6298
 from .runs import LabRun, open_capture, reference_capture, run, run_exercise
-from .say import say
 from .session import Session, current_session, reset_session
 from .socket_states import socket_states_figure, time_wait, time_wait_holders
 from .stories import StoryRun, reference_story, story

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .say import say
+from .printing import say
 from .session import current_session
 
 #: ``answer=`` left out: the check follows no question, so its explanation is printed at once.
@@ -26,23 +26,51 @@ WAITING = ("    The numbers would give the answer away, so they wait for yours: 
 
 
 def check(name: str, condition: bool | None, explanation: str, *,
-          answer: Any = NO_QUESTION, expected: Any = None) -> None:
+          answer: Any = NO_QUESTION, expected: Any = None, tolerance: float = 0.0) -> None:
     """Print one self-check: ``PASS``, ``FAIL`` or (``condition`` None) ``SKIP``, and why.
 
     ``answer``: the student's answer to the question before this check (None: not yet
-    answered, and the explanation waits); ``expected``: what the capture says it is.
+    answered, and the explanation waits); ``expected``: what the capture says it is;
+    ``tolerance``: how far a number may be from it and still agree.  A check with
+    nothing to look at (SKIP, nothing expected) has no answer to wait for.
     """
     verdict = "SKIP" if condition is None else "PASS" if condition else "FAIL"
     current_session().checks.append((name, verdict))
     mark = {"PASS": "✔", "FAIL": "✘", "SKIP": "–"}[verdict]
-    if answer is NO_QUESTION:
+    nothing_expected = expected is None or (isinstance(expected, (list, tuple)) and not expected)
+    if answer is NO_QUESTION or (condition is None and nothing_expected):
         why = f"    {explanation}"
     elif answer is None:
         why = WAITING
     else:
-        agrees = "agrees with the capture" if answer == expected else f"the capture says {expected}"
-        why = f"    Your answer, {answer}: {agrees}.\n    {explanation}"
+        agrees = "agrees with the capture" if _agrees(answer, expected, tolerance) else f"the capture says {expected}"
+        why = f"    Your answer, {answer!r}: {agrees}.\n    {explanation}"
     say(f"{mark} {verdict}: {name}\n{why}")
+
+
+def _agrees(answer: Any, expected: Any, tolerance: float) -> bool:
+    """Does the student's answer say what the capture says?  "92" agrees with 92, a
+    tuple or an array with a list of the same numbers, 0.7 with 0.70001 within ``tolerance``."""
+    answer, expected = _plain(answer), _plain(expected)
+    if isinstance(answer, list) and isinstance(expected, list):
+        return len(answer) == len(expected) and all(_agrees(a, e, tolerance) for a, e in zip(answer, expected))
+    if isinstance(answer, (int, float)) and isinstance(expected, (int, float)) and not isinstance(answer, bool):
+        return abs(answer - expected) <= tolerance
+    return answer == expected
+
+
+def _plain(value: Any) -> Any:
+    """A number written as text becomes the number; a tuple, array or Series a list."""
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", "").strip())
+        except ValueError:
+            return value.strip()
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, pandas Series
+        return _plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def check_counts() -> dict[str, int]:

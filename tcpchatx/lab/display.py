@@ -15,24 +15,20 @@ students still compute with them.
 
 from __future__ import annotations
 
-import hashlib
 import html
 
 from ..analysis.labels import CLOSE_KINDS, ZEEK_CONN_STATES, ZEEK_HISTORY_LETTERS
-from ..tcp_flags import LETTERS, NAMES
+from ..tcp_flags import LETTERS, MEANINGS, NAMES
 from .figures import notebook_shell
 from .session import current_session
 
 MISSING = "—"
-MAX_ROWS = 60  # more than this and a table shows its first SHOWN_WHEN_LONG rows
+MAX_ROWS = 60  # a longer table shows its first SHOWN_WHEN_LONG rows, and says so
 SHOWN_WHEN_LONG = 50
 FIXED_WIDTH = "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"
 FIXED_WIDTH_COLUMNS = ("history", "flags")
-
-FLAG_NAMES = {LETTERS[bit]: NAMES[bit] for bit in sorted(LETTERS, key=lambda bit: "SAPFRUEC".index(LETTERS[bit]))}
-FLAG_MEANINGS = {"S": "synchronise: open, with my ISN", "A": "the ack number is valid",
-                 "P": "push: hand the data to the application now", "F": "finish: I will send no more",
-                 "R": "reset: abort the connection", "U": "urgent", "E": "ECN echo", "C": "congestion window reduced"}
+#: Flag letter -> (name, meaning), in the order the legend explains them: S, A, P, F, R, ...
+FLAGS = {LETTERS[bit]: (NAMES[bit], meaning) for bit, meaning in MEANINGS.items()}
 
 
 def show_tables_plainly() -> None:
@@ -51,29 +47,35 @@ def show_tables_plainly() -> None:
 
 
 def table_text(df) -> str:
-    """The table as plain text, without the index, "—" where a value is missing."""
-    df = _with_meaningful_index(df)
-    shown = df.head(MAX_ROWS)
-    text_columns = [c for c in shown.columns if not _is_number_column(shown[c])]
+    """The table as plain text: no index, text padded on the right, "—" where a value is missing."""
+    shown = _plain_frame(df)
+    total = len(shown)
+    shown = _first_rows(shown)
+    # Columns by position, not by name: a table may repeat a name.
+    text = [i for i in range(shown.shape[1]) if not _is_number_column(shown.iloc[:, i])]
     shown = shown.astype(object).where(shown.notna(), MISSING)  # NaN, None and <NA> alike
-    headers = {}
-    for column in text_columns:  # text reads from the left: padded there, header too; numbers stay right
-        values = shown[column].astype(str)
-        width = max(values.str.len().max(), len(str(column)))
-        shown[column] = values.str.ljust(width)
-        headers[column] = str(column).ljust(width)
-    return shown.rename(columns=headers).to_string(index=False) + _rows_note(len(df), plain=True)
+    headers = [str(column) for column in shown.columns]
+    for i in text:  # text reads from the left: padded there, its header too; numbers stay right
+        values = shown.iloc[:, i].astype(str)
+        width = max([len(headers[i]), *values.str.len()])
+        shown.iloc[:, i] = values.str.ljust(width)
+        headers[i] = headers[i].ljust(width)
+    shown.columns = headers
+    return shown.to_string(index=False) + _rows_note(total, plain=True)
 
 
 def table_html(styler) -> str:
-    """A Styler (its colours kept) as HTML in the lab's look; see the module's docstring."""
+    """A Styler (its colours kept) as HTML in the lab's look; see the module's docstring.
+    Text is escaped: a chat line's ``<alice>`` is shown, not taken for a tag."""
     df = styler.data
-    if _has_meaningful_index(df):  # a real index (a group, a name) becomes columns of its own
-        styler = _restyled(styler, _with_meaningful_index(df))
+    plain = _plain_frame(df)
+    total = len(plain)
+    if not plain.columns.is_unique:  # pandas cannot style a column it cannot name: its own view, escaped
+        return _first_rows(plain).to_html(index=False, na_rep=MISSING) + _rows_note(total)
+    if plain is not df or total > MAX_ROWS:
+        styler = _restyled(styler, _first_rows(plain))
         df = styler.data
-    if len(df) > MAX_ROWS:
-        styler = _restyled(styler, df.head(SHOWN_WHEN_LONG))
-    styler = styler.hide(axis="index").format(na_rep=MISSING)
+    styler = styler.hide(axis="index").format(na_rep=MISSING, escape="html")
     text_columns = [c for c in df.columns if not _is_number_column(df[c])]
     if text_columns:
         styler = styler.set_properties(subset=text_columns, **{"text-align": "left"})
@@ -82,10 +84,9 @@ def table_html(styler) -> str:
     fixed = [c for c in FIXED_WIDTH_COLUMNS if c in df.columns]
     if fixed:
         styler = styler.set_properties(subset=fixed, **dict([FIXED_WIDTH.split(": ", 1)]))
-    styler = styler.set_uuid(_stable_id(styler.data))
+    styler = styler.set_uuid(_next_id())
     legend = legend_for(df)
-    note = _rows_note(len(styler.data) if len(df) <= MAX_ROWS else len(df))
-    return styler.to_html() + (f"<p style='font-size: 85%'>{legend}</p>" if legend else "") + note
+    return styler.to_html() + (f"<p style='font-size: 85%'>{legend}</p>" if legend else "") + _rows_note(total)
 
 
 def legend_for(df) -> str:
@@ -93,13 +94,13 @@ def legend_for(df) -> str:
     explained = current_session().legends_shown
     parts = []
     if "flags" in df.columns:
-        letters = sorted({ch for value in df["flags"].dropna() for ch in str(value) if ch in FLAG_NAMES},
-                         key=list(FLAG_NAMES).index)
+        letters = sorted({ch for value in df["flags"].dropna() for ch in str(value) if ch in FLAGS},
+                         key=list(FLAGS).index)
         new = [ch for ch in letters if f"flag {ch}" not in explained]
         if new:
             explained.update(f"flag {ch}" for ch in new)
             parts.append("<b>flags</b>: " + "; ".join(
-                f"<code>{ch}</code> {FLAG_NAMES[ch]} ({FLAG_MEANINGS[ch]})" for ch in new)
+                f"<code>{ch}</code> {FLAGS[ch][0]} ({FLAGS[ch][1]})" for ch in new)
                 + ". Letters combine: <code>AP</code> is ACK + PSH.")
     for column, meanings in (("conn_state", ZEEK_CONN_STATES), ("close_kind", CLOSE_KINDS)):
         if column in df.columns:
@@ -127,16 +128,31 @@ def _restyled(styler, df):
     return new
 
 
-def _has_meaningful_index(df) -> bool:
+def _plain_frame(df):
+    """``df`` with a plain 0, 1, 2 index: one that means something (a group, a name)
+    becomes columns of its own; one that does not is dropped, as it is not shown."""
+    if _has_meaningful_index(df):
+        return df.reset_index(allow_duplicates=True)
+    if _has_plain_index(df):
+        return df
+    return df.reset_index(drop=True)
+
+
+def _has_plain_index(df) -> bool:
     import pandas as pd
 
     index = df.index
-    plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
-    return not plain and (index.nlevels > 1 or any(name is not None for name in index.names))
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
 
 
-def _with_meaningful_index(df):
-    return df.reset_index() if _has_meaningful_index(df) else df
+def _has_meaningful_index(df) -> bool:
+    """An index with a name (or several levels) says something: keep it, as columns."""
+    return df.index.nlevels > 1 or any(name is not None for name in df.index.names)
+
+
+def _first_rows(df):
+    """All of ``df``, or its first SHOWN_WHEN_LONG rows when it has more than MAX_ROWS."""
+    return df if len(df) <= MAX_ROWS else df.head(SHOWN_WHEN_LONG)
 
 
 def _is_number_column(column) -> bool:
@@ -145,13 +161,17 @@ def _is_number_column(column) -> bool:
     return is_numeric_dtype(column) and not is_bool_dtype(column)
 
 
-def _stable_id(df) -> str:
-    """The same id for the same table on every run, so stored outputs stay the same."""
-    return "lab" + hashlib.sha1(df.to_csv().encode()).hexdigest()[:10]
+def _next_id() -> str:
+    """An id per table shown in this notebook: its CSS applies to it alone, and a fresh
+    kernel numbers the tables the same way on every run (stored outputs stay the same)."""
+    session = current_session()
+    session.tables_shown += 1
+    return f"lab{session.tables_shown}"
 
 
 def _rows_note(rows: int, plain: bool = False) -> str:
+    """Under a table cut to its first rows: how many it has, and where the rest are."""
     if rows <= MAX_ROWS:
         return ""
-    text = f"The first {SHOWN_WHEN_LONG if not plain else MAX_ROWS} of {rows} rows; the DataFrame holds them all."
+    text = f"The first {SHOWN_WHEN_LONG} of {rows} rows; the DataFrame holds them all."
     return "\n" + text if plain else f"<p style='font-size: 85%'>{text}</p>"

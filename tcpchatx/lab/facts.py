@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.labels import CloseKind
+from .printing import say
 from .runs import LabRun
-from .say import _say
 from .tables import packet_table
 
 
@@ -148,21 +148,21 @@ def why_reset(lab_run: LabRun) -> None:
     """
     done = lab_run.played.get("result", {})
     if "unread_at_close" not in done:
-        _say(f"{lab_run.name}: this capture does not say what the client's program did at close.")
+        say(f"{lab_run.name}: this capture does not say what the client's program did at close.")
         return
     unread = done["unread_at_close"]
     nick = lab_run.clients[0]["nick"] if lab_run.clients else "the client"
     left = ("every byte the server had sent was read" if unread == 0 else
             f"{unread} byte(s) the server had sent were still unread in its receive buffer")
-    _say(f"{lab_run.name}: {nick}'s program called {done['close']}; {left}.")
+    say(f"{lab_run.name}: {nick}'s program called {done['close']}; {left}.")
     if "SO_LINGER" in done["close"]:
-        _say("    SO_LINGER with 0 s tells the kernel to throw the connection away at close(): "
+        say("    SO_LINGER with 0 s tells the kernel to throw the connection away at close(): "
              "it sends a RST instead of a FIN, whatever was read.")
     elif unread:
-        _say("    Those bytes can never be delivered now, so the kernel tells the server with a RST "
+        say("    Those bytes can never be delivered now, so the kernel tells the server with a RST "
              "instead of a FIN (RFC 2525, \"data lost\"), although the program only called close().")
     else:
-        _say("    Nothing was left unread, so close() sends a FIN.")
+        say("    Nothing was left unread, so close() sends a FIN.")
 
 
 def byte_counts(lab_run: LabRun):

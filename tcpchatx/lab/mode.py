@@ -15,7 +15,7 @@ from ..capture import CaptureError, live_capture_available, rootless_available
 from ..references import CAPTURES
 from .display import show_tables_plainly
 from .figures import show_figures_inline
-from .say import say
+from .printing import say
 from .session import current_session
 
 MODE_ENV = "TCPCHATX_CAPTURE_MODE"

@@ -22,7 +22,7 @@ from ..scenarios import DEFAULT_HOST, ROOTLESS_PORT, get_scenario
 from ..scenarios.staging import StagingError, free_port
 from .mode import MODES, current_mode, out_dir
 from .playing import CLOSE_VARIANTS, play_and_sample
-from .say import _say, _shown
+from .printing import _shown, say
 from .session import current_session
 from .socket_states import _sockstates_frame
 
@@ -151,7 +151,7 @@ def _run(name: str, kind: str, asked: dict[str, Any], mode: str | None, sample: 
     except (StagingError, CaptureError) as error:  # rootless: the namespace reports it as text
         if "StagingError" not in f"{type(error).__name__}: {error}":
             raise
-        _say(f"{name}: the staging missed its timing (a busy machine?); playing it once more...")
+        say(f"{name}: the staging missed its timing (a busy machine?); playing it once more...")
     return _capture(name, kind, asked, mode, sample, backend, port)
 
 
@@ -159,7 +159,7 @@ def _capture(name: str, kind: str, asked: dict[str, Any], mode: str, sample: boo
              backend: str, port: int) -> LabRun:
     out = out_dir() / f"{name}.pcapng"
     where = "live on loopback" if mode == "live" else "in a private network namespace"
-    _say(f"{name}: playing and capturing {where}{' (and sampling socket states)' if sample else ''}...")
+    say(f"{name}: playing and capturing {where}{' (and sampling socket states)' if sample else ''}...")
     started = time.monotonic()
     if mode == "live":
         port = port or free_port(DEFAULT_HOST)
@@ -173,13 +173,13 @@ def _capture(name: str, kind: str, asked: dict[str, Any], mode: str, sample: boo
                             kwargs={"kind": kind, "name": name, "host": DEFAULT_HOST, "port": port,
                                     "params": asked, "sample": sample})
         outcome, path = done.value, done.capture.path
-    _say(f"{name}: analysing {_shown(path)}...")
+    say(f"{name}: analysing {_shown(path)}...")
     lab_run = LabRun(name, mode, path, outcome["played"], analyze(path), asked)
     if sample:
         lab_run.sockstates = _sockstates_frame(outcome["sockstates"] or [])
         lab_run.sockstates_source = ("sampled from /proc/net/tcp while it played" if mode == "live" else
                                      "sampled from /proc/net/tcp inside the namespace while it played")
-    _say(f"{name}: {_digest(lab_run)} ({time.monotonic() - started:.1f} s)")
+    say(f"{name}: {_digest(lab_run)} ({time.monotonic() - started:.1f} s)")
     return lab_run
 
 
@@ -194,10 +194,10 @@ def _reference(name: str, kind: str, asked: dict[str, Any], sample: bool) -> Lab
     made_with = dict(played.get("params", {}))
     if kind == "exercise":
         made_with["close_variant"] = "quit"  # the chat story closes with /quit
-    _say(f"{name}: opening the reference capture {_shown(path)}...")
+    say(f"{name}: opening the reference capture {_shown(path)}...")
     different = {k: v for k, v in asked.items() if made_with.get(k, v) != v}
     if different:
-        _say(f"{name}: NOTE: in reference mode nothing is captured, so your parameters "
+        say(f"{name}: NOTE: in reference mode nothing is captured, so your parameters "
              f"({_params_text(different)}) cannot be played; showing the reference capture, made with "
              f"{_params_text(made_with)}.")
     lab_run = LabRun(name, "reference", path, played, analyze(path), asked)
@@ -207,8 +207,8 @@ def _reference(name: str, kind: str, asked: dict[str, Any], sample: bool) -> Lab
             lab_run.sockstates = _sockstates_frame(json.loads(states.read_text()))
             lab_run.sockstates_source = f"recorded with the reference capture ({_shown(states)})"
         else:
-            _say(f"{name}: no socket states were recorded with this reference capture.")
-    _say(f"{name}: {_digest(lab_run)}")
+            say(f"{name}: no socket states were recorded with this reference capture.")
+    say(f"{name}: {_digest(lab_run)}")
     return lab_run
 
 
@@ -236,8 +236,8 @@ def open_capture(path: str | os.PathLike) -> LabRun:
         raise FileNotFoundError(f"no such capture: {path}")
     beside = path.with_suffix(".json")
     played = json.loads(beside.read_text()) if beside.exists() else {}
-    _say(f"opening {_shown(path)}" + (f" and what the server did ({beside.name})" if played else "") + "...")
+    say(f"opening {_shown(path)}" + (f" and what the server did ({beside.name})" if played else "") + "...")
     mode = "reference" if path.resolve().parent == CAPTURES.resolve() else "file"
     lab_run = LabRun(path.stem, mode, path, played, analyze(path))
-    _say(f"{path.stem}: {_digest(lab_run)}")
+    say(f"{path.stem}: {_digest(lab_run)}")
     return lab_run

@@ -28,6 +28,7 @@ class Session:
     sockets: NamespaceSockets | None = None
     own_sockets: int = 0  # how many sockets Watch.socket() has made in it
     legends_shown: set[str] = field(default_factory=set)  # codes a table's legend has explained
+    tables_shown: int = 0  # tables drawn so far: each gets its own HTML id
 
     def namespace_sockets(self) -> NamespaceSockets:
         """The session's socket factory in a private namespace, started the first time."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .say import _say
+from .printing import say
 
 if TYPE_CHECKING:
     from .runs import LabRun
@@ -62,15 +62,15 @@ def time_wait_holders(lab_run: LabRun) -> list[str]:
 def time_wait(lab_run: LabRun) -> None:
     """Print which sockets ended in TIME_WAIT, and where the socket states came from."""
     if lab_run.sockstates is None:
-        _say(f"{lab_run.name}: no socket states here (run with sample_sockets=True; in reference "
+        say(f"{lab_run.name}: no socket states here (run with sample_sockets=True; in reference "
              "mode they come from NAME.sockstates.json, when there is one).")
         return
     holders = time_wait_holders(lab_run)
     for who in holders:
-        _say(f"{lab_run.name}: TIME_WAIT held by {who}")
+        say(f"{lab_run.name}: TIME_WAIT held by {who}")
     if not holders:
-        _say(f"{lab_run.name}: no socket was seen in TIME_WAIT.")
-    _say(f"(socket states {lab_run.sockstates_source})")
+        say(f"{lab_run.name}: no socket was seen in TIME_WAIT.")
+    say(f"(socket states {lab_run.sockstates_source})")
 
 
 def socket_states_figure(lab_run: LabRun):
@@ -80,7 +80,7 @@ def socket_states_figure(lab_run: LabRun):
 
     samples = lab_run.sockstates
     if samples is None or samples.empty:
-        _say(f"{lab_run.name}: no kernel samples here (run with sample_sockets=True; in reference mode "
+        say(f"{lab_run.name}: no kernel samples here (run with sample_sockets=True; in reference mode "
              "they come from NAME.sockstates.json, when there is one), so the figure shows the states "
              "the packets give, without the kernel's tags.")
         samples = None

@@ -31,7 +31,7 @@ from ..netlab import run_in_lab
 from ..netlab.references import LAB_CAPTURES, with_folder
 from ..scenarios.lab import LAB_STORIES
 from .mode import current_mode, out_dir
-from .say import _say, _shown
+from .printing import _shown, say
 
 
 @dataclass
@@ -93,12 +93,12 @@ def story(name: str, mode: str | None = None, **params: Any) -> StoryRun:
         raise ValueError(f"no lab story {name!r}; the stories are {', '.join(LAB_STORIES)}")
     mode = mode or current_mode()
     if mode != "reference":
-        _say(f"Playing {name} across the lab's router: {LAB_STORIES[name].summary} ...")
+        say(f"Playing {name} across the lab's router: {LAB_STORIES[name].summary} ...")
         try:
             outcome = run_in_lab(f"tcpchatx.netlab.stories:{LAB_STORIES[name].function}",
                                  {"out_dir": str(out_dir()), **params})
         except RootlessUnavailableError as exc:
-            _say(f"The lab network needs namespaces, and here: {exc}. Opening the reference captures instead.")
+            say(f"The lab network needs namespaces, and here: {exc}. Opening the reference captures instead.")
         else:
             run = StoryRun(name, mode, outcome, params)
             _say_views(run)
@@ -114,7 +114,7 @@ def reference_story(name: str, requested: dict[str, Any] | None = None) -> Story
     run = StoryRun(name, "reference", with_folder(json.loads(record.read_text()), LAB_CAPTURES), requested or {})
     other = not_the_defaults(name, requested or {})
     if other:
-        _say(f"The reference captures of {name} were made with the default parameters, "
+        say(f"The reference captures of {name} were made with the default parameters, "
              f"not with {other}.")
     _say_views(run)
     return run
@@ -133,4 +133,4 @@ def _say_views(run: StoryRun) -> None:
     for part in run.parts:
         views = run.views(part)
         label = f"{run.name} ({part})" if part else run.name
-        _say(f"{label}: the client's view {_shown(views['client'])}, the server's {_shown(views['server'])}.")
+        say(f"{label}: the client's view {_shown(views['client'])}, the server's {_shown(views['server'])}.")

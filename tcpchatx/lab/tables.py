@@ -4,8 +4,8 @@ coloured views (one background per phase) for a notebook cell to display.
 
 from __future__ import annotations
 
+from .printing import say
 from .runs import LabRun
-from .say import _say
 from .watch import Watch
 
 PHASE_BACKGROUNDS = {"handshake": "#dbeafe", "data": "#f8fafc", "teardown": "#ffe8cc",
@@ -38,7 +38,7 @@ def show_packets(lab_run: LabRun | Watch, frames: list[int] | None = None, conn:
                  phase: str | tuple[str, ...] | None = None, chat: bool = False):
     """:func:`packet_table`, coloured by phase, for a notebook cell to display."""
     if isinstance(lab_run, Watch) and lab_run.run is None:
-        _say(f"{lab_run.label}: nothing was captured in this mode, so there is nothing to show.")
+        say(f"{lab_run.label}: nothing was captured in this mode, so there is nothing to show.")
         return None
     table = packet_table(lab_run, frames, conn, phase, chat)
 

@@ -50,8 +50,8 @@ from ..references import CAPTURES
 from ..scenarios import DEFAULT_HOST
 from ..scenarios.staging import free_port
 from .mode import current_mode, out_dir
+from .printing import _shown, say
 from .runs import LabRun, run
-from .say import _say, _shown
 from .session import current_session
 
 
@@ -114,14 +114,14 @@ def _use_reference(seen: Watch, mode: str) -> None:
     """Reference mode: give ``seen`` the reference capture of the same calls, if there is one."""
     reference = OWN_SOCKETS / f"watch-{_slug(seen.label)}.pcapng"
     if not reference.exists():
-        _say(f"{seen.label}: done, but not captured (in {mode} mode only the scenarios are captured, "
+        say(f"{seen.label}: done, but not captured (in {mode} mode only the scenarios are captured, "
              "not this notebook's own sockets).")
         return
     analysis = analyze(reference)
     port = analysis.connections[0].server[1] if len(analysis.connections) else seen.port
     seen.run = LabRun(seen.label, "reference", reference, {"server": [DEFAULT_HOST, port]}, analysis)
-    _say(f"{seen.label}: done; not captured in {mode} mode, but the same calls made live for the "
-         f"reference capture ({_shown(reference)}) put {_packets_text(seen.run)}")
+    say(f"{seen.label}: done; not captured in {mode} mode, but notebook 01's \"{seen.label}\" step, "
+         f"recorded live for the reference captures ({_shown(reference)}), put {_packets_text(seen.run)}")
 
 
 def _slug(label: str) -> str:
@@ -155,18 +155,20 @@ def _captured(port: int, label: str, mode: str, out: Path) -> Iterator[Watch]:
         finally:  # saved even if the block raised, as in live mode
             result = namespace.stop_capture()
         if not session.own_sockets:
-            _say(f"{label}: done, but not captured: in rootless mode only the sockets made with "
+            say(f"{label}: done, but not captured: in rootless mode only the sockets made with "
                  "w.socket() (`with lab.watch(...) as w`) live in the namespace that is captured.")
             return
     assert result is not None
     seen.run = LabRun(label, mode, result.path, {"server": [DEFAULT_HOST, port]}, analyze(result.path))
-    _say(f"{label}: {_packets_text(seen.run)}")
+    say(f"{label}: {_packets_text(seen.run)}")
 
 
-def record_own_sockets(out: Path, mode: str) -> list[Path]:
+def record_own_sockets(out: Path, mode: str, backend: str = "auto") -> list[Path]:
     """Make notebook 01's own socket calls under capture, for reference mode to show
-    (``out/watch-LABEL.pcapng``, annotated): the same calls, in the same order, as its cells."""
+    (``out/watch-LABEL.pcapng``, annotated): the same calls, in the same order, as its cells.
+    ``backend`` captures them (this session's capture backend from here on)."""
     out.mkdir(parents=True, exist_ok=True)
+    current_session().backend = backend
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch)
         port = pick_port(mode)
@@ -196,8 +198,8 @@ def handshake_run(connect: Watch) -> LabRun:
     first connection opens the same way."""
     if connect.run is not None and len(connect.run.analysis.connections):
         whose = "the reference capture's" if connect.run.mode == "reference" else "your own"
-        _say(f"Using {whose} handshake: packets 1-3 of {_shown(connect.run.path)}.")
+        say(f"Using {whose} handshake: packets 1-3 of {_shown(connect.run.path)}.")
         return connect.run
-    _say("Your connect() was not captured here, so we look at the chat scenario instead: "
+    say("Your connect() was not captured here, so we look at the chat scenario instead: "
          "its first connection (alice's) opens with the same three packets.")
     return run("chat")

@@ -443,14 +443,16 @@ def _draw_legends(fig, colours, marks, height) -> None:
                    columnspacing=1.5, borderpad=0.2)
 
 
-def _draw_titles(fig, height, from_packets: bool, with_samples: bool, period: float | None) -> None:
+def _draw_titles(fig, height, from_packets: bool, with_samples: bool, period: float | None,
+                 capture_given: bool = False) -> None:
     every = f" every {period * 1000:.1f} ms" if period else ""
     if from_packets:
         title = "Each socket's TCP state, from the packets: every change at the packet that caused it"
         subtitle = (f"Tags: the states the kernel showed in /proc/net/tcp, sampled{every}: read somewhere on "
                     "the tag's line, stamped at the tag." if with_samples else "No kernel samples given: the packets alone.")
     else:
-        title = f"Kernel socket states, sampled from /proc/net/tcp{every} (no capture given)"
+        why = "no connection in the capture" if capture_given else "no capture given"
+        title = f"Kernel socket states, sampled from /proc/net/tcp{every} ({why})"
         subtitle = "Each change is drawn when a sample first saw it: some time after the packet that caused it."
     fig.text(0.01, 1 - 0.22 / height, title, ha="left", va="center", fontsize=10.5, fontweight="bold")
     fig.text(0.01, 1 - 0.48 / height, subtitle, ha="left", va="center", fontsize=8.5, color="#374151")
@@ -513,7 +515,7 @@ def socket_states(transitions=None, analysis=None, ports=None, scale: str = "eve
     _draw_row_labels(ax, rows)
     _draw_ticks(ax, times, t0, x_of, inches_per_x, scale, "packet" if packets else "sample")
     _draw_legends(fig, colours, marks, height)
-    _draw_titles(fig, height, bool(timelines), bool(shown), period)
+    _draw_titles(fig, height, bool(timelines), bool(shown), period, analysis is not None)
 
     row_label = {(r["conn"], r["kind"]): r["label"] for r in rows}
     fig.tcpchatx = {

@@ -38,6 +38,7 @@ def split_long_line(text: str, limit: int) -> list[str]:
     ``/msg bob <long text>`` each start with ``/msg bob`` (the rest must stay private),
     those of ``/me <long text>`` with ``/me`` (each is still an action, not chat),
     and a piece that would start with ``/`` is escaped as ``//`` (it is not a command).
+    A piece of a command that would hold only spaces is left out.
     Other commands and lines that fit come back whole; the server says if a command
     is too long.
     """
@@ -64,6 +65,8 @@ def split_long_line(text: str, limit: int) -> list[str]:
         while end < len(data) and data[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte
             end -= 1
         piece = data[:end].decode("utf-8", "surrogatepass")
-        pieces.append(prefix + ("/" + piece if not prefix and piece.startswith("/") else piece))
         data = data[end:]
+        if prefix and not piece.strip():
+            continue  # "/me " and spaces alone: the server would answer "Usage: /me TEXT"
+        pieces.append(prefix + ("/" + piece if not prefix and piece.startswith("/") else piece))
     return pieces

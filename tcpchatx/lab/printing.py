@@ -1,7 +1,7 @@
 """How the lab prints: one line per step, flushed at once, with paths said short, and
 long lines wrapped between words.
 
-Every helper reports progress through :func:`_say`, so a notebook cell shows each
+Every helper reports progress through :func:`say`, so a notebook cell shows each
 step the moment it happens, never a batch at the end.  A notebook's output area breaks
 a line that is too wide wherever the edge falls, even inside a word ("ac" at the end of
 one line, "knowledged" on the next), so lines longer than :data:`WIDTH` are wrapped
@@ -44,7 +44,3 @@ def wrapped(text: str, width: int | None = None) -> str:
 def say(*parts: object) -> None:
     """``print(*parts)`` for a notebook: long lines wrapped between words, flushed at once."""
     print(wrapped(" ".join(str(part) for part in parts)), flush=True)
-
-
-def _say(text: str) -> None:
-    say(text)
