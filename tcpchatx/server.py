@@ -133,37 +133,30 @@ class _Connection:
                 return 0, False  # whoever is sending will see the queue when done
             self.sending = True
             data = self._take()
-        total = 0
-        for _round in range(SEND_ROUNDS):
+        total = rounds = 0
+        while True:
             try:
                 sent = self.sock.send(data, socket.MSG_DONTWAIT)
             except OSError:  # full (EAGAIN) or broken: the writer retries and reports
                 sent = 0
             total += sent
-            with self.lock:
+            rounds += 1
+            with self.lock:  # one lock per round: what was sent, what is next, or done
                 whole = sent == len(data)
+                if whole and self.queue and not self.dropped and rounds < SEND_ROUNDS:
+                    data = self._take()  # queued meanwhile: send it too
+                    continue
                 if not whole and not self.dropped:
                     rest = data[sent:]
                     self.queue.appendleft(rest)
                     self.queued_lines += rest.count(b"\n")
                     self.queued_bytes += len(rest)
-                elif self.queue and not self.dropped:
-                    data = self._take()  # queued meanwhile: send it too
-                    continue
-                break
-        else:
-            with self.lock:
-                self.queue.appendleft(data)  # rounds used up: the writer takes the rest
-                self.queued_lines += data.count(b"\n")
-                self.queued_bytes += len(data)
-                whole = False
-        with self.lock:
-            self.sending = False
-            if self.queue or self.finishing:
-                self.ready.notify()
-            if self.backlog.over_since is not None:  # it may have caught up (never worse)
-                self._too_far_behind(time.monotonic())
-        return total, whole
+                self.sending = False  # rounds used up, or the kernel took what it could
+                if self.queue or self.finishing:
+                    self.ready.notify()  # the writer sends the rest
+                if self.backlog.over_since is not None:  # it may have caught up (never worse)
+                    self._too_far_behind(time.monotonic())
+                return total, whole and not self.queue
 
     def _take(self) -> bytes:
         """Everything queued, as one block to send.  Caller holds ``self.lock``."""
