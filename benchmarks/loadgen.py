@@ -6,8 +6,10 @@
 Theory of operation
 -------------------
 * ``Load.clients`` clients connect and choose a nickname; they are spread over
-  ``Load.processes`` worker processes (round-robin by client id), each of which runs
-  one non-blocking ``selectors`` loop, so the load generator is not one GIL.
+  ``Load.processes`` worker processes (round-robin by client id; at a fixed rate the
+  senders in a process of their own, so that busy receivers do not make them late),
+  each of which runs one non-blocking ``selectors`` loop, so the load generator is not
+  one GIL.
   Clients ``0 .. senders-1`` also send; every client receives.
 * Every message carries a **stamp**: ``@SSSS.QQQQQQQ.TTTTTTTTTTTTTTTTTTT~``, the
   sender's id, its sequence number and the send time in wall-clock nanoseconds
@@ -177,10 +179,8 @@ def run_load(host: str, port: int, load: Load, server_pid: int | None = None) ->
     # fork: a worker starts at once with this module loaded (and needs no __main__ guard
     # in the caller); the benchmark process has no threads of its own at this point.
     context = multiprocessing.get_context("fork")
-    everyone = range(load.clients + load.stalled)
     workers = []
-    for w in range(load.processes):
-        ids = [i for i in everyone if i % load.processes == w]
+    for ids in _assign(load):
         parent_end, child_end = context.Pipe()
         process = context.Process(target=_worker, args=(child_end, host, port, load, ids), daemon=True)
         process.start()
@@ -204,6 +204,18 @@ def run_load(host: str, port: int, load: Load, server_pid: int | None = None) ->
     if server_cpu_before is not None and server_cpu_after is not None:
         report.server_cpu_s = server_cpu_after - server_cpu_before
     return report
+
+
+def _assign(load: Load) -> list[list[int]]:
+    """Client ids, one list per worker process.  At a fixed rate the senders get a
+    process of their own: a worker that also reads for 25 busy receivers comes round
+    to its senders late, and the messages' stamps (their due times) count that as latency."""
+    everyone = range(load.clients + load.stalled)
+    if load.rate and load.processes > 1:
+        rest = [i for i in everyone if i >= load.senders]
+        others = load.processes - 1
+        return [list(range(load.senders)), *(rest[w::others] for w in range(others))]
+    return [[i for i in everyone if i % load.processes == w] for w in range(load.processes)]
 
 
 def _cpu_seconds(pid: int | None) -> float | None:

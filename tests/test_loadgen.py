@@ -97,3 +97,13 @@ def test_the_benchmark_command_finds_every_benchmark_and_no_helper():
     from benchmarks.run import benchmark_modules
 
     assert benchmark_modules() == ["annotate", "capture", "fanout", "netlab", "notebooks"]
+
+
+def test_at_a_fixed_rate_the_senders_get_a_process_of_their_own():
+    """A worker that also reads for many receivers comes round to its senders late, and
+    their stamps (due times) would count that as the server's latency."""
+    from benchmarks.loadgen import _assign
+
+    assert _assign(Load(clients=10, senders=2, rate=100.0, processes=3)) == [[0, 1], [2, 4, 6, 8], [3, 5, 7, 9]]
+    assert _assign(Load(clients=6, senders=2, rate=None, processes=3)) == [[0, 3], [1, 4], [2, 5]]  # flat out
+    assert _assign(Load(clients=4, senders=1, rate=50.0, processes=2, stalled=1)) == [[0], [1, 2, 3, 4]]
