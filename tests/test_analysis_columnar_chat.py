@@ -36,7 +36,8 @@ from tcpchatx.analysis import (
     write_annotated,
     write_json,
 )
-from tcpchatx.analysis.chat import fanout, model, parsing, reassembly
+from tcpchatx.analysis.capture_file import at_every_offset
+from tcpchatx.analysis.chat import fanout, model, parsing, reassembly, windows
 from tcpchatx.analysis.chat import lines as chat_lines
 from tcpchatx.analysis.packets import factorize
 from tcpchatx.analysis.plain import chat as plain
@@ -381,17 +382,40 @@ def test_reassembly_is_the_same_whatever_the_order_of_its_segments():
     assert one.data.tobytes().count(b"\n") == len(a.lines)
 
 
-def test_gather_runs_is_a_join_of_slices():
+@pytest.mark.parametrize("longest", [50, 400])  # runs within one window, and runs cut in pieces
+def test_gather_runs_is_a_join_of_slices(longest):
     rng = np.random.default_rng(1)
     buf = rng.integers(0, 256, 10_000, dtype=np.uint8)
-    size = rng.integers(1, 50, 300)
-    src = rng.integers(0, 10_000 - 50, 300)
-    starts = np.r_[0, np.cumsum(size)[:-1]]
+    size = rng.integers(1, longest, 300)
+    src = rng.integers(0, 10_000 - longest, 300)
+    src[-3:] = 10_000 - size[-3:]  # runs that end where the buffer ends: no whole window there
     want = b"".join(buf[a : a + n].tobytes() for a, n in zip(src.tolist(), size.tolist(), strict=True))
-    for chunk in (1, 7, 1000, 1 << 22):  # runs in several index batches, or one
+    for chunk in (1, 7, 1000, 1 << 22):  # runs in several spans, or one
         # The streams, then zeros, so any offset's next 8 bytes can be read as one word.
-        assert reassembly.gather_runs(buf, src, size, starts, chunk=chunk).tobytes() == want + bytes(reassembly.WORD)
-    assert reassembly.gather_runs(buf, src[:0], size[:0], starts[:0]).tobytes() == bytes(reassembly.WORD)
+        assert reassembly.gather_runs(buf, src, size, chunk=chunk).tobytes() == want + bytes(reassembly.WORD)
+    assert reassembly.gather_runs(buf, src[:0], size[:0]).tobytes() == bytes(reassembly.WORD)
+
+
+def test_one_numpy_call_writes_overlapping_windows_in_order():
+    """What :func:`windows.write_end_to_end` relies on: later items of one call win."""
+    out = np.zeros(windows.WIDTH + 3, dtype=np.uint8)
+    items = np.zeros(4, dtype=windows.VOID)
+    items.view(np.uint8).reshape(4, windows.WIDTH)[:] = np.arange(1, 5)[:, None]
+    at_every_offset(out, windows.VOID)[np.arange(4)] = items
+    assert out.tolist() == [1, 2, 3] + [4] * windows.WIDTH
+
+
+def test_hashes_and_comparisons_a_window_at_a_time_are_those_of_the_bytes():
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 3, 5_000, dtype=np.uint8)  # few byte values: many equal ranges
+    start = rng.integers(0, 5_000 - 300, 400)
+    length = rng.choice([0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 257, 300], 400)
+    end = start + length
+    ids, firsts = chat_lines.line_ids(data, start, end)
+    assert (ids.tolist(), firsts.tolist()) == ids_by_dict([data[a:b].tobytes() for a, b in zip(start, end)])
+    near_end = np.array([5_000 - 1, 5_000 - 130, 0])
+    got = chat_lines._unequal(data, near_end, near_end[::-1], np.array([1, 130, 1]))
+    assert got.tolist() == [data[-1] != data[0], False, data[0] != data[-1]]
 
 
 def as_lines(blobs: list[bytes]):

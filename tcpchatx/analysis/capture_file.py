@@ -243,20 +243,17 @@ def read_index(path: str | os.PathLike) -> RecordIndex:
 def gather(data: np.ndarray, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Read one ``dtype`` record at each position, all packets in one numpy call.
 
-    ``sliding_window_view`` makes a (no-copy) view in which row ``p`` is the bytes
-    starting at offset ``p``; indexing it with ``pos`` copies just those rows.  For
-    a plain number the view can hold the numbers themselves (one at every offset).
-    Positions too close to the end are clamped: callers check lengths themselves.
+    :func:`at_every_offset` makes a (no-copy) view with one record starting at every
+    offset; indexing it with ``pos`` copies just those records.  A record with
+    fields is read as that many raw bytes (one ``memcpy`` each), then viewed as its
+    fields.  Positions too close to the end are clamped: callers check lengths themselves.
     """
     dtype = np.dtype(dtype)
     if len(data) < dtype.itemsize:
         data = np.zeros(dtype.itemsize, dtype=np.uint8)
-    if dtype.fields is None:  # a plain number: a view with one at every offset is faster
-        every = at_every_offset(data, dtype)
-        return every[np.clip(pos, 0, len(every) - 1)]
-    windows = np.lib.stride_tricks.sliding_window_view(data, dtype.itemsize)
-    rows = windows[np.clip(pos, 0, len(windows) - 1)]
-    return np.ascontiguousarray(rows).view(dtype).reshape(len(pos))
+    raw = dtype if dtype.fields is None else np.dtype((np.void, dtype.itemsize))
+    every = at_every_offset(data, raw)
+    return every[np.clip(pos, 0, len(every) - 1)].view(dtype)
 
 
 def at_every_offset(data: np.ndarray, dtype) -> np.ndarray:

@@ -147,11 +147,12 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None,
     packets = read_packets(path)
     checksums = tcp_checksums(packets) if check_checksums else None
     flows = connect(packets)
-    server, streams = reassemble_chat(packets, flows, server)
-    # The rest of the chat layer needs only the streams: labelling every packet
-    # (mostly numpy, which lets go of the GIL) runs beside it, on the second
-    # core - unless a very long connection would need too much memory for that.
+    # Only reassembly needs the connections; the rest of the chat layer needs only
+    # the streams.  Labelling every packet (mostly numpy, which lets go of the GIL)
+    # runs beside the whole chat layer, on the second core - unless a very long
+    # connection would need too much memory for that.
     with beside(label, packets, flows, None, checksums, first=not fits_beside(flows)) as labelled:
+        server, streams = reassemble_chat(packets, flows, server)
         del flows  # label() holds them until it is done
         lines = find_chat_lines(packets, streams, server)
         del streams  # only the distinct lines' bytes are needed from here on

@@ -49,9 +49,10 @@ Python still does the parts that need Python, but once per *distinct* thing:
   compete for the same deliveries, are matched in a loop, in order.
 
 Step 1 is :func:`reassemble_chat`, step 2 :func:`find_chat_lines` (numpy: bytes
-and offsets), the rest :func:`read_chat_lines` (Python: texts).  Only reassembly
-needs the TCP tracker's connections and relative numbers, so :func:`tcpchatx.analysis.run.analyze`
-labels the packets (mostly numpy, which lets go of the GIL) beside steps 2-4.
+and offsets), the rest :func:`read_chat_lines` (Python: texts).  The chat layer
+needs only the TCP tracker's connections and relative numbers, not its labels, so
+:func:`tcpchatx.analysis.run.analyze` labels the packets (mostly numpy, which lets
+go of the GIL) beside steps 1-4.
 
 Modules, in the order the data flows: :mod:`.reassembly` (step 1), :mod:`.lines`
 (step 2), :mod:`.parsing` and :mod:`.nicks` (step 3), :mod:`.fanout` (step 4), all

@@ -14,7 +14,8 @@ from tcpchatx import protocol as proto
 
 from ..sorting import stable_argsort
 from ..workers import for_each
-from .reassembly import WORD, Streams, every_word, gather_runs, ranges
+from .reassembly import WORD, Streams, gather_runs
+from .windows import WORDS, cut, mask_past, words_at
 
 
 def find_lines(s: Streams):
@@ -41,17 +42,6 @@ def find_lines(s: Streams):
     return stream[keep], start[keep], end[keep]
 
 
-def _words(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each line's bytes as 8-byte numbers (the last one zero-padded), end to end,
-    and how many each line has.  A line of L bytes has ceil(L / 8) words."""
-    count = (length + WORD - 1) // WORD
-    words = every_word(data)[ranges(start, count, WORD)]  # data ends in WORD zeros
-    has = count > 0
-    last = np.cumsum(count)[has] - 1
-    words[last] &= KEEP_LOW_BYTES[length[has] - (count[has] - 1) * WORD]
-    return words, count
-
-
 KEEP_LOW_BYTES = np.array([(1 << 8 * r) - 1 for r in range(WORD + 1)], dtype=np.uint64)
 
 
@@ -70,7 +60,7 @@ _MULTIPLIERS = _splitmix64(4096) | np.uint64(1)
 
 
 def line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
-              chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+              chunk: int = 1 << 14) -> tuple[np.ndarray, np.ndarray]:
     """Number the lines by content (``data[a:b]``), in order of first appearance.
 
     Returns each line's id and the first line of each id.  A busy chat repeats
@@ -86,16 +76,7 @@ def line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     hashes = np.empty(n, dtype=np.uint64)
 
     def hash_lines(lo: int) -> None:
-        words, count = _words(data, start[lo : lo + chunk], length[lo : lo + chunk])
-        position = ranges(np.zeros(len(count), dtype=np.int64), count)  # word k of its line
-        if len(count) and count.max() > len(_MULTIPLIERS):  # only past the longest valid line
-            position %= len(_MULTIPLIERS)
-        with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
-            words *= _MULTIPLIERS[position]
-            h = np.zeros(len(count), dtype=np.uint64)
-            h[count > 0] = np.add.reduceat(words, (np.cumsum(count) - count)[count > 0])
-            h ^= length[lo : lo + chunk].astype(np.uint64) * _MULTIPLIERS[-1]
-        hashes[lo : lo + chunk] = h
+        hashes[lo : lo + chunk] = _hashes(data, start[lo : lo + chunk], length[lo : lo + chunk])
 
     for_each(hash_lines, range(0, n, chunk))
     hashes >>= np.uint64(32)  # the top 32 bits: two radix passes; the check finds collisions
@@ -112,14 +93,9 @@ def line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     def check(lo: int) -> None:
         mine, theirs = others[lo : lo + chunk], first[others[lo : lo + chunk]]
         same_length = length[mine] == length[theirs]
+        differs[mine[~same_length]] = True
         mine, theirs = mine[same_length], theirs[same_length]
-        differs[others[lo : lo + chunk][~same_length]] = True
-        a, count = _words(data, start[mine], length[mine])
-        b, _ = _words(data, start[theirs], length[theirs])
-        has = count > 0
-        unequal = np.zeros(len(mine), dtype=bool)
-        unequal[has] = np.bitwise_or.reduceat(a ^ b, (np.cumsum(count) - count)[has]) != 0
-        differs[mine[unequal]] = True
+        differs[mine[_unequal(data, start[mine], start[theirs], length[mine])]] = True
 
     for_each(check, range(0, len(others), chunk))
     firsts_seen: dict[bytes, int] = {}
@@ -129,11 +105,48 @@ def line_ids(data: np.ndarray, start: np.ndarray, end: np.ndarray,
     return (np.cumsum(leads) - 1)[first].astype(np.int32), np.flatnonzero(leads)
 
 
+def _hashes(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each line ``data[a:a + n]``: its words, each times a random odd
+    number for its position in the line, summed (modulo 2**64), and its length mixed in.
+
+    Read a window at a time (:mod:`.windows`): a line of up to 128 bytes is one
+    window, with the bytes past its end masked out.
+    """
+    piece_start, piece_length, of_line, number = cut(start, length)
+    words = mask_past(words_at(data, piece_start), piece_length)
+    per_piece = _MULTIPLIERS.reshape(-1, WORDS)  # a row of multipliers for each piece of a line
+    with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
+        words *= per_piece[number % len(per_piece)] if number.any() else per_piece[0]
+        piece_hash = words.sum(axis=1, dtype=np.uint64)
+        h = _sum_per_line(piece_hash, of_line, len(start))
+        h ^= length.astype(np.uint64) * _MULTIPLIERS[-1]
+    return h
+
+
+def _unequal(data: np.ndarray, a: np.ndarray, b: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Whether ``data[a:a + n]`` and ``data[b:b + n]`` differ, for each pair (a window at a time)."""
+    piece_a, piece_length, of_line, _ = cut(a, length)
+    piece_b = cut(b, length)[0]
+    differ = mask_past(words_at(data, piece_a) ^ words_at(data, piece_b), piece_length).any(axis=1)
+    return _sum_per_line(differ.astype(np.uint64), of_line, len(a)) != 0
+
+
+def _sum_per_line(per_piece: np.ndarray, of_line: np.ndarray, n: int) -> np.ndarray:
+    """Each line's pieces' values summed (a line's pieces are next to each other)."""
+    count = np.bincount(of_line, minlength=n)
+    if (count == 1).all():  # the usual case: one piece each
+        return per_piece
+    total = np.zeros(n, dtype=per_piece.dtype)
+    has = count > 0
+    total[has] = np.add.reduceat(per_piece, (np.cumsum(count) - count)[has])
+    return total
+
+
 def joined_lines(data: np.ndarray, start: np.ndarray, end: np.ndarray, chunk: int = 1 << 18) -> memoryview:
     """The lines ``data[a:b]`` end to end (runs copied as in reassembly), as bytes:
     a view of the copy, not a second copy of every line's bytes."""
     size = end - start
-    return memoryview(gather_runs(data, start, size, np.cumsum(size) - size, chunk)[:-WORD])
+    return memoryview(gather_runs(data, start, size, chunk)[:-WORD])
 
 
 def decode_line(raw: bytes, max_bytes: int = proto.MAX_LINE_BYTES) -> str | None:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture_file import at_every_offset, release_pages
+from ..capture_file import at_every_offset
 from ..packets import Packets
 from ..sorting import stable_argsort
-from ..workers import in_order
+from .windows import WIDTH, cut, write_end_to_end
 
 
 @dataclass
@@ -70,7 +70,7 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
     src = p.payload_offsets(rows) + skip
     del seq, caplen, skip
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
-    data = gather_runs(p.buffer, src, size, starts)
+    data = gather_runs(p.buffer, src, size)
     del src, size
     first_run = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
     groups = g[first_run]  # g is sorted
@@ -110,41 +110,25 @@ def every_word(data: np.ndarray) -> np.ndarray:
     return at_every_offset(data, "<u8")
 
 
-def gather_runs(buffer, src: np.ndarray, size: np.ndarray, starts: np.ndarray,
-                 chunk: int = 1 << 18) -> np.ndarray:
+def gather_runs(buffer, src: np.ndarray, size: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
     """``b"".join(buffer[a:a + n] for a, n in zip(src, size))``, with numpy, then
     :data:`WORD` zero bytes.
 
-    Each run is copied 8 bytes at a time (:func:`every_word`), and its last
-    ``n % 8`` bytes one by one: numpy needs an index for every item it copies,
-    and an index is 8 bytes.  Runs are copied in the order they sit in the file,
-    ``chunk`` bytes' worth at a time (two at once, :mod:`.workers`), so the index
-    arrays stay small and each part of the mapped file can be released
-    (:func:`~tcpchatx.analysis.capture_file.release_pages`, in file order) once it has been copied.
+    Runs are cut into pieces of up to 64 bytes, and each piece is copied as one
+    64-byte window (:mod:`.windows`).  Pieces are copied in the order they sit in
+    the file, ``chunk`` bytes' worth at a time, so that each part of the mapped file
+    can be released (:func:`~tcpchatx.analysis.capture_file.release_pages`, in file
+    order) once it has been copied.
     """
-    total = int(size.sum()) if len(size) else 0
-    out = np.zeros(total + WORD, dtype=np.uint8)
-    buf = np.frombuffer(buffer, dtype=np.uint8)
-    words_in, words_out = every_word(buf), every_word(out)
-    in_file_order = stable_argsort(src)
-    src, size, starts = src[in_file_order], size[in_file_order], starts[in_file_order]
-    copied = np.cumsum(size)  # bytes copied once each run is done
+    piece_src, piece_size, _, _ = cut(src.astype(np.int64), size.astype(np.int64))
+    out = np.zeros(int(piece_size.sum()) + WIDTH, dtype=np.uint8)
+    in_file_order = stable_argsort(piece_src)
+    copied = np.cumsum(piece_size[in_file_order])  # bytes copied once each piece is done
     spans, lo = [], 0
-    while lo < len(size):
+    while lo < len(copied):
         before = int(copied[lo - 1]) if lo else 0
         hi = max(int(np.searchsorted(copied, before + chunk, "right")), lo + 1)
         spans.append((lo, hi))
         lo = hi
-
-    def copy(span: tuple[int, int]) -> tuple[int, int]:
-        lo, hi = span
-        a, n, to = src[lo:hi], size[lo:hi], starts[lo:hi]
-        whole = n // WORD
-        words_out[ranges(to, whole, WORD)] = words_in[ranges(a, whole, WORD)]
-        done, rest = whole * WORD, n % WORD
-        out[ranges(to + done, rest)] = buf[ranges(a + done, rest)]
-        return span
-
-    for lo, hi in in_order(copy, spans):  # runs go to separate places: two threads at once
-        release_pages(buffer, int(src[lo]), int(src[hi - 1] + size[hi - 1]))
-    return out
+    write_end_to_end(out, buffer, piece_src, piece_size, spans, in_file_order)
+    return out[: len(out) - WIDTH + WORD]
