@@ -114,8 +114,8 @@ def gather_runs(buffer, src: np.ndarray, size: np.ndarray, chunk: int = 1 << 18)
     """``b"".join(buffer[a:a + n] for a, n in zip(src, size))``, with numpy, then
     :data:`WORD` zero bytes.
 
-    Runs are cut into pieces of up to 64 bytes, and each piece is copied as one
-    64-byte window (:mod:`.windows`).  Pieces are copied in the order they sit in
+    Runs are cut into pieces of up to 128 bytes, and each piece is copied as one
+    128-byte window (:mod:`.windows`).  Pieces are copied in the order they sit in
     the file, ``chunk`` bytes' worth at a time, so that each part of the mapped file
     can be released (:func:`~tcpchatx.analysis.capture_file.release_pages`, in file
     order) once it has been copied.

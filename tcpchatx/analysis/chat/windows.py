@@ -1,4 +1,4 @@
-"""Many short byte ranges read and written at once, 64 bytes at a time (numpy).
+"""Many short byte ranges read and written at once, 128 bytes at a time (numpy).
 
 The chat layer copies and compares hundreds of thousands of short ranges: segment
 payloads laid end to end into streams, lines compared by their bytes.  numpy has
