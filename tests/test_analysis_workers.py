@@ -121,7 +121,8 @@ def test_a_job_beside_runs_first_in_one_thread(monkeypatch):
 
 
 def test_a_connection_too_long_to_label_beside_the_chat_is_labelled_first(tmp_path, monkeypatch):
-    """label() works a connection in one piece: a very long one goes first, alone."""
+    """label() and the expert work a connection in one piece: with a very long one,
+    each goes first, alone."""
     monkeypatch.setenv("TCPCHATX_THREADS", "2")
     talk = Talk()
     talk.handshake()
@@ -139,7 +140,7 @@ def test_a_connection_too_long_to_label_beside_the_chat_is_labelled_first(tmp_pa
     beside_it = to_json(analyze(path))
     monkeypatch.setattr(tracker, "LABEL_RANGE", 4)  # 4 x 4 packets: the connection is longer
     first = to_json(analyze(path))
-    assert calls == [False, True] and first == beside_it
+    assert calls == [False, False, True, True] and first == beside_it  # label, expert; twice
 
 
 def test_an_error_beside_reaches_the_caller_and_a_failed_block_still_waits(monkeypatch):

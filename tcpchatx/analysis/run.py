@@ -147,21 +147,22 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None,
     packets = read_packets(path)
     checksums = tcp_checksums(packets) if check_checksums else None
     flows = connect(packets)
-    # Only reassembly needs the connections; the rest of the chat layer needs only
-    # the streams.  Labelling every packet (mostly numpy, which lets go of the GIL)
-    # runs beside the whole chat layer, on the second core - unless a very long
-    # connection would need too much memory for that.
-    with beside(label, packets, flows, None, checksums, first=not fits_beside(flows)) as labelled:
+    # The chat layer needs the connections, not the labels, and labelling every
+    # packet and its expert analysis are mostly numpy, which lets go of the GIL: they
+    # run beside the chat layer, on the second core - labelling beside reassembly, the
+    # expert beside the rest (each beside the part whose peak of memory it fits
+    # under) - unless a very long connection would need too much memory for that.
+    alone = not fits_beside(flows)
+    with beside(label, packets, flows, None, checksums, first=alone) as labelled:
         server, streams = reassemble_chat(packets, flows, server)
         del flows  # label() holds them until it is done
+    tracking = labelled.result()
+    with beside(analyse, packets, tracking, first=alone) as analysed:
         lines = find_chat_lines(packets, streams, server)
         del streams  # only the distinct lines' bytes are needed from here on
         chat = read_chat_lines(packets, lines)
         del lines
-    tracking = labelled.result()
-    # After the chat layer, whose peak this then stays under: the heap has room for
-    # the expert's columns where the chat layer's temporaries were.
-    expert = analyse(packets, tracking)
+    expert = analysed.result()
     return Analysis(os.fspath(path), packets, tracking, chat, expert, checksums)
 
 

@@ -12,12 +12,16 @@ import numpy as np
 
 from tcpchatx import protocol as proto
 
+from ..capture_file import take
 from ..packets import exact_ratio
 from ..sorting import stable_argsort
 from ..workers import for_each
 from .model import MESSAGE_KINDS, NONE, PRIVATE_MESSAGE, RELAYED_AS, Chat
 from .parsing import TextFacts
 from .reassembly import ranges
+
+
+FAN_OUT_SLICES = 8
 
 
 def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
@@ -108,11 +112,13 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
         _, first = np.unique(group, return_index=True)
         chosen[pairs.start + cand[first]] = True
 
-    half = len(msg_line) // 2  # two halves of the messages at once (.workers): their pairs apart
-    for_each(check_pairs, (slice(0, half), slice(half, len(msg_line))))
+    # The messages a slice at a time, two at once (.workers): each slice's temporaries
+    # are a few times its pairs, so eight slices keep that peak low.
+    cuts = np.linspace(0, len(msg_line), FAN_OUT_SLICES + 1).astype(np.int64).tolist()
+    for_each(check_pairs, (slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])))
     picked = np.flatnonzero(chosen)
     d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
-    del picked
+    del picked, by_key, out_key, count, pair_start
     pair_msg = out_line = chosen = None  # freed before the delivery columns: a lower peak
 
     # Shared keys: in message order, each message takes the lines of its key that the
@@ -147,9 +153,13 @@ def latencies(chat: Chat, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
 
     Exact when both timestamps have the same resolution: the tick difference
     divided by the ticks per second, correctly rounded (:func:`.packets.exact_ratio`).
+    Computed in place where it can: this runs at the chat layer's peak of memory.
     """
-    per_second = chat.line_per_second[later]
-    same_res = chat.line_per_second[earlier] == per_second
-    ticks = chat.line_ticks[later] - chat.line_ticks[earlier]
-    return np.where(same_res, exact_ratio(ticks, per_second),
-                    chat.line_time[later] - chat.line_time[earlier])
+    per_second = take(chat.line_per_second, later)  # one resolution: no memory per line
+    ticks = chat.line_ticks[later]
+    ticks -= chat.line_ticks[earlier]
+    seconds = exact_ratio(ticks, per_second)
+    del ticks
+    other = np.flatnonzero(take(chat.line_per_second, earlier) != per_second)  # mixed resolutions
+    seconds[other] = chat.line_time[later[other]] - chat.line_time[earlier[other]]
+    return seconds
