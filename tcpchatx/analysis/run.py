@@ -149,17 +149,18 @@ def analyze(path: str | os.PathLike, server: tuple[str, int] | None = None,
     flows = connect(packets)
     # The chat layer needs the connections, not the labels, and labelling every
     # packet and its expert analysis are mostly numpy, which lets go of the GIL: they
-    # run beside the chat layer, on the second core - labelling beside reassembly, the
-    # expert beside the rest (each beside the part whose peak of memory it fits
-    # under) - unless a very long connection would need too much memory for that.
+    # run beside the chat layer, on the second core.  Labelling goes beside reassembly,
+    # the expert beside reading the lines (mostly Python, one core); finding the lines
+    # has both cores.  Each fits under the peak of memory of the part it runs beside -
+    # unless a very long connection would need too much memory for that.
     alone = not fits_beside(flows)
     with beside(label, packets, flows, None, checksums, first=alone) as labelled:
         server, streams = reassemble_chat(packets, flows, server)
         del flows  # label() holds them until it is done
     tracking = labelled.result()
+    lines = find_chat_lines(packets, streams, server)
+    del streams  # only the distinct lines' bytes are needed from here on
     with beside(analyse, packets, tracking, first=alone) as analysed:
-        lines = find_chat_lines(packets, streams, server)
-        del streams  # only the distinct lines' bytes are needed from here on
         chat = read_chat_lines(packets, lines)
         del lines
     expert = analysed.result()

@@ -116,7 +116,7 @@ def _hashes(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarr
     words = mask_past(words_at(data, piece_start), piece_length)
     per_piece = _MULTIPLIERS.reshape(-1, WORDS)  # a row of multipliers for each piece of a line
     with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
-        words *= per_piece[number % len(per_piece)] if number.any() else per_piece[0]
+        words *= per_piece[0] if number is None else per_piece[number % len(per_piece)]
         piece_hash = words.sum(axis=1, dtype=np.uint64)
         h = _sum_per_line(piece_hash, of_line, len(start))
         h ^= length.astype(np.uint64) * _MULTIPLIERS[-1]
@@ -131,11 +131,12 @@ def _unequal(data: np.ndarray, a: np.ndarray, b: np.ndarray, length: np.ndarray)
     return _sum_per_line(differ.astype(np.uint64), of_line, len(a)) != 0
 
 
-def _sum_per_line(per_piece: np.ndarray, of_line: np.ndarray, n: int) -> np.ndarray:
-    """Each line's pieces' values summed (a line's pieces are next to each other)."""
-    count = np.bincount(of_line, minlength=n)
-    if (count == 1).all():  # the usual case: one piece each
+def _sum_per_line(per_piece: np.ndarray, of_line: np.ndarray | None, n: int) -> np.ndarray:
+    """Each line's pieces' values summed (a line's pieces are next to each other;
+    ``of_line`` None: one piece each)."""
+    if of_line is None:
         return per_piece
+    count = np.bincount(of_line, minlength=n)
     total = np.zeros(n, dtype=per_piece.dtype)
     has = count > 0
     total[has] = np.add.reduceat(per_piece, (np.cumsum(count) - count)[has])

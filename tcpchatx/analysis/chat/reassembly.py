@@ -50,25 +50,41 @@ def reassemble_all(p: Packets, rows: np.ndarray, group: np.ndarray, rel_seq: np.
         order = np.lexsort((rows, rel_seq, group))
     g, seq, rows = group[order], rel_seq[order].astype(np.int64), rows[order]
     del order
+    # (Temporaries in place, and no copy where a mask keeps everything: labelling
+    # runs beside this, and the two together are a peak of the analysis's memory.)
     inside = seq < 1 << 31
-    g, seq, rows = g[inside], seq[inside], rows[inside]
+    if not inside.all():
+        g, seq, rows = g[inside], seq[inside], rows[inside]
+    del inside
     caplen = p.payload_caplen[rows].astype(np.int64)
     end = seq + caplen
     first = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, bool)
     shift = g.astype(np.int64) << 34  # keeps each group's running maximum apart
-    furthest = np.maximum.accumulate(shift + np.maximum(end, 1)) - shift
+    furthest = np.maximum(end, 1)
+    furthest += shift
+    np.maximum.accumulate(furthest, out=furthest)
+    furthest -= shift
     del shift
-    expected = np.r_[1, furthest[:-1]]
+    expected = np.empty_like(furthest)
+    expected[:1], expected[1:] = 1, furthest[:-1]
     del furthest
     expected[first] = 1
+    del first
     placed = end > expected
+    del end
     hole = placed & (seq > expected)
-    skip = np.maximum(expected - seq, 0)
-    del expected, end, first
-    g, rows, seq, caplen, skip, hole = g[placed], rows[placed], seq[placed], caplen[placed], skip[placed], hole[placed]
-    size = caplen - skip
-    src = p.payload_offsets(rows) + skip
-    del seq, caplen, skip
+    skip = expected
+    skip -= seq  # bytes already placed at the segment's start (negative: none)
+    np.maximum(skip, 0, out=skip)
+    del expected
+    if not placed.all():
+        g, rows, seq, caplen, skip, hole = g[placed], rows[placed], seq[placed], caplen[placed], skip[placed], hole[placed]
+    del placed, seq
+    size = caplen
+    size -= skip
+    src = p.payload_offsets(rows)
+    src += skip
+    del caplen, skip
     starts = np.r_[0, np.cumsum(size)[:-1]] if len(size) else np.zeros(0, np.int64)
     data = gather_runs(p.buffer, src, size)
     del src, size

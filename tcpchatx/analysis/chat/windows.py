@@ -63,16 +63,16 @@ def mask_past(words: np.ndarray, length: np.ndarray) -> np.ndarray:
     return words
 
 
-def cut(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cut(start: np.ndarray, length: np.ndarray):
     """Each range cut into pieces of at most :data:`WIDTH` bytes, in order.
 
-    Returns each piece's start, length, its range's index, and its number within its
-    range (0, 1, ...).  An empty range has no piece.
+    Returns each piece's start and length, and its range's index and its number
+    within its range (0, 1, ...); those two are None when every range is one piece
+    (the usual case: no arrays made for it).  An empty range has no piece.
     """
     count = (length + WIDTH - 1) // WIDTH
-    if (count == 1).all():  # the usual case: every range fits in one window
-        n = len(start)
-        return start, length, np.arange(n), np.zeros(n, np.int64)
+    if (count == 1).all():
+        return start, length, None, None
     of_range = np.repeat(np.arange(len(start)), count)
     first_piece = np.cumsum(count) - count
     number = np.arange(len(of_range)) - first_piece[of_range]
