@@ -86,6 +86,25 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, which must run every path: {reason}"
 
 
+@pytest.fixture(scope="session")
+def story_as_root(tmp_path_factory):
+    """``story_as_root("rto")``: the lab story played once per session as root, with its
+    defaults; its outcome.  test_netlab_stories and test_why both read the rto and backoff
+    stories' captures (and only read them), and each play waits out real retransmission
+    timers, so one play serves both."""
+    played: dict[str, dict] = {}
+
+    def play(story: str) -> dict:
+        from tcpchatx.netlab import run_in_lab
+
+        if story not in played:
+            out = tmp_path_factory.mktemp(f"story-{story}")
+            played[story] = run_in_lab(f"tcpchatx.netlab.stories:{story}", {"out_dir": str(out)})
+        return played[story]
+
+    return play
+
+
 @pytest.fixture
 def shared_dir():
     """A directory the user nobody may write to (pytest's tmp_path is private to root),

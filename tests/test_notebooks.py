@@ -14,8 +14,12 @@
   live execution of each, not two.
 
 Each executed notebook must have no error, nothing on stderr in any cell (no thread
-may print into a cell) and a first cell that names the mode.  The run time of every
-notebook is printed at the end of the session (pytest's terminal summary).
+may print into a cell) and a first cell that names the mode.  The live, reference and
+nobody runs are made up front by one fixture (``notebook_runs``), several side by side:
+those runs mostly wait (kernel start-up, dumpcap's flush) and time nothing.  The lab
+network's stories (notebooks 06, 07 and 08) are timed: as nobody they run alone, and their
+live runs are the papermill tests, one at a time.  The run time of every notebook is
+printed at the end of the session (pytest's terminal summary).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ import sys
 import sysconfig
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import zip_longest
 from pathlib import Path
 
 import nbformat
@@ -41,7 +48,7 @@ from tcpchatx.lab.printing import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from store_notebook_outputs import coalesce_streams, execute_in_reference_mode  # noqa: E402  (`make notebooks`)
+from store_notebook_outputs import coalesce_streams  # noqa: E402  (`make notebooks`; DRIVER runs it too)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -66,6 +73,10 @@ LIVE_BY_PAPERMILL = ("06_loss_and_retransmission.ipynb", "07_flow_control.ipynb"
 LINE_BYTES = 34  # "line K of 10, all written at once\n", K < 10: fast-retransmit's lines
 
 TIMES: dict[str, float] = {}  # "mode: notebook" -> seconds
+#: How many untimed notebook runs notebook_runs makes at once.  Each is busy only about half
+#: the time, so on two cores three side by side took 83 s where two took 92 (and one
+#: after another, 142).
+SIDE_BY_SIDE = 3
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -141,20 +152,6 @@ def assert_own_handshake(nb) -> None:
     assert "connect: 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
     assert "accept: 0 packet(s) on the wire." in text
     assert "Using your own handshake: packets 1-3 of " in text
-
-
-def execute_here(path: Path, mode: str, out: Path, monkeypatch) -> nbformat.NotebookNode:
-    """Execute ``path`` in a fresh kernel started from this process, in capture ``mode``."""
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", mode)
-    monkeypatch.setenv("TCPCHATX_OUT", str(out))
-    nb = nbformat.read(path, as_version=4)
-    started = time.monotonic()
-    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    TIMES[f"{mode}: {path.name}"] = time.monotonic() - started
-    return nb
 
 
 # --------------------------------------------------------------------------- as stored in git
@@ -303,67 +300,66 @@ def test_papermill_runs_the_defaults_first():
         assert as_tuples == parameters_cell(path), path.name
 
 
-# --------------------------------------------------------------------------- live and reference
+# --------------------------------------------------------------------------- executing the notebooks
 
 
-live_only = pytest.mark.skipif(os.geteuid() != 0 or choose_capture_mode() != "live",
-                               reason="live capture needs root (or capture rights) here")
-
-
-@live_only
-@pytest.mark.parametrize("name", [name for name in NAMES if name not in LIVE_BY_PAPERMILL])
-def test_notebook_live(name, tmp_path, monkeypatch):
-    nb = execute_here(NOTEBOOK_DIR / name, "live", tmp_path, monkeypatch)
-    assert_clean_run(nb, "live")
-    assert_reads_plainly(nb)
-    if name == "01_handshake.ipynb":
-        assert_own_handshake(nb)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_reference(name, tmp_path):
-    """Reference mode: clean, captures nothing, and gives exactly the outputs stored in git
-    (which is what a student sees on GitHub before running anything)."""
-    started = time.monotonic()
-    nb = execute_in_reference_mode(NOTEBOOK_DIR / name, out=tmp_path)
-    TIMES[f"reference: {name}"] = time.monotonic() - started
-    assert_clean_run(nb, "reference")
-    assert list(tmp_path.iterdir()) == [], "reference mode must not capture anything"
-    if name == "01_handshake.ipynb":  # the same calls, from captures/own-sockets/: prose true here too
-        text = printed(nb)
-        assert "put 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
-        assert text.count("put 0 packet(s) on the wire.") == 2
-        assert "Using the reference capture's handshake: packets 1-3 of " in text
-    stale = stale_outputs(nbformat.read(NOTEBOOK_DIR / name, as_version=4), nb)
-    assert not stale, (f"{name}: the stored outputs are stale in " + ", ".join(stale)
-                       + ". Run `make notebooks` and commit the notebooks.")
-
-
-# --------------------------------------------------------------------------- as nobody
-
-
-NOBODY_DRIVER = r"""
+DRIVER = r"""
 import json, sys, time
+from pathlib import Path
+
+# jsonschema (nbformat's validator) imports its optional IRI checker, rfc3987_syntax, which
+# builds a grammar for 1.2 s at import; nbformat never checks formats, so go without it.
+sys.modules["rfc3987_syntax"] = None
 import matplotlib.font_manager  # build the font cache here, not in a notebook cell
 import nbformat
 from nbclient import NotebookClient
 
 spec = json.loads(sys.argv[1])
+if spec["reference"]:
+    sys.path.insert(0, spec["scripts"])
+    from store_notebook_outputs import execute_in_reference_mode
 results = {}
 for path in spec["notebooks"]:
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
     error = None
     try:
-        NotebookClient(nb, timeout=spec["timeout"], kernel_name="python3",
-                       resources={"metadata": {"path": spec["cwd"]}}).execute()
+        if spec["reference"]:  # exactly as `make notebooks` stores it
+            nb = execute_in_reference_mode(Path(path), out=Path(spec["out"]))
+        else:
+            NotebookClient(nb, timeout=spec["timeout"], kernel_name="python3",
+                           resources={"metadata": {"path": spec["cwd"]}}).execute()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-    executed = path.replace(".ipynb", ".executed.ipynb")
+    executed = str(Path(spec["executed"]) / Path(path).name)
     nbformat.write(nb, executed)
     results[path] = {"seconds": time.monotonic() - started, "error": error, "executed": executed}
 print(json.dumps(results))
 """
+
+
+def run_driver(python: list[str], notebooks: list[Path], *, cwd: Path, executed: Path,
+               env: dict[str, str] | None = None, reference_out: Path | None = None) -> dict[str, tuple]:
+    """Execute *notebooks* one after another in a driver process (``python``: the command
+    that runs Python, perhaps as another user), each in a fresh kernel started in *cwd*,
+    or with *reference_out* in reference mode, by ``make notebooks``' own function;
+    {name: (executed notebook, error or None, seconds)}."""
+    spec = {"notebooks": [str(path) for path in notebooks], "timeout": CELL_TIMEOUT, "cwd": str(cwd),
+            "executed": str(executed), "reference": reference_out is not None, "out": str(reference_out),
+            "scripts": str(REPO / "scripts")}
+    done = subprocess.run([*python, "-c", DRIVER, json.dumps(spec)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return {Path(path).name: (nbformat.read(result["executed"], as_version=4), result["error"], result["seconds"])
+            for path, result in results.items()}
+
+
+def selected(request, test_name: str) -> list[Path]:
+    """The notebooks the session runs *test_name* for (``-k 01`` runs only notebook 01's)."""
+    names = {item.callspec.params["name"] for item in request.session.items
+             if getattr(item, "originalname", None) == test_name}
+    return [path for path in NOTEBOOKS if path.name in names]
 
 
 def _can_become_nobody() -> str | None:
@@ -383,58 +379,137 @@ def _can_become_nobody() -> str | None:
     return None
 
 
+def as_nobody(scratch: Path, notebooks: list[Path], lane: str) -> dict[str, tuple]:
+    """run_driver as nobody: Debian's python3 with the repository and the venv's site-packages
+    on PYTHONPATH, in *scratch* (nobody's).  Each *lane* has its own IPython folder and
+    captures folder, so that kernels running side by side never share a file."""
+    for folder in (scratch / "ipython" / lane, scratch / "out" / lane):
+        folder.mkdir()
+        shutil.chown(folder, "nobody")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(scratch / "home"),
+        "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
+        "JUPYTER_DATA_DIR": str(scratch / "home" / "jupyter"),
+        "IPYTHONDIR": str(scratch / "ipython" / lane),
+        "MPLCONFIGDIR": str(scratch / "mpl"),
+        "TCPCHATX_OUT": str(scratch / "out" / lane),
+        "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}",
+        "LANG": "C.UTF-8",
+    }
+    python = ["runuser", "-u", "nobody", "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), SYSTEM_PYTHON]
+    return run_driver(python, [scratch / "notebooks" / path.name for path in notebooks],
+                      cwd=scratch / "notebooks", executed=scratch / "executed")
+
+
 @pytest.fixture(scope="module")
-def nobody_runs(request):
-    """Execute every selected notebook once as nobody (one driver process for all of them,
-    so ``-k 01`` runs only notebook 01); the executed notebooks."""
-    why_not = _can_become_nobody()
-    if why_not:
-        pytest.skip(why_not)
-    selected = {item.callspec.params["name"] for item in request.session.items
-                if getattr(item, "originalname", None) == "test_notebook_as_nobody"}
-    notebooks = [path for path in NOTEBOOKS if path.name in selected]
-    scratch = Path(tempfile.mkdtemp(prefix="tcpchatx-notebooks-nobody-"))
+def notebook_runs(request, tmp_path_factory):
+    """Every selected live, reference and nobody run, made once, up front:
+    {"live" | "reference" | "nobody": {name: (executed notebook, error or None)}}, and
+    {name: the folder its captures would go to} under "reference out".
+
+    The lab network's stories (LIVE_BY_PAPERMILL's notebooks) are timed, and a busy
+    machine can make one miss its event (a StoryError): as nobody they run first, one
+    after another, with nothing else running.  Every other run mostly waits for its
+    kernel and for dumpcap to flush, and times nothing (reference mode does not even
+    capture), so they run SIDE_BY_SIDE at a time, each notebook in its own driver process."""
+    runs: dict[str, dict] = {"live": {}, "reference": {}, "nobody": {}, "reference out": {}}
+    root = tmp_path_factory.mktemp("notebook-runs")
+    pending: dict[str, list] = {"live": [], "reference": [], "nobody": []}  # run_driver, arguments bound
+
+    if LIVE_HERE:
+        for path in selected(request, "test_notebook_live"):
+            out = root / "live" / path.name / "out"
+            out.mkdir(parents=True)
+            env = {**os.environ, "TCPCHATX_CAPTURE_MODE": "live", "TCPCHATX_OUT": str(out)}
+            pending["live"].append(partial(run_driver, [sys.executable], [path], cwd=NOTEBOOK_DIR,
+                                           executed=out.parent, env=env))
+    for path in selected(request, "test_notebook_reference"):
+        out = runs["reference out"][path.name] = root / "reference" / path.name / "out"
+        out.mkdir(parents=True)
+        pending["reference"].append(partial(run_driver, [sys.executable], [path], cwd=NOTEBOOK_DIR,
+                                            executed=out.parent, reference_out=out))
+
+    for_nobody = selected(request, "test_notebook_as_nobody") if _can_become_nobody() is None else []
+    scratch = Path(tempfile.mkdtemp(prefix="tcpchatx-notebooks-nobody-"))  # pytest's tmp_path is root's only
     try:
-        work = scratch / "notebooks"
-        work.mkdir()
-        for path in notebooks:
-            shutil.copy(path, work / path.name)
-        for name in ("home", "runtime", "ipython", "mpl", "out"):
-            (scratch / name).mkdir()
-        subprocess.run(["chown", "-R", "nobody", str(scratch)], check=True)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(scratch / "home"),
-            "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
-            "JUPYTER_DATA_DIR": str(scratch / "home" / "jupyter"),
-            "IPYTHONDIR": str(scratch / "ipython"),
-            "MPLCONFIGDIR": str(scratch / "mpl"),
-            "TCPCHATX_OUT": str(scratch / "out"),
-            "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}",
-            "LANG": "C.UTF-8",
-        }
-        spec = {"notebooks": [str(work / path.name) for path in notebooks],
-                "timeout": CELL_TIMEOUT, "cwd": str(work)}
-        done = subprocess.run(
-            ["runuser", "-u", "nobody", "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-             SYSTEM_PYTHON, "-c", NOBODY_DRIVER, json.dumps(spec)],
-            cwd=work, capture_output=True, text=True, timeout=900, check=False)
-        assert done.returncode == 0, done.stderr[-3000:]
-        results = json.loads(done.stdout.strip().splitlines()[-1])
-        executed = {}
-        for path, result in results.items():
-            name = Path(path).name
-            TIMES[f"nobody: {name}"] = result["seconds"]
-            executed[name] = (nbformat.read(result["executed"], as_version=4), result["error"])
-        yield executed
+        if for_nobody:
+            for name in ("notebooks", "home", "runtime", "mpl", "executed", "ipython", "out"):
+                (scratch / name).mkdir()
+            for path in for_nobody:
+                shutil.copy(path, scratch / "notebooks" / path.name)
+            subprocess.run(["chown", "-R", "nobody", str(scratch)], check=True)
+        stories = [path for path in for_nobody if path.name in LIVE_BY_PAPERMILL]
+        if stories:  # alone
+            runs["nobody"].update(as_nobody(scratch, stories, "stories"))
+        pending["nobody"] = [partial(as_nobody, scratch, [path], path.stem)
+                             for path in for_nobody if path.name not in LIVE_BY_PAPERMILL]
+
+        # Taken in turns (a live run, a reference run, a nobody run, ...), so that a reference
+        # run, which mostly computes, mostly runs beside one that mostly waits.
+        in_turns = [(mode, run) for group in zip_longest(*pending.values()) for mode, run in zip(pending, group)
+                    if run is not None]
+        with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
+            made = [(mode, pool.submit(run)) for mode, run in in_turns]
+            for mode, future in made:
+                runs[mode].update(future.result())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    for mode in ("live", "reference", "nobody"):
+        for name, (nb, error, seconds) in sorted(runs[mode].items()):
+            TIMES[f"{mode}: {name}"] = seconds
+            runs[mode][name] = (nb, error)
+    return runs
+
+
+# --------------------------------------------------------------------------- live and reference
+
+
+LIVE_HERE = os.geteuid() == 0 and choose_capture_mode() == "live"
+live_only = pytest.mark.skipif(not LIVE_HERE, reason="live capture needs root (or capture rights) here")
+
+
+@live_only
+@pytest.mark.timeout(900)  # the first one waits for notebook_runs
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in LIVE_BY_PAPERMILL])
+def test_notebook_live(name, notebook_runs):
+    nb, error = notebook_runs["live"][name]
+    assert error is None, error
+    assert_clean_run(nb, "live")
+    assert_reads_plainly(nb)
+    if name == "01_handshake.ipynb":
+        assert_own_handshake(nb)
+
+
+@pytest.mark.timeout(900)  # the first one waits for notebook_runs
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_reference(name, notebook_runs):
+    """Reference mode: clean, captures nothing, and gives exactly the outputs stored in git
+    (which is what a student sees on GitHub before running anything)."""
+    nb, error = notebook_runs["reference"][name]
+    assert error is None, error
+    assert_clean_run(nb, "reference")
+    assert list(notebook_runs["reference out"][name].iterdir()) == [], "reference mode must not capture anything"
+    if name == "01_handshake.ipynb":  # the same calls, from captures/own-sockets/: prose true here too
+        text = printed(nb)
+        assert "put 3 packet(s) on the wire: SYN, SYN-ACK, ACK (handshake)." in text
+        assert text.count("put 0 packet(s) on the wire.") == 2
+        assert "Using the reference capture's handshake: packets 1-3 of " in text
+    stale = stale_outputs(nbformat.read(NOTEBOOK_DIR / name, as_version=4), nb)
+    assert not stale, (f"{name}: the stored outputs are stale in " + ", ".join(stale)
+                       + ". Run `make notebooks` and commit the notebooks.")
+
+
+# --------------------------------------------------------------------------- as nobody
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_as_nobody(name, nobody_runs):
-    nb, error = nobody_runs[name]
+def test_notebook_as_nobody(name, notebook_runs):
+    why_not = _can_become_nobody()
+    if why_not:
+        pytest.skip(why_not)
+    nb, error = notebook_runs["nobody"][name]
     expected = "rootless" if rootless_available()[0] else "reference"
     assert error is None, error
     assert assert_clean_run(nb, ("rootless", "reference")) == expected

@@ -19,25 +19,19 @@ from analysis_helpers import C, S, Talk, write_capture
 from tcpchatx.analysis.views import pair_views
 from tcpchatx.analysis.why import Fate, Trigger, explain
 from tcpchatx.capture import rootless_available
-from tcpchatx.netlab import run_in_lab
 
 needs_the_lab = pytest.mark.skipif(not rootless_available()[0] or shutil.which("nft") is None,
                                    reason="needs unprivileged user namespaces and nft")
 
 
-def run_story(story: str, out_dir: Path) -> dict:
-    out_dir.mkdir()
-    return run_in_lab(f"tcpchatx.netlab.stories:{story}", {"out_dir": str(out_dir)})
+@pytest.fixture(scope="module")
+def rto(story_as_root):
+    return story_as_root("rto")  # the play test_netlab_stories.py's test_rto[root] reads too
 
 
 @pytest.fixture(scope="module")
-def rto(tmp_path_factory):
-    return run_story("rto", tmp_path_factory.mktemp("why") / "rto")
-
-
-@pytest.fixture(scope="module")
-def backoff(tmp_path_factory):
-    return run_story("backoff", tmp_path_factory.mktemp("why") / "backoff")
+def backoff(story_as_root):
+    return story_as_root("backoff")
 
 
 def explained(outcome: dict):
