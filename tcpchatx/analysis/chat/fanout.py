@@ -20,7 +20,6 @@ from .model import MESSAGE_KINDS, NONE, PRIVATE_MESSAGE, RELAYED_AS, Chat
 from .parsing import TextFacts
 from .reassembly import ranges
 
-
 FAN_OUT_SLICES = 8
 
 
@@ -118,7 +117,7 @@ def fan_out(chat: Chat, kinds: TextFacts, after_welcome: np.ndarray) -> None:
     for_each(check_pairs, (slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])))
     picked = np.flatnonzero(chosen)
     d_msg, d_line = pair_msg[picked].astype(np.int64), out_line[picked].astype(np.int64)
-    del picked, by_key, out_key, count, pair_start
+    del picked, by_key, out_key
     pair_msg = out_line = chosen = None  # freed before the delivery columns: a lower peak
 
     # Shared keys: in message order, each message takes the lines of its key that the
