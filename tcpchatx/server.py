@@ -63,6 +63,7 @@ class _Connection:
         self.queued_bytes = 0
         self.writing_lines = self.writing_bytes = 0  # taken by the writer, in a sendall that may block
         self.backlog = Backlog(server.backlog_limits)
+        self.soft_lines, self.soft_bytes = server.backlog_limits.soft_lines, server.backlog_limits.soft_bytes
         # One lock guards the queue and its flags; the writer waits on ``ready`` (built on
         # it).  The hot paths take the bare lock: a Condition's ``with`` costs a Python call.
         self.lock = threading.Lock()
@@ -90,7 +91,11 @@ class _Connection:
             self.queued_lines += lines
             self.queued_bytes += len(data)
             waiting = self.queued_lines + self.writing_lines
-            if not self._too_far_behind(time.monotonic()):
+            # The backlog rule is asked only past a soft limit or while behind: this runs
+            # once per recipient of every line, and below both limits its answer is "fine".
+            if (self.backlog.over_since is None and waiting <= self.soft_lines
+                    and self.queued_bytes + self.writing_bytes <= self.soft_bytes) \
+                    or not self._too_far_behind(time.monotonic()):
                 if wake and len(self.queue) == 1 and not self.sending:
                     self.ready.notify()
                 return
@@ -467,12 +472,16 @@ class ChatServer:
     def _record_fan_out(self, conn: _Connection, written: list[_Connection],
                         sends: list[tuple[int, bool]]) -> None:
         """One "sent" event for a reader's whole fan-out (not one per recipient)."""
-        reached = tuple(recipient.id for recipient, (sent, _) in zip(written, sends) if sent)
-        left = sum(not whole for _, whole in sends)
-        detail = f"{sum(sent for sent, _ in sends)} bytes to {len(reached)} clients at once"
+        reached, total, left = [], 0, 0  # one pass: this runs once per line, over every recipient
+        for recipient, (sent, whole) in zip(written, sends):
+            if sent:
+                reached.append(recipient.id)
+                total += sent
+            left += not whole
+        detail = f"{total} bytes to {len(reached)} clients at once"
         if left:
             detail += f"; {left} could not take it all (their writers send the rest)"
-        self.timeline.record("sent", nick=self.room.nick_of(conn.id), detail=detail, recipients=reached)
+        self.timeline.record("sent", nick=self.room.nick_of(conn.id), detail=detail, recipients=tuple(reached))
 
     def _client_gone(self, conn: _Connection, how: str) -> None:
         with self._lock:

@@ -534,3 +534,26 @@ def test_soak_200_clients_50_messages_nothing_lost_or_duplicated(record_property
     record_property("soak_deliveries_per_second", round(deliveries / elapsed))
     print(f"\nsoak: {n_clients} clients x {n_messages} messages, {deliveries} deliveries "
           f"in {elapsed:.2f} s = {deliveries / elapsed:,.0f} deliveries/s")
+
+
+@pytest.mark.parametrize("line", [b"x\n", b"a longer line of chat\n"])
+def test_enqueue_asks_the_backlog_rule_whenever_its_answer_could_matter(line):
+    """enqueue skips the backlog rule below both soft limits: after every enqueue the
+    queue must be behind exactly when the rule, asked itself, says so."""
+    from tcpchatx.protocol.backlog import Backlog
+    from tcpchatx.server import _Connection
+
+    server = ChatServer(HOST, 0, queue_lines=5, queue_bytes=60, queue_grace=60.0)
+    ours, theirs = socket.socketpair()
+    try:
+        conn = _Connection(1, ours, ("test", 1), server)
+        rule = Backlog(server.backlog_limits)
+        for _ in range(12):
+            conn.enqueue(line, 1, wake=False)
+            rule.too_far_behind(conn.queued_lines, conn.queued_bytes, time.monotonic())
+            assert (conn.backlog.over_since is None) == (rule.over_since is None), conn.queued_lines
+        assert conn.backlog.over_since is not None and not conn.dropped  # behind, within its grace
+        assert [e.kind for e in server.timeline.events()] == ["behind"]
+    finally:
+        ours.close()
+        theirs.close()
