@@ -18,7 +18,7 @@ from ..sorting import stable_argsort
 from ..workers import for_each
 from .model import MESSAGE_KINDS, NONE, PRIVATE_MESSAGE, RELAYED_AS, Chat
 from .parsing import TextFacts
-from .reassembly import ranges
+from .windows import ranges
 
 FAN_OUT_SLICES = 8
 

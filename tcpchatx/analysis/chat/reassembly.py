@@ -112,12 +112,6 @@ def _by_group_then_seq(group: np.ndarray, rel_seq: np.ndarray) -> np.ndarray:
 WORD = 8  # bytes copied, and compared, as one number
 
 
-def ranges(start: np.ndarray, size: np.ndarray, step: int = 1) -> np.ndarray:
-    """``start[i], start[i] + step, ...`` (``size[i]`` of them) for every i, end to end."""
-    begin = np.cumsum(size) - size
-    return np.arange(int(size.sum()) if len(size) else 0) * step + np.repeat(start - begin * step, size)
-
-
 def every_word(data: np.ndarray) -> np.ndarray:
     """The 8 bytes at each offset of ``data`` as one little-endian number: a view, no copy.
 

@@ -122,5 +122,10 @@ def write_end_to_end(out: np.ndarray, source, src: np.ndarray, size: np.ndarray,
 def copy_exactly(out: np.ndarray, source: np.ndarray, src: np.ndarray, size: np.ndarray,
                  dest: np.ndarray) -> None:
     """``out[d:d + n] = source[s:s + n]`` for each range: the plain way, an index per byte."""
-    within = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
-    out[np.repeat(dest, size) + within] = source[np.repeat(src, size) + within]
+    out[ranges(dest, size)] = source[ranges(src, size)]
+
+
+def ranges(start: np.ndarray, size: np.ndarray, step: int = 1) -> np.ndarray:
+    """``start[i], start[i] + step, ...`` (``size[i]`` of them) for every i, end to end."""
+    begin = np.cumsum(size) - size
+    return np.arange(int(size.sum()) if len(size) else 0) * step + np.repeat(start - begin * step, size)
