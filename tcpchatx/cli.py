@@ -266,26 +266,29 @@ class _EventPrinter:
             self.skipped += 1
 
     def _run(self) -> None:
-        import queue
         from collections import Counter
+        from operator import attrgetter
 
+        kind_of = attrgetter("kind")
         while True:
             events = [self._queue.get()]
             time.sleep(self.WAKE_EVERY)  # let a burst gather: one write for all of it
-            while events[-1] is not None:
-                try:
-                    events.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            done = events[-1] is None
-            events = [event for event in events if event is not None]
+            # Only this thread takes from the queue, so what qsize() counts is there.
+            events += [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+            done = events[-1] is None  # close(), after the last event: print what came, then stop
+            if done:
+                events.pop()
             lines = []
-            if len(events) > self.SCREENFUL:
-                last = set(map(id, events[-self.SHOWN_WHEN_BUSY:]))
-                skipped = [e for e in events if e.kind in self.PER_LINE and id(e) not in last]
-                counts = ", ".join(f"{n:,} {kind}" for kind, n in Counter(e.kind for e in skipped).most_common())
-                lines.append(f"... busy: {len(skipped):,} events not shown ({counts}) ...")
-                events = [e for e in events if e.kind not in self.PER_LINE or id(e) in last]
+            if len(events) > self.SCREENFUL:  # a flood: per-line events counted, not printed
+                shown = events[-self.SHOWN_WHEN_BUSY:]
+                kinds = Counter(map(kind_of, events[: -self.SHOWN_WHEN_BUSY]))
+                counts = [(kind, n) for kind, n in kinds.most_common() if kind in self.PER_LINE]
+                skipped = sum(n for _, n in counts)
+                lines.append(f"... busy: {skipped:,} events not shown "
+                             f"({', '.join(f'{n:,} {kind}' for kind, n in counts)}) ...")
+                if skipped < len(events) - len(shown):  # who came, went or was cut off: always shown
+                    shown = [e for e in events[: -self.SHOWN_WHEN_BUSY] if e.kind not in self.PER_LINE] + shown
+                events = shown
             lines += [_format_event(event) for event in events]
             if lines:
                 _say("\n".join(lines))
@@ -293,6 +296,7 @@ class _EventPrinter:
                 return
 
     def close(self) -> None:
+        """Print what is queued, then stop.  Called once nothing puts events any more."""
         self._queue.put(None)
         self._thread.join()
         if self.skipped:

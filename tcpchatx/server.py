@@ -458,11 +458,10 @@ class ChatServer:
         now = time.monotonic()
         outbox: list[list] = []
         with self._lock:
-            if self.record_lines:
-                nick = self.room.nick_of(conn.id)
-                for event in events:
-                    self.timeline.record("line-received", client=conn.id, nick=nick,
-                                         detail=getattr(event, "text", type(event).__name__))
+            if self.record_lines:  # one event per line, all at the moment of this recv
+                self.timeline.record_each("line-received", [getattr(event, "text", type(event).__name__)
+                                                            for event in events],
+                                          client=conn.id, nick=self.room.nick_of(conn.id))
             self._apply(self.room.receive_all(conn.id, events, now), outbox)
             written = self._flush(outbox, wake=False)
         sends = [recipient.send_now() for recipient in written]
@@ -532,9 +531,9 @@ class ChatServer:
                 lines = [action.line] if isinstance(action, Send) else action.lines
                 data = encode_line("\n".join(lines))  # one line, or a run of them
                 if self.record_lines:
-                    for line in lines:
-                        self.timeline.record("queued", client=action.sender,
-                                             detail=f"{action.kind.value}: {line}", recipients=action.to)
+                    kind = action.kind.value
+                    self.timeline.record_each("queued", [f"{kind}: {line}" for line in lines],
+                                              client=action.sender, recipients=action.to)
                 if outbox is None:
                     for client in action.to:
                         conn = self._connections.get(client)

@@ -82,6 +82,27 @@ def test_over_long_lines_are_refused_once_and_memory_stays_bounded(sizes, chunk)
     assert events == expected
 
 
+raw_line = st.one_of(
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),  # any bytes: invalid UTF-8, \r inside
+    line_text.map(str.encode),
+    st.integers(0, 40).map(lambda n: b"y" * n),  # around the limit below
+    st.sampled_from([b"", b"\r", b"a\r", b"\r\r", b"plain chat"]),
+)
+
+
+@given(lines=st.lists(raw_line, min_size=3, max_size=20), tail=raw_line, limit=st.sampled_from([8, 32, 1024]))
+def test_whole_lines_in_one_recv_read_as_one_line_at_a_time(lines, tail, limit):
+    """A recv of many lines takes the fast path (an ASCII block decoded and split at
+    once); byte by byte, every line goes through the rule for one line.  They agree,
+    on any bytes: non-ASCII, invalid UTF-8, \\r, lines over the limit, a partial end."""
+    stream = b"\n".join(lines) + b"\n" + tail
+    whole = LineSplitter(limit)
+    at_once = whole.feed(stream)
+    one_at_a_time = feed_in_pieces([bytes([b]) for b in stream], limit)
+    assert at_once == one_at_a_time
+    assert len([e for e in at_once if not isinstance(e, LineTooLong)]) <= len(lines)
+
+
 def test_a_line_of_exactly_the_limit_passes_with_crlf_split():
     splitter = LineSplitter(4)
     assert splitter.feed(b"abcd\r") == []

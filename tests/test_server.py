@@ -434,6 +434,30 @@ def test_timeline_lines_up_application_events(connect, server):
     assert all(a.wall <= b.wall + 1e-3 and a.mono <= b.mono for a, b in zip(events, events[1:]))
 
 
+def test_record_each_records_what_record_would_for_each_at_one_moment():
+    """The server records a recv's lines with ``record_each``: the same events, in the
+    same order, cut to the same length, each passed on, stamped with one moment."""
+    from dataclasses import replace
+
+    from tcpchatx.timeline import Timeline
+
+    details = ["hello", "x" * 500, "", "last"]
+    passed_on, by_one = [], Timeline()
+    timeline = Timeline(on_event=passed_on.append)
+    timeline.record("accepted", client=1)
+    timeline.record_each("queued", details, client=1, nick="alice", recipients=(2, 3))
+    for detail in details:
+        by_one.record("queued", client=1, nick="alice", detail=detail, recipients=(2, 3))
+    events = timeline.events()
+    assert passed_on == events
+    assert [e.kind for e in events] == ["accepted"] + ["queued"] * len(details)
+    assert len({(e.wall, e.mono) for e in events[1:]}) == 1
+    assert events[0].mono <= events[1].mono
+    same_moment = [replace(e, wall=0.0, mono=0.0) for e in by_one.events()]
+    assert [replace(e, wall=0.0, mono=0.0) for e in events[1:]] == same_moment
+    assert len(events[2].detail) == 200 and events[2].detail.endswith("...")
+
+
 def start_server_process(*options: str) -> tuple[subprocess.Popen, int]:
     """``tcpchatx server`` in its own process (its own GIL), on a free port."""
     process = subprocess.Popen(

@@ -54,28 +54,51 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[FrameEvent]:
         """Add received bytes; return the events for every line they complete."""
-        events: list[FrameEvent] = []
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            if newline < 0:
-                break
-            chunk = data[start:newline]
-            start = newline + 1
-            if self._discarding:
-                self._discarding = False
-                self._buffer.clear()
-                continue
-            if self._buffer:
-                self._buffer += chunk
-                raw = bytes(self._buffer)
-                self._buffer.clear()
-            else:
-                raw = chunk
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            events.append(self._decode(raw))
-        rest = data[start:]
+        first = data.find(b"\n")
+        if first < 0:  # no line ends here: all of it waits for its newline
+            events: list[FrameEvent] = []
+            self._keep(data, events)
+            return events
+        # The first line ends what came before it: the buffered start of a line, or
+        # the rest of one too long to keep.
+        if self._discarding:
+            self._discarding = False
+            self._buffer.clear()
+            events = []
+        elif self._buffer:
+            self._buffer += data[:first]
+            events = [self._line(bytes(self._buffer))]
+            self._buffer.clear()
+        else:
+            events = [self._line(data[:first])]
+        last = data.rfind(b"\n")
+        if last > first:  # whole lines in between: nothing buffered is part of them
+            events += self._whole_lines(data[first + 1 : last])
+        self._keep(data[last + 1 :], events)
+        return events
+
+    def _line(self, raw: bytes) -> FrameEvent:
+        """One complete line, its ``\\n`` removed: the rule for every line."""
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        return self._decode(raw)
+
+    def _whole_lines(self, block: bytes) -> list[FrameEvent]:
+        """:meth:`_line` for each line of ``block`` (complete lines, joined by ``\\n``).
+
+        A server reads hundreds of lines per ``recv``, nearly always short ASCII ones.
+        ASCII bytes are their own characters and always valid, so such a block is
+        decoded and split in two C calls; anything else goes one line at a time."""
+        if block.isascii():
+            texts = block.decode("ascii").split("\n")
+            if b"\r" in block:
+                texts = [text[:-1] if text.endswith("\r") else text for text in texts]
+            if max(map(len, texts)) <= self.max_line_bytes:
+                return [Line(text) for text in texts]
+        return [self._line(raw) for raw in block.split(b"\n")]
+
+    def _keep(self, rest: bytes, events: list[FrameEvent]) -> None:
+        """Buffer the start of a line; refuse it once it cannot fit any more."""
         if not self._discarding and rest:
             self._buffer += rest
             if len(self._buffer) > self.max_line_bytes + 1 or (
@@ -84,7 +107,6 @@ class LineSplitter:
                 self._buffer.clear()
                 self._discarding = True
                 events.append(LineTooLong(self.max_line_bytes))
-        return events
 
     def _decode(self, raw: bytes) -> FrameEvent:
         if len(raw) > self.max_line_bytes:
