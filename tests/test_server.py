@@ -458,6 +458,27 @@ def test_record_each_records_what_record_would_for_each_at_one_moment():
     assert len(events[2].detail) == 200 and events[2].detail.endswith("...")
 
 
+def test_the_timeline_costs_the_cycle_collector_nothing():
+    """A busy server keeps 100,000 events: the collector would walk every one at each
+    full collection, a pause for every client.  Kept as plain tuples, they are not
+    even tracked once a collection has seen them."""
+    import gc
+
+    from tcpchatx.timeline import Timeline
+
+    timeline = Timeline()
+    peer = ("127.0.0.1", 25000)
+    gc.collect()
+    tracked_before = len(gc.get_objects())
+    for n in range(20_000):
+        timeline.record("accepted", client=n, peer=peer, detail=f"#{n}", recipients=(1, 2, 3))
+    timeline.record_each("queued", [f"line {n}" for n in range(20_000)], client=1, recipients=tuple(range(99)))
+    gc.collect()
+    assert len(gc.get_objects()) - tracked_before < 100  # not 40,000
+    events = timeline.events()
+    assert len(events) == 40_000 and events[0].peer == peer and events[-1].detail == "line 19999"
+
+
 def start_server_process(*options: str) -> tuple[subprocess.Popen, int]:
     """``tcpchatx server`` in its own process (its own GIL), on a free port."""
     process = subprocess.Popen(
