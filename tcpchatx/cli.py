@@ -12,13 +12,15 @@ import signal
 import socket
 import sys
 import threading
-import time
+from collections import Counter
 from datetime import datetime
+from operator import itemgetter
 from typing import NoReturn
 
 from . import __version__
 from .protocol import DEFAULT_HOST, DEFAULT_PORT
 from .room import RoomConfig
+from .timeline import TimelineEvent
 
 
 def port_number(lowest: int):
@@ -234,15 +236,16 @@ RECIPIENTS_LISTED = 8
 
 
 class _EventPrinter:
-    """Prints timeline events from its own thread, a screenful at a time.
+    """Prints the server's timeline from its own thread, a screenful at a time.
 
-    The server calls ``on_event`` while it holds the room lock, so printing there
-    would let a slow terminal (or a pipe nobody reads) freeze every client.  Events
-    wait in a queue instead, and the printer wakes a few times a second to print what
-    came.  When more came than anyone can read (a flood), it prints how many lines
-    of each kind it skipped, then the last few in full: the skipped ones cost the
-    server nothing to format.  Who came, went or was cut off is always printed.  If
-    the output stops taking lines at all, events past ``limit`` are counted, not kept.
+    It reads the timeline as a notebook would, a few times a second
+    (:meth:`tcpchatx.timeline.Timeline.since`): printing as the server records would
+    let a slow terminal (or a pipe nobody reads) freeze every client, and handing each
+    event over would cost the server's busiest path for every line it relays.  When
+    more came than anyone can read (a flood), it prints how many lines of each kind it
+    skipped, then the last few in full: the skipped ones cost nothing to format.  Who
+    came, went or was cut off is always printed.  If the output stops taking lines
+    for so long that the timeline lets go of events not yet printed, they are counted.
     """
 
     WAKE_EVERY = 0.05  # seconds: pacing the output, not waiting for anything
@@ -250,54 +253,46 @@ class _EventPrinter:
     SCREENFUL = 200
     PER_LINE = {"line-received", "queued", "sent", "held", "released"}  # the kinds a flood multiplies
 
-    def __init__(self, limit: int = 100_000) -> None:
-        import queue
-
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._limit = limit
-        self.skipped = 0  # not kept: the output could not keep up
+    def __init__(self, timeline, kinds: set[str] | None = None) -> None:
+        self._timeline = timeline
+        self._kinds = kinds  # print only these (None: every kind)
+        self._closing = threading.Event()
+        self.skipped = 0  # let go of by the timeline before they were printed
         self._thread = threading.Thread(target=self._run, name="event-printer", daemon=True)
         self._thread.start()
 
-    def put(self, event) -> None:
-        if self._queue.qsize() < self._limit:
-            self._queue.put(event)
-        else:
-            self.skipped += 1
-
     def _run(self) -> None:
-        from collections import Counter
-        from operator import attrgetter
-
-        kind_of = attrgetter("kind")
+        place = 0
         while True:
-            events = [self._queue.get()]
-            time.sleep(self.WAKE_EVERY)  # let a burst gather: one write for all of it
-            # Only this thread takes from the queue, so what qsize() counts is there.
-            events += [self._queue.get_nowait() for _ in range(self._queue.qsize())]
-            done = events[-1] is None  # close(), after the last event: print what came, then stop
-            if done:
-                events.pop()
-            lines = []
-            if len(events) > self.SCREENFUL:  # a flood: per-line events counted, not printed
-                shown = events[-self.SHOWN_WHEN_BUSY:]
-                kinds = Counter(map(kind_of, events[: -self.SHOWN_WHEN_BUSY]))
-                counts = [(kind, n) for kind, n in kinds.most_common() if kind in self.PER_LINE]
-                skipped = sum(n for _, n in counts)
-                lines.append(f"... busy: {skipped:,} events not shown "
-                             f"({', '.join(f'{n:,} {kind}' for kind, n in counts)}) ...")
-                if skipped < len(events) - len(shown):  # who came, went or was cut off: always shown
-                    shown = [e for e in events[: -self.SHOWN_WHEN_BUSY] if e.kind not in self.PER_LINE] + shown
-                events = shown
-            lines += [_format_event(event) for event in events]
-            if lines:
-                _say("\n".join(lines))
-            if done:
+            closing = self._closing.wait(self.WAKE_EVERY)
+            rows, now = self._timeline.since(place)
+            self.skipped += now - place - len(rows)
+            place = now
+            if self._kinds is not None:
+                rows = [row for row in rows if row[2] in self._kinds]
+            if rows:
+                _say("\n".join(self._lines(rows)))
+            if closing:
                 return
 
+    def _lines(self, rows: list[tuple]) -> list[str]:
+        """The lines to print for ``rows`` (TimelineEvent's fields; the kind is third)."""
+        lines = []
+        if len(rows) > self.SCREENFUL:  # a flood: per-line events counted, not printed
+            earlier, shown = rows[: -self.SHOWN_WHEN_BUSY], rows[-self.SHOWN_WHEN_BUSY:]
+            kinds = Counter(map(itemgetter(2), earlier))
+            counts = [(kind, n) for kind, n in kinds.most_common() if kind in self.PER_LINE]
+            skipped = sum(n for _, n in counts)
+            lines.append(f"... busy: {skipped:,} events not shown "
+                         f"({', '.join(f'{n:,} {kind}' for kind, n in counts)}) ...")
+            if skipped < len(earlier):  # who came, went or was cut off: always shown
+                shown = [row for row in earlier if row[2] not in self.PER_LINE] + shown
+            rows = shown
+        return lines + [_format_event(TimelineEvent(*row)) for row in rows]
+
     def close(self) -> None:
-        """Print what is queued, then stop.  Called once nothing puts events any more."""
-        self._queue.put(None)
+        """Print what the timeline holds that is not printed yet, then stop."""
+        self._closing.set()
         self._thread.join()
         if self.skipped:
             _say(f"({self.skipped} events were not printed: the output could not keep up)")
@@ -328,14 +323,8 @@ def _run_server(args: argparse.Namespace) -> int:
         flood_control=not args.no_flood_control,
     )
     quiet_kinds = {"listening", "nick-set", "left", "behind", "caught-up", "dropped", "stopped"}
-    printer = _EventPrinter()
-
-    def on_event(event) -> None:
-        if not args.quiet or event.kind in quiet_kinds:
-            printer.put(event)
-
-    server = ChatServer(args.host, args.port, config=config, on_event=on_event,
-                        record_lines=not args.quiet)
+    server = ChatServer(args.host, args.port, config=config, record_lines=not args.quiet)
+    printer = _EventPrinter(server.timeline, quiet_kinds if args.quiet else None)
     try:
         server.start()
     except OSError as error:

@@ -7,6 +7,7 @@ distort).  A notebook reads ``server.timeline()`` beside the packets.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -57,6 +58,7 @@ class Timeline:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._waiting = 0  # threads in wait_for: only they need a notify
+        self._recorded = 0  # events ever recorded: where a reader of :meth:`since` is
         self._on_event = on_event
 
     def record(self, kind: str, client: int | None = None, nick: str | None = None,
@@ -68,6 +70,7 @@ class Timeline:
         row = (time.time(), time.monotonic(), kind, client, nick, peer, detail, recipients)
         with self._lock:
             self._rows.append(row)
+            self._recorded += 1
             if self._waiting:
                 self._changed.notify_all()
         if self._on_event is not None:
@@ -85,6 +88,7 @@ class Timeline:
                 for detail in details]
         with self._lock:
             self._rows.extend(rows)
+            self._recorded += len(rows)
             if self._waiting:
                 self._changed.notify_all()
         if self._on_event is not None:
@@ -95,6 +99,24 @@ class Timeline:
         with self._lock:
             rows = list(self._rows)
         return [TimelineEvent(*row) for row in rows]
+
+    def since(self, place: int) -> tuple[list[tuple], int]:
+        """The events recorded after the first ``place`` ones, and the new place: for a
+        reader that follows the timeline as it grows (the server's console), at the
+        cost of one lock per look, whatever the rate of events.
+
+        Each event comes as a tuple of :class:`TimelineEvent`'s fields (``TimelineEvent(*row)``
+        makes one).  If more came than the timeline keeps, the oldest of them are gone:
+        there are then fewer rows than the place moved by."""
+        with self._lock:
+            return self._newer_rows(place), self._recorded
+
+    def _newer_rows(self, place: int) -> list[tuple]:
+        """The rows recorded after the first ``place`` events that are still kept, oldest
+        first; read from the newest end, so the cost is theirs only.  Caller holds the lock."""
+        newer = list(itertools.islice(reversed(self._rows), min(self._recorded - place, len(self._rows))))
+        newer.reverse()
+        return newer
 
     def wait_for(
         self, predicate: Callable[[TimelineEvent], bool], timeout: float = 5.0
@@ -107,11 +129,13 @@ class Timeline:
         with self._changed:
             self._waiting += 1
             try:
+                checked = self._recorded - len(self._rows)  # those before the oldest kept are gone
                 while True:
-                    for row in self._rows:
+                    for row in self._newer_rows(checked):  # each event is asked once, oldest first
                         event = TimelineEvent(*row)
                         if predicate(event):
                             return event
+                    checked = self._recorded
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError(f"no matching timeline event within {timeout:.1f} s")

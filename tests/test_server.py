@@ -479,6 +479,28 @@ def test_the_timeline_costs_the_cycle_collector_nothing():
     assert len(events) == 40_000 and events[0].peer == peer and events[-1].detail == "line 19999"
 
 
+def test_a_reader_follows_the_timeline_with_since_and_counts_what_it_let_go():
+    """``since`` gives what came after a reader's place (the console reads the
+    timeline so, instead of being handed every event); a reader too slow for the
+    timeline's bound learns how many events went before it read them."""
+    from tcpchatx.timeline import Timeline, TimelineEvent
+
+    timeline = Timeline(max_events=8)
+    rows, place = timeline.since(0)
+    assert (rows, place) == ([], 0)
+    timeline.record("accepted", client=1, peer=("127.0.0.1", 5))
+    timeline.record_each("queued", ["a", "b"], client=1)
+    rows, place = timeline.since(0)
+    assert place == 3 and [TimelineEvent(*row).detail for row in rows] == ["", "a", "b"]
+    assert TimelineEvent(*rows[0]).peer == ("127.0.0.1", 5)
+    assert timeline.since(place) == ([], 3)
+    timeline.record_each("queued", [str(n) for n in range(20)], client=1)
+    rows, now = timeline.since(place)
+    assert now == 23 and [row[6] for row in rows] == [str(n) for n in range(12, 20)]  # 12 let go
+    assert [e.detail for e in timeline.events()] == [str(n) for n in range(12, 20)]
+    assert timeline.wait_for(lambda e: e.detail == "15", timeout=0.1).detail == "15"
+
+
 def start_server_process(*options: str) -> tuple[subprocess.Popen, int]:
     """``tcpchatx server`` in its own process (its own GIL), on a free port."""
     process = subprocess.Popen(
