@@ -60,6 +60,7 @@ DIALECTS = {
 }
 RECV_BYTES = 256 * 1024
 CATCH_UP_AT_MOST = 256  # messages a late sender writes at once
+RECEIVED_AT_MOST = 24 << 20  # bytes a receiver keeps in the buffer it makes before the clock starts
 STALLED_RCVBUF = 4096
 RECEIVER_RCVBUF = 1 << 20  # the kernel doubles it; capped by net.core.rmem_max
 HANDSHAKES_AT_ONCE = 64  # per process: stays under the server's listen backlog
@@ -307,7 +308,13 @@ class _Client:
         self.greeting = b""  # bytes received during the handshake
         self.state = "new"  # new -> asked (question seen, nick sent) -> in; or failed
         self.failure: str | None = None  # why the handshake failed
-        self.chunks: list[tuple[int, bytes]] = []  # (arrival ns, bytes) during the run
+        self.chunks: list[tuple[int, bytes | memoryview]] = []  # (arrival ns, bytes) during the run
+        # The run's bytes, received into a buffer made (every page touched) before the
+        # clock starts: a second of flat-out fan-out brings each receiver megabytes, and
+        # fresh pages cost the generator more than reading them does.  Past its end, recv().
+        self.received = bytearray()
+        self.view = memoryview(self.received)
+        self.filled = 0
         self.next_seq = 0
         self.unsent = b""  # the part of a message the socket did not take yet
         self.eof = False
@@ -321,6 +328,10 @@ def _worker(pipe, host: str, port: int, load: Load, ids: list[int]) -> None:
         _handshake(clients, selector, host, port, load)
         welcomed = sum(c.state == "in" for c in clients)
         failures = Counter(c.failure or c.state for c in clients if c.state != "in")
+        for client in clients:
+            if client.state == "in" and not client.stalled:
+                client.received = bytearray(_expected_bytes(load))  # zero-filled: faulted in now
+                client.view = memoryview(client.received)
         pipe.send(("ready", {"welcomed": welcomed, "failures": failures}))
         while not pipe.poll(0):  # keep reading join notices until the start
             _read(selector, 0.02, keep=False)
@@ -440,12 +451,33 @@ def _recv(sock: socket.socket) -> bytes | None:
         return b""
 
 
+def _expected_bytes(load: Load) -> int:
+    """What one receiver may be sent in a run, generously: every sender's messages, each
+    with its stamp, its text and room for the server's prefix (the seed sends the
+    sender its own too)."""
+    return min(RECEIVED_AT_MOST, load.messages * load.senders * (STAMP_BYTES + len(load.text) + 32) + RECV_BYTES)
+
+
+def _recv_into_buffer(client: _Client) -> memoryview | None:
+    """:func:`_recv` into the client's buffer: the new bytes (empty at EOF/reset), or None."""
+    start = client.filled
+    try:
+        n = client.sock.recv_into(client.view[start : start + RECV_BYTES])
+    except BlockingIOError:
+        return None
+    except OSError:
+        n = 0
+    client.filled += n
+    return client.view[start : start + n]
+
+
 def _read(selector, timeout: float, keep: bool) -> tuple[int, int]:
     """One pass over the readable sockets; returns (stamps seen, arrival ns of the last)."""
     stamps = last = 0
     for key, _ in selector.select(timeout):
         client = key.data
-        data = _recv(client.sock)
+        buffered = keep and len(client.received) - client.filled >= RECV_BYTES
+        data = _recv_into_buffer(client) if buffered else _recv(client.sock)
         if data is None:
             continue
         if not data:
@@ -455,7 +487,8 @@ def _read(selector, timeout: float, keep: bool) -> tuple[int, int]:
         if keep:
             now = time.time_ns()
             client.chunks.append((now, data))
-            n = data.count(END)
+            n = client.received.count(END, client.filled - len(data), client.filled) if buffered \
+                else data.count(END)
             if n:
                 stamps += n
                 last = now
@@ -586,6 +619,8 @@ def _count(receivers) -> dict:
             tail = buffer[-(STAMP_BYTES - 1):]
         got[client.id] = Counter(int(sender) for sender, _ in seen)
         client.chunks = []
+        client.received = bytearray()  # the run's buffer goes with the last view of it
+        client.view = memoryview(client.received)
     return {"got": got, "latencies": latencies.tobytes(), "duplicated": duplicated,
             "deliveries": deliveries, "echoes": echoes}
 
