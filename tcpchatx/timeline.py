@@ -40,6 +40,11 @@ class TimelineEvent:
         return asdict(self)
 
 
+def _cut(detail: str) -> str:
+    """A detail of at most DETAIL_CHARS characters: bounded memory per event."""
+    return detail if len(detail) <= DETAIL_CHARS else detail[: DETAIL_CHARS - 3] + "..."
+
+
 class Timeline:
     """A bounded, thread-safe list of events that a test or notebook can wait on.
 
@@ -65,9 +70,7 @@ class Timeline:
                peer: tuple[str, int] | None = None, detail: str = "",
                recipients: tuple[int, ...] = ()) -> None:
         # The server records every line it relays: this is on its busiest path.
-        if len(detail) > DETAIL_CHARS:  # bounded memory per event, too
-            detail = detail[: DETAIL_CHARS - 3] + "..."
-        row = (time.time(), time.monotonic(), kind, client, nick, peer, detail, recipients)
+        row = (time.time(), time.monotonic(), kind, client, nick, peer, _cut(detail), recipients)
         with self._lock:
             self._rows.append(row)
             self._recorded += 1
@@ -83,9 +86,7 @@ class Timeline:
         The same events as :meth:`record` called for each, and they stay together in
         the timeline; the server's busiest path pays for the clock and the lock once."""
         wall, mono = time.time(), time.monotonic()
-        rows = [(wall, mono, kind, client, nick, None,
-                 detail if len(detail) <= DETAIL_CHARS else detail[: DETAIL_CHARS - 3] + "...", recipients)
-                for detail in details]
+        rows = [(wall, mono, kind, client, nick, None, _cut(detail), recipients) for detail in details]
         with self._lock:
             self._rows.extend(rows)
             self._recorded += len(rows)
