@@ -12,6 +12,14 @@ Theory of operation
   everything queued in one blocking ``sendall``.  So a client that keeps up costs
   one ``send`` per ``recv`` and no thread hand-off; a client that never reads only
   fills its own queue, and nobody waits for it.
+* **Relaying**, while the room is quiet: when a reader brings a few lines and no
+  other reader is sending, it also sends, in rounds, what other readers queue
+  meanwhile; they go straight back to ``recv``.  Each ``send`` lets go of the GIL,
+  and ten readers each sending to 99 clients would hand it to each other about a
+  thousand times a message; one relaying reader sends everything queued for a
+  client in one ``send``.  When a reader brings many lines, or a round shows the
+  relaying reader waited for the GIL (the server is busy), every reader sends its
+  own again, in parallel (see :meth:`ChatServer._relay`).
 * How far behind a client may fall is :mod:`tcpchatx.protocol.backlog`'s rule: past
   a soft limit for a moment (a burst), never past a hard one.  Past either, it is
   dropped as too slow.
@@ -47,6 +55,12 @@ from .timeline import Timeline, TimelineEvent
 
 RECV_BYTES = 65536
 SEND_ROUNDS = 8  # a reader sends what others queued meanwhile at most this often, then hands over
+# Relaying (ChatServer._relay): when one reader sends for the others.
+RELAY_LINES = 4  # a recv of at most this many lines: the server keeps up, and one reader may send for all
+RELAY_ROUNDS = 64  # a relaying reader's own client waits while it sends: at most this many rounds
+RELAY_WAIT = 10.0  # a round whose wall time passes this many times its CPU time waited for the GIL ...
+RELAY_SLACK = 0.0005  # ... (seconds: a round this short is never called busy) ...
+BUSY_FOR = 0.1  # ... and then, for this many seconds, every reader sends its own lines
 
 
 class _Connection:
@@ -100,6 +114,12 @@ class _Connection:
                     self.ready.notify()
                 return
         self.drop(p.too_slow_reason(waiting))
+
+    def wake_writer(self) -> None:
+        """Let the writer send what is queued (a relaying reader that stopped early)."""
+        with self.lock:
+            if self.queue and not self.sending:
+                self.ready.notify()
 
     def too_far_behind(self, now: float) -> bool:
         """Has the client been behind for too long?  (The janitor asks.)"""
@@ -297,6 +317,13 @@ class ChatServer:
         self._lock = threading.Lock()
         self._connections: dict[int, _Connection] = {}
         self._next_id = 1
+        # Relaying (_relay), guarded by self._lock: a reader is relaying; it still takes
+        # other readers' lines; the clients they queued lines for; until when every
+        # reader sends its own.
+        self._relaying = self._relay_open = False
+        self._relay_pending: dict[_Connection, None] = {}
+        self._busy_until = 0.0
+        self.relay_rounds = 0  # rounds a reader sent for others (how often relaying paid off)
         self._listener: socket.socket | None = None
         self._waker_r: socket.socket | None = None
         self._waker_w: socket.socket | None = None
@@ -464,13 +491,68 @@ class ChatServer:
                                           client=conn.id, nick=self.room.nick_of(conn.id))
             self._apply(self.room.receive_all(conn.id, events, now), outbox)
             written = self._flush(outbox, wake=False)
-        sends = [recipient.send_now() for recipient in written]
-        if self.record_lines and written:
-            self._record_fan_out(conn, written, sends)
+            if not written:
+                return
+            quiet = len(events) <= RELAY_LINES
+            if quiet and self._relay_open:  # a reader relays: it sends these in its next round
+                self._relay_pending.update(dict.fromkeys(written))
+                return
+            relaying = quiet and not self._relaying and now >= self._busy_until
+            if relaying:
+                self._relaying = self._relay_open = True
+        self._send_each(written)
+        if relaying:
+            self._relay()
 
-    def _record_fan_out(self, conn: _Connection, written: list[_Connection],
-                        sends: list[tuple[int, bool]]) -> None:
-        """One "sent" event for a reader's whole fan-out (not one per recipient)."""
+    def _relay(self) -> None:
+        """Send, in rounds, what other readers queue while this one sends, until a round
+        finds nothing new.  Called by the reader that started relaying.
+
+        Each round takes everything queued since the last one: one ``send`` per client,
+        however many readers queued lines for it.  Relaying stops taking new work (the
+        readers then send their own) after ``RELAY_ROUNDS`` rounds, for this reader's own
+        client is not read meanwhile, and when a round took far longer than its CPU
+        time: that reader waited for the GIL, so the other threads are busy, and many
+        readers sending at once beat one reader sending for all.  Every change of these
+        flags happens under the room lock, where readers look at them: a reader either
+        leaves its lines to a round that is still to come, or sends them itself."""
+        rounds = 0
+        try:
+            while True:
+                with self._lock:
+                    written, self._relay_pending = list(self._relay_pending), {}
+                    if not written:
+                        self._relaying = self._relay_open = False
+                        return
+                    rounds += 1
+                    self.relay_rounds += 1
+                    if rounds >= RELAY_ROUNDS:
+                        self._relay_open = False  # a last round: later lines are sent by their readers
+                wall, cpu = time.perf_counter(), time.thread_time()
+                self._send_each(written)
+                wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+                if wall > RELAY_WAIT * cpu + RELAY_SLACK:
+                    with self._lock:
+                        self._relay_open = False
+                        self._busy_until = time.monotonic() + BUSY_FOR
+        finally:
+            with self._lock:
+                if self._relaying:  # an error on the way: hand what is left to the writers
+                    self._relaying = self._relay_open = False
+                    written, self._relay_pending = list(self._relay_pending), {}
+                else:
+                    written = []
+            for recipient in written:
+                recipient.wake_writer()
+
+    def _send_each(self, written: list[_Connection]) -> None:
+        """Write each client's queue now (:meth:`_Connection.send_now`)."""
+        sends = [recipient.send_now() for recipient in written]
+        if self.record_lines:
+            self._record_fan_out(written, sends)
+
+    def _record_fan_out(self, written: list[_Connection], sends: list[tuple[int, bool]]) -> None:
+        """One "sent" event for a whole fan-out, or a relaying round (not one per recipient)."""
         reached, total, left = [], 0, 0  # one pass: this runs once per line, over every recipient
         for recipient, (sent, whole) in zip(written, sends):
             if sent:
@@ -480,7 +562,7 @@ class ChatServer:
         detail = f"{total} bytes to {len(reached)} clients at once"
         if left:
             detail += f"; {left} could not take it all (their writers send the rest)"
-        self.timeline.record("sent", nick=self.room.nick_of(conn.id), detail=detail, recipients=tuple(reached))
+        self.timeline.record("sent", detail=detail, recipients=tuple(reached))
 
     def _client_gone(self, conn: _Connection, how: str) -> None:
         with self._lock:

@@ -66,44 +66,70 @@ def test_three_clients_every_broadcast_reaches_every_other_client_once_in_order(
             receiver.receive(timeout=0.2)  # nothing more: no duplicates
 
 
-def test_concurrent_senders_every_client_sees_one_order(start_server):
+@pytest.mark.parametrize("relaying", ["as it comes", "busy after every round", "one round at most"])
+def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatch, relaying):
     """Readers write to each other's sockets themselves (one thread at a time per
-    socket): four clients sending 1000 lines each at once must still give every
-    receiver the same order of the lines it shares with each other receiver."""
+    socket), and one may send for the others (relaying): clients sending lines at
+    once, one line per send, must still give every receiver every line once, and the
+    same order of the lines it shares with each other receiver.  They send in waves
+    of 500 lines each until readers have relayed for each other.  Relaying is also
+    made to stop taking lines after every round (as if the server were busy), or
+    after one round."""
+    import tcpchatx.server
+
+    if relaying == "busy after every round":
+        monkeypatch.setattr(tcpchatx.server, "RELAY_WAIT", 0.0)
+        monkeypatch.setattr(tcpchatx.server, "RELAY_SLACK", -1.0)
+        monkeypatch.setattr(tcpchatx.server, "BUSY_FOR", 0.001)
+    elif relaying == "one round at most":
+        monkeypatch.setattr(tcpchatx.server, "RELAY_ROUNDS", 1)
     server = start_server(flood_control=False, record_lines=False)
-    nicks = ["s0", "s1", "s2", "s3"]
+    nicks = [f"s{k}" for k in range(6)]
     socks = [socket.create_connection((HOST, server.port)) for _ in nicks]
     for sock, nick in zip(socks, nicks, strict=True):
         sock.sendall(f"{nick}\n".encode())
         server.timeline.wait_for(lambda e, nick=nick: e.kind == "nick-set" and e.nick == nick)
-    per_sender, expected = 1000, 3 * 1000
     received: dict[int, list[bytes]] = {k: [] for k in range(len(socks))}
 
-    def read(k: int) -> None:
-        buffer = b""
+    def read(k: int) -> None:  # until every other sender's "end"
+        buffer, ends = b"", 0
         socks[k].settimeout(20)
-        while len(received[k]) < expected:
+        while ends < len(socks) - 1:
             data = socks[k].recv(65536)
             assert data, "the server closed the connection"
             *lines, buffer = (buffer + data).split(b"\n")
             received[k] += [line for line in lines if line.startswith(b"<")]
+            ends += sum(line.endswith(b"> end") for line in lines)
 
     readers = [threading.Thread(target=read, args=(k,)) for k in range(len(socks))]
     for thread in readers:
         thread.start()
-    start = threading.Barrier(len(socks))
 
-    def send(k: int) -> None:
+    def send(k: int, wave: int) -> None:
         start.wait()
-        for n in range(per_sender):
+        for n in range(500 * wave, 500 * (wave + 1)):
             socks[k].sendall(f"{n}\n".encode())
 
-    senders = [threading.Thread(target=send, args=(k,)) for k in range(len(socks))]
-    for thread in senders:
-        thread.start()
-    for thread in senders + readers:
+    waves = 0
+    while server.relay_rounds == 0 and waves < 20:
+        start = threading.Barrier(len(socks))
+        senders = [threading.Thread(target=send, args=(k, waves)) for k in range(len(socks))]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(30)
+        waves += 1
+    for sock in socks:
+        sock.sendall(b"end\n")
+    for thread in readers:
         thread.join(30)
-    assert all(len(received[k]) == expected for k in received)
+    assert server.relay_rounds > 0, f"no reader relayed for the others in {waves} waves"
+    for k in received:  # every other sender's lines, once each, in its order
+        for j, nick in enumerate(nicks):
+            from_j = [line for line in received[k] if line.startswith(f"<{nick}> ".encode())]
+            expected = [] if j == k else [f"<{nick}> {n}".encode() for n in range(500 * waves)] + [
+                f"<{nick}> end".encode()]
+            assert from_j == expected
     for k in received:
         for other in received:
             if other != k:  # lines neither of them sent: the same order at both
