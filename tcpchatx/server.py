@@ -19,7 +19,7 @@ Theory of operation
   thousand times a message; one relaying reader sends everything queued for a
   client in one ``send``.  When a reader brings many lines, or a round shows the
   relaying reader waited for the GIL (the server is busy), every reader sends its
-  own again, in parallel (see :meth:`ChatServer._relay`).
+  own again for a while, in parallel (see :meth:`ChatServer._relay`).
 * How far behind a client may fall is :mod:`tcpchatx.protocol.backlog`'s rule: past
   a soft limit for a moment (a burst), never past a hard one.  Past either, it is
   dropped as too slow.
@@ -56,11 +56,16 @@ from .timeline import Timeline, TimelineEvent
 RECV_BYTES = 65536
 SEND_ROUNDS = 8  # a reader sends what others queued meanwhile at most this often, then hands over
 # Relaying (ChatServer._relay): when one reader sends for the others.
-RELAY_LINES = 4  # a recv of at most this many lines: the server keeps up, and one reader may send for all
-RELAY_ROUNDS = 64  # a relaying reader's own client waits while it sends: at most this many rounds
-RELAY_WAIT = 10.0  # a round whose wall time passes this many times its CPU time waited for the GIL ...
-RELAY_SLACK = 0.0005  # ... (seconds: a round this short is never called busy) ...
-BUSY_FOR = 0.1  # ... and then, for this many seconds, every reader sends its own lines
+RELAY_LINES = 4  # a reader whose recv brought at most this many lines may relay
+RELAY_ROUNDS = 64  # at most this many rounds: the relaying reader's own client is not read meanwhile
+# The server is busy, and for BUSY_FOR seconds every reader sends its own lines, when a
+# relaying round's wall time passes RELAY_WAIT times its CPU time plus RELAY_SLACK (the
+# reader waited for the GIL), or when a recv brings more than BUSY_LINES lines (they
+# waited for their reader).
+RELAY_WAIT = 10.0
+RELAY_SLACK = 0.0005  # seconds
+BUSY_LINES = 16
+BUSY_FOR = 0.1  # seconds
 
 
 class _Connection:
@@ -494,7 +499,9 @@ class ChatServer:
             if not written:
                 return
             quiet = len(events) <= RELAY_LINES
-            if quiet and self._relay_open:  # a reader relays: it sends these in its next round
+            if len(events) > BUSY_LINES:  # lines waited for this reader: the server is behind
+                self._busy_until = now + BUSY_FOR
+            elif quiet and self._relay_open:  # a reader relays: it sends these in its next round
                 self._relay_pending.update(dict.fromkeys(written))
                 return
             relaying = quiet and not self._relaying and now >= self._busy_until
@@ -513,7 +520,8 @@ class ChatServer:
         readers then send their own) after ``RELAY_ROUNDS`` rounds, for this reader's own
         client is not read meanwhile, and when a round took far longer than its CPU
         time: that reader waited for the GIL, so the other threads are busy, and many
-        readers sending at once beat one reader sending for all.  Every change of these
+        readers sending at once beat one reader sending for all (so does a recv that
+        brings many lines: see ``_handle_lines``).  Every change of these
         flags happens under the room lock, where readers look at them: a reader either
         leaves its lines to a round that is still to come, or sends them itself."""
         rounds = 0
