@@ -172,7 +172,8 @@ class Receiver(threading.Thread):
 
     ``closed`` is set once the stream has ended, after the last line was shown;
     ``error`` says why, if it ended with an error (a reset) rather than a FIN.
-    The callbacks in ``on_close`` run in this thread, after ``closed`` is set.
+    A callback given to :meth:`when_closed` runs once the stream has ended: in this
+    thread, or at once if it already has.
     """
 
     def __init__(self, sock: socket.socket, show: Callable[[str], None], tracker: NickTracker):
@@ -184,7 +185,8 @@ class Receiver(threading.Thread):
         self.error: str | None = None
         self.first_line: str | None = None  # what the server said first and last: why it
         self.last_line: str | None = None  # ended (tcpchatx.protocol.endings)
-        self.on_close: list[Callable[[], None]] = []
+        self._on_close: list[Callable[[], None]] | None = []  # None: the callbacks have run
+        self._on_close_lock = threading.Lock()
 
     def run(self) -> None:
         splitter = LineSplitter(RECEIVE_MAX_LINE)
@@ -201,8 +203,20 @@ class Receiver(threading.Thread):
             self.error = error.strerror or str(error)
         finally:
             self.closed.set()
-            for callback in self.on_close:
+            with self._on_close_lock:
+                callbacks, self._on_close = self._on_close or [], None
+            for callback in callbacks:
                 callback()
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the stream has ended.  A server that closes at once
+        may end it before the caller gets here: then the callback runs now, in the
+        caller's thread, rather than never."""
+        with self._on_close_lock:
+            if self._on_close is not None:
+                self._on_close.append(callback)
+                return
+        callback()
 
     def _handle(self, event: FrameEvent) -> None:
         if isinstance(event, LineTooLong):
@@ -331,7 +345,7 @@ def run_piped(sock: socket.socket, receiver: Receiver) -> int:
     QUIT_WAIT_PIPED seconds (a script should know its last lines may be unanswered).
     """
     events: queue.Queue = queue.Queue()
-    receiver.on_close.append(lambda: events.put(_SERVER_CLOSED))
+    receiver.when_closed(lambda: events.put(_SERVER_CLOSED))
     threading.Thread(target=_read_stdin_lines, args=(events,), name="terminal-stdin", daemon=True).start()
     quit_sent = False
     while True:
@@ -409,7 +423,7 @@ def run_interactive(sock: socket.socket, receiver: Receiver, color: bool) -> int
     if terminal_rewraps(os.environ):  # no ghost of the typed line when the terminal narrows
         follow_rewrapping(session.app)
     stopper = PromptStopper(session.app, receiver.closed)
-    receiver.on_close.append(stopper.on_close)
+    receiver.when_closed(stopper.on_close)
     with patch_stdout(raw=True):  # raw: let our colour codes through
         receiver.start()
         while True:

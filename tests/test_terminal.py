@@ -482,6 +482,28 @@ def test_piped_client_reports_the_server_closing_first(server):
     assert err == "The server shut down.\n"
 
 
+def test_a_callback_given_after_the_server_closed_still_runs():
+    """The piped client waits for "the server closed" from the receiver thread.  A
+    server that closes at once can end the stream before the client asks to be told
+    (it did, under load, and the client waited forever): then it is told at once."""
+    from tcpchatx.terminal import NickTracker, Receiver
+
+    ours, server_end = socket.socketpair()
+    try:
+        receiver = Receiver(ours, lambda text: None, NickTracker(None))
+        told_in = []
+        receiver.when_closed(lambda: told_in.append(threading.current_thread().name))
+        receiver.start()
+        server_end.close()  # the server's FIN
+        receiver.join(timeout=10)
+        assert not receiver.is_alive() and receiver.closed.is_set()
+        receiver.when_closed(lambda: told_in.append(threading.current_thread().name))
+        assert told_in == ["terminal-receiver", threading.current_thread().name]
+    finally:
+        ours.close()
+        server_end.close()
+
+
 def test_piped_client_sanitises_a_hostile_server(hostile_server):
     evil = hostile_server("--- Welcome, alice!", EVIL_LINE)
     done = run_piped(evil.port, "alice\n")
