@@ -72,12 +72,17 @@ def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatc
     socket), and one may send for the others (relaying): clients sending lines at
     once, one line per send, must still give every receiver every line once, and the
     same order of the lines it shares with each other receiver.  They send in waves
-    of 500 lines each until readers have relayed for each other.  Relaying is also
+    of 500 lines each until readers have relayed for each other.  Any recv may start
+    relaying here (a busy machine would otherwise make it rare); relaying is also
     made to stop taking lines after every round (as if the server were busy), or
     after one round."""
     import tcpchatx.server
 
-    if relaying == "busy after every round":
+    monkeypatch.setattr(tcpchatx.server, "RELAY_LINES", 10**9)
+    monkeypatch.setattr(tcpchatx.server, "BUSY_LINES", 10**9)
+    if relaying == "as it comes":
+        monkeypatch.setattr(tcpchatx.server, "RELAY_WAIT", float("inf"))
+    elif relaying == "busy after every round":
         monkeypatch.setattr(tcpchatx.server, "RELAY_WAIT", 0.0)
         monkeypatch.setattr(tcpchatx.server, "RELAY_SLACK", -1.0)
         monkeypatch.setattr(tcpchatx.server, "BUSY_FOR", 0.001)
@@ -110,8 +115,8 @@ def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatc
         for n in range(500 * wave, 500 * (wave + 1)):
             socks[k].sendall(f"{n}\n".encode())
 
-    waves = 0
-    while server.relay_rounds == 0 and waves < 20:
+    waves, rounds_before = 0, server.relay_rounds  # (the join notices may have been relayed)
+    while waves == 0 or (server.relay_rounds == rounds_before and waves < 20):
         start = threading.Barrier(len(socks))
         senders = [threading.Thread(target=send, args=(k, waves)) for k in range(len(socks))]
         for thread in senders:
@@ -123,7 +128,7 @@ def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatc
         sock.sendall(b"end\n")
     for thread in readers:
         thread.join(30)
-    assert server.relay_rounds > 0, f"no reader relayed for the others in {waves} waves"
+    assert server.relay_rounds > rounds_before, f"no reader relayed for the others in {waves} waves"
     for k in received:  # every other sender's lines, once each, in its order
         for j, nick in enumerate(nicks):
             from_j = [line for line in received[k] if line.startswith(f"<{nick}> ".encode())]
@@ -139,6 +144,38 @@ def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatc
                 assert mine == theirs
     for sock in socks:
         sock.close()
+
+
+def test_a_recv_of_many_lines_stops_relaying_for_a_while(start_server):
+    """Lines that waited for their reader mean the server is behind: then every
+    reader sends its own lines for BUSY_FOR seconds (relaying would make the others
+    wait for one reader's rounds); a recv of a few lines does not say so."""
+    import tcpchatx.server
+    from tcpchatx.protocol import Line
+
+    server = start_server(flood_control=False, record_lines=False)
+    alice, bob = socket.create_connection((HOST, server.port)), socket.create_connection((HOST, server.port))
+    for sock, nick in ((alice, "alice"), (bob, "bob")):
+        sock.sendall(f"{nick}\n".encode())
+        server.timeline.wait_for(lambda e, nick=nick: e.kind == "nick-set" and e.nick == nick)
+    reader = next(conn for conn in server._connections.values() if server.room.nick_of(conn.id) == "alice")
+    few = [Line(f"few {n}") for n in range(tcpchatx.server.RELAY_LINES)]
+    many = [Line(f"many {n}") for n in range(tcpchatx.server.BUSY_LINES + 1)]
+    server._handle_lines(reader, few)
+    assert server._busy_until < time.monotonic()
+    before = time.monotonic()
+    server._handle_lines(reader, many)
+    assert before + tcpchatx.server.BUSY_FOR <= server._busy_until <= time.monotonic() + tcpchatx.server.BUSY_FOR
+    got, buffer = [], b""
+    bob.settimeout(10)
+    while len(got) < len(few) + len(many):  # and the lines went out as ever
+        data = bob.recv(65536)
+        assert data
+        *lines, buffer = (buffer + data).split(b"\n")
+        got += [line.decode() for line in lines if line.startswith(b"<alice>")]
+    assert got == [f"<alice> {line.text}" for line in few + many]
+    alice.close()
+    bob.close()
 
 
 def test_private_message_reaches_only_its_recipient(connect):
