@@ -507,7 +507,7 @@ class ChatServer:
             relaying = quiet and not self._relaying and now >= self._busy_until
             if relaying:
                 self._relaying = self._relay_open = True
-        self._send_each(written)
+        self._send_each(written, conn)
         if relaying:
             self._relay()
 
@@ -537,7 +537,7 @@ class ChatServer:
                     if rounds >= RELAY_ROUNDS:
                         self._relay_open = False  # a last round: later lines are sent by their readers
                 wall, cpu = time.perf_counter(), time.thread_time()
-                self._send_each(written)
+                self._send_each(written, None)
                 wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
                 if wall > RELAY_WAIT * cpu + RELAY_SLACK:
                     with self._lock:
@@ -553,13 +553,15 @@ class ChatServer:
             for recipient in written:
                 recipient.wake_writer()
 
-    def _send_each(self, written: list[_Connection]) -> None:
-        """Write each client's queue now (:meth:`_Connection.send_now`)."""
+    def _send_each(self, written: list[_Connection], reader: _Connection | None) -> None:
+        """Write each client's queue now (:meth:`_Connection.send_now`): a reader's own
+        fan-out, or (``reader`` None) a relaying round."""
         sends = [recipient.send_now() for recipient in written]
         if self.record_lines:
-            self._record_fan_out(written, sends)
+            self._record_fan_out(written, sends, reader)
 
-    def _record_fan_out(self, written: list[_Connection], sends: list[tuple[int, bool]]) -> None:
+    def _record_fan_out(self, written: list[_Connection], sends: list[tuple[int, bool]],
+                        reader: _Connection | None) -> None:
         """One "sent" event for a whole fan-out, or a relaying round (not one per recipient)."""
         reached, total, left = [], 0, 0  # one pass: this runs once per line, over every recipient
         for recipient, (sent, whole) in zip(written, sends):
@@ -568,9 +570,12 @@ class ChatServer:
                 total += sent
             left += not whole
         detail = f"{total} bytes to {len(reached)} clients at once"
+        if reader is None:
+            detail += ", relayed for other readers"
         if left:
             detail += f"; {left} could not take it all (their writers send the rest)"
-        self.timeline.record("sent", detail=detail, recipients=tuple(reached))
+        nick = self.room.nick_of(reader.id) if reader is not None else None
+        self.timeline.record("sent", nick=nick, detail=detail, recipients=tuple(reached))
 
     def _client_gone(self, conn: _Connection, how: str) -> None:
         with self._lock:

@@ -88,7 +88,7 @@ def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatc
         monkeypatch.setattr(tcpchatx.server, "BUSY_FOR", 0.001)
     elif relaying == "one round at most":
         monkeypatch.setattr(tcpchatx.server, "RELAY_ROUNDS", 1)
-    server = start_server(flood_control=False, record_lines=False)
+    server = start_server(flood_control=False, record_lines=relaying == "as it comes")
     nicks = [f"s{k}" for k in range(6)]
     socks = [socket.create_connection((HOST, server.port)) for _ in nicks]
     for sock, nick in zip(socks, nicks, strict=True):
@@ -129,6 +129,9 @@ def test_concurrent_senders_every_client_sees_one_order(start_server, monkeypatc
     for thread in readers:
         thread.join(30)
     assert server.relay_rounds > rounds_before, f"no reader relayed for the others in {waves} waves"
+    if server.record_lines:  # the console tells a relaying round from a reader's own fan-out
+        assert any(e.kind == "sent" and e.nick is None and "relayed for other readers" in e.detail
+                   for e in server.timeline_events())
     for k in received:  # every other sender's lines, once each, in its order
         for j, nick in enumerate(nicks):
             from_j = [line for line in received[k] if line.startswith(f"<{nick}> ".encode())]
@@ -492,6 +495,9 @@ def test_timeline_lines_up_application_events(connect, server):
     broadcast = next(e for e in events if e.kind == "queued" and "<alice> hello" in e.detail)
     bob_id = next(e.client for e in events if e.kind == "nick-set" and e.nick == "bob")
     assert broadcast.recipients == (bob_id,)
+    sent = server.timeline.wait_for(  # her reader sent it (and records so once the send is done)
+        lambda e: e.kind == "sent" and e.nick == "alice" and e.recipients == (bob_id,))
+    assert "bytes to 1 clients at once" in sent.detail and "relayed" not in sent.detail
     accepted = [e for e in events if e.kind == "accepted"]
     assert {e.peer for e in accepted} == {alice.local_address, bob.local_address}
     assert all(a.wall <= b.wall + 1e-3 and a.mono <= b.mono for a, b in zip(events, events[1:]))
