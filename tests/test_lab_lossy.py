@@ -62,7 +62,7 @@ def test_out_of_order_means_within_the_handshakes_round_trip(lossy):
     client = lossy.views()["client"]
     (initial_rtt,) = {float(v) for v in tshark(client, "tcp.analysis.initial_rtt", "tcp.analysis.initial_rtt")}
     rtt_ms = lab.handshake_rtt_ms(lossy)
-    assert rtt_ms == pytest.approx(initial_rtt * 1000, abs=0.001)
+    assert rtt_ms == pytest.approx(initial_rtt * 1000, abs=1e-6)  # to the nanosecond
     resent = lab.random_resends(lossy)
     out_of_order, plain = resent[resent.wireshark == "Out-Of-Order"], resent[resent.wireshark == "Retransmission"]
     assert not out_of_order.empty and (out_of_order.gap_ms < rtt_ms).all()
@@ -70,6 +70,29 @@ def test_out_of_order_means_within_the_handshakes_round_trip(lossy):
     assert ((plain.gap_ms >= rtt_ms) | (plain.end == plain.sent_up_to)).all()
     # And the fast retransmissions came right after the duplicate ACKs that asked for them.
     assert (resent.trigger[resent.wireshark == "Fast Retransmission"] == "duplicate ACKs").all()
+
+
+def test_the_gaps_are_exact_to_the_nanosecond(lossy):
+    """Wireshark compares a resend's gap with the round trip in whole nanoseconds, and
+    live gaps come within a microsecond of it: ``gap_ms`` rounded to the microsecond once
+    turned a check red.  Each gap here is tshark's own time difference, to the nanosecond,
+    from the newest segment (the last that went past every byte sent before it)."""
+    fields = ["frame.number", "frame.time_epoch", "tcp.srcport", "tcp.seq", "tcp.len"]
+    out = subprocess.run(["tshark", "-n", "-r", str(lossy.views()["client"]), "-Y", "tcp.len > 0", "-T", "fields"]
+                         + [arg for f in fields for arg in ("-e", f)], capture_output=True, text=True, check=True)
+    segments = [(int(frame), int(epoch.replace(".", "")), port, int(seq) + int(length))  # ns: all nine digits
+                for frame, epoch, port, seq, length in (line.split("\t") for line in out.stdout.splitlines())]
+    resent = lab.random_resends(lossy)
+    (sender,) = {port for frame, _, port, _ in segments if frame in set(resent.frame)}
+    newest_before, newest, highest = {}, None, -1
+    for frame, ns, port, end in segments:
+        if port == sender:
+            newest_before[frame] = (ns, newest)
+            if end > highest:
+                newest, highest = ns, end
+    for frame, gap_ms in zip(resent.frame, resent.gap_ms, strict=True):
+        ns, newest_ns = newest_before[frame]
+        assert gap_ms * 1e6 == pytest.approx(ns - newest_ns, abs=0.01), frame
 
 
 def test_why_explains_the_resends_wireshark_calls_out_of_order():

@@ -89,6 +89,10 @@ class Packets:
         per_second = tps[0] if is_constant(tps) else tps[rows]  # one for all, usually
         return (ticks // per_second) + (ticks % per_second) / per_second
 
+    def nanoseconds(self, row: int) -> int:
+        """Whole nanoseconds since 1970 of one row: exact, as Wireshark compares times."""
+        return int(self.ts_ticks[row]) * 10**9 // int(self.ts_tps[row])
+
     @cached_property
     def time(self) -> np.ndarray:
         """Every frame's :meth:`seconds`, made on first use: the analysis itself asks

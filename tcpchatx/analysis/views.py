@@ -59,6 +59,7 @@ class Packet:
     view: str  # "client" or "server": the capture it is in
     frame: int  # its frame number in that capture (1-based, as Wireshark counts)
     time: float  # seconds since 1970, on that capture's clock
+    nanoseconds: int  # the same instant, exact: for comparisons made to the nanosecond, as Wireshark's
     conn: int  # connection id within that capture
     sender: Endpoint
     receiver: Endpoint
@@ -149,7 +150,8 @@ def read_view(view: str, path: str | os.PathLike) -> list[Packet]:
     for row in np.flatnonzero(t.conn >= 0).tolist():
         options = p.tcp_options(row)
         out.append(Packet(
-            view=view, frame=int(p.frame[row]), time=float(p.seconds(row)), conn=int(t.conn[row]),
+            view=view, frame=int(p.frame[row]), time=float(p.seconds(row)), nanoseconds=p.nanoseconds(row),
+            conn=int(t.conn[row]),
             sender=(p.addresses[p.src[row]], int(p.sport[row])),
             receiver=(p.addresses[p.dst[row]], int(p.dport[row])),
             seq=int(p.seq[row]), ack=int(p.ack[row]), rel_seq=int(t.rel_seq[row]), rel_ack=int(t.rel_ack[row]),

@@ -53,22 +53,24 @@ def random_resends(story: StoryRun, part: str | None = None):
     those the server's view never saw; ``wait_ms`` since the copy before; ``trigger``
     what made the sender resend (:class:`tcpchatx.analysis.why.Trigger`);
     ``wireshark`` what Wireshark calls it; ``gap_ms`` since the newest segment left
-    (what Wireshark compares with the handshake's round trip to call it Out-Of-Order)
+    (what Wireshark compares with the handshake's round trip to call it Out-Of-Order:
+    exact to the nanosecond, as Wireshark compares them)
     and ``sent_up_to`` just past the newest byte sent by then (a resend that ends there
     is never called Out-Of-Order);
     ``arrived`` its number in the server's view (``<NA>``: lost too); ``why`` the sentence."""
     import pandas as pd
 
     t = _read(story, part)
+    newest_before = _newest_segments(t.data)
+    by_frame = {p.frame: p for p in t.data}
     rows = []
     for why in _whys(story, part):
-        newest = max((p for p in t.data if p.time <= why.time and p.frame not in t.resends),
-                     key=lambda p: p.frame, default=None)
+        newest = newest_before.get(why.frame)
         rows.append({"frame": why.frame, "seq": why.seq, "end": why.end, "bytes": why.end - why.seq,
                      "sent_ms": round((why.time - t.t0) * 1000, 3), "repeats": why.repeats, "lost": why.lost,
                      "wait_ms": round(why.wait * 1000, 3) if why.wait is not None else None,
                      "trigger": str(why.trigger), "wireshark": NAMES[why.label],
-                     "gap_ms": round((why.time - newest.time) * 1000, 3) if newest else None,
+                     "gap_ms": (by_frame[why.frame].nanoseconds - newest.nanoseconds) / 1e6 if newest else None,
                      "sent_up_to": newest.rel_end if newest else None,
                      "arrived": why.received_as, "why": why.sentence()})
     table = pd.DataFrame(rows, columns=["frame", "seq", "end", "bytes", "sent_ms", "repeats", "lost", "wait_ms",
@@ -78,14 +80,27 @@ def random_resends(story: StoryRun, part: str | None = None):
     return table
 
 
+def _newest_segments(data) -> dict[int, Any]:
+    """Frame -> the newest segment sent before it: the last one that took the sender
+    past every byte it had sent (Wireshark's ``nextseq``, whose time it keeps)."""
+    newest, highest, before = None, None, {}
+    for p in data:  # in capture order
+        before[p.frame] = newest
+        if highest is None or p.rel_end > highest:
+            newest, highest = p, p.rel_end
+    return before
+
+
 def handshake_rtt_ms(story: StoryRun, part: str | None = None) -> float:
     """The handshake's round trip in the client's view, from the SYN to the client's ACK
-    of the SYN-ACK: Wireshark's ``tcp.analysis.initial_rtt``, its Out-Of-Order threshold."""
+    of the SYN-ACK: Wireshark's ``tcp.analysis.initial_rtt``, its Out-Of-Order threshold
+    (exact to the nanosecond, as Wireshark compares it)."""
     from ..tcp_flags import ACK, SYN
 
-    t = _read(story, part)
-    first_ack = next(p for p in t.pair.packets["client"] if p.flags & (SYN | ACK) == ACK)
-    return round((first_ack.time - t.t0) * 1000, 3)
+    packets = _read(story, part).pair.packets["client"]
+    first_ack = next(i for i, p in enumerate(packets) if p.flags & (SYN | ACK) == ACK)
+    syn = next(p for p in reversed(packets[:first_ack]) if p.flags & (SYN | ACK) == SYN)  # the latest SYN
+    return (packets[first_ack].nanoseconds - syn.nanoseconds) / 1e6
 
 
 def loss_tally(story: StoryRun, part: str | None = None) -> dict[str, Any]:

@@ -153,7 +153,7 @@ def analyse_one_by_one(p: Packets, t: Flows) -> dict[int, Finding]:
         conn, side = int(t.conn[row]), int(t.direction[row])
         fwd = directions.setdefault((conn, side), _Direction())
         rev = directions.setdefault((conn, 1 - side), _Direction())
-        now = int(p.ts_ticks[row]) * 10**9 // int(p.ts_tps[row])
+        now = p.nanoseconds(row)
         flags = int(p.flags[row])
         if flags & (SYN | ACK) == SYN:
             syn_time[conn] = now
