@@ -25,13 +25,14 @@ class Periodic:
         raise NotImplementedError
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self.interval):
             self.sample_once()
-            if self._stop.wait(self.interval):
-                self.sample_once()  # the state at the end, too
-                return
+        self.sample_once()  # the state at the end, too
 
     def __enter__(self):
+        # The first sample is taken here, before the block runs: on a busy machine the
+        # thread may start late, and the state at the start must come before what it watches.
+        self.sample_once()
         self._thread.start()
         return self
 

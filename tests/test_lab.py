@@ -331,6 +331,15 @@ def test_a_check_after_a_question_keeps_its_numbers_until_answered(capsys):
     assert capsys.readouterr().out.splitlines()[1] == "    no FIN here, nothing to check"  # nothing to wait for
 
 
+def test_a_failed_check_explains_at_once(capsys):
+    """A FAIL is about the run, not the student: what it showed is printed with no answer
+    yet, so that a student (and a test's log) can see why."""
+    lab.check("the ACK of the first data", False, "packet 5 acknowledges 91", answer=None, expected=91)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "✘ FAIL: the ACK of the first data"
+    assert "did not show what the notebook teaches" in lines[1] and lines[2] == "    packet 5 acknowledges 91"
+
+
 def test_why_reset_says_what_the_program_did_that_the_wire_cannot(capsys):
     """abort and unread-data end with the same packets; what the program did at close tells them apart."""
     abort, unread = lab.run("abort", mode="reference"), lab.run("unread-data", mode="reference")

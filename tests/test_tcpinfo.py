@@ -59,3 +59,16 @@ def test_the_sampler_reads_until_stopped_and_skips_closed_sockets(connection):
     client.close()
     sampler.sample_once()  # the closed socket is simply not read
     assert sampler.samples[-1]["name"] == "server"
+
+
+def test_the_first_sample_comes_before_the_block(connection):
+    """The state at the start is read before the block runs, whenever the thread starts:
+    a story judges what came after from it (notebook 08: cwnd = initial + delivered - 1)."""
+    client, server = connection
+    with Sampler({"client": client}, interval=60) as sampler:  # the thread reads again only at the end
+        first = list(sampler.samples)
+        client.sendall(b"w" * 1000)
+        server.recv(1000)
+    assert [s["name"] for s in first] == ["client"]
+    assert first[0]["bytes_acked"] <= 1 and first[0]["bytes_sent"] == 0  # nothing sent yet
+    assert sampler.samples[-1]["bytes_sent"] == 1000

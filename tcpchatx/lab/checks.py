@@ -5,7 +5,9 @@ A check that follows a question must not answer it before the student has tried:
 "Run All", its explanation would sit right under the question.  So such a check is given
 the student's answer (``answer=``, a variable the student fills in, None until then).
 Until there is an answer it prints only its verdict and waits; once there is one, it
-says whether the answer agrees with the capture (``expected=``), then explains.  The
+says whether the answer agrees with the capture (``expected=``), then explains.  A FAIL
+explains at once: the run did not show what the notebook teaches, and the student (or a
+test's log) needs to see what it showed instead.  The
 verdict on TCP itself is counted either way, so papermill runs and ``check_summary``
 see every check.
 
@@ -23,6 +25,8 @@ from .session import current_session
 NO_QUESTION: Any = object()
 WAITING = ("    The numbers would give the answer away, so they wait for yours: write it in the "
            "cell above, run it, then run this cell again.")
+NOT_AS_TAUGHT = ("    This run did not show what the notebook teaches, so here is what it showed (the numbers "
+                 "answer the question above, too):")
 
 
 def check(name: str, condition: bool | None, explanation: str, *,
@@ -40,6 +44,8 @@ def check(name: str, condition: bool | None, explanation: str, *,
     nothing_expected = expected is None or (isinstance(expected, (list, tuple)) and not expected)
     if answer is NO_QUESTION or (condition is None and nothing_expected):
         why = f"    {explanation}"
+    elif answer is None and verdict == "FAIL":
+        why = f"{NOT_AS_TAUGHT}\n    {explanation}"
     elif answer is None:
         why = WAITING
     else:

@@ -342,6 +342,8 @@ class SlowStart:
     last_cwnd: int  # cwnd at the last sample of slow start (:func:`slow_start_samples`)
     last_delivered: int  # segments delivered by then (TCP_INFO's ``delivered``; the SYN counts one)
     grew_by_delivered: bool  # in every slow-start sample, cwnd = initial + delivered - 1
+    first_off: dict[str, Any] | None  # the first slow-start sample where it did not, or None: what
+    #   the sender held then (``ms``, ``cwnd``, ``delivered``, ``unacked`` segments, ``notsent_bytes``)
     last_ms: float  # that sample's time
     early_ssthresh: int | None  # an ssthresh set while the kernel was Open, before any loss
     early_ssthresh_ms: float | None  # (cubic's HyStart; bbr when its startup ends), or None
@@ -402,6 +404,7 @@ def slow_start(story: StoryRun, part: str | None = None) -> SlowStart:
     growth = slow_start_samples(samples)
     last = growth[-1] if growth else samples[0]
     initial = samples[0]["snd_cwnd"]
+    off = next((s for s in growth if s["snd_cwnd"] != initial + s["delivered"] - 1), None)
     early = early_threshold(samples)
     loss = first_loss(samples)
     drop = t.lost[0]
@@ -411,7 +414,10 @@ def slow_start(story: StoryRun, part: str | None = None) -> SlowStart:
     return SlowStart(
         algorithm=story.part(part).get("algorithm", part), initial_cwnd=initial, last_cwnd=last["snd_cwnd"],
         last_delivered=last["delivered"],
-        grew_by_delivered=bool(growth) and all(s["snd_cwnd"] == initial + s["delivered"] - 1 for s in growth),
+        grew_by_delivered=bool(growth) and off is None,
+        first_off=None if off is None else {"ms": _ms(t, off["time"]), "cwnd": off["snd_cwnd"],
+                                            "delivered": off["delivered"], "unacked": off["unacked"],
+                                            "notsent_bytes": off["notsent_bytes"]},
         last_ms=_ms(t, last["time"]),
         early_ssthresh=early["snd_ssthresh"] if early else None,
         early_ssthresh_ms=_ms(t, early["time"]) if early else None,
