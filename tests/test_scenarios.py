@@ -252,6 +252,33 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+NEVER_ITSELF = """
+import socket
+from tcpchatx.scenarios.run import play
+with socket.socket() as probe:  # the port the OS hands out first here, free again once closed
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+for _ in range(5):
+    played = play("refused", port=port)
+    assert played["result"] == {"refused": True}, played
+    assert played["clients"][0]["address"][1] != port, played
+print("refused from elsewhere, 5 times, to", port)
+"""
+
+
+@pytest.mark.skipif(not rootless_available(), reason="needs user and network namespaces")
+def test_refused_never_connects_to_itself():
+    """With two ephemeral ports, the OS hands the just-freed port out again: the story
+    must not bind it, for a socket that connects to its own port connects to itself."""
+    import subprocess
+
+    narrow = ("ip link set lo up && echo '40001 40002' > /proc/sys/net/ipv4/ip_local_port_range && "
+              f"exec {sys.executable} -c \"$0\"")
+    done = subprocess.run(["unshare", "-rn", "sh", "-c", narrow, NEVER_ITSELF], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "refused from elsewhere, 5 times" in done.stdout, done.stderr
+
+
 def _server_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("chat-")]
 

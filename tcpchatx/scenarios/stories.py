@@ -356,9 +356,7 @@ def half_close(stage: Stage) -> dict:
 
 def refused(stage: Stage) -> dict:
     """Connect to a port nobody listens on: SYN, then the kernel's RST+ACK."""
-    family = socket.AF_INET6 if ":" in stage.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((stage.host, 0))  # so we know our own address before connecting
+    with _bound_elsewhere(stage.host, stage.port) as sock:  # so we know our own address before connecting
         stage.addresses.append(sock.getsockname()[:2])
         stage.nicks.append(None)
         sock.settimeout(DEFAULT_TIMEOUT)
@@ -367,6 +365,21 @@ def refused(stage: Stage) -> dict:
         except ConnectionRefusedError:
             return {"refused": True}
     raise StagingError(f"something is listening on {stage.host}:{stage.port}; the connection was accepted")
+
+
+def _bound_elsewhere(host: str, port: int) -> socket.socket:
+    """A socket bound to a port of the OS's choosing, never ``port`` itself: the port nobody
+    listens on was free a moment ago, so the OS may hand it out again, and a socket that
+    connects from a port to that same port connects to itself (TCP's simultaneous open)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.bind((host, 0))
+    if sock.getsockname()[1] != port:
+        return sock
+    with sock:  # held while the next one binds, so that it gets another port
+        other = socket.socket(family, socket.SOCK_STREAM)
+        other.bind((host, 0))
+        return other
 
 
 def nagle(stage: Stage, messages: int = 5) -> dict:
