@@ -249,7 +249,6 @@ def test_where_cubic_and_reno_left_slow_start(bottleneck):
         samples[0]["snd_cwnd"], growth[-1]["snd_cwnd"], growth[-1]["delivered"])
     # RFC 5681 slow start: one segment more for each delivered (the SYN counts one).
     assert cubic.grew_by_delivered and cubic.last_cwnd == cubic.initial_cwnd + cubic.last_delivered - 1
-    assert cubic.first_off is None
     assert cubic.early_ssthresh == hystart  # set while Open, before any loss: cubic's HyStart (or None)
     assert (cubic.first_drop, cubic.first_drop_seq) == (drop.frame, drop.seq)
     assert cubic.cwnd_at_drop == kernel_at(samples, drop.at)["snd_cwnd"]
@@ -271,9 +270,11 @@ def test_where_cubic_and_reno_left_slow_start(bottleneck):
 def test_bbrs_loss_sets_no_threshold(bottleneck):
     bbr = lab.slow_start(bottleneck, "bbr")
     assert bbr.beta is None and not bbr.grew_by_delivered  # its startup is not RFC 5681's slow start
-    off = bbr.first_off  # where it first grew otherwise, and what the sender held then
-    assert off is not None and off["cwnd"] != bbr.initial_cwnd + off["delivered"] - 1
-    assert off["unacked"] >= 0 and off["notsent_bytes"] >= 0 and off["ms"] >= 0
+    # Where it first grew otherwise: every slow-start sample before followed initial + delivered - 1.
+    off, growth = bbr.first_off, slow_start_samples(sender(bottleneck, "bbr"))
+    k = next(k for k, s in enumerate(growth) if s["snd_cwnd"] != bbr.initial_cwnd + s["delivered"] - 1)
+    assert (off["cwnd"], off["delivered"], off["unacked"], off["notsent_bytes"]) == (
+        growth[k]["snd_cwnd"], growth[k]["delivered"], growth[k]["unacked"], growth[k]["notsent_bytes"])
     assert bbr.loss_ms is not None and not bbr.loss_set_ssthresh and bbr.ssthresh_at_loss is None
 
 

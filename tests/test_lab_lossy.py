@@ -76,12 +76,13 @@ def test_the_gaps_are_exact_to_the_nanosecond(lossy):
     """Wireshark compares a resend's gap with the round trip in whole nanoseconds, and
     live gaps come within a microsecond of it: ``gap_ms`` rounded to the microsecond once
     turned a check red.  Each gap here is tshark's own time difference, to the nanosecond,
-    from the newest segment (the last that went past every byte sent before it)."""
-    fields = ["frame.number", "frame.time_epoch", "tcp.srcport", "tcp.seq", "tcp.len"]
-    out = subprocess.run(["tshark", "-n", "-r", str(lossy.views()["client"]), "-Y", "tcp.len > 0", "-T", "fields"]
+    from the newest segment (the last whose next sequence number, ``tcp.nxtseq``, went
+    past every one before it: a SYN and a FIN count one)."""
+    fields = ["frame.number", "frame.time_epoch", "tcp.srcport", "tcp.nxtseq"]
+    out = subprocess.run(["tshark", "-n", "-r", str(lossy.views()["client"]), "-T", "fields"]
                          + [arg for f in fields for arg in ("-e", f)], capture_output=True, text=True, check=True)
-    segments = [(int(frame), int(epoch.replace(".", "")), port, int(seq) + int(length))  # ns: all nine digits
-                for frame, epoch, port, seq, length in (line.split("\t") for line in out.stdout.splitlines())]
+    segments = [(int(frame), int(epoch.replace(".", "")), port, int(end))  # ns: all nine digits
+                for frame, epoch, port, end in (line.split("\t") for line in out.stdout.splitlines())]
     resent = lab.random_resends(lossy)
     (sender,) = {port for frame, _, port, _ in segments if frame in set(resent.frame)}
     newest_before, newest, highest = {}, None, -1

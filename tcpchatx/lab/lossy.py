@@ -61,8 +61,9 @@ def random_resends(story: StoryRun, part: str | None = None):
     import pandas as pd
 
     t = _read(story, part)
-    newest_before = _newest_segments(t.data)
-    by_frame = {p.frame: p for p in t.data}
+    sent = t.pair.sent_by(t.pair.client, "client")
+    newest_before = _newest_segments(sent)
+    by_frame = {p.frame: p for p in sent}
     rows = []
     for why in _whys(story, part):
         newest = newest_before.get(why.frame)
@@ -80,26 +81,31 @@ def random_resends(story: StoryRun, part: str | None = None):
     return table
 
 
-def _newest_segments(data) -> dict[int, Any]:
+def _newest_segments(sent) -> dict[int, Any]:
     """Frame -> the newest segment sent before it: the last one that took the sender
-    past every byte it had sent (Wireshark's ``nextseq``, whose time it keeps)."""
+    past every sequence number it had used (Wireshark's ``nextseq``, whose time it
+    keeps; a SYN and a FIN use one each)."""
     newest, highest, before = None, None, {}
-    for p in data:  # in capture order
+    for p in sent:  # in capture order
         before[p.frame] = newest
-        if highest is None or p.rel_end > highest:
+        if p.uses_sequence and (highest is None or p.rel_end > highest):
             newest, highest = p, p.rel_end
     return before
 
 
 def handshake_rtt_ms(story: StoryRun, part: str | None = None) -> float:
-    """The handshake's round trip in the client's view, from the SYN to the client's ACK
-    of the SYN-ACK: Wireshark's ``tcp.analysis.initial_rtt``, its Out-Of-Order threshold
-    (exact to the nanosecond, as Wireshark compares it)."""
+    """The handshake's round trip in the client's view, from the latest SYN (a resent SYN
+    starts it again) to the client's ACK of the SYN-ACK: Wireshark's
+    ``tcp.analysis.initial_rtt``, its Out-Of-Order threshold (exact to the nanosecond, as
+    Wireshark compares it)."""
     from ..tcp_flags import ACK, SYN
 
     packets = _read(story, part).pair.packets["client"]
-    first_ack = next(i for i, p in enumerate(packets) if p.flags & (SYN | ACK) == ACK)
-    syn = next(p for p in reversed(packets[:first_ack]) if p.flags & (SYN | ACK) == SYN)  # the latest SYN
+    first_ack = next((i for i, p in enumerate(packets) if p.flags & (SYN | ACK) == ACK), None)
+    syn = next((p for p in reversed(packets[:first_ack or 0]) if p.flags & (SYN | ACK) == SYN), None)
+    if syn is None:
+        raise ValueError(f"{story.name}: the client's view has no SYN before its first ACK, so no handshake "
+                         "round trip (Wireshark then calls a resend Out-Of-Order within 3 ms)")
     return (packets[first_ack].nanoseconds - syn.nanoseconds) / 1e6
 
 

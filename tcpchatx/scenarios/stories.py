@@ -372,14 +372,22 @@ def _bound_elsewhere(host: str, port: int) -> socket.socket:
     listens on was free a moment ago, so the OS may hand it out again, and a socket that
     connects from a port to that same port connects to itself (TCP's simultaneous open)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.bind((host, 0))
+    sock = _bound(family, host)
     if sock.getsockname()[1] != port:
         return sock
     with sock:  # held while the next one binds, so that it gets another port
-        other = socket.socket(family, socket.SOCK_STREAM)
-        other.bind((host, 0))
-        return other
+        return _bound(family, host)
+
+
+def _bound(family: socket.AddressFamily, host: str) -> socket.socket:
+    """A socket bound to ``host`` and a port of the OS's choosing (closed if that fails)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def nagle(stage: Stage, messages: int = 5) -> dict:
