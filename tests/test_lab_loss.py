@@ -320,8 +320,14 @@ def test_what_the_kernel_said_before_and_after_a_moment(stories):
     assert before["at_ms"] == pytest.approx(ms_since_her_syn(backoff, expected["time"]), abs=0.001)
     assert before["backoff"] == 0 and before["rto"] >= 0.2  # no timeout yet; Linux's least RTO
 
-    after = lab.kernel_after(backoff, ms_since_her_syn(backoff, ack.at))
+    after = lab.kernel_after(backoff, ms_since_her_syn(backoff, ack.at), acked=ack.ack)
     expected = next(s for s in samples if s["time"] > ack.at)
+    assert expected["bytes_acked"] >= ack.ack  # (in the reference the first sample after already shows it)
+    # A sample read before the kernel handled the ACK does not count as after it: from 50 ms
+    # before, the first sample is still the old state, the first that shows the ACK is the same.
+    early = ms_since_her_syn(backoff, ack.at) - 50
+    assert lab.kernel_after(backoff, early)["bytes_acked"] < ack.ack
+    assert lab.kernel_after(backoff, early, acked=ack.ack)["time"] == expected["time"]
     assert (after["time"], after["rtt"], after["rto"]) == (expected["time"], expected["rtt"], expected["rto"])
     assert after["at_ms"] > ms_since_her_syn(backoff, ack.at)
     assert after["backoff"] == 0  # the ACK's RTT sample ended the backoff (RFC 6298, 5.7)

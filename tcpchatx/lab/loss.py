@@ -352,9 +352,16 @@ def kernel_before(story: StoryRun, at_ms: float, part: str | None = None) -> dic
     return None if sample is None else {**sample, "at_ms": _ms(s, sample["time"])}
 
 
-def kernel_after(story: StoryRun, at_ms: float, part: str | None = None) -> dict[str, Any] | None:
+def kernel_after(story: StoryRun, at_ms: float, part: str | None = None, *,
+                 acked: int | None = None) -> dict[str, Any] | None:
     """alice's first TCP_INFO sample after ``at_ms``, like :func:`kernel_before`; None if the
-    story stopped reading TCP_INFO before then."""
+    story stopped reading TCP_INFO before then.
+
+    With ``acked`` (an ACK's relative number, captured at ``at_ms``): the first sample
+    that shows it (``bytes_acked``, which counts the SYN, has reached it).  A capture
+    stamps a packet as it arrives, before TCP has handled it, so a sample read a few
+    microseconds later may still show the state from before the ACK."""
     s = _read(story, part)
-    later = [sample for sample in _tcp_info(story, part) if sample["time"] > s.t0 + at_ms / 1000]
+    later = [sample for sample in _tcp_info(story, part) if sample["time"] > s.t0 + at_ms / 1000
+             and (acked is None or sample["bytes_acked"] >= acked)]
     return {**later[0], "at_ms": _ms(s, later[0]["time"])} if later else None
