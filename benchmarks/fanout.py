@@ -111,9 +111,9 @@ class Server:
 def _machine_share(report: Report) -> str:
     """How busy the machine was: on two cores the server and the load generator share
     them, and a p99 measured on a saturated machine is mostly queueing."""
-    if report.server_cpu_s is None or report.seconds <= 0:
+    if report.cores is None:
         return "machine share unknown"
-    server, generator = report.server_cpu_s / report.seconds, report.generator_cpu_s / report.seconds
+    server, generator = report.cores
     return (f"server {server:.2f} + generator {generator:.2f} cores = "
             f"{server + generator:.2f} of this machine's {os.cpu_count()}")
 

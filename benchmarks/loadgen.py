@@ -141,15 +141,22 @@ class Report:
         return self.percentile_ms(99)
 
     @property
+    def cores(self) -> tuple[float, float] | None:
+        """The server's and the load generator's CPU time over the run, in cores (None: unknown)."""
+        if self.server_cpu_s is None or self.seconds <= 0:
+            return None
+        return self.server_cpu_s / self.seconds, self.generator_cpu_s / self.seconds
+
+    @property
     def bottleneck(self) -> str:
         """Which side was busier during the run, in cores: the server or the load generator.
 
         A Python server runs its Python code on one core at a time (the GIL); the
         generator has several processes.  Whichever used more of the machine while the
         load ran was the one the other waited for."""
-        if self.server_cpu_s is None or self.seconds <= 0:
+        if self.cores is None:
             return "unknown"
-        server, generator = self.server_cpu_s / self.seconds, self.generator_cpu_s / self.seconds
+        server, generator = self.cores
         side = "server" if server >= generator else "generator"
         return f"{side} (server {server:.2f} cores, generator {generator:.2f} cores)"
 
