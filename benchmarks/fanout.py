@@ -111,9 +111,10 @@ class Server:
 def _machine_share(report: Report) -> str:
     """How busy the machine was: on two cores the server and the load generator share
     them, and a p99 measured on a saturated machine is mostly queueing."""
-    if report.cores is None:
+    cores = report.cores
+    if cores is None:
         return "machine share unknown"
-    server, generator = report.cores
+    server, generator = cores
     return (f"server {server:.2f} + generator {generator:.2f} cores = "
             f"{server + generator:.2f} of this machine's {os.cpu_count()}")
 

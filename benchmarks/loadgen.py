@@ -154,9 +154,10 @@ class Report:
         A Python server runs its Python code on one core at a time (the GIL); the
         generator has several processes.  Whichever used more of the machine while the
         load ran was the one the other waited for."""
-        if self.cores is None:
+        cores = self.cores
+        if cores is None:
             return "unknown"
-        server, generator = self.cores
+        server, generator = cores
         side = "server" if server >= generator else "generator"
         return f"{side} (server {server:.2f} cores, generator {generator:.2f} cores)"
 
