@@ -225,7 +225,10 @@ def out_of_order(story: StoryRun, part: str | None = None):
 
     ``client`` and ``server`` are its numbers in each view, ``overtaken_by`` the client's
     view's numbers of the segments sent after it that arrived first, ``late_ms`` how long
-    after the first of those it arrived, ``server_marks`` what Wireshark says of it there.
+    after the first of those it arrived, ``held_ms`` how much longer its trip from alice's
+    view to the server's took than that one's (what the router held it back, give or take
+    the machine's jitter: ``late_ms`` is smaller by the time alice took to send the next
+    one), ``server_marks`` what Wireshark says of it there.
     """
     import pandas as pd
 
@@ -238,11 +241,16 @@ def out_of_order(story: StoryRun, part: str | None = None):
         arrived = pair.twin_of(p)
         ahead = [q for q in sent[k + 1:] if pair.twin_of(q).frame < arrived.frame]
         if ahead:
+            first = min(ahead, key=lambda q: pair.twin_of(q).time)  # the first to arrive
+            first_arrived = pair.twin_of(first).time
+            trip, first_trip = arrived.time - p.time, first_arrived - first.time
             rows.append({"client": p.frame, "server": arrived.frame, "seq": p.rel_seq, "len": p.length,
                          "overtaken_by": tuple(q.frame for q in ahead),
-                         "late_ms": round((arrived.time - min(pair.twin_of(q).time for q in ahead)) * 1000, 3),
+                         "late_ms": round((arrived.time - first_arrived) * 1000, 3),
+                         "held_ms": round((trip - first_trip) * 1000, 3),
                          "server_marks": server_info.info(arrived.frame - 1)})
-    return pd.DataFrame(rows, columns=["client", "server", "seq", "len", "overtaken_by", "late_ms", "server_marks"])
+    return pd.DataFrame(rows, columns=["client", "server", "seq", "len", "overtaken_by", "late_ms", "held_ms",
+                                       "server_marks"])
 
 
 # --------------------------------------------------------------------------- RTT samples
