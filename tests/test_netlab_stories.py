@@ -1,16 +1,23 @@
 """Stories on the lab network: each one's event happens, and tshark sees it as we do.
 
-Every story runs as root (this process) and as the unprivileged user ``nobody``.
+Each story is played once, by :data:`PLAYER`: the unprivileged user ``nobody`` where
+this machine can become nobody, else this process's own user.  The lab starts the same
+way for root and for nobody (``unshare --user --map-root-user --net ...``).  Root plays
+the notebooks' stories in their papermill runs (test_notebooks, test_notebook_07/08), and
+rto and backoff here too, shared with test_why; rtt and bunched, which no notebook
+plays, only nobody plays.  (Playing each story as both cost a minute of the suite.)
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from test_capture_rootless import as_nobody
+from test_capture_rootless import _can_become_nobody, as_nobody
 from test_netlab import run_in_lab_as_nobody
 from test_tcp_expert import assert_agrees_with_tshark
 
@@ -22,21 +29,25 @@ from tcpchatx.netlab import run_in_lab
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not rootless_available()[0] or shutil.which("nft") is None,
                                 reason="needs unprivileged user namespaces and nft")
-USERS = ["root", pytest.param("nobody", marks=as_nobody)]
+#: Who plays the stories that are played once ("self": this process).
+PLAYER = "nobody" if _can_become_nobody() else "self"
+#: rto and backoff are played by both: this process's play is the one test_why reads too.
+USERS = ["self", pytest.param("nobody", marks=as_nobody)]
 
 
 def play(story: str, user: str, out_dir: Path, **kwargs) -> dict:
-    """Run ``tcpchatx.netlab.stories:STORY`` in the lab, as *user*; its outcome."""
+    """Run ``tcpchatx.netlab.stories:STORY`` in the lab, as *user* ("self" or "nobody");
+    its outcome."""
     target, kwargs = f"tcpchatx.netlab.stories:{story}", {"out_dir": str(out_dir), **kwargs}
-    outcome = run_in_lab(target, kwargs) if user == "root" else run_in_lab_as_nobody(target, kwargs, out_dir)
+    outcome = run_in_lab(target, kwargs) if user == "self" else run_in_lab_as_nobody(target, kwargs, out_dir)
     assert_owned_by(outcome, user)
     return outcome
 
 
 def play_or_share(story: str, user: str, out_dir: Path, story_as_root) -> dict:
-    """:func:`play`, but as root the session's one play of *story* (conftest's
+    """:func:`play`, but as this process the session's one play of *story* (conftest's
     story_as_root: test_why.py reads the same rto and backoff plays)."""
-    if user != "root":
+    if user != "self":
         return play(story, user, out_dir)
     outcome = story_as_root(story)
     assert_owned_by(outcome, user)
@@ -45,7 +56,8 @@ def play_or_share(story: str, user: str, out_dir: Path, story_as_root) -> dict:
 
 def assert_owned_by(outcome: dict, user: str) -> None:
     owners = {Path(path).stat().st_uid for path in _views(outcome)}
-    assert owners and (owners == {0}) == (user == "root"), owners  # nobody's files are nobody's
+    expected = os.geteuid() if user == "self" else pwd.getpwnam(user).pw_uid
+    assert owners == {expected}, owners  # nobody's files are nobody's
 
 
 def _views(outcome) -> list[str]:
@@ -112,12 +124,11 @@ def test_backoff(shared_dir, user, story_as_root):
     assert sum(b.packets.payload(i) == line for i in range(len(b.packets))) == 1  # only the one that got through
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_zero_window(shared_dir, user):
+def test_zero_window(shared_dir):
     """alice stops reading: her window closes, the server's kernel probes it ever more
     slowly (tshark calls Linux's probes Keep-Alives: they carry no byte); she reads
     again (a window update), stops again, and the server finally cuts her off as too slow."""
-    outcome = play("zero_window", user, shared_dir)
+    outcome = play("zero_window", PLAYER, shared_dir)
     assert "too slow" in outcome["notice"]
     client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
     assert_agrees_with_tshark(client_view)
@@ -136,11 +147,10 @@ def test_zero_window(shared_dir, user):
     assert max(sample["receive_queue"] for sample in outcome["tcp_info"]) > 1_000  # her queue filled
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_fast_retransmit(shared_dir, user):
+def test_fast_retransmit(shared_dir):
     """One line of a burst is lost: duplicate ACKs, then a fast retransmission.  With
     SACK it resends the lost line alone; without, everything from the hole on."""
-    outcome = play("fast_retransmit", user, shared_dir)
+    outcome = play("fast_retransmit", PLAYER, shared_dir)
     resent = {}
     for run in ("sack", "no_sack"):
         told = outcome[run]
@@ -167,11 +177,10 @@ def sack_blocks(path) -> int:
     return len(out.split())
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_reorder(shared_dir, user):
+def test_reorder(shared_dir):
     """A line held back arrives after the next one: out of order at the server, and
     nothing resent."""
-    outcome = play("reorder", user, shared_dir)
+    outcome = play("reorder", PLAYER, shared_dir)
     at_server = events(outcome["views"]["server"])
     late = [frame for frame, names, _ in at_server if "out_of_order" in names]
     assert late == outcome["out_of_order"] and len(late) == 1
@@ -186,11 +195,10 @@ def test_reorder(shared_dir, user):
     assert held["event"] == "hold data segment 3 for 5 ms"
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_rtt(shared_dir, user):
+def test_rtt(shared_dir):
     """The handshake takes one round trip; Nagle holds alice's later lines back until
     the first is acknowledged - a round trip, plus the server's delayed ACK."""
-    outcome = play("rtt", user, shared_dir)
+    outcome = play("rtt", PLAYER, shared_dir)
     assert list(outcome) == ["rtt-0ms", "rtt-50ms", "rtt-200ms"]
     for name, run in outcome.items():
         for view in run["views"].values():
@@ -201,11 +209,10 @@ def test_rtt(shared_dir, user):
         assert run["nagle_wait_ms"] >= rtt, name
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_bottleneck(shared_dir, user):
+def test_bottleneck(shared_dir):
     """Slow start overflows the router's queue; the sender resends and sets its
     threshold.  cubic, reno and bbr each cross the same link."""
-    outcome = play("bottleneck", user, shared_dir)
+    outcome = play("bottleneck", PLAYER, shared_dir)
     assert list(outcome) == ["cubic", "reno", "bbr"]
     for algorithm, run in outcome.items():
         assert run["received"] == [600_000], algorithm
@@ -239,7 +246,7 @@ def never_arrived(views: dict[str, str]) -> int:
 def test_the_router_view_shows_the_line_the_router_dropped(shared_dir):
     """Asked for, the router's end of the client's link is captured too: alice's lost
     line reached the router (and went no further), then its resend."""
-    outcome = play("rto", "root", shared_dir, router_view=True)
+    outcome = play("rto", "self", shared_dir, router_view=True)
     line = (outcome["line"] + "\n").encode()
     copies = {}
     for side, path in outcome["views"].items():
@@ -248,11 +255,10 @@ def test_the_router_view_shows_the_line_the_router_dropped(shared_dir):
     assert copies == {"client": 2, "router": 2, "server": 1}
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_limits(shared_dir, user):
+def test_limits(shared_dir):
     """Three transfers, three limits, as the kernel counts them: the receive window,
     the application, the congestion window (at a bottleneck, with tail drops)."""
-    outcome = play("limits", user, shared_dir)
+    outcome = play("limits", PLAYER, shared_dir)
     assert list(outcome) == ["rwnd", "app", "cwnd"]
     assert {name: run["limited_by"] for name, run in outcome.items()} == {"rwnd": "rwnd", "app": "app", "cwnd": "cwnd"}
     assert outcome["rwnd"]["shares"]["rwnd"] >= 0.2 and outcome["cwnd"]["shares"]["rwnd"] == 0
@@ -267,11 +273,10 @@ def test_limits(shared_dir, user):
     assert 0 < int(in_flight.max()) <= 16_384
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_random_loss(shared_dir, user):
+def test_random_loss(shared_dir):
     """The router loses frames at random (seeded): the frames it says it dropped are the
     data segments the server's view never saw, and each was sent again and arrived."""
-    outcome = play("random_loss", user, shared_dir)
+    outcome = play("random_loss", PLAYER, shared_dir)
     assert outcome["received"] == [300_000] and outcome["sack"] is True
     dropped = [e for e in outcome["lost_at_random"] if e["length"]]
     assert dropped and outcome["relay"]["counts"]["to_server"]["lost"] == len(outcome["lost_at_random"])
@@ -290,21 +295,20 @@ def carrying(packets, seq: int) -> int:
 
 
 def test_random_loss_without_sack_and_a_bad_rate(shared_dir):
-    outcome = play("random_loss", "root", shared_dir, sack=False, seed=3)
+    outcome = play("random_loss", "self", shared_dir, sack=False, seed=3)
     assert outcome["sack"] is False and outcome["received"] == [300_000]
     a = analyze(outcome["views"]["client"])
     syn = next(i for i in range(len(a.packets)) if a.packets.flags[i] & 0x02)
     assert not a.packets.tcp_options(syn).get("sack_permitted")  # alice's SYN no longer offers SACK
     with pytest.raises(Exception, match="loss_rate is the share of frames"):
-        play("random_loss", "root", shared_dir, loss_rate=0.7)
+        play("random_loss", "self", shared_dir, loss_rate=0.7)
 
 
-@pytest.mark.parametrize("user", USERS)
-def test_a_stall_bunches_lines_and_flood_control_holds_them_without_losing_one(shared_dir, user):
+def test_a_stall_bunches_lines_and_flood_control_holds_them_without_losing_one(shared_dir):
     """The path breaks under alice's typing: TCP resends and delivers her lines bunched;
     flood control passes its burst on and holds the rest, releasing one per 0.2 s; bob
     hears all 16 in order, and alice is told nothing."""
-    outcome = play("bunched", user, shared_dir)
+    outcome = play("bunched", PLAYER, shared_dir)
     assert outcome["held"] and outcome["told_alice"] == []
     gaps = [b - a for a, b in zip(outcome["released_after_s"], outcome["released_after_s"][1:], strict=False)]
     assert all(gap >= 0.19 for gap in gaps)  # paced at the room's 5 lines per second

@@ -26,7 +26,7 @@ needs_the_lab = pytest.mark.skipif(not rootless_available()[0] or shutil.which("
 
 @pytest.fixture(scope="module")
 def rto(story_as_root):
-    return story_as_root("rto")  # the play test_netlab_stories.py's test_rto[root] reads too
+    return story_as_root("rto")  # the play test_netlab_stories.py's test_rto[self] reads too
 
 
 @pytest.fixture(scope="module")
