@@ -1,10 +1,11 @@
-"""Notebook 07 (flow control) under papermill, live, with two sets of parameters: its
+"""Notebook 07 (flow control) under papermill with two sets of parameters: its
 self-checks must pass, and the stories must have been played with the parameters given.
 
-tests/test_notebooks.py runs every notebook, this one included, in reference mode and
-as nobody; this file adds what it does for notebooks 04 and 06: the parameters cell, and
-papermill.  The first set is the parameters cell's own, and that run is the notebook's
-live run (``LIVE_BY_PAPERMILL`` there).
+tests/test_notebooks.py runs every notebook, this one included, in reference mode;
+this file adds what it does for notebooks 04 and 06: the parameters cell, and papermill.
+The first set is the parameters cell's own, and that run is the notebook's live run;
+the second is played as nobody, and that run is its nobody run (``LIVE_BY_PAPERMILL``
+there).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def number(pattern: str, text: str) -> float:
                          ids=lambda p: f"buffer={p['receive_buffer']}-delay={p['delay_ms']}-pause={p['pause']}")
 def test_07_with_papermill(parameters, tmp_path, monkeypatch):
     # Twelve checks; "your window" is skipped unless answered.
-    text = run_with_papermill(FLOW, parameters, tmp_path, monkeypatch, passes=11)
+    text = run_with_papermill(FLOW, parameters, tmp_path, monkeypatch, passes=11,
+                              as_nobody=parameters is not FLOW_PARAMETERS[0])
     # The stories were played with the parameters: the path's round trip, the receiver's
     # window (a share of its buffer: the kernel keeps the rest for each segment's overhead),
     # alice's pause (she reads again after it, and before the story's next step).

@@ -1,10 +1,11 @@
-"""Notebook 08 (congestion control) under papermill, live, with two sets of parameters:
-its self-checks must pass, and the stories must have been played with the parameters.
+"""Notebook 08 (congestion control) under papermill with two sets of parameters: its
+self-checks must pass, and the stories must have been played with the parameters.
 
-tests/test_notebooks.py runs it as stored in reference mode and as nobody; this file adds
-what papermill does to it (the ``parameters`` cell), as that file does for notebooks 04
-and 06.  The first set is the parameters cell's own, and that run is the notebook's live
-run (``LIVE_BY_PAPERMILL`` there).
+tests/test_notebooks.py runs it as stored in reference mode; this file adds what
+papermill does to it (the ``parameters`` cell), as that file does for notebooks 04 and
+06.  The first set is the parameters cell's own, and that run is the notebook's live
+run; the second is played as nobody, and that run is its nobody run
+(``LIVE_BY_PAPERMILL`` there).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def test_08s_defaults_are_the_stories():
                          ids=lambda p: f"{p['rate']}-{p['buffer_bytes']}B-{p['delay_ms']}ms-{p['algorithms'][0]}")
 def test_08_with_papermill(parameters, tmp_path, monkeypatch):
     # Eleven checks; bbr's is skipped when its run lost nothing.
-    text = run_with_papermill(NOTEBOOK, parameters, tmp_path, monkeypatch, passes=10)
+    text = run_with_papermill(NOTEBOOK, parameters, tmp_path, monkeypatch, passes=10,
+                              as_nobody=parameters is not PARAMETERS[0])
     # The stories were played with the parameters: the transfer, the link, the path, the buffer.
     main = parameters["algorithms"][0]
     assert (f"{main}: {parameters['size']:,} bytes in " in text

@@ -9,17 +9,18 @@
   the notebooks pick the rootless namespace (or, where namespaces are off, the
   reference captures) by themselves; notebook 01 captures its own handshake there too;
 * **papermill**: notebooks 04, 06, 07 and 08 with two sets of parameters each; their
-  self-checks must pass.  For 06, 07 and 08 the first set is the parameters cell's own
-  (checked here), so that papermill run is their live run (``LIVE_BY_PAPERMILL``): one
-  live execution of each, not two.
+  self-checks must pass.  For 06, 07 and 08 (``LIVE_BY_PAPERMILL``) the first set is the
+  parameters cell's own (checked here), so that papermill run is their live run, and the
+  second set is played as nobody, so that it is their nobody run: each of them plays its
+  stories twice, not four times.
 
 Each executed notebook must have no error, nothing on stderr in any cell (no thread
-may print into a cell) and a first cell that names the mode.  The live, reference and
-nobody runs are made up front by one fixture (``notebook_runs``), several side by side:
-those runs mostly wait (kernel start-up, dumpcap's flush) and time nothing.  The lab
-network's stories (notebooks 06, 07 and 08) are timed: as nobody they run alone, and their
-live runs are the papermill tests, one at a time.  The run time of every notebook is
-printed at the end of the session (pytest's terminal summary).
+may print into a cell) and a first cell that names the mode.  The other live, reference
+and nobody runs are made up front by one fixture (``notebook_runs``), several side by
+side: those runs mostly wait (kernel start-up, dumpcap's flush) and time nothing.  The
+lab network's stories (notebooks 06, 07 and 08) are timed, so their runs are the
+papermill tests, one at a time.  The run time of every notebook is printed at the end
+of the session (pytest's terminal summary).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ LOSS_PARAMETERS = [
     {"delay_ms": 40, "lost": 5, "hold_ms": 8, "broken_for": 1.0, "loss_rate": 0.04, "sack": False},
 ]
 #: The notebooks whose live run is their papermill run with the parameters cell's own
-#: values (the first set of each: test_papermill_runs_the_defaults_first checks it).
+#: values (the first set of each: test_papermill_runs_the_defaults_first checks it), and
+#: whose nobody run is their papermill run with the second set.
 LIVE_BY_PAPERMILL = ("06_loss_and_retransmission.ipynb", "07_flow_control.ipynb", "08_congestion_control.ipynb")
 LINE_BYTES = 34  # "line K of 10, all written at once\n", K < 10: fast-retransmit's lines
 
@@ -379,10 +381,11 @@ def _can_become_nobody() -> str | None:
     return None
 
 
-def as_nobody(scratch: Path, notebooks: list[Path], lane: str) -> dict[str, tuple]:
-    """run_driver as nobody: Debian's python3 with the repository and the venv's site-packages
-    on PYTHONPATH, in *scratch* (nobody's).  Each *lane* has its own IPython folder and
-    captures folder, so that kernels running side by side never share a file."""
+def nobody_python(scratch: Path, lane: str) -> list[str]:
+    """The command that runs Debian's python3 as nobody, with the repository and the venv's
+    site-packages on PYTHONPATH and every Jupyter, IPython and matplotlib folder in
+    *scratch* (nobody's).  Each *lane* has its own IPython folder and captures folder, so
+    that kernels running side by side never share a file."""
     for folder in (scratch / "ipython" / lane, scratch / "out" / lane):
         folder.mkdir()
         shutil.chown(folder, "nobody")
@@ -397,8 +400,24 @@ def as_nobody(scratch: Path, notebooks: list[Path], lane: str) -> dict[str, tupl
         "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}",
         "LANG": "C.UTF-8",
     }
-    python = ["runuser", "-u", "nobody", "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), SYSTEM_PYTHON]
-    return run_driver(python, [scratch / "notebooks" / path.name for path in notebooks],
+    return ["runuser", "-u", "nobody", "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), SYSTEM_PYTHON]
+
+
+def nobody_scratch() -> Path:
+    """A scratch folder for nobody's runs (pytest's tmp_path is root's only), with the
+    folders nobody_python points at; the caller removes it."""
+    scratch = Path(tempfile.mkdtemp(prefix="tcpchatx-notebooks-nobody-"))
+    for name in ("notebooks", "home", "runtime", "mpl", "executed", "ipython", "out"):
+        (scratch / name).mkdir()
+    subprocess.run(["chown", "-R", "nobody", str(scratch)], check=True)
+    return scratch
+
+
+def as_nobody(scratch: Path, notebooks: list[Path], lane: str) -> dict[str, tuple]:
+    """run_driver as nobody (nobody_python), in *scratch* (nobody_scratch)."""
+    for path in notebooks:
+        shutil.chown(shutil.copy(path, scratch / "notebooks" / path.name), "nobody")
+    return run_driver(nobody_python(scratch, lane), [scratch / "notebooks" / path.name for path in notebooks],
                       cwd=scratch / "notebooks", executed=scratch / "executed")
 
 
@@ -409,10 +428,10 @@ def notebook_runs(request, tmp_path_factory):
     {name: the folder its captures would go to} under "reference out".
 
     The lab network's stories (LIVE_BY_PAPERMILL's notebooks) are timed, and a busy
-    machine can make one miss its event (a StoryError): as nobody they run first, one
-    after another, with nothing else running.  Every other run mostly waits for its
-    kernel and for dumpcap to flush, and times nothing (reference mode does not even
-    capture), so they run SIDE_BY_SIDE at a time, each notebook in its own driver process."""
+    machine can make one miss its event (a StoryError): their live and nobody runs are
+    the papermill tests, one at a time.  Every run here mostly waits for its kernel and
+    for dumpcap to flush, and times nothing (reference mode does not even capture), so
+    they run SIDE_BY_SIDE at a time, each notebook in its own driver process."""
     runs: dict[str, dict] = {"live": {}, "reference": {}, "nobody": {}, "reference out": {}}
     root = tmp_path_factory.mktemp("notebook-runs")
     pending: dict[str, list] = {"live": [], "reference": [], "nobody": []}  # run_driver, arguments bound
@@ -431,19 +450,9 @@ def notebook_runs(request, tmp_path_factory):
                                             executed=out.parent, reference_out=out))
 
     for_nobody = selected(request, "test_notebook_as_nobody") if _can_become_nobody() is None else []
-    scratch = Path(tempfile.mkdtemp(prefix="tcpchatx-notebooks-nobody-"))  # pytest's tmp_path is root's only
+    scratch = nobody_scratch() if for_nobody else None
     try:
-        if for_nobody:
-            for name in ("notebooks", "home", "runtime", "mpl", "executed", "ipython", "out"):
-                (scratch / name).mkdir()
-            for path in for_nobody:
-                shutil.copy(path, scratch / "notebooks" / path.name)
-            subprocess.run(["chown", "-R", "nobody", str(scratch)], check=True)
-        stories = [path for path in for_nobody if path.name in LIVE_BY_PAPERMILL]
-        if stories:  # alone
-            runs["nobody"].update(as_nobody(scratch, stories, "stories"))
-        pending["nobody"] = [partial(as_nobody, scratch, [path], path.stem)
-                             for path in for_nobody if path.name not in LIVE_BY_PAPERMILL]
+        pending["nobody"] = [partial(as_nobody, scratch, [path], path.stem) for path in for_nobody]
 
         # Taken in turns (a live run, a reference run, a nobody run, ...), so that a reference
         # run, which mostly computes, mostly runs beside one that mostly waits.
@@ -454,7 +463,8 @@ def notebook_runs(request, tmp_path_factory):
             for mode, future in made:
                 runs[mode].update(future.result())
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     for mode in ("live", "reference", "nobody"):
         for name, (nb, error, seconds) in sorted(runs[mode].items()):
             TIMES[f"{mode}: {name}"] = seconds
@@ -504,49 +514,86 @@ def test_notebook_reference(name, notebook_runs):
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in LIVE_BY_PAPERMILL])
 def test_notebook_as_nobody(name, notebook_runs):
     why_not = _can_become_nobody()
     if why_not:
         pytest.skip(why_not)
     nb, error = notebook_runs["nobody"][name]
-    expected = "rootless" if rootless_available()[0] else "reference"
     assert error is None, error
+    assert_ran_as_nobody(nb)
+    if name == "01_handshake.ipynb" and rootless_available()[0]:  # its own sockets, in the namespace
+        assert_own_handshake(nb)
+
+
+def assert_ran_as_nobody(nb) -> None:
+    """A clean run in the mode nobody's notebooks pick by themselves, which says why."""
+    expected = "rootless" if rootless_available()[0] else "reference"
     assert assert_clean_run(nb, ("rootless", "reference")) == expected
     assert_reads_plainly(nb)
     if expected == "rootless":  # why, in a student's words first, the capture tool's after
         why = printed(nb).split("Why: ", 1)[1]
         assert why.startswith("you may not capture on lo (that needs root, the wireshark group, or capture "
                               "rights for dumpcap); dumpcap said: "), why[:300]
-    if name == "01_handshake.ipynb" and expected == "rootless":  # its own sockets, in the namespace
-        assert_own_handshake(nb)
 
 
 # --------------------------------------------------------------------------- papermill
 
 
-def run_with_papermill(notebook: Path, parameters: dict, tmp_path: Path, monkeypatch, passes: int) -> str:
-    """Execute *notebook* live under papermill with *parameters*; check that it ran clean
-    and that its self-checks passed, at least *passes* of them and none failing; return
-    everything its code cells printed (for the caller's checks that the parameters were used)."""
-    import papermill
-
-    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
-    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
-    executed = tmp_path / notebook.name
+def run_with_papermill(notebook: Path, parameters: dict, tmp_path: Path, monkeypatch, passes: int,
+                       *, as_nobody: bool = False) -> str:
+    """Execute *notebook* under papermill with *parameters*: live, or *as_nobody* as the
+    user nobody in the mode nobody's notebooks pick (where this machine can become nobody
+    and build the rootless namespace; live otherwise).  Check that it ran clean and that
+    its self-checks passed, at least *passes* of them and none failing; return everything
+    its code cells printed (for the caller's checks that the parameters were used)."""
+    as_nobody = as_nobody and _can_become_nobody() is None and rootless_available()[0]
     started = time.monotonic()
-    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
-                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
-                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
-    TIMES[f"papermill: {notebook.name[:2]} {parameters}"] = time.monotonic() - started
-    nb = nbformat.read(executed, as_version=4)
-    assert_clean_run(nb, "live")
-    assert_reads_plainly(nb)
+    if as_nobody:
+        nb = papermill_as_nobody(notebook, parameters)
+        assert_ran_as_nobody(nb)
+    else:
+        nb = papermill_live(notebook, parameters, tmp_path, monkeypatch)
+        assert_clean_run(nb, "live")
+        assert_reads_plainly(nb)
+    TIMES[f"papermill: {notebook.name[:2]} {parameters}{' as nobody' if as_nobody else ''}"] = (
+        time.monotonic() - started)
     text = printed(nb)
     assert "FAIL" not in text, text
     assert text.count("PASS: ") >= passes, text
     assert "Self-checks: " in text and " 0 failed" in text
     return text
+
+
+def papermill_live(notebook: Path, parameters: dict, tmp_path: Path, monkeypatch):
+    """*notebook* executed live by papermill in this process's user; the executed notebook."""
+    import papermill
+
+    monkeypatch.setenv("TCPCHATX_CAPTURE_MODE", "live")
+    monkeypatch.setenv("TCPCHATX_OUT", str(tmp_path / "out"))
+    executed = tmp_path / notebook.name
+    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
+                               kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
+    return nbformat.read(executed, as_version=4)
+
+
+def papermill_as_nobody(notebook: Path, parameters: dict):
+    """*notebook* executed by papermill's command line as nobody (nobody_python), from a
+    copy in a scratch folder of nobody's, no mode forced; the executed notebook."""
+    scratch = nobody_scratch()
+    try:
+        source, executed = scratch / "notebooks" / notebook.name, scratch / "executed" / notebook.name
+        shutil.chown(shutil.copy(notebook, source), "nobody")
+        done = subprocess.run([*nobody_python(scratch, "papermill"), "-m", "papermill", str(source), str(executed),
+                               "--parameters_yaml", json.dumps(parameters), "--cwd", str(scratch / "notebooks"),
+                               "--kernel", "python3", "--no-progress-bar",
+                               "--execution-timeout", str(CELL_TIMEOUT)],
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return nbformat.read(executed, as_version=4)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 
@@ -570,7 +617,8 @@ def test_06_with_papermill(parameters, tmp_path, monkeypatch):
     # Eleven checks; "your RTO" is skipped unless answered, the kernel's sample after the
     # resent line's ACK only where TCP_INFO was still read by then, and Wireshark's names
     # for the random losses' resends when it called none Out-Of-Order or Retransmission.
-    text = run_with_papermill(LOSS, parameters, tmp_path, monkeypatch, passes=9)
+    text = run_with_papermill(LOSS, parameters, tmp_path, monkeypatch, passes=9,
+                              as_nobody=parameters is not LOSS_PARAMETERS[0])
     # The stories were played with the parameters: the path's outage, the lost line, the hold.
     assert f"The path came back about {parameters['broken_for']} s after packet" in text
     hole = 1 + len("alice\n") + LINE_BYTES * (parameters["lost"] - 1)
