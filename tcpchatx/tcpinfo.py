@@ -14,6 +14,7 @@ their own, different structure (macOS: ``TCP_CONNECTION_INFO``).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import socket
 import struct
@@ -47,6 +48,8 @@ CA_STATES = ("Open", "Disorder", "CWR", "Recovery", "Loss")
 #: Fields in microseconds (``rto``, ``rtt``...), which :func:`tcp_info` gives in seconds.
 MICROSECONDS = ("rto", "ato", "rtt", "rttvar", "rcv_rtt", "min_rtt")
 _LAYOUT = "=" + "".join(code for _, code in FIELDS)
+#: How many times tcp_info reads TCP_INFO again when the send queue moved meanwhile.
+SAME_QUEUE_ATTEMPTS = 10
 
 
 def tcp_info(sock: socket.socket) -> dict[str, float | int | str]:
@@ -54,7 +57,7 @@ def tcp_info(sock: socket.socket) -> dict[str, float | int | str]:
     its send and receive queues in bytes (``send_queue``, ``receive_queue``)."""
     if not sys.platform.startswith("linux"):
         raise OSError(f"TCP_INFO as read here is Linux's; this is {sys.platform}")
-    raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, struct.calcsize(_LAYOUT))
+    raw, send_queue = _one_moment(sock)
     values: dict[str, float | int | str] = {}
     offset = 0
     for name, code in FIELDS:
@@ -67,12 +70,32 @@ def tcp_info(sock: socket.socket) -> dict[str, float | int | str]:
         if name in values:
             values[name] = values[name] / 1e6
     values["ca_state_name"] = CA_STATES[values["ca_state"]] if values["ca_state"] < len(CA_STATES) else "?"
-    values["send_queue"] = _queue(sock, SIOCOUTQ)
+    values["send_queue"] = send_queue
     values["receive_queue"] = _queue(sock, SIOCINQ)
     return values
 
 
+def _one_moment(sock: socket.socket) -> tuple[bytes, int]:
+    """TCP_INFO and the send queue, as they were at one moment.
+
+    The send queue comes from a second call (an ioctl), and a write or an ACK between
+    the two would pair one moment's queue with another moment's ``notsent_bytes``: the
+    bytes in flight (the queue less what is not sent yet) would be off by what was
+    written or acknowledged meanwhile (once 40 KB, beyond the receiver's window, on a
+    busy machine).  So the queue is read on both sides of TCP_INFO, again until it
+    stood still."""
+    for _ in range(SAME_QUEUE_ATTEMPTS):
+        before = _queue(sock, SIOCOUTQ)
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, struct.calcsize(_LAYOUT))
+        after = _queue(sock, SIOCOUTQ)
+        if before == after:
+            break
+    return raw, after
+
+
 def _queue(sock: socket.socket, request: int) -> int:
+    if sock.fileno() < 0:
+        raise OSError(errno.EBADF, "the socket is closed")
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0"))[0]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -72,3 +73,40 @@ def test_the_first_sample_comes_before_the_block(connection):
     assert [s["name"] for s in first] == ["client"]
     assert first[0]["bytes_acked"] <= 1 and first[0]["bytes_sent"] == 0  # nothing sent yet
     assert sampler.samples[-1]["bytes_sent"] == 1000
+
+
+def test_in_flight_is_never_beyond_the_window_while_the_queue_moves(connection):
+    """send_queue (an ioctl) and notsent_bytes (TCP_INFO) are read together: while one
+    thread keeps writing and a slow reader keeps the window small, the bytes in flight
+    (the queue less what is not sent yet) stay within the receiver's window in every
+    reading.  Read one after the other, about one reading in ten thousand paired a
+    queue with a later write's notsent_bytes and came out a write's size beyond it."""
+    client, server = connection
+    done = threading.Event()
+
+    def write() -> None:
+        while not done.is_set():
+            try:
+                client.send(b"x" * 1000)
+            except OSError:
+                return
+
+    def read_slowly() -> None:
+        while not done.is_set():
+            server.recv(700)
+            done.wait(0.0002)  # a slow application: the window stays small
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read_slowly)]
+    for thread in threads:
+        thread.start()
+    try:
+        readings = [tcp_info(client) for _ in range(30_000)]
+    finally:
+        done.set()
+        client.shutdown(socket.SHUT_RDWR)  # unblocks the writer
+        for thread in threads:
+            thread.join(10)
+    beyond = [(r["send_queue"], r["notsent_bytes"], r["snd_wnd"]) for r in readings
+              if not 0 <= r["send_queue"] - r["notsent_bytes"] <= r["snd_wnd"]]
+    assert beyond == []
+    assert max(r["notsent_bytes"] for r in readings) > 0  # the queue really moved: bytes waited unsent
