@@ -83,7 +83,8 @@ def _one_moment(sock: socket.socket) -> tuple[bytes, int]:
     bytes in flight (the queue less what is not sent yet) would be off by what was
     written or acknowledged meanwhile (once 40 KB, beyond the receiver's window, on a
     busy machine).  So the queue is read on both sides of TCP_INFO, again until it
-    stood still."""
+    stood still (a write and an ACK of the same size in between would still pass
+    unseen), at most SAME_QUEUE_ATTEMPTS times: then the last pair is taken."""
     for _ in range(SAME_QUEUE_ATTEMPTS):
         before = _queue(sock, SIOCOUTQ)
         raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, struct.calcsize(_LAYOUT))
@@ -94,9 +95,10 @@ def _one_moment(sock: socket.socket) -> tuple[bytes, int]:
 
 
 def _queue(sock: socket.socket, request: int) -> int:
-    if sock.fileno() < 0:
+    fd = sock.fileno()
+    if fd < 0:  # closed, perhaps by another thread meanwhile: an OSError, as getsockopt would raise
         raise OSError(errno.EBADF, "the socket is closed")
-    return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0"))[0]
+    return struct.unpack("i", fcntl.ioctl(fd, request, b"\0\0\0\0"))[0]
 
 
 class Sampler(Periodic):

@@ -51,7 +51,8 @@ def _can_become_nobody() -> bool:
     return probe.stdout.strip() == str(sys.version_info[:2])
 
 
-as_nobody = pytest.mark.skipif(not _can_become_nobody(),
+CAN_BECOME_NOBODY = _can_become_nobody()
+as_nobody = pytest.mark.skipif(not CAN_BECOME_NOBODY,
                                reason="needs root, runuser and a system python3 of the same version")
 
 

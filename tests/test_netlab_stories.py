@@ -2,10 +2,10 @@
 
 Each story is played once, by :data:`PLAYER`: the unprivileged user ``nobody`` where
 this machine can become nobody, else this process's own user.  The lab starts the same
-way for root and for nobody (``unshare --user --map-root-user --net ...``).  Root plays
-the notebooks' stories in their papermill runs (test_notebooks, test_notebook_07/08), and
-rto and backoff here too, shared with test_why; rtt and bunched, which no notebook
-plays, only nobody plays.  (Playing each story as both cost a minute of the suite.)
+way for root and for nobody (``unshare --user --map-root-user --net ...``), and as root
+the notebooks' papermill tests (test_notebooks, test_notebook_07/08) play the stories
+of notebooks 06-08 live too; rto and backoff are played here by both, the root play
+shared with test_why.  (Playing every story as both cost a minute of the suite.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_capture_rootless import _can_become_nobody, as_nobody
+from test_capture_rootless import CAN_BECOME_NOBODY, as_nobody
 from test_netlab import run_in_lab_as_nobody
 from test_tcp_expert import assert_agrees_with_tshark
 
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not rootless_available()[0] or shutil.which("nft") is None,
                                 reason="needs unprivileged user namespaces and nft")
 #: Who plays the stories that are played once ("self": this process).
-PLAYER = "nobody" if _can_become_nobody() else "self"
+PLAYER = "nobody" if CAN_BECOME_NOBODY else "self"
 #: rto and backoff are played by both: this process's play is the one test_why reads too.
 USERS = ["self", pytest.param("nobody", marks=as_nobody)]
 
@@ -124,11 +124,12 @@ def test_backoff(shared_dir, user, story_as_root):
     assert sum(b.packets.payload(i) == line for i in range(len(b.packets))) == 1  # only the one that got through
 
 
-def test_zero_window(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_zero_window(shared_dir, user):
     """alice stops reading: her window closes, the server's kernel probes it ever more
     slowly (tshark calls Linux's probes Keep-Alives: they carry no byte); she reads
     again (a window update), stops again, and the server finally cuts her off as too slow."""
-    outcome = play("zero_window", PLAYER, shared_dir)
+    outcome = play("zero_window", user, shared_dir)
     assert "too slow" in outcome["notice"]
     client_view, server_view = (Path(outcome["views"][name]) for name in ("client", "server"))
     assert_agrees_with_tshark(client_view)
@@ -147,10 +148,11 @@ def test_zero_window(shared_dir):
     assert max(sample["receive_queue"] for sample in outcome["tcp_info"]) > 1_000  # her queue filled
 
 
-def test_fast_retransmit(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_fast_retransmit(shared_dir, user):
     """One line of a burst is lost: duplicate ACKs, then a fast retransmission.  With
     SACK it resends the lost line alone; without, everything from the hole on."""
-    outcome = play("fast_retransmit", PLAYER, shared_dir)
+    outcome = play("fast_retransmit", user, shared_dir)
     resent = {}
     for run in ("sack", "no_sack"):
         told = outcome[run]
@@ -177,10 +179,11 @@ def sack_blocks(path) -> int:
     return len(out.split())
 
 
-def test_reorder(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_reorder(shared_dir, user):
     """A line held back arrives after the next one: out of order at the server, and
     nothing resent."""
-    outcome = play("reorder", PLAYER, shared_dir)
+    outcome = play("reorder", user, shared_dir)
     at_server = events(outcome["views"]["server"])
     late = [frame for frame, names, _ in at_server if "out_of_order" in names]
     assert late == outcome["out_of_order"] and len(late) == 1
@@ -195,10 +198,11 @@ def test_reorder(shared_dir):
     assert held["event"] == "hold data segment 3 for 5 ms"
 
 
-def test_rtt(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_rtt(shared_dir, user):
     """The handshake takes one round trip; Nagle holds alice's later lines back until
     the first is acknowledged - a round trip, plus the server's delayed ACK."""
-    outcome = play("rtt", PLAYER, shared_dir)
+    outcome = play("rtt", user, shared_dir)
     assert list(outcome) == ["rtt-0ms", "rtt-50ms", "rtt-200ms"]
     for name, run in outcome.items():
         for view in run["views"].values():
@@ -209,10 +213,11 @@ def test_rtt(shared_dir):
         assert run["nagle_wait_ms"] >= rtt, name
 
 
-def test_bottleneck(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_bottleneck(shared_dir, user):
     """Slow start overflows the router's queue; the sender resends and sets its
     threshold.  cubic, reno and bbr each cross the same link."""
-    outcome = play("bottleneck", PLAYER, shared_dir)
+    outcome = play("bottleneck", user, shared_dir)
     assert list(outcome) == ["cubic", "reno", "bbr"]
     for algorithm, run in outcome.items():
         assert run["received"] == [600_000], algorithm
@@ -255,10 +260,11 @@ def test_the_router_view_shows_the_line_the_router_dropped(shared_dir):
     assert copies == {"client": 2, "router": 2, "server": 1}
 
 
-def test_limits(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_limits(shared_dir, user):
     """Three transfers, three limits, as the kernel counts them: the receive window,
     the application, the congestion window (at a bottleneck, with tail drops)."""
-    outcome = play("limits", PLAYER, shared_dir)
+    outcome = play("limits", user, shared_dir)
     assert list(outcome) == ["rwnd", "app", "cwnd"]
     assert {name: run["limited_by"] for name, run in outcome.items()} == {"rwnd": "rwnd", "app": "app", "cwnd": "cwnd"}
     assert outcome["rwnd"]["shares"]["rwnd"] >= 0.2 and outcome["cwnd"]["shares"]["rwnd"] == 0
@@ -273,10 +279,11 @@ def test_limits(shared_dir):
     assert 0 < int(in_flight.max()) <= 16_384
 
 
-def test_random_loss(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_random_loss(shared_dir, user):
     """The router loses frames at random (seeded): the frames it says it dropped are the
     data segments the server's view never saw, and each was sent again and arrived."""
-    outcome = play("random_loss", PLAYER, shared_dir)
+    outcome = play("random_loss", user, shared_dir)
     assert outcome["received"] == [300_000] and outcome["sack"] is True
     dropped = [e for e in outcome["lost_at_random"] if e["length"]]
     assert dropped and outcome["relay"]["counts"]["to_server"]["lost"] == len(outcome["lost_at_random"])
@@ -304,11 +311,12 @@ def test_random_loss_without_sack_and_a_bad_rate(shared_dir):
         play("random_loss", "self", shared_dir, loss_rate=0.7)
 
 
-def test_a_stall_bunches_lines_and_flood_control_holds_them_without_losing_one(shared_dir):
+@pytest.mark.parametrize("user", [PLAYER])
+def test_a_stall_bunches_lines_and_flood_control_holds_them_without_losing_one(shared_dir, user):
     """The path breaks under alice's typing: TCP resends and delivers her lines bunched;
     flood control passes its burst on and holds the rest, releasing one per 0.2 s; bob
     hears all 16 in order, and alice is told nothing."""
-    outcome = play("bunched", PLAYER, shared_dir)
+    outcome = play("bunched", user, shared_dir)
     assert outcome["held"] and outcome["told_alice"] == []
     gaps = [b - a for a, b in zip(outcome["released_after_s"], outcome["released_after_s"][1:], strict=False)]
     assert all(gap >= 0.19 for gap in gaps)  # paced at the room's 5 lines per second

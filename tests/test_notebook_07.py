@@ -33,6 +33,7 @@ def number(pattern: str, text: str) -> float:
 
 
 @live_only
+@pytest.mark.timeout(600)  # the second set's run as nobody has PAPERMILL_AS_NOBODY_TIMEOUT
 @pytest.mark.parametrize("parameters", FLOW_PARAMETERS,
                          ids=lambda p: f"buffer={p['receive_buffer']}-delay={p['delay_ms']}-pause={p['pause']}")
 def test_07_with_papermill(parameters, tmp_path, monkeypatch):

@@ -227,8 +227,8 @@ def out_of_order(story: StoryRun, part: str | None = None):
     view's numbers of the segments sent after it that arrived first, ``late_ms`` how long
     after the first of those it arrived, ``held_ms`` how much longer its trip from alice's
     view to the server's took than that one's (what the router held it back, give or take
-    the machine's jitter: ``late_ms`` is smaller by the time alice took to send the next
-    one), ``server_marks`` what Wireshark says of it there.
+    the machine's jitter: ``late_ms`` is smaller by the time between alice sending it and
+    sending that one), ``server_marks`` what Wireshark says of it there.
     """
     import pandas as pd
 

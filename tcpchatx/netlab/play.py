@@ -79,8 +79,8 @@ def captured(paths: dict[str, Path], port: int) -> Iterator[dict]:
 
 def stop_together(captures: dict[str, LiveCapture]) -> dict:
     """Stop every capture at once: {side: CaptureResult}.  Each stop waits for dumpcap to
-    write its flush marker (up to half a second), so one after the other they would cost
-    the sum of those waits."""
+    write its flush marker (0.25-0.75 s here: see capture/dumpcap.py), so one after the
+    other they would cost the sum of those waits."""
     with ThreadPoolExecutor(max_workers=len(captures), thread_name_prefix="capture-stop") as pool:
         stopping = {side: pool.submit(capture.stop) for side, capture in captures.items()}
     return {side: future.result() for side, future in stopping.items()}  # the first failure raises
